@@ -1,0 +1,7 @@
+// aya-build compiles this crate from netpath/build.rs. Rebuild the object whenever the linker
+// changes, since xtask may rebuild bpf-linker for a new nightly toolchain.
+fn main() {
+    if let Ok(linker) = which::which("bpf-linker") {
+        println!("cargo:rerun-if-changed={}", linker.display());
+    }
+}

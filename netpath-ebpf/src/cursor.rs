@@ -1,0 +1,34 @@
+//! The one bounds-checked cursor over packet memory. Every read the shared parser makes comes
+//! through [`Packet::bytes`]; the two comparisons in it are what the verifier needs to accept a
+//! variable-offset packet access: the offset has a constant upper bound, and the access ends before
+//! `data_end`.
+
+use netpath_common::parse::{Frame, CURSOR_WINDOW};
+
+pub struct Packet {
+    pub data: usize,
+    pub data_end: usize,
+    /// Length of the whole frame: for TC this is `skb->len`, which exceeds the linear part when
+    /// the skb is paged.
+    pub len: usize,
+}
+
+impl Frame for Packet {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        if off > CURSOR_WINDOW {
+            return None;
+        }
+        let p = self.data + off;
+        if p + N > self.data_end {
+            return None;
+        }
+        // SAFETY: [p, p + N) lies inside the packet, checked above; [u8; N] has alignment 1.
+        Some(unsafe { core::ptr::read(p as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+}

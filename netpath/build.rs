@@ -1,0 +1,24 @@
+//! Builds the eBPF object with aya-build (nightly toolchain, bpfel-unknown-none, bpf-linker on PATH)
+//! into OUT_DIR, where src/loader.rs embeds it. `cargo xtask build` provides the toolchain pieces.
+use anyhow::{anyhow, Context as _};
+use aya_build::Toolchain;
+
+fn main() -> anyhow::Result<()> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = metadata
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == "netpath-ebpf")
+        .ok_or_else(|| anyhow!("netpath-ebpf package not found in the workspace"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("netpath-ebpf manifest has no parent directory"))?;
+    aya_build::build_ebpf(
+        [aya_build::Package { name: "netpath-ebpf", root_dir: root_dir.as_str(), ..Default::default() }],
+        Toolchain::default(),
+    )
+}
