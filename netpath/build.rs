@@ -4,6 +4,8 @@ use anyhow::{anyhow, Context as _};
 use aya_build::Toolchain;
 
 fn main() -> anyhow::Result<()> {
+    // The object also compiles netpath-common (shared types and the parser).
+    println!("cargo:rerun-if-changed=../netpath-common/src");
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -19,6 +19,11 @@ impl Frame for Packet {
         if off > CURSOR_WINDOW {
             return None;
         }
+        // Without this barrier LLVM folds constants of neighbouring reads into the offset
+        // (computing `data + (off - 4) + 24`), and the verifier then sees a possibly negative
+        // scalar added to the packet pointer and rejects the program. black_box makes the checked
+        // value the one that is added.
+        let off = core::hint::black_box(off);
         let p = self.data + off;
         if p + N > self.data_end {
             return None;

@@ -1,0 +1,16 @@
+//! netpath user space: loading and attaching the datapath, reading its maps, and the CLI.
+pub mod attach;
+pub mod caps;
+pub mod cli;
+pub mod error;
+pub mod flows;
+pub mod ifaces;
+//LAB pub mod lab;
+pub mod loader;
+pub mod maps;
+pub mod netns;
+pub mod report;
+pub mod run;
+pub mod stats;
+
+pub use error::{Error, Result};

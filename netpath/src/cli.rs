@@ -1,0 +1,158 @@
+//! The command line: what a person types, with help that teaches.
+use crate::{
+    attach::{IfaceSpec, Mode},
+    flows::SortBy,
+    loader::DEFAULT_PIN_DIR,
+};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::{path::PathBuf, time::Duration};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netpath",
+    version,
+    about = "eBPF flow observatory for Kubernetes nodes: per-pod, per-class and per-flow counters at the driver",
+    long_about = "netpath attaches XDP/TC programs to a node's CNI bridge and veths, parses every frame \
+(Ethernet, VLAN/QinQ, ARP, IPv4/IPv6, ICMP, TCP/UDP, VXLAN and its inner frame) and counts it per \
+interface, direction, class and flow. Counters live in maps pinned under bpffs, so `netpath stats` and \
+`netpath flows` read them while `netpath run` works, and a restart continues where it left off.",
+    after_help = "Examples:\n  netpath run --iface cni0 --iface veth3a1f0c2e\n  netpath run --netns node1 --iface cni0 --iface ul0:xdp -o json\n  netpath stats\n  netpath flows --class icmp --top 10\n  netpath down"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach to interfaces and print counters every interval until Ctrl-C (or --duration).
+    Run(RunArgs),
+    /// Per-interface, per-direction, per-class packet and byte counters.
+    Stats(ReadArgs),
+    /// The flow table: one row per flow, heaviest first.
+    Flows(FlowsArgs),
+    /// Datapath health: flow table fill, evictions, failed inserts, malformed frames by reason.
+    Status(ReadArgs),
+    /// Remove netpath's pinned maps (and their counters). Running programs are not touched.
+    Down(PinArgs),
+    /// A simulated two-node pod network in network namespaces, to try netpath on.
+    Lab(LabArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Output {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON (one document; `run` prints one JSON object per line).
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PinArgs {
+    /// bpffs directory holding netpath's pinned maps.
+    #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Interface to observe; repeat for more. `NAME:MODE` overrides --mode for one interface
+    /// (e.g. `ul0:xdp`).
+    #[arg(short = 'i', long = "iface", required = true, value_name = "IF[:MODE]")]
+    pub ifaces: Vec<IfaceSpec>,
+
+    /// Hook: `auto` uses TC on virtual devices (veth, bridge, vxlan) and native XDP on physical
+    /// NICs; XDP modes observe egress with TC.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+
+    /// Enter this named network namespace (/run/netns/NAME) before attaching.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// How often to print counters (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+
+    /// Stop after this long (e.g. 30s); default: run until SIGINT/SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    #[command(flatten)]
+    pub pin: PinArgs,
+
+    /// Keep maps private to this process instead of pinning them (counters die with it).
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// Flow table capacity (LRU: the coldest flows are evicted when it is full).
+    #[arg(long, default_value_t = netpath_common::DEFAULT_FLOW_TABLE_SIZE, value_name = "N")]
+    pub flow_table_size: u32,
+
+    /// UDP destination ports decoded as VXLAN (up to 4).
+    #[arg(long = "vxlan-port", value_delimiter = ',', default_values_t = [netpath_common::VXLAN_PORT_FLANNEL, netpath_common::VXLAN_PORT_IANA], value_name = "PORT")]
+    pub vxlan_ports: Vec<u16>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub pin: PinArgs,
+
+    /// Name interfaces as seen from this network namespace (where `run --netns` attached).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Only flows seen on this interface.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+
+    /// Only flows of this class (arp, icmp, icmp6, tcp, udp, vxlan, other_ip).
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+
+    /// Show at most N flows.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    #[arg(long, value_enum, default_value_t = SortBy::Bytes)]
+    pub sort: SortBy,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: LabAction,
+
+    /// Prefix of the lab's namespace names (so several labs can coexist).
+    #[arg(long, default_value = "np", global = true)]
+    pub prefix: String,
+
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+pub enum LabAction {
+    /// Build the lab (idempotent).
+    Up,
+    /// Remove everything the lab made.
+    Down,
+    /// List what exists.
+    Status,
+    /// Drive ping, arping, TCP and UDP traffic through the lab.
+    Traffic,
+}

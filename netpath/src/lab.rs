@@ -1,0 +1,1011 @@
+//! A simulated two-node Kubernetes pod network built from network namespaces, for exercising
+//! netpath against the shapes it meets on real nodes: pod veths named like CNI plugins name them,
+//! a `cni0` bridge per node, and a flannel-style VXLAN overlay (`flannel.1`, UDP 8472) riding an
+//! underlay link.
+//!
+//! ```text
+//!  {p}-n1-pod-a/b/c (eth0 10.244.0.2-4)        {p}-n2-pod-a/b (eth0 10.244.1.2-3)
+//!        | vethXXXXXXXX                               | vethXXXXXXXX
+//!  {p}-node1: cni0 10.244.0.1/24                {p}-node2: cni0 10.244.1.1/24
+//!             flannel.1 10.244.0.0/32 (vxlan 1)            flannel.1 10.244.1.0/32
+//!             ul0 172.27.0.11/20 ------------- veth ------ ul0 172.27.16.10/20
+//! ```
+//!
+//! Why it is built the way it is:
+//! - Every link is created directly inside the namespace that owns it (`ip -n NODE link add ...
+//!   peer name eth0 netns POD`), never created in the root namespace and moved: the lab must not
+//!   touch, even briefly, the interfaces of the machine it runs on, and a name created in the root
+//!   namespace could collide with (or be mistaken for) a real interface there.
+//! - Namespace names derive from a prefix (`np` by default) so tests can run private copies side by
+//!   side; [`Lab::down`] deletes exactly the names of the plan, never "everything starting with
+//!   the prefix" (prefix `np` must not remove a test's `npt123-...` namespaces).
+//! - Host veth names are `veth` + 8 hex digits, as CNI plugins name them, but derived from an FNV-1a
+//!   hash of prefix and pod name instead of randomness, so a rebuilt lab has the same names and
+//!   [`Lab::up`] can recognise a lab that is already complete and leave it alone.
+//! - MACs are fixed too (pods `0a:58:` + IP, as the CNI bridge plugin assigns them; `flannel.1`
+//!   `0e:6e:70:66:00:0N`), so the static FDB/neighbour entries flannel would program can be written
+//!   before the peer exists, and flow records are reproducible.
+//! - The two underlay addresses are deliberately in different /20s (172.27.0.0/20 and
+//!   172.27.16.0/20), like nodes in different subnets; a host route on each side makes the peer
+//!   reachable over `ul0`.
+//! - Node namespaces forward IPv4 (they route between `cni0` and `flannel.1`), and
+//!   `bridge-nf-call-*` is switched off there when br_netfilter is loaded, so the host's iptables
+//!   rules never see bridged pod traffic.
+//! - Everything is driven by the `ip`, `bridge` and `sh` binaries (iproute2), each wrapped in
+//!   `timeout` so a stuck command cannot hang a test. Traffic generation only ever addresses lab
+//!   IPs from inside lab namespaces.
+use serde::Serialize;
+use std::{
+    fmt,
+    io::Read,
+    net::Ipv4Addr,
+    os::unix::process::CommandExt,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Upper bound for any single setup/inspection command.
+const CMD_TIMEOUT_SECS: u64 = 20;
+/// VXLAN UDP port flannel uses (the Linux default, not IANA's 4789).
+pub const VXLAN_PORT: u16 = 8472;
+/// MTU of pod interfaces, bridges and VXLAN devices (underlay 1500 minus 50 bytes of VXLAN).
+pub const POD_MTU: u32 = 1450;
+/// MTU of the underlay link.
+pub const UNDERLAY_MTU: u32 = 1500;
+const IPERF_PORT: u16 = 5201;
+
+/// A lab instance: all names derive from `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lab {
+    pub prefix: String,
+}
+
+/// One pod of the plan (and, from [`Lab::status`], what was found of it).
+#[derive(Debug, Clone, Serialize)]
+pub struct PodInfo {
+    /// `n1-pod-a`: unique across both nodes.
+    pub name: String,
+    pub netns: String,
+    /// 1 or 2.
+    pub node: usize,
+    pub node_netns: String,
+    /// Host side of the pod's veth, in the node namespace, attached to `cni0`.
+    pub host_veth: String,
+    /// Address of the pod's `eth0` (a /24 of the node's pod CIDR).
+    pub ip: Ipv4Addr,
+    /// MAC of the pod's `eth0`: the planned one from [`Lab::pods`], the live one (None if the
+    /// interface is missing) from [`Lab::status`].
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabStatus {
+    /// True when every namespace, link, address, route, neighbour and FDB entry of the plan is
+    /// present (see [`Lab::problems`] for what is missing otherwise).
+    pub up: bool,
+    /// The lab's namespaces that exist.
+    pub namespaces: Vec<String>,
+    pub pods: Vec<PodInfo>,
+    /// `"node1 ul0 172.27.0.11/20"`, `"node2 ul0 172.27.16.10/20"` (what is configured; "missing"
+    /// when the link or its address is absent).
+    pub underlay: [String; 2],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("invalid lab prefix {prefix:?}: {reason}")]
+    InvalidPrefix { prefix: String, reason: String },
+
+    #[error("cannot run `{cmd}`: {source}")]
+    Spawn { cmd: String, source: std::io::Error },
+
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command { cmd: String, status: String, stderr: String },
+
+    #[error("`{cmd}` did not finish within {secs}s")]
+    Timeout { cmd: String, secs: u64 },
+
+    #[error("cannot parse the output of `{cmd}`: {reason}")]
+    Parse { cmd: String, reason: String },
+
+    #[error("lab '{prefix}' is not fully up: {}", .problems.join("; "))]
+    NotUp { prefix: String, problems: Vec<String> },
+}
+
+/// Options of [`Lab::drive_traffic`].
+#[derive(Debug, Clone)]
+pub struct TrafficOpts {
+    /// Total time budget in seconds; steps that no longer fit are skipped (and reported in
+    /// `errors`). 8 is enough for every step.
+    pub seconds: u32,
+}
+
+impl Default for TrafficOpts {
+    fn default() -> Self {
+        TrafficOpts { seconds: 8 }
+    }
+}
+
+/// Which kinds of traffic [`Lab::drive_traffic`] got through.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TrafficReport {
+    /// ICMP n1-pod-a -> n1-pod-b (through cni0 only).
+    pub ping_same_node_ok: bool,
+    /// ICMP n1-pod-a -> n2-pod-a (through flannel.1 and the underlay).
+    pub ping_cross_node_ok: bool,
+    /// ARP n1-pod-a -> n1-pod-c.
+    pub arping_ok: bool,
+    /// iperf3 TCP n1-pod-a -> n2-pod-a.
+    pub tcp_ok: bool,
+    /// iperf3 UDP n1-pod-a -> n2-pod-a.
+    pub udp_ok: bool,
+    /// One line per failed or skipped step.
+    pub errors: Vec<String>,
+}
+
+/// Static description of one node.
+struct NodePlan {
+    index: usize,
+    netns: String,
+    /// Third octet of the node's pod CIDR 10.244.X.0/24.
+    octet: u8,
+    underlay: Ipv4Addr,
+    vtep_mac: &'static str,
+    bridge_mac: String,
+}
+
+const NODES: [(Ipv4Addr, &str); 2] = [
+    (Ipv4Addr::new(172, 27, 0, 11), "0e:6e:70:66:00:01"),
+    (Ipv4Addr::new(172, 27, 16, 10), "0e:6e:70:66:00:02"),
+];
+const UNDERLAY_PREFIX_LEN: u8 = 20;
+const PODS_PER_NODE: [&[char]; 2] = [&['a', 'b', 'c'], &['a', 'b']];
+
+impl NodePlan {
+    fn pod_cidr(&self) -> String {
+        format!("10.244.{}.0/24", self.octet)
+    }
+    fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 244, self.octet, 1)
+    }
+    fn vtep_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 244, self.octet, 0)
+    }
+    fn label(&self) -> String {
+        format!("node{}", self.index)
+    }
+}
+
+/// CNI bridge plugin style MAC: 0a:58 followed by the IPv4 address.
+fn mac_for_ip(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("0a:58:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+fn fnv1a32(s: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+fn ns_exists(existing: &[String], name: &str) -> bool {
+    existing.iter().any(|n| n == name)
+}
+
+impl Lab {
+    pub fn new(prefix: &str) -> Lab {
+        Lab { prefix: prefix.to_string() }
+    }
+
+    /// The shared lab, prefix `np`.
+    pub fn default_lab() -> Lab {
+        Lab::new("np")
+    }
+
+    /// Name of node 1's or node 2's namespace.
+    pub fn node_ns(&self, node: usize) -> String {
+        format!("{}-node{}", self.prefix, node)
+    }
+
+    fn nodes(&self) -> [NodePlan; 2] {
+        [1usize, 2].map(|index| {
+            let octet = (index - 1) as u8;
+            NodePlan {
+                index,
+                netns: self.node_ns(index),
+                octet,
+                underlay: NODES[index - 1].0,
+                vtep_mac: NODES[index - 1].1,
+                bridge_mac: mac_for_ip(Ipv4Addr::new(10, 244, octet, 1)),
+            }
+        })
+    }
+
+    /// The static plan: every pod of both nodes, node 1's first.
+    pub fn pods(&self) -> Vec<PodInfo> {
+        let mut out: Vec<PodInfo> = Vec::new();
+        for node in self.nodes() {
+            for (i, letter) in PODS_PER_NODE[node.index - 1].iter().enumerate() {
+                let name = format!("n{}-pod-{}", node.index, letter);
+                // Deterministic CNI-style name; re-hash on the (unlikely) clash within a node.
+                let mut salt = 0u32;
+                let host_veth = loop {
+                    let key = if salt == 0 {
+                        format!("{}/{}", self.prefix, name)
+                    } else {
+                        format!("{}/{}/{}", self.prefix, name, salt)
+                    };
+                    let cand = format!("veth{:08x}", fnv1a32(&key));
+                    if !out.iter().any(|p| p.node == node.index && p.host_veth == cand) {
+                        break cand;
+                    }
+                    salt += 1;
+                };
+                let ip = Ipv4Addr::new(10, 244, node.octet, 2 + i as u8);
+                out.push(PodInfo {
+                    netns: format!("{}-{}", self.prefix, name),
+                    name,
+                    node: node.index,
+                    node_netns: node.netns.clone(),
+                    host_veth,
+                    ip,
+                    mac: Some(mac_for_ip(ip)),
+                });
+            }
+        }
+        out
+    }
+
+    /// Every namespace of the plan: nodes first, then pods.
+    fn all_namespaces(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.nodes().iter().map(|n| n.netns.clone()).collect();
+        v.extend(self.pods().into_iter().map(|p| p.netns));
+        v
+    }
+
+    fn validate(&self) -> Result<(), LabError> {
+        let p = &self.prefix;
+        let bad = |reason: &str| Err(LabError::InvalidPrefix { prefix: p.clone(), reason: reason.into() });
+        if p.is_empty() {
+            return bad("empty");
+        }
+        if p.len() > 32 {
+            return bad("longer than 32 characters");
+        }
+        if !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return bad("only ASCII letters, digits, '-' and '_' are allowed");
+        }
+        Ok(())
+    }
+
+    /// Build the lab. Idempotent: a lab that is already complete is returned as is; a partial one
+    /// (e.g. left by an interrupted run) is torn down and rebuilt. If building fails, whatever was
+    /// created is removed again before the error is returned.
+    pub fn up(&self) -> Result<LabStatus, LabError> {
+        self.validate()?;
+        let (status, _) = self.inspect()?;
+        if status.up {
+            return Ok(status);
+        }
+        if !status.namespaces.is_empty() {
+            self.down()?;
+        }
+        if let Err(e) = self.build() {
+            let _ = self.down();
+            return Err(e);
+        }
+        let (status, problems) = self.inspect()?;
+        if !status.up {
+            let _ = self.down();
+            return Err(LabError::NotUp { prefix: self.prefix.clone(), problems });
+        }
+        Ok(status)
+    }
+
+    fn build(&self) -> Result<(), LabError> {
+        let nodes = self.nodes();
+        let pods = self.pods();
+        for ns in self.all_namespaces() {
+            run(&["ip", "netns", "add", &ns])?;
+            run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+        }
+
+        for n in &nodes {
+            ns_sh(&n.netns, "echo 1 > /proc/sys/net/ipv4/ip_forward")?;
+            // Only present when br_netfilter is loaded; per namespace since Linux 5.3.
+            ns_sh(
+                &n.netns,
+                "for f in /proc/sys/net/bridge/bridge-nf-call-iptables \
+                 /proc/sys/net/bridge/bridge-nf-call-ip6tables \
+                 /proc/sys/net/bridge/bridge-nf-call-arptables; do \
+                 if [ -e \"$f\" ]; then echo 0 > \"$f\" || exit 1; fi; done",
+            )?;
+        }
+
+        // Underlay: one veth pair whose two ends are born in the two node namespaces.
+        let [n1, n2] = &nodes;
+        run(&["ip", "-n", &n1.netns, "link", "add", "ul0", "mtu", &UNDERLAY_MTU.to_string(), "type", "veth",
+              "peer", "name", "ul0", "netns", &n2.netns, "mtu", &UNDERLAY_MTU.to_string()])?;
+        for (n, peer) in [(n1, n2), (n2, n1)] {
+            let ns = n.netns.as_str();
+            run(&["ip", "-n", ns, "addr", "add", &format!("{}/{}", n.underlay, UNDERLAY_PREFIX_LEN), "dev", "ul0"])?;
+            run(&["ip", "-n", ns, "link", "set", "ul0", "up"])?;
+            // The peer is in another /20: reach it with a host route over the link.
+            run(&["ip", "-n", ns, "route", "add", &format!("{}/32", peer.underlay), "dev", "ul0"])?;
+        }
+
+        for n in &nodes {
+            let ns = n.netns.as_str();
+            let mtu = POD_MTU.to_string();
+            run(&["ip", "-n", ns, "link", "add", "cni0", "address", &n.bridge_mac, "mtu", &mtu, "type", "bridge"])?;
+            run(&["ip", "-n", ns, "addr", "add", &format!("{}/24", n.gateway()), "dev", "cni0"])?;
+            run(&["ip", "-n", ns, "link", "set", "cni0", "up"])?;
+
+            run(&["ip", "-n", ns, "link", "add", "flannel.1", "address", n.vtep_mac, "mtu", &mtu, "type", "vxlan",
+                  "id", "1", "local", &n.underlay.to_string(), "dstport", &VXLAN_PORT.to_string(), "dev", "ul0",
+                  "nolearning"])?;
+            run(&["ip", "-n", ns, "addr", "add", &format!("{}/32", n.vtep_ip()), "dev", "flannel.1"])?;
+            run(&["ip", "-n", ns, "link", "set", "flannel.1", "up"])?;
+        }
+
+        // What flanneld programs for each remote node lease.
+        for (n, peer) in [(n1, n2), (n2, n1)] {
+            let ns = n.netns.as_str();
+            let peer_vtep = peer.vtep_ip().to_string();
+            run(&["ip", "-n", ns, "route", "add", &peer.pod_cidr(), "via", &peer_vtep, "dev", "flannel.1", "onlink"])?;
+            run(&["ip", "-n", ns, "neigh", "replace", &peer_vtep, "lladdr", peer.vtep_mac, "dev", "flannel.1",
+                  "nud", "permanent"])?;
+            run(&["bridge", "-n", ns, "fdb", "append", peer.vtep_mac, "dev", "flannel.1", "dst",
+                  &peer.underlay.to_string()])?;
+        }
+
+        for p in &pods {
+            let node = &nodes[p.node - 1];
+            let mtu = POD_MTU.to_string();
+            let mac = p.mac.clone().unwrap_or_else(|| mac_for_ip(p.ip));
+            run(&["ip", "-n", &p.node_netns, "link", "add", &p.host_veth, "mtu", &mtu, "type", "veth",
+                  "peer", "name", "eth0", "netns", &p.netns, "mtu", &mtu, "address", &mac])?;
+            run(&["ip", "-n", &p.node_netns, "link", "set", &p.host_veth, "master", "cni0", "up"])?;
+            run(&["ip", "-n", &p.netns, "addr", "add", &format!("{}/24", p.ip), "dev", "eth0"])?;
+            run(&["ip", "-n", &p.netns, "link", "set", "eth0", "up"])?;
+            run(&["ip", "-n", &p.netns, "route", "add", "default", "via", &node.gateway().to_string(), "dev", "eth0"])?;
+        }
+        Ok(())
+    }
+
+    /// Remove every namespace of the plan that exists (their links go with them). Processes still
+    /// running inside them are terminated first: they would otherwise keep a namespace, and the
+    /// links in it, alive after its name is gone. Idempotent.
+    pub fn down(&self) -> Result<(), LabError> {
+        self.validate()?;
+        let existing = list_netns()?;
+        let mine: Vec<String> = self.all_namespaces().into_iter().rev().filter(|n| ns_exists(&existing, n)).collect();
+        for ns in &mine {
+            kill_netns_processes(ns);
+        }
+        let mut first_err = None;
+        for ns in &mine {
+            if let Err(e) = run(&["ip", "netns", "del", ns]) {
+                // Someone else may have deleted it in the meantime.
+                if list_netns().map(|l| ns_exists(&l, ns)).unwrap_or(true) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub fn status(&self) -> Result<LabStatus, LabError> {
+        self.validate()?;
+        Ok(self.inspect()?.0)
+    }
+
+    /// What is missing or wrong compared with the plan; empty when the lab is up.
+    pub fn problems(&self) -> Result<Vec<String>, LabError> {
+        self.validate()?;
+        Ok(self.inspect()?.1)
+    }
+
+    fn inspect(&self) -> Result<(LabStatus, Vec<String>), LabError> {
+        let existing = list_netns()?;
+        let nodes = self.nodes();
+        let mut pods = self.pods();
+        let mut problems = Vec::new();
+        let namespaces: Vec<String> = self.all_namespaces().into_iter().filter(|n| ns_exists(&existing, n)).collect();
+        let mut underlay = [String::new(), String::new()];
+
+        for n in &nodes {
+            underlay[n.index - 1] = format!("{} ul0 missing", n.label());
+            if !ns_exists(&existing, &n.netns) {
+                problems.push(format!("namespace {} missing", n.netns));
+                continue;
+            }
+            let peer = &nodes[2 - n.index];
+            let mut p = Probe { ns: &n.netns, problems: &mut problems };
+            let links = match p.json(&["ip", "-d", "-j", "-n", &n.netns, "addr", "show"]) {
+                Some(l) => l,
+                None => continue,
+            };
+            let ul = format!("{}/{}", n.underlay, UNDERLAY_PREFIX_LEN);
+            if let Some(l) = find_link(&links, "ul0") {
+                if has_inet(l, &ul) {
+                    underlay[n.index - 1] = format!("{} ul0 {}", n.label(), ul);
+                }
+            }
+            p.link(&links, "lo", None, None, &[], None);
+            p.link(&links, "ul0", Some("veth"), Some(UNDERLAY_MTU), &[ul.as_str()], None);
+            p.link(&links, "cni0", Some("bridge"), Some(POD_MTU), &[&format!("{}/24", n.gateway())], None);
+            if let Some(l) = p.link(&links, "flannel.1", Some("vxlan"), Some(POD_MTU),
+                                    &[&format!("{}/32", n.vtep_ip())], None) {
+                let d = &l["linkinfo"]["info_data"];
+                if l["address"].as_str() != Some(n.vtep_mac)
+                    || d["id"].as_u64() != Some(1)
+                    || d["port"].as_u64() != Some(u64::from(VXLAN_PORT))
+                    || d["local"].as_str() != Some(n.underlay.to_string().as_str())
+                {
+                    p.problem(format!("flannel.1 is not vxlan id 1 local {} dstport {} address {}",
+                                      n.underlay, VXLAN_PORT, n.vtep_mac));
+                }
+            }
+            for pod in pods.iter().filter(|q| q.node == n.index) {
+                p.link(&links, &pod.host_veth, Some("veth"), Some(POD_MTU), &[], Some("cni0"));
+            }
+
+            match p.text(&["ip", "netns", "exec", &n.netns, "cat", "/proc/sys/net/ipv4/ip_forward"]) {
+                Some(s) if s.trim() == "1" => {}
+                Some(_) => p.problem("net.ipv4.ip_forward is not 1".into()),
+                None => {}
+            }
+            if let Some(routes) = p.json(&["ip", "-j", "-n", &n.netns, "route", "show"]) {
+                let arr = routes.as_array().cloned().unwrap_or_default();
+                let peer_vtep = peer.vtep_ip().to_string();
+                if !arr.iter().any(|r| {
+                    r["dst"].as_str() == Some(peer.pod_cidr().as_str())
+                        && r["gateway"].as_str() == Some(peer_vtep.as_str())
+                        && r["dev"].as_str() == Some("flannel.1")
+                }) {
+                    p.problem(format!("route {} via {} dev flannel.1 missing", peer.pod_cidr(), peer_vtep));
+                }
+                let peer_ul = peer.underlay.to_string();
+                if !arr.iter().any(|r| r["dst"].as_str() == Some(peer_ul.as_str()) && r["dev"].as_str() == Some("ul0")) {
+                    p.problem(format!("route {} dev ul0 missing", peer_ul));
+                }
+            }
+            if let Some(neigh) = p.json(&["ip", "-j", "-n", &n.netns, "neigh", "show", "dev", "flannel.1"]) {
+                let ok = neigh.as_array().into_iter().flatten().any(|e| {
+                    e["dst"].as_str() == Some(peer.vtep_ip().to_string().as_str())
+                        && e["lladdr"].as_str() == Some(peer.vtep_mac)
+                        && e["state"].as_array().into_iter().flatten().any(|s| s.as_str() == Some("PERMANENT"))
+                });
+                if !ok {
+                    p.problem(format!("permanent neighbour {} lladdr {} on flannel.1 missing", peer.vtep_ip(), peer.vtep_mac));
+                }
+            }
+            if let Some(fdb) = p.json(&["bridge", "-j", "-n", &n.netns, "fdb", "show", "dev", "flannel.1"]) {
+                let ok = fdb.as_array().into_iter().flatten().any(|e| {
+                    e["mac"].as_str() == Some(peer.vtep_mac) && e["dst"].as_str() == Some(peer.underlay.to_string().as_str())
+                });
+                if !ok {
+                    p.problem(format!("fdb {} dst {} on flannel.1 missing", peer.vtep_mac, peer.underlay));
+                }
+            }
+        }
+
+        for pod in pods.iter_mut() {
+            let planned_mac = pod.mac.take();
+            if !ns_exists(&existing, &pod.netns) {
+                problems.push(format!("namespace {} missing", pod.netns));
+                continue;
+            }
+            let gw = nodes[pod.node - 1].gateway().to_string();
+            let mut p = Probe { ns: &pod.netns, problems: &mut problems };
+            if let Some(links) = p.json(&["ip", "-d", "-j", "-n", &pod.netns, "addr", "show"]) {
+                p.link(&links, "lo", None, None, &[], None);
+                if let Some(l) = p.link(&links, "eth0", Some("veth"), Some(POD_MTU), &[&format!("{}/24", pod.ip)], None) {
+                    pod.mac = l["address"].as_str().map(str::to_string);
+                    if pod.mac != planned_mac {
+                        p.problem(format!("eth0 has MAC {:?}, planned {:?}", pod.mac, planned_mac));
+                    }
+                }
+            }
+            if let Some(routes) = p.json(&["ip", "-j", "-n", &pod.netns, "route", "show", "default"]) {
+                let ok = routes.as_array().into_iter().flatten().any(|r| {
+                    r["gateway"].as_str() == Some(gw.as_str()) && r["dev"].as_str() == Some("eth0")
+                });
+                if !ok {
+                    p.problem(format!("default route via {gw} dev eth0 missing"));
+                }
+            }
+        }
+
+        let up = problems.is_empty();
+        Ok((LabStatus { up, namespaces, pods, underlay }, problems))
+    }
+
+    /// Generate a little of every kind of traffic a pod network carries, all bounded in count and
+    /// time and addressed only to lab IPs from inside lab namespaces. Fails only when the lab is
+    /// not up; individual failures are recorded in the report.
+    pub fn drive_traffic(&self, opts: &TrafficOpts) -> Result<TrafficReport, LabError> {
+        self.validate()?;
+        let (status, problems) = self.inspect()?;
+        if !status.up {
+            return Err(LabError::NotUp { prefix: self.prefix.clone(), problems });
+        }
+        let pods = self.pods();
+        let find = |name: &str| pods.iter().find(|p| p.name == name).expect("planned pod");
+        let (a1, b1, c1, a2) = (find("n1-pod-a"), find("n1-pod-b"), find("n1-pod-c"), find("n2-pod-a"));
+        let budget = Budget { deadline: Instant::now() + Duration::from_secs(u64::from(opts.seconds)), total: opts.seconds };
+        let mut r = TrafficReport::default();
+
+        let ping = |from: &PodInfo, to: &PodInfo, errors: &mut Vec<String>| -> bool {
+            let what = format!("ping {} -> {}", from.name, to.name);
+            let Some(t) = budget.slot(&what, 4.0, errors) else { return false };
+            let ip = to.ip.to_string();
+            step_ok(&what, run_bounded(&from.netns, t, &["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", &ip]), errors)
+        };
+        r.ping_same_node_ok = ping(a1, b1, &mut r.errors);
+        r.ping_cross_node_ok = ping(a1, a2, &mut r.errors);
+
+        let what = format!("arping {} -> {}", a1.name, c1.name);
+        if let Some(t) = budget.slot(&what, 4.0, &mut r.errors) {
+            let ip = c1.ip.to_string();
+            // Thomas Habets' arping (Debian's `arping`) names the interface with -i, iputils' with -I.
+            let iface_flag = if arping_is_iputils() { "-I" } else { "-i" };
+            r.arping_ok = step_ok(&what, run_bounded(&a1.netns, t, &["arping", "-c", "2", "-w", "2", iface_flag, "eth0", &ip]),
+                                  &mut r.errors);
+        }
+
+        r.tcp_ok = iperf(&budget, a1, a2, false, &mut r.errors);
+        r.udp_ok = iperf(&budget, a1, a2, true, &mut r.errors);
+        Ok(r)
+    }
+}
+
+/// Collects problems found while inspecting one namespace.
+struct Probe<'a> {
+    ns: &'a str,
+    problems: &'a mut Vec<String>,
+}
+
+impl Probe<'_> {
+    fn problem(&mut self, what: String) {
+        self.problems.push(format!("{}: {}", self.ns, what));
+    }
+
+    fn text(&mut self, args: &[&str]) -> Option<String> {
+        match run(args) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem(e.to_string());
+                None
+            }
+        }
+    }
+
+    fn json(&mut self, args: &[&str]) -> Option<serde_json::Value> {
+        let s = self.text(args)?;
+        if s.trim().is_empty() {
+            return Some(serde_json::Value::Array(Vec::new()));
+        }
+        match serde_json::from_str(&s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problem(format!("cannot parse the output of `{}`: {e}", args.join(" ")));
+                None
+            }
+        }
+    }
+
+    /// Check a link is present, administratively up with carrier, and has the given kind, MTU,
+    /// IPv4 addresses and bridge master.
+    fn link<'v>(&mut self, links: &'v serde_json::Value, name: &str, kind: Option<&str>, mtu: Option<u32>,
+                inet: &[&str], master: Option<&str>) -> Option<&'v serde_json::Value> {
+        let Some(l) = find_link(links, name) else {
+            self.problem(format!("link {name} missing"));
+            return None;
+        };
+        let flags: Vec<&str> = l["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+        if !flags.contains(&"UP") || (name != "lo" && !flags.contains(&"LOWER_UP")) {
+            self.problem(format!("link {name} is not up (flags {flags:?})"));
+        }
+        if let Some(k) = kind {
+            if l["linkinfo"]["info_kind"].as_str() != Some(k) {
+                self.problem(format!("link {name} is not a {k}"));
+            }
+        }
+        if let Some(m) = mtu {
+            if l["mtu"].as_u64() != Some(u64::from(m)) {
+                self.problem(format!("link {name} has MTU {}, want {m}", l["mtu"]));
+            }
+        }
+        for a in inet {
+            if !has_inet(l, a) {
+                self.problem(format!("link {name} lacks address {a}"));
+            }
+        }
+        if let Some(m) = master {
+            if l["master"].as_str() != Some(m) {
+                self.problem(format!("link {name} is not attached to {m}"));
+            }
+        }
+        Some(l)
+    }
+}
+
+fn find_link<'v>(links: &'v serde_json::Value, name: &str) -> Option<&'v serde_json::Value> {
+    links.as_array()?.iter().find(|l| l["ifname"].as_str() == Some(name))
+}
+
+fn has_inet(link: &serde_json::Value, cidr: &str) -> bool {
+    link["addr_info"].as_array().into_iter().flatten().any(|a| {
+        a["family"].as_str() == Some("inet")
+            && format!("{}/{}", a["local"].as_str().unwrap_or(""), a["prefixlen"].as_u64().unwrap_or(99)) == cidr
+    })
+}
+
+fn shell_join(args: &[&str]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run a command under `timeout`, returning its stdout; a non-zero exit is an error carrying the
+/// command line and its stderr.
+fn run(args: &[&str]) -> Result<String, LabError> {
+    let cmd = shell_join(args);
+    let out = Command::new("timeout")
+        .args(["-k", "2", &CMD_TIMEOUT_SECS.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| LabError::Spawn { cmd: cmd.clone(), source })?;
+    if out.status.code() == Some(124) || out.status.code() == Some(137) {
+        return Err(LabError::Timeout { cmd, secs: CMD_TIMEOUT_SECS });
+    }
+    if !out.status.success() {
+        return Err(LabError::Command {
+            cmd,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    String::from_utf8(out.stdout).map_err(|e| LabError::Parse { cmd, reason: e.to_string() })
+}
+
+/// Run a shell snippet inside a namespace (for /proc/sys writes).
+fn ns_sh(ns: &str, script: &str) -> Result<String, LabError> {
+    run(&["ip", "netns", "exec", ns, "sh", "-c", script])
+}
+
+fn list_netns() -> Result<Vec<String>, LabError> {
+    let args = ["ip", "-j", "netns", "list"];
+    let s = run(&args)?;
+    if s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&s).map_err(|e| LabError::Parse { cmd: args.join(" "), reason: e.to_string() })?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Terminate what still runs inside a lab namespace: SIGTERM, up to 1 s grace, then SIGKILL.
+fn kill_netns_processes(ns: &str) {
+    let pids = |ns: &str| -> Vec<i32> {
+        run(&["ip", "netns", "pids", ns])
+            .map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).filter(|&p: &i32| p > 1).collect())
+            .unwrap_or_default()
+    };
+    let first = pids(ns);
+    if first.is_empty() {
+        return;
+    }
+    for &p in &first {
+        // SAFETY: plain kill(2) on pids found in the lab's own namespace.
+        unsafe { libc::kill(p, libc::SIGTERM) };
+    }
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        if pids(ns).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for p in pids(ns) {
+        // SAFETY: as above.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+}
+
+/// The wall-clock budget of `drive_traffic`.
+struct Budget {
+    deadline: Instant,
+    total: u32,
+}
+
+impl Budget {
+    fn remaining(&self) -> f64 {
+        self.deadline.saturating_duration_since(Instant::now()).as_secs_f64()
+    }
+
+    /// Time this step may take: its own cap, or what is left of the budget; None (and a note in
+    /// `errors`) when less than a second is left.
+    fn slot(&self, what: &str, cap: f64, errors: &mut Vec<String>) -> Option<f64> {
+        let left = self.remaining();
+        if left < 1.0 {
+            errors.push(format!("{what}: skipped, the {} s traffic budget is used up", self.total));
+            return None;
+        }
+        Some(cap.min(left))
+    }
+}
+
+fn bounded_command(ns: &str, secs: f64, args: &[&str]) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "1", &format!("{secs:.1}"), "ip", "netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        // Own process group, so the whole tree can be signalled (timeout does the same itself).
+        .process_group(0);
+    c
+}
+
+/// Run a traffic command inside `ns`, at most `secs` seconds.
+fn run_bounded(ns: &str, secs: f64, args: &[&str]) -> Result<Output, String> {
+    bounded_command(ns, secs, args)
+        .output()
+        .map_err(|e| format!("cannot run `{}`: {e}", shell_join(args)))
+}
+
+/// Record a failed step; true on exit status 0.
+fn step_ok(what: &str, res: Result<Output, String>, errors: &mut Vec<String>) -> bool {
+    match res {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            errors.push(format!("{what}: {}", describe_failure(&o)));
+            false
+        }
+        Err(e) => {
+            errors.push(format!("{what}: {e}"));
+            false
+        }
+    }
+}
+
+fn describe_failure(o: &Output) -> String {
+    let status = match o.status.code() {
+        Some(124) => "timed out".to_string(),
+        _ => o.status.to_string(),
+    };
+    let tail = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b);
+        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(3)..].join(" | ")
+    };
+    let (err, out) = (tail(&o.stderr), tail(&o.stdout));
+    match (err.is_empty(), out.is_empty()) {
+        (false, _) => format!("{status}: {err}"),
+        (true, false) => format!("{status}: {out}"),
+        (true, true) => status,
+    }
+}
+
+fn arping_is_iputils() -> bool {
+    Command::new("timeout")
+        .args(["2", "arping", "-V"])
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| {
+            let s = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            s.contains("iputils")
+        })
+        .unwrap_or(false)
+}
+
+/// An iperf3 server we spawned; dropping it terminates its process group if it is still running.
+struct Server(Child);
+
+impl Server {
+    fn exited(&mut self) -> bool {
+        !matches!(self.0.try_wait(), Ok(None))
+    }
+    fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(e) = self.0.stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s.trim().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // The child has not been reaped, so its pid (our process group id) cannot be reused.
+            let pgid = self.0.id() as i32;
+            // SAFETY: signalling the process group we created for this child.
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+            let until = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // SAFETY: as above.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// True once something listens on TCP `port` inside `ns`.
+fn listening(ns: &str, port: u16) -> bool {
+    run(&["ip", "netns", "exec", ns, "ss", "-H", "-l", "-t", "-n", &format!("sport = :{port}")])
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false)
+}
+
+/// One iperf3 stream from `client` to `server`: a one-off server (`-s -1`) in the server pod,
+/// killed afterwards if it is still there, and a client whose JSON result must show data received.
+fn iperf(budget: &Budget, client: &PodInfo, server: &PodInfo, udp: bool, errors: &mut Vec<String>) -> bool {
+    let what = format!("iperf3 {} {} -> {}", if udp { "UDP" } else { "TCP" }, client.name, server.name);
+    // Server start (<= 1 s), the stream and its wrap-up must fit.
+    let left = budget.remaining();
+    let secs: u32 = if left >= 5.0 { 2 } else { 1 };
+    let Some(cap) = budget.slot(&what, f64::from(secs) + 4.0, errors) else { return false };
+    if cap < f64::from(secs) + 1.0 {
+        errors.push(format!("{what}: skipped, only {cap:.1} s of the traffic budget left"));
+        return false;
+    }
+    let port = IPERF_PORT.to_string();
+    let bind = server.ip.to_string();
+    let child = bounded_command(&server.netns, cap, &["iperf3", "-s", "-1", "-B", &bind, "-p", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut srv = match child {
+        Ok(c) => Server(c),
+        Err(e) => {
+            errors.push(format!("{what}: cannot start iperf3 server: {e}"));
+            return false;
+        }
+    };
+    let until = Instant::now() + Duration::from_secs(1).min(Duration::from_secs_f64(cap / 2.0));
+    loop {
+        if listening(&server.netns, IPERF_PORT) {
+            break;
+        }
+        if srv.exited() {
+            errors.push(format!("{what}: iperf3 server exited: {}", srv.stderr()));
+            return false;
+        }
+        if Instant::now() >= until {
+            errors.push(format!("{what}: iperf3 server not listening on :{port} after 1 s"));
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let t = secs.to_string();
+    let mut args = vec!["iperf3", "-c", &bind, "-p", &port, "-t", &t, "-J"];
+    if udp {
+        args.extend(["-u", "-b", "10M"]);
+    }
+    let left = budget.remaining().max(f64::from(secs) + 0.5);
+    let out = match run_bounded(&client.netns, (f64::from(secs) + 3.0).min(left), &args) {
+        Ok(o) => o,
+        Err(e) => {
+            errors.push(format!("{what}: {e}"));
+            return false;
+        }
+    };
+    drop(srv);
+    let json: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+    if !out.status.success() {
+        let msg = json
+            .as_ref()
+            .and_then(|j| j["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| describe_failure(&out));
+        errors.push(format!("{what}: {msg}"));
+        return false;
+    }
+    let Some(j) = json else {
+        errors.push(format!("{what}: iperf3 printed no JSON result"));
+        return false;
+    };
+    let end = &j["end"];
+    let received = if udp {
+        // iperf 3.12 reports UDP totals in end.sum; the receiver's view is packets - lost_packets.
+        let s = if end["sum_received"].is_object() { &end["sum_received"] } else { &end["sum"] };
+        let packets = s["packets"].as_u64().unwrap_or(0);
+        let lost = s["lost_packets"].as_u64().unwrap_or(0);
+        packets.saturating_sub(lost)
+    } else {
+        end["sum_received"]["bytes"].as_u64().unwrap_or(0)
+    };
+    if received == 0 {
+        errors.push(format!("{what}: the server received nothing"));
+        return false;
+    }
+    true
+}
+
+impl fmt::Display for LabStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "lab: {}", if self.up { "UP" } else { "NOT UP" })?;
+        writeln!(f, "namespaces ({} present):", self.namespaces.len())?;
+        for ns in &self.namespaces {
+            writeln!(f, "  {ns}")?;
+        }
+        writeln!(f, "pods:")?;
+        writeln!(f, "  {:<10} {:<5} {:<24} {:<13} {:<12} {}", "POD", "NODE", "NETNS", "HOST VETH", "IP", "MAC")?;
+        for p in &self.pods {
+            writeln!(
+                f,
+                "  {:<10} {:<5} {:<24} {:<13} {:<12} {}",
+                p.name,
+                p.node,
+                p.netns,
+                p.host_veth,
+                p.ip.to_string(),
+                p.mac.as_deref().unwrap_or("-")
+            )?;
+        }
+        writeln!(f, "underlay:")?;
+        for u in &self.underlay {
+            writeln!(f, "  {u}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_names_are_deterministic_and_cni_like() {
+        let a = Lab::new("np").pods();
+        let b = Lab::new("np").pods();
+        assert_eq!(a.len(), 5);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.host_veth, y.host_veth);
+            assert_eq!(x.host_veth.len(), 12);
+            assert!(x.host_veth.starts_with("veth"));
+            assert!(x.host_veth[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        }
+        assert_eq!(a[0].netns, "np-n1-pod-a");
+        assert_eq!(a[0].node_netns, "np-node1");
+        assert_eq!(a[0].ip, Ipv4Addr::new(10, 244, 0, 2));
+        assert_eq!(a[2].ip, Ipv4Addr::new(10, 244, 0, 4));
+        assert_eq!(a[3].netns, "np-n2-pod-a");
+        assert_eq!(a[4].ip, Ipv4Addr::new(10, 244, 1, 3));
+        assert_eq!(a[0].mac.as_deref(), Some("0a:58:0a:f4:00:02"));
+        assert_ne!(Lab::new("np").pods()[0].host_veth, Lab::new("np2").pods()[0].host_veth);
+    }
+
+    #[test]
+    fn bad_prefixes_are_rejected() {
+        assert!(Lab::new("").validate().is_err());
+        assert!(Lab::new("a b").validate().is_err());
+        assert!(Lab::new("x/y").validate().is_err());
+        assert!(Lab::default_lab().validate().is_ok());
+    }
+}
