@@ -154,10 +154,8 @@ struct NodePlan {
     bridge_mac: String,
 }
 
-const NODES: [(Ipv4Addr, &str); 2] = [
-    (Ipv4Addr::new(172, 27, 0, 11), "0e:6e:70:66:00:01"),
-    (Ipv4Addr::new(172, 27, 16, 10), "0e:6e:70:66:00:02"),
-];
+const NODES: [(Ipv4Addr, &str); 2] =
+    [(Ipv4Addr::new(172, 27, 0, 11), "0e:6e:70:66:00:01"), (Ipv4Addr::new(172, 27, 16, 10), "0e:6e:70:66:00:02")];
 const UNDERLAY_PREFIX_LEN: u8 = 20;
 const PODS_PER_NODE: [&[char]; 2] = [&['a', 'b', 'c'], &['a', 'b']];
 
@@ -327,8 +325,25 @@ impl Lab {
 
         // Underlay: one veth pair whose two ends are born in the two node namespaces.
         let [n1, n2] = &nodes;
-        run(&["ip", "-n", &n1.netns, "link", "add", "ul0", "mtu", &UNDERLAY_MTU.to_string(), "type", "veth",
-              "peer", "name", "ul0", "netns", &n2.netns, "mtu", &UNDERLAY_MTU.to_string()])?;
+        run(&[
+            "ip",
+            "-n",
+            &n1.netns,
+            "link",
+            "add",
+            "ul0",
+            "mtu",
+            &UNDERLAY_MTU.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ul0",
+            "netns",
+            &n2.netns,
+            "mtu",
+            &UNDERLAY_MTU.to_string(),
+        ])?;
         for (n, peer) in [(n1, n2), (n2, n1)] {
             let ns = n.netns.as_str();
             run(&["ip", "-n", ns, "addr", "add", &format!("{}/{}", n.underlay, UNDERLAY_PREFIX_LEN), "dev", "ul0"])?;
@@ -344,9 +359,29 @@ impl Lab {
             run(&["ip", "-n", ns, "addr", "add", &format!("{}/24", n.gateway()), "dev", "cni0"])?;
             run(&["ip", "-n", ns, "link", "set", "cni0", "up"])?;
 
-            run(&["ip", "-n", ns, "link", "add", "flannel.1", "address", n.vtep_mac, "mtu", &mtu, "type", "vxlan",
-                  "id", "1", "local", &n.underlay.to_string(), "dstport", &VXLAN_PORT.to_string(), "dev", "ul0",
-                  "nolearning"])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "flannel.1",
+                "address",
+                n.vtep_mac,
+                "mtu",
+                &mtu,
+                "type",
+                "vxlan",
+                "id",
+                "1",
+                "local",
+                &n.underlay.to_string(),
+                "dstport",
+                &VXLAN_PORT.to_string(),
+                "dev",
+                "ul0",
+                "nolearning",
+            ])?;
             run(&["ip", "-n", ns, "addr", "add", &format!("{}/32", n.vtep_ip()), "dev", "flannel.1"])?;
             run(&["ip", "-n", ns, "link", "set", "flannel.1", "up"])?;
         }
@@ -356,18 +391,59 @@ impl Lab {
             let ns = n.netns.as_str();
             let peer_vtep = peer.vtep_ip().to_string();
             run(&["ip", "-n", ns, "route", "add", &peer.pod_cidr(), "via", &peer_vtep, "dev", "flannel.1", "onlink"])?;
-            run(&["ip", "-n", ns, "neigh", "replace", &peer_vtep, "lladdr", peer.vtep_mac, "dev", "flannel.1",
-                  "nud", "permanent"])?;
-            run(&["bridge", "-n", ns, "fdb", "append", peer.vtep_mac, "dev", "flannel.1", "dst",
-                  &peer.underlay.to_string()])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                &peer_vtep,
+                "lladdr",
+                peer.vtep_mac,
+                "dev",
+                "flannel.1",
+                "nud",
+                "permanent",
+            ])?;
+            run(&[
+                "bridge",
+                "-n",
+                ns,
+                "fdb",
+                "append",
+                peer.vtep_mac,
+                "dev",
+                "flannel.1",
+                "dst",
+                &peer.underlay.to_string(),
+            ])?;
         }
 
         for p in &pods {
             let node = &nodes[p.node - 1];
             let mtu = POD_MTU.to_string();
             let mac = p.mac.clone().unwrap_or_else(|| mac_for_ip(p.ip));
-            run(&["ip", "-n", &p.node_netns, "link", "add", &p.host_veth, "mtu", &mtu, "type", "veth",
-                  "peer", "name", "eth0", "netns", &p.netns, "mtu", &mtu, "address", &mac])?;
+            run(&[
+                "ip",
+                "-n",
+                &p.node_netns,
+                "link",
+                "add",
+                &p.host_veth,
+                "mtu",
+                &mtu,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &p.netns,
+                "mtu",
+                &mtu,
+                "address",
+                &mac,
+            ])?;
             run(&["ip", "-n", &p.node_netns, "link", "set", &p.host_veth, "master", "cni0", "up"])?;
             run(&["ip", "-n", &p.netns, "addr", "add", &format!("{}/24", p.ip), "dev", "eth0"])?;
             run(&["ip", "-n", &p.netns, "link", "set", "eth0", "up"])?;
@@ -441,16 +517,19 @@ impl Lab {
             p.link(&links, "lo", None, None, &[], None);
             p.link(&links, "ul0", Some("veth"), Some(UNDERLAY_MTU), &[ul.as_str()], None);
             p.link(&links, "cni0", Some("bridge"), Some(POD_MTU), &[&format!("{}/24", n.gateway())], None);
-            if let Some(l) = p.link(&links, "flannel.1", Some("vxlan"), Some(POD_MTU),
-                                    &[&format!("{}/32", n.vtep_ip())], None) {
+            if let Some(l) =
+                p.link(&links, "flannel.1", Some("vxlan"), Some(POD_MTU), &[&format!("{}/32", n.vtep_ip())], None)
+            {
                 let d = &l["linkinfo"]["info_data"];
                 if l["address"].as_str() != Some(n.vtep_mac)
                     || d["id"].as_u64() != Some(1)
                     || d["port"].as_u64() != Some(u64::from(VXLAN_PORT))
                     || d["local"].as_str() != Some(n.underlay.to_string().as_str())
                 {
-                    p.problem(format!("flannel.1 is not vxlan id 1 local {} dstport {} address {}",
-                                      n.underlay, VXLAN_PORT, n.vtep_mac));
+                    p.problem(format!(
+                        "flannel.1 is not vxlan id 1 local {} dstport {} address {}",
+                        n.underlay, VXLAN_PORT, n.vtep_mac
+                    ));
                 }
             }
             for pod in pods.iter().filter(|q| q.node == n.index) {
@@ -473,7 +552,8 @@ impl Lab {
                     p.problem(format!("route {} via {} dev flannel.1 missing", peer.pod_cidr(), peer_vtep));
                 }
                 let peer_ul = peer.underlay.to_string();
-                if !arr.iter().any(|r| r["dst"].as_str() == Some(peer_ul.as_str()) && r["dev"].as_str() == Some("ul0")) {
+                if !arr.iter().any(|r| r["dst"].as_str() == Some(peer_ul.as_str()) && r["dev"].as_str() == Some("ul0"))
+                {
                     p.problem(format!("route {} dev ul0 missing", peer_ul));
                 }
             }
@@ -484,12 +564,17 @@ impl Lab {
                         && e["state"].as_array().into_iter().flatten().any(|s| s.as_str() == Some("PERMANENT"))
                 });
                 if !ok {
-                    p.problem(format!("permanent neighbour {} lladdr {} on flannel.1 missing", peer.vtep_ip(), peer.vtep_mac));
+                    p.problem(format!(
+                        "permanent neighbour {} lladdr {} on flannel.1 missing",
+                        peer.vtep_ip(),
+                        peer.vtep_mac
+                    ));
                 }
             }
             if let Some(fdb) = p.json(&["bridge", "-j", "-n", &n.netns, "fdb", "show", "dev", "flannel.1"]) {
                 let ok = fdb.as_array().into_iter().flatten().any(|e| {
-                    e["mac"].as_str() == Some(peer.vtep_mac) && e["dst"].as_str() == Some(peer.underlay.to_string().as_str())
+                    e["mac"].as_str() == Some(peer.vtep_mac)
+                        && e["dst"].as_str() == Some(peer.underlay.to_string().as_str())
                 });
                 if !ok {
                     p.problem(format!("fdb {} dst {} on flannel.1 missing", peer.vtep_mac, peer.underlay));
@@ -507,7 +592,8 @@ impl Lab {
             let mut p = Probe { ns: &pod.netns, problems: &mut problems };
             if let Some(links) = p.json(&["ip", "-d", "-j", "-n", &pod.netns, "addr", "show"]) {
                 p.link(&links, "lo", None, None, &[], None);
-                if let Some(l) = p.link(&links, "eth0", Some("veth"), Some(POD_MTU), &[&format!("{}/24", pod.ip)], None) {
+                if let Some(l) = p.link(&links, "eth0", Some("veth"), Some(POD_MTU), &[&format!("{}/24", pod.ip)], None)
+                {
                     pod.mac = l["address"].as_str().map(str::to_string);
                     if pod.mac != planned_mac {
                         p.problem(format!("eth0 has MAC {:?}, planned {:?}", pod.mac, planned_mac));
@@ -515,9 +601,11 @@ impl Lab {
                 }
             }
             if let Some(routes) = p.json(&["ip", "-j", "-n", &pod.netns, "route", "show", "default"]) {
-                let ok = routes.as_array().into_iter().flatten().any(|r| {
-                    r["gateway"].as_str() == Some(gw.as_str()) && r["dev"].as_str() == Some("eth0")
-                });
+                let ok = routes
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["gateway"].as_str() == Some(gw.as_str()) && r["dev"].as_str() == Some("eth0"));
                 if !ok {
                     p.problem(format!("default route via {gw} dev eth0 missing"));
                 }
@@ -540,14 +628,19 @@ impl Lab {
         let pods = self.pods();
         let find = |name: &str| pods.iter().find(|p| p.name == name).expect("planned pod");
         let (a1, b1, c1, a2) = (find("n1-pod-a"), find("n1-pod-b"), find("n1-pod-c"), find("n2-pod-a"));
-        let budget = Budget { deadline: Instant::now() + Duration::from_secs(u64::from(opts.seconds)), total: opts.seconds };
+        let budget =
+            Budget { deadline: Instant::now() + Duration::from_secs(u64::from(opts.seconds)), total: opts.seconds };
         let mut r = TrafficReport::default();
 
         let ping = |from: &PodInfo, to: &PodInfo, errors: &mut Vec<String>| -> bool {
             let what = format!("ping {} -> {}", from.name, to.name);
             let Some(t) = budget.slot(&what, 4.0, errors) else { return false };
             let ip = to.ip.to_string();
-            step_ok(&what, run_bounded(&from.netns, t, &["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", &ip]), errors)
+            step_ok(
+                &what,
+                run_bounded(&from.netns, t, &["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", &ip]),
+                errors,
+            )
         };
         r.ping_same_node_ok = ping(a1, b1, &mut r.errors);
         r.ping_cross_node_ok = ping(a1, a2, &mut r.errors);
@@ -557,8 +650,11 @@ impl Lab {
             let ip = c1.ip.to_string();
             // Thomas Habets' arping (Debian's `arping`) names the interface with -i, iputils' with -I.
             let iface_flag = if arping_is_iputils() { "-I" } else { "-i" };
-            r.arping_ok = step_ok(&what, run_bounded(&a1.netns, t, &["arping", "-c", "2", "-w", "2", iface_flag, "eth0", &ip]),
-                                  &mut r.errors);
+            r.arping_ok = step_ok(
+                &what,
+                run_bounded(&a1.netns, t, &["arping", "-c", "2", "-w", "2", iface_flag, "eth0", &ip]),
+                &mut r.errors,
+            );
         }
 
         r.tcp_ok = iperf(&budget, a1, a2, false, &mut r.errors);
@@ -604,8 +700,15 @@ impl Probe<'_> {
 
     /// Check a link is present, administratively up with carrier, and has the given kind, MTU,
     /// IPv4 addresses and bridge master.
-    fn link<'v>(&mut self, links: &'v serde_json::Value, name: &str, kind: Option<&str>, mtu: Option<u32>,
-                inet: &[&str], master: Option<&str>) -> Option<&'v serde_json::Value> {
+    fn link<'v>(
+        &mut self,
+        links: &'v serde_json::Value,
+        name: &str,
+        kind: Option<&str>,
+        mtu: Option<u32>,
+        inet: &[&str],
+        master: Option<&str>,
+    ) -> Option<&'v serde_json::Value> {
         let Some(l) = find_link(links, name) else {
             self.problem(format!("link {name} missing"));
             return None;
@@ -698,11 +801,7 @@ fn list_netns() -> Result<Vec<String>, LabError> {
     }
     let v: serde_json::Value =
         serde_json::from_str(&s).map_err(|e| LabError::Parse { cmd: args.join(" "), reason: e.to_string() })?;
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["name"].as_str().map(str::to_string))
-        .collect())
+    Ok(v.as_array().into_iter().flatten().filter_map(|e| e["name"].as_str().map(str::to_string)).collect())
 }
 
 /// Terminate what still runs inside a lab namespace: SIGTERM, up to 1 s grace, then SIGKILL.
@@ -768,9 +867,7 @@ fn bounded_command(ns: &str, secs: f64, args: &[&str]) -> Command {
 
 /// Run a traffic command inside `ns`, at most `secs` seconds.
 fn run_bounded(ns: &str, secs: f64, args: &[&str]) -> Result<Output, String> {
-    bounded_command(ns, secs, args)
-        .output()
-        .map_err(|e| format!("cannot run `{}`: {e}", shell_join(args)))
+    bounded_command(ns, secs, args).output().map_err(|e| format!("cannot run `{}`: {e}", shell_join(args)))
 }
 
 /// Record a failed step; true on exit status 0.
@@ -955,7 +1052,7 @@ impl fmt::Display for LabStatus {
             writeln!(f, "  {ns}")?;
         }
         writeln!(f, "pods:")?;
-        writeln!(f, "  {:<10} {:<5} {:<24} {:<13} {:<12} {}", "POD", "NODE", "NETNS", "HOST VETH", "IP", "MAC")?;
+        writeln!(f, "  {:<10} {:<5} {:<24} {:<13} {:<12} MAC", "POD", "NODE", "NETNS", "HOST VETH", "IP")?;
         for p in &self.pods {
             writeln!(
                 f,

@@ -5,7 +5,7 @@ pub mod cli;
 pub mod error;
 pub mod flows;
 pub mod ifaces;
-//LAB pub mod lab;
+pub mod lab;
 pub mod loader;
 pub mod maps;
 pub mod netns;

@@ -49,6 +49,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn lab_cmd(args: netpath::cli::LabArgs) -> anyhow::Result<()> {
-    let _ = (&args.prefix, LabAction::Up);
-    anyhow::bail!("lab: not built yet")
+    use netpath::lab::{Lab, TrafficOpts};
+    caps::require_datapath()?;
+    let lab = Lab::new(&args.prefix);
+    let json = args.output == netpath::cli::Output::Json;
+    match args.action {
+        LabAction::Up => {
+            let st = lab.up()?;
+            if json { println!("{}", serde_json::to_string_pretty(&st)?) } else { print!("{st}") }
+        }
+        LabAction::Down => {
+            lab.down()?;
+            println!("lab '{}' removed", args.prefix);
+        }
+        LabAction::Status => {
+            let st = lab.status()?;
+            if json { println!("{}", serde_json::to_string_pretty(&st)?) } else { print!("{st}") }
+        }
+        LabAction::Traffic => {
+            let r = lab.drive_traffic(&TrafficOpts::default())?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
+    }
+    Ok(())
 }

@@ -1,1 +1,149 @@
-fn main(){}
+//! `cargo xtask`: build, run, test, lab, demo and bench for netpath, from a fresh machine.
+mod demo;
+mod tools;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::{path::PathBuf, process::Command};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and demo netpath (provisions the eBPF toolchain on first use)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Provision the toolchain (rust-src, bpf-linker) and build netpath with its eBPF object.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run `netpath run ARGS` (as root), e.g. `cargo xtask run -- --iface cni0`.
+    Run {
+        #[arg(long)]
+        release: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Host unit tests, then BPF_PROG_TEST_RUN and network-namespace integration tests (root).
+    Test {
+        /// Only tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// The simulated two-node lab: up, down, status.
+    Lab {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, bring the lab up, run netpath on node 1 while driving traffic, then tear down.
+    Demo {
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Benchmarks (BPF_PROG_TEST_RUN ns/packet as ratios to an empty XDP program).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Build { release } => {
+            build(release)?;
+        }
+        Cmd::Run { release, args } => {
+            let bin = build(release)?;
+            require_root("netpath run")?;
+            let st = Command::new(&bin).arg("run").args(&args).status()?;
+            std::process::exit(st.code().unwrap_or(1));
+        }
+        Cmd::Test { filter } => test(filter)?,
+        Cmd::Lab { args } => {
+            let bin = build(false)?;
+            require_root("the lab")?;
+            let st = Command::new(&bin).arg("lab").args(&args).status()?;
+            std::process::exit(st.code().unwrap_or(1));
+        }
+        Cmd::Demo { duration } => {
+            let bin = build(false)?;
+            require_root("the demo")?;
+            demo::run(&bin, duration)?;
+        }
+        Cmd::Bench { args } => bench(&args)?,
+    }
+    Ok(())
+}
+
+fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON): run `sudo -E cargo xtask ...`");
+    }
+    Ok(())
+}
+
+fn run_checked(mut cmd: Command) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}
+
+/// Build netpath (and so the eBPF object) and return the binary's path.
+fn build(release: bool) -> Result<PathBuf> {
+    let tools = tools::ensure()?;
+    let mut c = tools::cargo(&tools);
+    c.args(["build", "--package", "netpath"]);
+    if release {
+        c.arg("--release");
+    }
+    run_checked(c)?;
+    Ok(tools::target_dir().join(if release { "release" } else { "debug" }).join("netpath"))
+}
+
+fn test(filter: Option<String>) -> Result<()> {
+    let bin = build(false)?;
+    let tools = tools::ensure()?;
+    eprintln!("xtask: host unit tests");
+    let mut c = tools::cargo(&tools);
+    c.args(["test", "--package", "netpath-common", "--package", "netpath", "--package", "xtask"]);
+    if let Some(f) = &filter {
+        c.arg(f);
+    }
+    run_checked(c)?;
+    require_root("the BPF and network-namespace tests")?;
+    eprintln!("xtask: BPF_PROG_TEST_RUN and network-namespace integration tests");
+    let mut c = tools::cargo(&tools);
+    c.args(["test", "--package", "netpath-tests"]).env("NETPATH_BIN", &bin);
+    c.arg("--");
+    if let Some(f) = &filter {
+        c.arg(f);
+    }
+    // Namespaced tests use unique names and could run in parallel, but they measure traffic and
+    // share two CPUs; one at a time keeps their timing honest.
+    c.args(["--test-threads", "1"]);
+    run_checked(c)
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    build(true)?;
+    let tools = tools::ensure()?;
+    require_root("the benchmarks")?;
+    let mut c = tools::cargo(&tools);
+    c.args(["run", "--release", "--package", "netpath-tests", "--bin", "netpath-bench", "--"])
+        .args(args)
+        .env("NETPATH_BENCH_OUT", tools::target_dir().join("bench"));
+    run_checked(c)
+}
