@@ -65,28 +65,28 @@ pub fn netpath_xdp(ctx: XdpContext) -> u32 {
 }
 
 #[classifier]
-pub fn netpath_tc_ingress(ctx: TcContext) -> i32 {
+pub fn netpath_tc_in(ctx: TcContext) -> i32 {
     tc_observe(&ctx, DIR_INGRESS);
     // TCX_NEXT / TC_ACT_UNSPEC: let the next program (or the stack) decide; netpath observes only.
     TC_ACT_UNSPEC
 }
 
 #[classifier]
-pub fn netpath_tc_egress(ctx: TcContext) -> i32 {
+pub fn netpath_tc_out(ctx: TcContext) -> i32 {
     tc_observe(&ctx, DIR_EGRESS);
     TC_ACT_UNSPEC
 }
 
 /// The benchmark baseline: what an XDP hook costs with no work at all.
 #[xdp]
-pub fn netpath_xdp_empty(_ctx: XdpContext) -> u32 {
+pub fn netpath_xdp_nop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
 /// The parser alone, for `cargo xtask bench`. The verdict depends on parsed fields so the compiler
 /// cannot drop the parse.
 #[xdp]
-pub fn netpath_xdp_parse_only(ctx: XdpContext) -> u32 {
+pub fn netpath_xdp_prs(ctx: XdpContext) -> u32 {
     let pkt = Packet { data: ctx.data(), data_end: ctx.data_end(), len: ctx.data_end() - ctx.data() };
     let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_PASS };
     // SAFETY: this CPU's scratch slot.

@@ -18,11 +18,12 @@ pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netpath";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
+/// Program names fit the kernel's 15 characters, so bpftool and `ip link` show them whole.
 pub const PROG_XDP: &str = "netpath_xdp";
-pub const PROG_TC_INGRESS: &str = "netpath_tc_ingress";
-pub const PROG_TC_EGRESS: &str = "netpath_tc_egress";
-pub const PROG_XDP_EMPTY: &str = "netpath_xdp_empty";
-pub const PROG_XDP_PARSE_ONLY: &str = "netpath_xdp_parse_only";
+pub const PROG_TC_INGRESS: &str = "netpath_tc_in";
+pub const PROG_TC_EGRESS: &str = "netpath_tc_out";
+pub const PROG_XDP_EMPTY: &str = "netpath_xdp_nop";
+pub const PROG_XDP_PARSE_ONLY: &str = "netpath_xdp_prs";
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {

@@ -13,6 +13,8 @@ pub struct Maps {
     pub flows: PerCpuHashMap<MapData, FlowKey, FlowValue>,
     pub diag: PerCpuArray<MapData, u64>,
     pub flow_capacity: u32,
+    /// Kernel id of the flow table (for tools and tests that inspect it).
+    pub flow_map_id: u32,
 }
 
 fn map_err(what: &str) -> impl FnOnce(aya::maps::MapError) -> Error + '_ {
@@ -43,9 +45,9 @@ impl Maps {
     }
 
     fn from_maps(iface: Map, flows: Map, diag: Map) -> Result<Maps> {
-        let flow_capacity = match &flows {
-            Map::PerCpuLruHashMap(d) | Map::PerCpuHashMap(d) => d.info().map(|i| i.max_entries()).unwrap_or(0),
-            _ => 0,
+        let (flow_capacity, flow_map_id) = match &flows {
+            Map::PerCpuLruHashMap(d) | Map::PerCpuHashMap(d) => d.info().map(|i| (i.max_entries(), i.id())).unwrap_or((0, 0)),
+            _ => (0, 0),
         };
         let flows: PerCpuHashMap<MapData, FlowKey, FlowValue> = flows.try_into().map_err(map_err("flow table"))?;
         Ok(Maps {
@@ -53,6 +55,7 @@ impl Maps {
             flows,
             diag: diag.try_into().map_err(map_err("diagnostic counters"))?,
             flow_capacity,
+            flow_map_id,
         })
     }
 

@@ -1,1 +1,268 @@
+//! Harness for netpath's root tests: guards that remove every namespace, pin directory and process
+//! they made, even when the test panics, and helpers to drive the real `netpath` binary.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
 
+pub mod testrun;
+
+pub fn require_root() {
+    // SAFETY: no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "these tests need root (BPF, netns); run them with `cargo xtask test`");
+}
+
+/// A short name unique to this process and call: `{tag}{pid}{n}`.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{tag}{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The netpath binary under test (`cargo xtask test` sets NETPATH_BIN).
+pub fn netpath_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NETPATH_BIN") {
+        return p.into();
+    }
+    // target/debug/deps/<test> -> target/debug/netpath
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target dir").join("netpath")
+}
+
+/// Run a command, panic with its output unless it succeeds.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A named network namespace, deleted (with any process left in it) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = unique(tag);
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    /// Run a command inside the namespace (only for traffic tools: `ip netns exec` remounts /sys).
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip").args(["netns", "exec", &self.name]).args(args).output().expect("ip netns exec")
+    }
+
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut v = vec!["ip", "-n", &self.name];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    // SAFETY: killing a leftover test process inside our namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Two namespaces joined by a veth pair `a` (10.77.0.1/24, fd77::1/64) <-> `b` (10.77.0.2/24).
+pub struct Pair {
+    pub a: Netns,
+    pub b: Netns,
+}
+
+pub const PAIR_A_IP: &str = "10.77.0.1";
+pub const PAIR_B_IP: &str = "10.77.0.2";
+
+impl Pair {
+    pub fn new() -> Pair {
+        let (a, b) = (Netns::new("npa"), Netns::new("npb"));
+        a.ip(&["link", "add", "name", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", &b.name]);
+        a.ip(&["addr", "add", &format!("{PAIR_A_IP}/24"), "dev", "veth-a"]);
+        b.ip(&["addr", "add", &format!("{PAIR_B_IP}/24"), "dev", "veth-b"]);
+        // No IPv6 on the link: router solicitations and DAD would add icmp6 noise to exact counts.
+        for (ns, dev) in [(&a, "veth-a"), (&b, "veth-b")] {
+            let _ = ns.exec(&["sh", "-c", &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6")]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        Pair { a, b }
+    }
+
+    pub fn ping_from_a(&self, count: u32) {
+        let out = self.a.exec(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", PAIR_B_IP]);
+        assert!(out.status.success(), "ping failed: {}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+impl Default for Pair {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A private bpffs pin directory, unpinned and removed on drop.
+pub struct PinDir {
+    pub path: PathBuf,
+}
+
+impl PinDir {
+    pub fn new() -> PinDir {
+        PinDir { path: PathBuf::from("/sys/fs/bpf").join(unique("netpath-test-")) }
+    }
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = netpath::loader::unpin_all(&self.path);
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A running `netpath run`, stopped with SIGINT (then SIGKILL) on drop.
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Start `netpath run ARGS` and wait until it reports every interface attached.
+    pub fn start(args: &[&str]) -> Daemon {
+        let mut child = Command::new(netpath_bin())
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start netpath run");
+        let want = args.iter().filter(|a| **a == "--iface" || **a == "-i").count();
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[netpath] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut attached = 0;
+        while attached < want {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) if l.contains("attached to") => attached += 1,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let st = child.wait();
+                    panic!("netpath run {args:?} did not attach ({attached}/{want}); exit {st:?}");
+                }
+            }
+        }
+        Daemon { child: Some(child) }
+    }
+
+    /// SIGINT and wait; returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.stop_inner().expect("daemon running")
+    }
+
+    fn stop_inner(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Run `netpath ARGS` to completion.
+pub fn netpath(args: &[&str]) -> Output {
+    Command::new(netpath_bin()).args(args).output().expect("run netpath")
+}
+
+/// `netpath ARGS -o json`, parsed; panics unless it succeeds.
+pub fn netpath_json(args: &[&str]) -> serde_json::Value {
+    let mut v = args.to_vec();
+    v.extend(["-o", "json"]);
+    let out = netpath(&v);
+    assert!(out.status.success(), "netpath {v:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("netpath {v:?} printed bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Sum of `packets` over stats rows matching iface/direction/class.
+pub fn stat(rows: &serde_json::Value, iface: &str, direction: &str, class: &str, field: &str) -> u64 {
+    rows.as_array()
+        .expect("stats rows")
+        .iter()
+        .filter(|r| r["iface"] == iface && r["direction"] == direction && r["class"] == class)
+        .filter_map(|r| r[field].as_u64())
+        .sum()
+}
+
+/// Run `f` on a thread that has entered the network namespace `ns` (only the network namespace:
+/// the bpffs mount stays visible).
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            netpath::netns::enter(ns).expect("enter netns");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// Names of the programs attached to `dev` in `ns`: tcx ingress/egress (queried through the
+/// kernel's multi-prog API) and XDP (from `ip -d link`).
+pub fn attached_programs(ns: &Netns, dev: &str) -> Vec<String> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let mut names: Vec<String> = in_netns(&ns.name, || {
+        let mut v = Vec::new();
+        for (dir, t) in [("tcx-ingress", TcAttachType::Ingress), ("tcx-egress", TcAttachType::Egress)] {
+            if let Ok((_, progs)) = SchedClassifier::query_tcx(dev, t) {
+                v.extend(progs.iter().map(|p| format!("{dir}:{}", p.name_as_str().unwrap_or("?"))));
+            }
+        }
+        v
+    });
+    let link = ns.ip(&["-d", "link", "show", "dev", dev]);
+    if let Some(id) = link.split("prog/xdp id ").nth(1).and_then(|s| s.split_whitespace().next()) {
+        let info: serde_json::Value = serde_json::from_str(&sh(&["bpftool", "-j", "prog", "show", "id", id])).expect("bpftool json");
+        names.push(format!("xdp:{}", info["name"].as_str().unwrap_or("?")));
+    }
+    names.sort();
+    names
+}

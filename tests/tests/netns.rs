@@ -1,0 +1,111 @@
+//! Integration tests: throwaway namespaces and veths, the real `netpath` binary attached with TC or
+//! XDP, real traffic, asserted counters. Guards remove namespaces, pins and processes on panic.
+use netpath_tests::*;
+use std::process::Command;
+
+fn netpath_progs_on(ns: &Netns, dev: &str) -> Vec<String> {
+    attached_programs(ns, dev).into_iter().filter(|p| p.contains("netpath_")).collect()
+}
+
+#[test]
+fn netns_tc_counts_real_ping_exactly_and_detaches() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--pin-dir", pins.arg(), "--mode", "tc"]);
+    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), ["tcx-egress:netpath_tc_out", "tcx-ingress:netpath_tc_in"]);
+    pair.ping_from_a(5);
+    let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--netns", &pair.a.name]);
+    // Echo requests leave veth-a (egress), replies arrive (ingress); nothing else is ICMP here.
+    assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 5, "{rows}");
+    assert_eq!(stat(&rows, "veth-a", "ingress", "icmp", "packets"), 5, "{rows}");
+    // 14 Ethernet + 20 IPv4 + 8 ICMP + 56 payload.
+    assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "bytes"), 5 * 98, "{rows}");
+    assert!(stat(&rows, "veth-a", "egress", "arp", "packets") >= 1, "{rows}");
+    let flows = netpath_json(&["flows", "--pin-dir", pins.arg(), "--netns", &pair.a.name, "--class", "icmp"]);
+    let f = flows.as_array().unwrap();
+    assert!(
+        f.iter().any(|r| r["src"] == PAIR_A_IP && r["dst"] == PAIR_B_IP && r["icmp_type"] == 8 && r["packets"] == 5 && r["direction"] == "egress"),
+        "{flows}"
+    );
+    assert!(f.iter().any(|r| r["src"] == PAIR_B_IP && r["icmp_type"] == 0 && r["packets"] == 5), "{flows}");
+    assert!(d.stop().success());
+    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), Vec::<String>::new(), "programs left attached after SIGINT");
+}
+
+#[test]
+fn netns_xdp_mode_counts_ingress_with_xdp_and_egress_with_tc() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a:xdp", "--pin-dir", pins.arg()]);
+    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), ["tcx-egress:netpath_tc_out", "xdp:netpath_xdp"]);
+    pair.ping_from_a(3);
+    let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--netns", &pair.a.name]);
+    assert_eq!(stat(&rows, "veth-a", "ingress", "icmp", "packets"), 3, "{rows}");
+    assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 3, "{rows}");
+    assert!(d.stop().success());
+    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), Vec::<String>::new());
+}
+
+#[test]
+fn netns_counters_survive_a_restart() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    for round in 1..=2u64 {
+        let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--pin-dir", pins.arg()]);
+        pair.ping_from_a(3);
+        assert!(d.stop().success());
+        let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--netns", &pair.a.name]);
+        assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 3 * round, "round {round}: {rows}");
+    }
+    let out = netpath(&["down", "--pin-dir", pins.arg()]);
+    assert!(out.status.success());
+    assert!(!pins.path.exists(), "down left {}", pins.path.display());
+}
+
+#[test]
+fn netns_unknown_interface_is_exit_2_names_it_and_changes_nothing() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a", "--iface", "nope0", "--pin-dir", pins.arg()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'nope0' not found") && err.contains("veth-a") && err.contains("lo"), "{err}");
+    assert!(!pins.path.exists(), "bad input created pins");
+    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), Vec::<String>::new(), "bad input attached something");
+    let out = netpath(&["run", "--netns", "no-such-ns-xyz", "--iface", "lo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-ns-xyz"));
+}
+
+#[test]
+fn netns_missing_privileges_are_named() {
+    require_root();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(netpath_bin())
+        .args(["run", "--iface", "lo", "--no-pin"])
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(77), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_BPF") && err.contains("CAP_NET_ADMIN"), "{err}");
+}
+
+#[test]
+fn netns_json_lines_every_interval() {
+    require_root();
+    let pair = Pair::new();
+    let out = Command::new(netpath_bin())
+        .args(["run", "--netns", &pair.a.name, "--iface", "veth-a", "--no-pin", "-o", "json", "--interval", "200ms", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    assert!((4..=7).contains(&lines.len()), "{} lines", lines.len());
+    assert!(lines.iter().all(|l| l["stats"].is_array() && l["time"].is_string() && l["flow_table"]["capacity"] == 65536));
+}
