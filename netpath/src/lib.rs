@@ -1,13 +1,16 @@
 //! netpath user space: loading and attaching the datapath, reading its maps, and the CLI.
+pub mod api;
 pub mod attach;
 pub mod caps;
 pub mod cli;
+pub mod cri;
 pub mod error;
 pub mod flows;
 pub mod ifaces;
 pub mod lab;
 pub mod loader;
 pub mod maps;
+pub mod netlink;
 pub mod netns;
 pub mod report;
 pub mod run;

@@ -1,0 +1,1 @@
+//! (being written) control API over a unix socket.

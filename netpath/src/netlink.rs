@@ -1,0 +1,1 @@
+//! (being written) rtnetlink: links, addresses, notifications, namespace ids.
