@@ -201,6 +201,9 @@ pub mod diag {
     pub const IFACE_INSERT_FAILED: u32 = 2;
     /// `bpf_skb_pull_data` failures: the headers stayed non-linear and were parsed as far as seen.
     pub const PULL_FAILED: u32 = 3;
+    /// Flows user space removed (their interface went away); written by user space only, so
+    /// evictions = created - active - deleted.
+    pub const FLOWS_DELETED: u32 = 4;
     /// Malformed frames by reason start here: `MALFORMED_BASE + malformed::*`.
     pub const MALFORMED_BASE: u32 = 16;
     pub const COUNT: u32 = MALFORMED_BASE + super::malformed::COUNT as u32;

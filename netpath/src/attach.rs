@@ -14,11 +14,20 @@ use crate::{
     loader::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
 };
 use aya::{
-    programs::{tc, tc::SchedClassifierLinkId, xdp::XdpLinkId, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        links::{FdLink, LinkOrder, PinnedLink},
+        tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
+        xdp::XdpLink,
+        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    },
     util::KernelVersion,
     Ebpf,
 };
-use std::{fmt, str::FromStr};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -93,12 +102,77 @@ pub enum TcHook {
     Clsact,
 }
 
-impl TcHook {
-    pub fn for_kernel() -> TcHook {
-        match KernelVersion::current() {
-            Ok(v) if v >= KernelVersion::new(6, 6, 0) => TcHook::Tcx,
-            _ => TcHook::Clsact,
+/// `--tc-hook`: which TC mechanism to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TcHookChoice {
+    /// tcx where the kernel has it (6.6+), clsact otherwise.
+    Auto,
+    Tcx,
+    Clsact,
+}
+
+impl FromStr for TcHookChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "tcx" => Ok(Self::Tcx),
+            "clsact" => Ok(Self::Clsact),
+            _ => Err(format!("unknown tc hook '{s}' (auto, tcx, clsact)")),
         }
+    }
+}
+
+impl TcHookChoice {
+    pub fn resolve(self) -> TcHook {
+        match self {
+            TcHookChoice::Tcx => TcHook::Tcx,
+            TcHookChoice::Clsact => TcHook::Clsact,
+            TcHookChoice::Auto => match KernelVersion::current() {
+                Ok(v) if v >= KernelVersion::new(6, 6, 0) => TcHook::Tcx,
+                _ => TcHook::Clsact,
+            },
+        }
+    }
+}
+
+/// `--tcx-order`: netpath's place among the tcx programs of a hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TcxOrder {
+    /// Before every other program: netpath sees frames before anyone can drop or rewrite them.
+    First,
+    /// After every other program (it then sees only what they let through with TCX_NEXT).
+    Last,
+}
+
+impl FromStr for TcxOrder {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "first" => Ok(Self::First),
+            "last" => Ok(Self::Last),
+            _ => Err(format!("unknown tcx order '{s}' (first, last)")),
+        }
+    }
+}
+
+/// On clsact, netpath's filters use their own handle and priority, so they can be found, replaced
+/// and deleted without touching anyone else's filters.
+pub const CLSACT_PRIORITY: u16 = 0x4e50;
+pub const CLSACT_HANDLE: TcHandle = TcHandle::new(0x4e50, 1);
+
+#[derive(Clone, Debug)]
+pub struct AttachOptions {
+    pub tc_hook: TcHookChoice,
+    pub tcx_order: TcxOrder,
+    pub force: bool,
+    /// With `--persist`: pin every link here, and re-adopt links found pinned.
+    pub links_dir: Option<PathBuf>,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        Self { tc_hook: TcHookChoice::Auto, tcx_order: TcxOrder::First, force: false, links_dir: None }
     }
 }
 
@@ -110,6 +184,80 @@ pub struct Attached {
     pub mode: Mode,
     pub tc_hook: TcHook,
     pub driver: Option<String>,
+    /// Hooks whose pinned link from an earlier daemon was re-adopted (program swapped in place).
+    pub readopted: Vec<&'static str>,
+}
+
+/// The hooks netpath uses on an interface; also the suffix of their link pins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Xdp,
+    TcIngress,
+    TcEgress,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::TcIngress => "tc_in",
+            Hook::TcEgress => "tc_out",
+        }
+    }
+    fn from_name(s: &str) -> Option<Hook> {
+        [Hook::Xdp, Hook::TcIngress, Hook::TcEgress].into_iter().find(|h| h.name() == s)
+    }
+}
+
+/// A link netpath holds. bpf links (tcx, XDP) are held by fd and optionally pinned; clsact
+/// filters are netlink objects aya deletes when the link is dropped.
+#[derive(Debug)]
+enum Held {
+    Fd { link: FdLink, pin: Option<PathBuf> },
+    /// Held only so that dropping it deletes the filter.
+    Netlink { _link: SchedClassifierLink },
+}
+
+/// The links netpath made (or re-adopted) on one interface.
+#[derive(Debug, Default)]
+pub struct IfaceLinks {
+    held: Vec<(Hook, Held)>,
+}
+
+impl IfaceLinks {
+    /// Detach: remove pins and close the links.
+    pub fn detach(self) {
+        for (_, h) in self.held {
+            if let Held::Fd { pin: Some(p), .. } = &h {
+                let _ = std::fs::remove_file(p);
+            }
+            drop(h);
+        }
+    }
+
+    /// Let go of the links without detaching what is pinned (daemon exit with --persist): the
+    /// programs stay attached and keep counting until the next daemon re-adopts them.
+    pub fn release(self) {
+        for (_, h) in self.held {
+            match h {
+                Held::Fd { link, pin: Some(_) } => drop(link),
+                other => drop(other),
+            }
+        }
+    }
+}
+
+/// Pin file of a hook: `NAME.IFINDEX.HOOK`. The ifindex makes a pin of a deleted interface
+/// distinguishable from one of a new interface with the same name.
+pub fn link_pin(dir: &Path, iface: &Iface, hook: Hook) -> PathBuf {
+    dir.join(format!("{}.{}.{}", iface.name, iface.ifindex, hook.name()))
+}
+
+/// Parse a link pin file name back into (name, ifindex, hook).
+pub fn parse_link_pin(file: &str) -> Option<(String, u32, Hook)> {
+    let (rest, hook) = file.rsplit_once('.')?;
+    let (name, ifindex) = rest.rsplit_once('.')?;
+    Some((name.to_string(), ifindex.parse().ok()?, Hook::from_name(hook)?))
 }
 
 /// Load the datapath programs into the kernel (once per process, before any attach).
@@ -144,71 +292,188 @@ pub fn resolve_mode(iface: &str, requested: Mode) -> Mode {
     }
 }
 
-/// The links netpath made on one interface, so exactly those can be detached.
-#[derive(Debug, Default)]
-pub struct IfaceLinks {
-    xdp: Option<XdpLinkId>,
-    tc: Vec<(&'static str, SchedClassifierLinkId)>,
+fn prog_err(what: String) -> impl FnOnce(ProgramError) -> Error {
+    move |source| Error::Program { what, source }
+}
+
+/// Swap our program into a link pinned by an earlier daemon (BPF_LINK_UPDATE: the hook is never
+/// empty). Returns None when there is no usable pin; a stale one is removed.
+fn readopt(ebpf: &mut Ebpf, pin: &Path, hook: Hook) -> Option<Held> {
+    if !pin.exists() {
+        return None;
+    }
+    let fd: FdLink = match PinnedLink::from_pin(pin) {
+        Ok(p) => p.into(),
+        Err(_) => {
+            let _ = std::fs::remove_file(pin);
+            return None;
+        }
+    };
+    let swapped: std::result::Result<FdLink, String> = match hook {
+        Hook::Xdp => (|| {
+            let p = xdp_prog(ebpf).map_err(|e| e.to_string())?;
+            let id = p.attach_to_link(XdpLink::try_from(fd).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            FdLink::try_from(p.take_link(id).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+        })(),
+        Hook::TcIngress | Hook::TcEgress => (|| {
+            let name = if hook == Hook::TcIngress { PROG_TC_INGRESS } else { PROG_TC_EGRESS };
+            let p = tc_prog(ebpf, name).map_err(|e| e.to_string())?;
+            let id = p.attach_to_link(SchedClassifierLink::try_from(fd).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            FdLink::try_from(p.take_link(id).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+        })(),
+    };
+    match swapped {
+        Ok(link) => Some(Held::Fd { link, pin: Some(pin.to_path_buf()) }),
+        Err(e) => {
+            // A link of a deleted device (defunct) cannot be updated: start afresh.
+            eprintln!("netpath: pinned link {} not re-adoptable ({e}); attaching anew", pin.display());
+            let _ = std::fs::remove_file(pin);
+            None
+        }
+    }
+}
+
+/// Keep a freshly made bpf link: pin it when persisting.
+fn hold_fd(link: FdLink, pin: Option<PathBuf>) -> Result<Held> {
+    match pin {
+        None => Ok(Held::Fd { link, pin: None }),
+        Some(path) => {
+            let pinned = link.pin(&path).map_err(|e| Error::Io(std::io::Error::other(format!("pinning link {}: {e}", path.display()))))?;
+            Ok(Held::Fd { link: pinned.into(), pin: Some(path) })
+        }
+    }
+}
+
+/// The XDP program currently attached to an interface (id, name), as iproute2 reports it.
+pub fn current_xdp(iface: &str) -> Option<(u32, String)> {
+    let out = std::process::Command::new("ip").args(["-j", "-d", "link", "show", "dev", iface]).output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let xdp = &v.get(0)?["xdp"];
+    let id = xdp["prog"]["id"].as_u64().or_else(|| xdp["attached"].get(0).and_then(|a| a["prog"]["id"].as_u64()))?;
+    let name = aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .find(|p| p.id() == id as u32)
+        .and_then(|p| p.name_as_str().map(String::from))
+        .unwrap_or_default();
+    Some((id as u32, name))
 }
 
 /// Attach to one interface. On error nothing stays attached to it.
-pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode) -> Result<(Attached, IfaceLinks)> {
-    let hook = TcHook::for_kernel();
+pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOptions) -> Result<(Attached, IfaceLinks)> {
+    let hook = opts.tc_hook.resolve();
     let driver = ifaces::driver(&iface.name);
     let mut links = IfaceLinks::default();
+    let mut readopted = Vec::new();
+    let pin = |h: Hook| opts.links_dir.as_deref().map(|d| link_pin(d, iface, h));
     let mut mode = resolve_mode(&iface.name, requested);
     if matches!(mode, Mode::Xdp | Mode::XdpGeneric) {
-        let xdp_mode = if mode == Mode::Xdp { XdpMode::Driver } else { XdpMode::Skb };
-        match xdp_prog(ebpf)?.attach_to_if_index(iface.ifindex, xdp_mode) {
-            Ok(id) => links.xdp = Some(id),
-            // auto on a NIC whose driver has no native XDP: TC still sees everything.
-            Err(e) if requested == Mode::Auto => {
-                eprintln!("netpath: {}: native XDP unavailable ({e}); using TC", iface.name);
-                mode = Mode::Tc;
+        if let Some(held) = pin(Hook::Xdp).and_then(|p| readopt(ebpf, &p, Hook::Xdp)) {
+            links.held.push((Hook::Xdp, held));
+            readopted.push(Hook::Xdp.name());
+        } else {
+            if let Some((id, name)) = current_xdp(&iface.name) {
+                if !opts.force {
+                    return Err(Error::ForeignXdp { iface: iface.name.clone(), prog_id: id, prog_name: name });
+                }
+                eprintln!("netpath: {}: --force: removing XDP program {id} ({name})", iface.name);
+                for m in ["xdp", "xdpgeneric", "xdpdrv"] {
+                    let _ = std::process::Command::new("ip").args(["link", "set", "dev", &iface.name, m, "off"]).status();
+                }
             }
-            Err(source) => {
-                return Err(Error::Program { what: format!("attaching XDP ({mode}) to {}", iface.name), source })
+            let xdp_mode = if mode == Mode::Xdp { XdpMode::Driver } else { XdpMode::Skb };
+            let p = xdp_prog(ebpf)?;
+            match p.attach_to_if_index(iface.ifindex, xdp_mode) {
+                Ok(id) => {
+                    let link = p.take_link(id).map_err(prog_err(format!("taking XDP link of {}", iface.name)))?;
+                    match FdLink::try_from(link) {
+                        Ok(fd) => links.held.push((Hook::Xdp, hold_fd(fd, pin(Hook::Xdp))?)),
+                        // Kernels without XDP links (< 5.9) attach by netlink; aya detaches on drop.
+                        Err(_) => eprintln!("netpath: {}: XDP attached without a bpf link; it cannot be pinned", iface.name),
+                    }
+                }
+                // auto on a NIC whose driver has no native XDP: TC still sees everything.
+                Err(e) if requested == Mode::Auto => {
+                    eprintln!("netpath: {}: native XDP unavailable ({e}); using TC", iface.name);
+                    mode = Mode::Tc;
+                }
+                Err(source) => {
+                    return Err(Error::Program { what: format!("attaching XDP ({mode}) to {}", iface.name), source });
+                }
             }
         }
     }
-    let mut directions = vec![(PROG_TC_EGRESS, TcAttachType::Egress)];
+    let mut directions = vec![(Hook::TcEgress, PROG_TC_EGRESS, TcAttachType::Egress)];
     if mode == Mode::Tc {
-        directions.insert(0, (PROG_TC_INGRESS, TcAttachType::Ingress));
+        directions.insert(0, (Hook::TcIngress, PROG_TC_INGRESS, TcAttachType::Ingress));
     }
     if hook == TcHook::Clsact {
         // EEXIST is fine: another tool's clsact is shared, never replaced or removed.
         if let Err(e) = tc::qdisc_add_clsact(&iface.name) {
             if !matches!(&e, tc::TcError::IoError(io) if io.kind() == std::io::ErrorKind::AlreadyExists) {
-                detach(ebpf, links);
+                links.detach();
                 return Err(Error::Io(std::io::Error::other(format!("adding clsact qdisc to {}: {e}", iface.name))));
             }
         }
     }
-    for (name, dir) in directions {
-        match tc_prog(ebpf, name)?.attach(&iface.name, dir) {
-            Ok(id) => links.tc.push((name, id)),
+    for (h, name, dir) in directions {
+        if hook == TcHook::Tcx {
+            if let Some(held) = pin(h).and_then(|p| readopt(ebpf, &p, h)) {
+                links.held.push((h, held));
+                readopted.push(h.name());
+                continue;
+            }
+        }
+        let options = match hook {
+            TcHook::Tcx => TcAttachOptions::TcxOrder(match opts.tcx_order {
+                TcxOrder::First => LinkOrder::first(),
+                TcxOrder::Last => LinkOrder::last(),
+            }),
+            TcHook::Clsact => TcAttachOptions::Netlink(NlOptions { priority: CLSACT_PRIORITY, handle: CLSACT_HANDLE, classid: None }),
+        };
+        let p = tc_prog(ebpf, name)?;
+        let res = p.attach_with_options(&iface.name, dir, options).and_then(|id| p.take_link(id));
+        match res {
+            Ok(link) => {
+                let held = match hook {
+                    TcHook::Tcx => match FdLink::try_from(link) {
+                        Ok(fd) => hold_fd(fd, pin(h)),
+                        Err(e) => Err(Error::Io(std::io::Error::other(format!("tcx link of {}: {e}", iface.name)))),
+                    },
+                    TcHook::Clsact => Ok(Held::Netlink { _link: link }),
+                };
+                match held {
+                    Ok(held) => links.held.push((h, held)),
+                    Err(e) => {
+                        links.detach();
+                        return Err(e);
+                    }
+                }
+            }
             Err(source) => {
-                detach(ebpf, links);
+                links.detach();
                 return Err(Error::Program { what: format!("attaching {name} ({hook:?}) to {}", iface.name), source });
             }
         }
     }
-    Ok((Attached { iface: iface.name.clone(), ifindex: iface.ifindex, mode, tc_hook: hook, driver }, links))
+    Ok((Attached { iface: iface.name.clone(), ifindex: iface.ifindex, mode, tc_hook: hook, driver, readopted }, links))
 }
 
-/// Detach exactly the links of one interface. Errors are ignored: the interface may already be
-/// gone, which detaches its links in the kernel.
-pub fn detach(ebpf: &mut Ebpf, links: IfaceLinks) {
-    if let Some(id) = links.xdp {
-        if let Ok(p) = xdp_prog(ebpf) {
-            let _ = p.detach(id);
+/// Remove pinned links in `dir` that are not in `keep` (interfaces no longer wanted, or gone):
+/// removing the pin detaches the program. Returns the removed pin names.
+pub fn sweep_links(dir: &Path, keep: &dyn Fn(&str, u32, Hook) -> bool) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return removed };
+    for e in rd.filter_map(|e| e.ok()) {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let stale = match parse_link_pin(&file) {
+            Some((name, ifindex, hook)) => !keep(&name, ifindex, hook),
+            None => false,
+        };
+        if stale && std::fs::remove_file(e.path()).is_ok() {
+            removed.push(file);
         }
     }
-    for (name, id) in links.tc {
-        if let Ok(p) = tc_prog(ebpf, name) {
-            let _ = p.detach(id);
-        }
-    }
+    removed
 }
 
 #[cfg(test)]
@@ -228,5 +493,15 @@ mod tests {
         assert!(":tc".parse::<IfaceSpec>().is_err());
         assert!("".parse::<IfaceSpec>().is_err());
         assert!("averyveryverylongname".parse::<IfaceSpec>().is_err());
+    }
+
+    #[test]
+    fn link_pins_round_trip() {
+        let iface = Iface { name: "veth1a2b.3c".into(), ifindex: 42 };
+        let p = link_pin(Path::new("/x"), &iface, Hook::TcEgress);
+        assert_eq!(p, Path::new("/x/veth1a2b.3c.42.tc_out"));
+        assert_eq!(parse_link_pin("veth1a2b.3c.42.tc_out"), Some(("veth1a2b.3c".into(), 42, Hook::TcEgress)));
+        assert_eq!(parse_link_pin("NP_FLOWS"), None);
+        assert_eq!(parse_link_pin("eth0.x.xdp"), None);
     }
 }

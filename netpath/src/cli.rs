@@ -1,6 +1,6 @@
 //! The command line: what a person types, with help that teaches.
 use crate::{
-    attach::{IfaceSpec, Mode},
+    attach::{IfaceSpec, Mode, TcHookChoice, TcxOrder},
     flows::SortBy,
     loader::DEFAULT_PIN_DIR,
 };
@@ -33,7 +33,10 @@ pub enum Command {
     Flows(FlowsArgs),
     /// Datapath health: flow table fill, evictions, failed inserts, malformed frames by reason.
     Status(ReadArgs),
-    /// Remove netpath's pinned maps (and their counters). Running programs are not touched.
+    /// Interfaces with their veth peer, the namespace and pod behind it, and attached programs.
+    Ifaces(ReadArgs),
+    /// Remove what netpath pinned: maps (and their counters) and `--persist` links (which detaches
+    /// those programs). Nothing else is touched.
     Down(PinArgs),
     /// A simulated two-node pod network in network namespaces, to try netpath on.
     Lab(LabArgs),
@@ -57,10 +60,20 @@ pub struct PinArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Interface to observe; repeat for more. `NAME:MODE` overrides --mode for one interface
-    /// (e.g. `ul0:xdp`).
-    #[arg(short = 'i', long = "iface", required = true, value_name = "IF[:MODE]")]
+    /// Interface to observe; repeat for more. A bridge means the bridge and every port on it,
+    /// followed as ports come and go. Globs select by name (`veth*`, quote them). `NAME:MODE`
+    /// overrides --mode for one interface (e.g. `ul0:xdp`).
+    #[arg(short = 'i', long = "iface", value_name = "IF[:MODE]")]
     pub ifaces: Vec<IfaceSpec>,
+
+    /// Never attach to interfaces matching this name or glob (repeatable).
+    #[arg(long, value_name = "IF")]
+    pub exclude: Vec<String>,
+
+    /// TOML file with any of these settings (keys are the long flag names with `_`); flags given
+    /// on the command line win. SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Hook: `auto` uses TC on virtual devices (veth, bridge, vxlan) and native XDP on physical
     /// NICs; XDP modes observe egress with TC.
@@ -82,12 +95,21 @@ pub struct RunArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
 
+    /// Print nothing periodically (a node agent; read it with `netpath stats` or the API).
+    #[arg(short, long)]
+    pub quiet: bool,
+
     #[command(flatten)]
     pub pin: PinArgs,
 
     /// Keep maps private to this process instead of pinning them (counters die with it).
     #[arg(long)]
     pub no_pin: bool,
+
+    /// Pin the attachments too, and leave them attached on exit: the programs keep counting
+    /// while the daemon restarts, and the next daemon re-adopts them. `netpath down` removes them.
+    #[arg(long)]
+    pub persist: bool,
 
     /// Flow table capacity (LRU: the coldest flows are evicted when it is full).
     #[arg(long, default_value_t = netpath_common::DEFAULT_FLOW_TABLE_SIZE, value_name = "N")]
@@ -96,6 +118,27 @@ pub struct RunArgs {
     /// UDP destination ports decoded as VXLAN (up to 4).
     #[arg(long = "vxlan-port", value_delimiter = ',', default_values_t = [netpath_common::VXLAN_PORT_FLANNEL, netpath_common::VXLAN_PORT_IANA], value_name = "PORT")]
     pub vxlan_ports: Vec<u16>,
+
+    /// Control API socket (HTTP/JSON); `none` disables it.
+    #[arg(long, default_value = crate::api::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// TC mechanism: tcx links (kernel 6.6+) or a clsact qdisc with netpath's own filter handle
+    /// and priority; `auto` picks tcx where the kernel has it.
+    #[arg(long, value_enum, default_value_t = TcHookChoice::Auto)]
+    pub tc_hook: TcHookChoice,
+
+    /// Where netpath's tcx programs run among others on the same hook.
+    #[arg(long, value_enum, default_value_t = TcxOrder::First)]
+    pub tcx_order: TcxOrder,
+
+    /// Replace an XDP program that netpath did not load (otherwise refused, naming its id).
+    #[arg(long)]
+    pub force: bool,
+
+    /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
+    #[arg(long, value_name = "PATH")]
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -103,9 +146,14 @@ pub struct ReadArgs {
     #[command(flatten)]
     pub pin: PinArgs,
 
-    /// Name interfaces as seen from this network namespace (where `run --netns` attached).
+    /// Name interfaces as seen from this network namespace (where `run --netns` attached); only
+    /// used when no daemon answers on --socket.
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
+
+    /// A running daemon's control API; without one, the pinned maps are read directly.
+    #[arg(long, default_value = crate::api::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
 
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

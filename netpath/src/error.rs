@@ -16,6 +16,11 @@ pub enum Error {
     #[error("missing privileges: {missing} (run as root, or grant them with `setcap` / a container securityContext)")]
     Privileges { missing: String },
 
+    #[error(
+        "{iface} already has XDP program {prog_id} ({prog_name}) that netpath did not load; refusing to replace it (use --force, or --mode tc for this interface)"
+    )]
+    ForeignXdp { iface: String, prog_id: u32, prog_name: String },
+
     #[error("bad argument: {0}")]
     BadArgument(String),
 

@@ -11,12 +11,12 @@ use std::{
 };
 
 /// One flow. The field names are a stable JSON contract; `arp_op` is an addition for ARP flows.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlowRow {
     pub iface: String,
     pub ifindex: u32,
-    pub direction: &'static str,
-    pub family: &'static str,
+    pub direction: String,
+    pub family: String,
     pub src: String,
     pub dst: String,
     pub proto: String,
@@ -33,8 +33,18 @@ pub struct FlowRow {
     pub tcp_flags: String,
     pub first_seen: String,
     pub last_seen: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub arp_op: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_op: Option<String>,
+    /// Network namespace of the veth peer behind this interface, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// Kubernetes pod behind this interface (from the CRI runtime), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+
+    /// Not part of the JSON: recomputed by the reader when it needs it.
     #[serde(skip)]
     pub class: u8,
 }
@@ -116,13 +126,14 @@ pub fn row(k: &FlowKey, v: &FlowValue, iface: String, clock: &Clock) -> FlowRow 
     FlowRow {
         iface,
         ifindex: k.ifindex,
-        direction: DIRECTIONS.get(k.direction as usize).copied().unwrap_or("unknown"),
+        direction: DIRECTIONS.get(k.direction as usize).copied().unwrap_or("unknown").into(),
         family: match k.family {
             FAMILY_IPV4 => "ipv4",
             FAMILY_IPV6 => "ipv6",
             FAMILY_ARP => "arp",
             _ => "none",
-        },
+        }
+        .into(),
         src: addr(k.family, &k.src),
         dst: addr(k.family, &k.dst),
         proto: proto_name(k),
@@ -139,14 +150,20 @@ pub fn row(k: &FlowKey, v: &FlowValue, iface: String, clock: &Clock) -> FlowRow 
         tcp_flags: tcp_flags(v.tcp_flags),
         first_seen: clock.rfc3339(v.first_seen),
         last_seen: clock.rfc3339(v.last_seen),
-        arp_op: (k.family == FAMILY_ARP).then_some(match k.arp_op {
-            1 => "request",
-            2 => "reply",
-            3 => "rarp-request",
-            4 => "rarp-reply",
-            _ => "other",
+        arp_op: (k.family == FAMILY_ARP).then(|| {
+            match k.arp_op {
+                1 => "request",
+                2 => "reply",
+                3 => "rarp-request",
+                4 => "rarp-reply",
+                _ => "other",
+            }
+            .to_string()
         }),
         class: class_of(k),
+        netns: None,
+        pod: None,
+        pod_namespace: None,
     }
 }
 
@@ -187,7 +204,7 @@ pub fn table(rows: &[FlowRow]) -> String {
     );
     for r in rows {
         let ports = matches!(r.proto.as_str(), "tcp" | "udp");
-        let (src, dst) = match (r.icmp_type, r.arp_op) {
+        let (src, dst) = match (r.icmp_type, r.arp_op.as_deref()) {
             (Some(t), _) => (format!("{} id {}", r.src, r.sport), format!("{} type {t}/{}", r.dst, r.icmp_code.unwrap_or(0))),
             (_, Some(op)) => (r.src.clone(), format!("{} ({op})", r.dst)),
             _ => (endpoint(&r.src, r.sport, ports), endpoint(&r.dst, r.dport, ports)),
@@ -196,10 +213,15 @@ pub fn table(rows: &[FlowRow]) -> String {
             (Some(a), Some(b)) => format!("{a} > {b}"),
             _ => String::new(),
         };
+        let iface = match (&r.pod_namespace, &r.pod, &r.netns) {
+            (Some(ns), Some(p), _) => format!("{} ({ns}/{p})", r.iface),
+            (_, _, Some(n)) => format!("{} ({n})", r.iface),
+            _ => r.iface.clone(),
+        };
         let _ = writeln!(
             s,
             "{:<14} {:<7} {:<6} {:<44} {:<44} {:>5} {:>4} {:>10} {:>12} {:<6} {}",
-            r.iface, r.direction, r.proto, src, dst, r.vni, r.vlan, r.packets, r.bytes, r.tcp_flags, underlay
+            iface, r.direction, r.proto, src, dst, r.vni, r.vlan, r.packets, r.bytes, r.tcp_flags, underlay
         );
     }
     if rows.is_empty() {

@@ -165,6 +165,19 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
 /// Returns what was removed.
 pub fn unpin_all(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
+    // Pinned links (`run --persist`): removing the pin detaches the program.
+    let links = dir.join("links");
+    if let Ok(rd) = std::fs::read_dir(&links) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if crate::attach::parse_link_pin(&name).is_some() && std::fs::remove_file(e.path()).is_ok() {
+                removed.push(e.path());
+            }
+        }
+        if std::fs::remove_dir(&links).is_ok() {
+            removed.push(links);
+        }
+    }
     for name in maps::ALL {
         let p = dir.join(name);
         match std::fs::remove_file(&p) {

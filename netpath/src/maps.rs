@@ -2,16 +2,17 @@
 //! and folding the per-CPU values into one view.
 use crate::error::{Error, Result};
 use aya::{
-    maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     Ebpf,
 };
-use netpath_common::{diag, maps, FlowKey, FlowValue, IfaceCounters, IfaceKey};
+use netpath_common::{diag, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, DIRECTIONS};
 use std::path::Path;
 
 pub struct Maps {
     pub iface: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
     pub flows: PerCpuHashMap<MapData, FlowKey, FlowValue>,
     pub diag: PerCpuArray<MapData, u64>,
+    pub config: Array<MapData, Config>,
     pub flow_capacity: u32,
     /// Kernel id of the flow table (for tools and tests that inspect it).
     pub flow_map_id: u32,
@@ -27,8 +28,8 @@ impl Maps {
         let mut take = |name: &str| {
             ebpf.take_map(name).ok_or_else(|| Error::BadArgument(format!("map {name} missing from the eBPF object")))
         };
-        let (iface, flows, diag) = (take(maps::IFACE_STATS)?, take(maps::FLOWS)?, take(maps::DIAG)?);
-        Self::from_maps(iface, flows, diag)
+        let (iface, flows, diag, config) = (take(maps::IFACE_STATS)?, take(maps::FLOWS)?, take(maps::DIAG)?, take(maps::CONFIG)?);
+        Self::from_maps(iface, flows, diag, config)
     }
 
     /// Open the maps pinned under `dir` by a running (or previous) `netpath run`.
@@ -41,10 +42,10 @@ impl Maps {
             let data = MapData::from_pin(&path).map_err(map_err(&format!("opening {}", path.display())))?;
             Map::from_map_data(data).map_err(map_err(&format!("opening {}", path.display())))
         };
-        Self::from_maps(open(maps::IFACE_STATS)?, open(maps::FLOWS)?, open(maps::DIAG)?)
+        Self::from_maps(open(maps::IFACE_STATS)?, open(maps::FLOWS)?, open(maps::DIAG)?, open(maps::CONFIG)?)
     }
 
-    fn from_maps(iface: Map, flows: Map, diag: Map) -> Result<Maps> {
+    fn from_maps(iface: Map, flows: Map, diag: Map, config: Map) -> Result<Maps> {
         let (flow_capacity, flow_map_id) = match &flows {
             Map::PerCpuLruHashMap(d) | Map::PerCpuHashMap(d) => d.info().map(|i| (i.max_entries(), i.id())).unwrap_or((0, 0)),
             _ => (0, 0),
@@ -54,6 +55,7 @@ impl Maps {
             iface: iface.try_into().map_err(map_err("interface counters"))?,
             flows,
             diag: diag.try_into().map_err(map_err("diagnostic counters"))?,
+            config: config.try_into().map_err(map_err("config map"))?,
             flow_capacity,
             flow_map_id,
         })
@@ -101,8 +103,58 @@ impl Maps {
     pub fn flow_table(&self) -> Result<FlowTableStatus> {
         let d = self.diag()?;
         let active = self.flows.keys().filter(|k| k.is_ok()).count() as u64;
-        Ok(FlowTableStatus::new(self.flow_capacity, active, d[diag::FLOWS_CREATED as usize], d[diag::FLOW_INSERT_FAILED as usize]))
+        Ok(FlowTableStatus::new(
+            self.flow_capacity,
+            active,
+            d[diag::FLOWS_CREATED as usize],
+            d[diag::FLOWS_DELETED as usize],
+            d[diag::FLOW_INSERT_FAILED as usize],
+        ))
     }
+
+    /// An interface went away: sum what its flows counted, delete them and its interface counters
+    /// (so a reused ifindex starts from zero), and record the deletions for the eviction count.
+    pub fn forget_ifindex(&mut self, ifindex: u32) -> Result<Accounted> {
+        let mut acc = Accounted::default();
+        let doomed: Vec<(FlowKey, FlowValue)> = self.flows()?.into_iter().filter(|(k, _)| k.ifindex == ifindex).collect();
+        for (k, v) in &doomed {
+            if self.flows.remove(k).is_ok() {
+                acc.flows += 1;
+                acc.packets += v.packets;
+                acc.bytes += v.bytes;
+            }
+        }
+        for dir in 0..DIRECTIONS.len() as u8 {
+            let _ = self.iface.remove(&IfaceKey::new(ifindex, dir));
+        }
+        self.add_diag(diag::FLOWS_DELETED, acc.flows)?;
+        Ok(acc)
+    }
+
+    /// Add to a user-space-maintained diagnostic counter (kept in CPU 0's slot).
+    fn add_diag(&mut self, index: u32, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let current = self.diag.get(&index, 0).map_err(map_err("reading diagnostic counters"))?;
+        let mut values: Vec<u64> = current.iter().copied().collect();
+        values[0] += n;
+        let values = PerCpuValues::try_from(values).map_err(Error::Io)?;
+        self.diag.set(index, values, 0).map_err(map_err("writing diagnostic counters"))
+    }
+
+    /// Replace the datapath's runtime configuration (VXLAN ports).
+    pub fn write_config(&mut self, c: Config) -> Result<()> {
+        self.config.set(0, c, 0).map_err(map_err("writing config"))
+    }
+}
+
+/// What the flows of a departed interface had counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Accounted {
+    pub flows: u64,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// Fold per-CPU flow values: sums, earliest first_seen, latest last_seen, OR of flags.
@@ -133,17 +185,26 @@ pub struct FlowTableStatus {
     pub capacity: u32,
     pub active: u64,
     pub created: u64,
-    /// Flows the LRU pushed out to make room: created minus still present (netpath never deletes
-    /// flows itself yet, so every other disappearance is an eviction).
+    /// Flows the LRU pushed out to make room: created minus still present minus those netpath
+    /// deleted itself (when their interface went away).
     pub evictions: u64,
+    pub deleted: u64,
     pub insert_failed: u64,
     pub fill_ratio: f64,
 }
 
 impl FlowTableStatus {
-    pub fn new(capacity: u32, active: u64, created: u64, insert_failed: u64) -> Self {
+    pub fn new(capacity: u32, active: u64, created: u64, deleted: u64, insert_failed: u64) -> Self {
         let fill_ratio = if capacity == 0 { 0.0 } else { active as f64 / f64::from(capacity) };
-        Self { capacity, active, created, evictions: created.saturating_sub(active), insert_failed, fill_ratio }
+        Self {
+            capacity,
+            active,
+            created,
+            evictions: created.saturating_sub(active).saturating_sub(deleted),
+            deleted,
+            insert_failed,
+            fill_ratio,
+        }
     }
 }
 
@@ -162,8 +223,9 @@ mod tests {
 
     #[test]
     fn evictions_are_created_minus_active() {
-        let s = FlowTableStatus::new(100, 100, 300, 0);
+        let s = FlowTableStatus::new(100, 100, 300, 0, 0);
         assert_eq!(s.evictions, 200);
+        assert_eq!(FlowTableStatus::new(100, 50, 300, 20, 0).evictions, 230);
         assert!((s.fill_ratio - 1.0).abs() < 1e-9);
     }
 }

@@ -4,7 +4,7 @@ use crate::{
     error::{Error, Result},
     flows::{self, Clock, Filter},
     ifaces,
-    maps::Maps,
+    maps::{FlowTableStatus, Maps},
     stats,
 };
 use netpath_common::{diag, malformed};
@@ -14,46 +14,51 @@ pub fn iface_name(ifindex: u32) -> String {
     ifaces::name_of(ifindex).unwrap_or_else(|| format!("if{ifindex}"))
 }
 
-pub fn stats_table(maps: &Maps, elapsed: Duration) -> Result<String> {
-    let counters = maps.iface_counters()?;
-    let ft = maps.flow_table()?;
-    Ok(format!(
+/// The periodic table of `netpath run`.
+pub fn tick_table(rows: &[stats::StatRow], ft: &FlowTableStatus, elapsed: Duration) -> String {
+    format!(
         "netpath: {} elapsed, packets per class\n{}flows: {} active / {} capacity ({:.1}% full), {} evicted, {} failed inserts\n",
         humantime::format_duration(Duration::from_secs(elapsed.as_secs())),
-        stats::table(&counters, iface_name),
+        stats::table(rows),
         ft.active,
         ft.capacity,
         ft.fill_ratio * 100.0,
         ft.evictions,
         ft.insert_failed
-    ))
+    )
 }
 
-pub fn stats_json_line(maps: &Maps) -> Result<String> {
-    let rows = stats::rows(&maps.iface_counters()?, iface_name);
-    let v = serde_json::json!({
+/// One JSON object per interval for `run -o json`.
+pub fn tick_json(rows: &[stats::StatRow], ft: &FlowTableStatus) -> String {
+    serde_json::json!({
         "time": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
         "stats": rows,
-        "flow_table": maps.flow_table()?,
-    });
-    Ok(v.to_string())
+        "flow_table": ft,
+    })
+    .to_string()
 }
 
 pub fn stats(maps: &Maps, output: Output) -> Result<String> {
-    let counters = maps.iface_counters()?;
-    Ok(match output {
-        Output::Table => stats::table(&counters, iface_name),
-        Output::Json => serde_json::to_string_pretty(&stats::rows(&counters, iface_name)).map_err(std::io::Error::other)? + "\n",
-    })
+    render_stats(&stats::rows(&maps.iface_counters()?, iface_name), output)
 }
 
 pub fn flows(maps: &Maps, filter: &Filter, output: Output) -> Result<String> {
     let clock = Clock::now();
     let rows = maps.flows()?.iter().map(|(k, v)| flows::row(k, v, iface_name(k.ifindex), &clock)).collect();
-    let rows = flows::select(rows, filter);
+    render_flows(&flows::select(rows, filter), output)
+}
+
+pub fn render_stats(rows: &[stats::StatRow], output: Output) -> Result<String> {
     Ok(match output {
-        Output::Table => flows::table(&rows),
-        Output::Json => serde_json::to_string_pretty(&rows).map_err(std::io::Error::other)? + "\n",
+        Output::Table => stats::table(rows),
+        Output::Json => serde_json::to_string_pretty(rows).map_err(std::io::Error::other)? + "\n",
+    })
+}
+
+pub fn render_flows(rows: &[flows::FlowRow], output: Output) -> Result<String> {
+    Ok(match output {
+        Output::Table => flows::table(rows),
+        Output::Json => serde_json::to_string_pretty(rows).map_err(std::io::Error::other)? + "\n",
     })
 }
 
@@ -63,30 +68,61 @@ pub fn parse_class(name: &str) -> Result<u8> {
     })
 }
 
-pub fn status(maps: &Maps, output: Output) -> Result<String> {
-    let ft = maps.flow_table()?;
+/// Datapath health as JSON: flow table, insert failures, pull failures, malformed by reason.
+pub fn status_json(maps: &Maps) -> Result<serde_json::Value> {
     let d = maps.diag()?;
     let reasons: serde_json::Map<String, serde_json::Value> = (1..malformed::COUNT)
         .map(|r| (malformed::NAMES[r].to_string(), d[diag::MALFORMED_BASE as usize + r].into()))
         .collect();
-    let v = serde_json::json!({
-        "flow_table": ft,
+    Ok(serde_json::json!({
+        "flow_table": maps.flow_table()?,
         "iface_insert_failed": d[diag::IFACE_INSERT_FAILED as usize],
         "pull_failed": d[diag::PULL_FAILED as usize],
         "malformed": reasons,
-    });
-    Ok(match output {
-        Output::Json => serde_json::to_string_pretty(&v).map_err(std::io::Error::other)? + "\n",
-        Output::Table => {
-            let mut s = format!(
-                "flow table: {} active / {} capacity ({:.1}% full)\n  created {}  evicted {}  failed inserts {}\ninterface table failed inserts: {}\nskb pull failures: {}\nmalformed frames by reason:\n",
-                ft.active, ft.capacity, ft.fill_ratio * 100.0, ft.created, ft.evictions, ft.insert_failed,
-                d[diag::IFACE_INSERT_FAILED as usize], d[diag::PULL_FAILED as usize]
-            );
-            for (name, n) in &reasons {
-                s.push_str(&format!("  {name:<28} {n}\n"));
-            }
-            s
+    }))
+}
+
+/// `netpath status` as text (from the JSON, so both outputs say the same thing).
+pub fn status_text(v: &serde_json::Value) -> String {
+    let ft = &v["flow_table"];
+    let mut s = format!(
+        "flow table: {} active / {} capacity ({:.1}% full)\n  created {}  evicted {}  deleted {}  failed inserts {}\ninterface table failed inserts: {}\nskb pull failures: {}\nmalformed frames by reason:\n",
+        ft["active"],
+        ft["capacity"],
+        ft["fill_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+        ft["created"],
+        ft["evictions"],
+        ft["deleted"],
+        ft["insert_failed"],
+        v["iface_insert_failed"],
+        v["pull_failed"],
+    );
+    if let Some(m) = v["malformed"].as_object() {
+        for (name, n) in m {
+            s.push_str(&format!("  {name:<28} {n}\n"));
         }
+    }
+    if let Some(d) = v.get("daemon") {
+        s.push_str(&format!(
+            "daemon: pid {}, up {} s, {} interface(s) attached, persist {}\n  departed interfaces {} ({} flows, {} packets)\n  attach latency p50 {} ms, p99 {} ms over {} hot-plugs\n",
+            d["pid"],
+            d["uptime_s"],
+            d["attached_interfaces"],
+            d["persist"],
+            d["departed"]["interfaces"],
+            d["departed"]["flows"],
+            d["departed"]["packets"],
+            d["attach_latency_ms"]["p50"],
+            d["attach_latency_ms"]["p99"],
+            d["attach_latency_ms"]["count"],
+        ));
+    }
+    s
+}
+
+pub fn render_status(v: &serde_json::Value, output: Output) -> Result<String> {
+    Ok(match output {
+        Output::Json => serde_json::to_string_pretty(v).map_err(std::io::Error::other)? + "\n",
+        Output::Table => status_text(v),
     })
 }

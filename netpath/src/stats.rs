@@ -3,14 +3,22 @@ use netpath_common::{class, IfaceCounters, IfaceKey, DIRECTIONS};
 use std::fmt::Write as _;
 
 /// One counter row. The field names are a stable JSON contract.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatRow {
     pub iface: String,
     pub ifindex: u32,
-    pub direction: &'static str,
-    pub class: &'static str,
+    pub direction: String,
+    pub class: String,
     pub packets: u64,
     pub bytes: u64,
+    /// Network namespace of the veth peer behind this interface, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// Kubernetes pod behind this interface (from the CRI runtime), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
 }
 
 /// Rows for every non-zero class of every interface.
@@ -25,38 +33,52 @@ pub fn rows(counters: &[(IfaceKey, IfaceCounters)], name_of: impl Fn(u32) -> Str
             out.push(StatRow {
                 iface: iface.clone(),
                 ifindex: k.ifindex,
-                direction: DIRECTIONS.get(k.direction as usize).copied().unwrap_or("unknown"),
-                class: class::name(i as u8),
+                direction: DIRECTIONS.get(k.direction as usize).copied().unwrap_or("unknown").into(),
+                class: class::name(i as u8).into(),
                 packets: counter.packets,
                 bytes: counter.bytes,
+                netns: None,
+                pod: None,
+                pod_namespace: None,
             });
         }
     }
     out
 }
 
-/// A table of packets per class, one line per interface and direction, with total bytes.
-pub fn table(counters: &[(IfaceKey, IfaceCounters)], name_of: impl Fn(u32) -> String) -> String {
+/// A table of packets per class, one line per interface and direction (with the pod behind it
+/// when known), and total bytes.
+pub fn table(rows: &[StatRow]) -> String {
+    use std::collections::BTreeMap;
+    let mut lines: BTreeMap<(u32, usize), (String, [u64; class::COUNT], u64)> = BTreeMap::new();
+    for r in rows {
+        let dir = DIRECTIONS.iter().position(|d| *d == r.direction).unwrap_or(DIRECTIONS.len());
+        let name = match (&r.pod_namespace, &r.pod, &r.netns) {
+            (Some(ns), Some(p), _) => format!("{} ({ns}/{p})", r.iface),
+            (_, _, Some(n)) => format!("{} ({n})", r.iface),
+            _ => r.iface.clone(),
+        };
+        let e = lines.entry((r.ifindex, dir)).or_insert_with(|| (name, [0; class::COUNT], 0));
+        if let Some(c) = class::from_name(&r.class) {
+            e.1[c as usize] += r.packets;
+        }
+        e.2 += r.bytes;
+    }
+    let width = lines.values().map(|(n, _, _)| n.len()).max().unwrap_or(5).max(16);
     let mut s = String::new();
-    let _ = write!(s, "{:<16} {:>7} {:<7}", "IFACE", "IFINDEX", "DIR");
+    let _ = write!(s, "{:<width$} {:>7} {:<7}", "IFACE", "IFINDEX", "DIR");
     for n in class::NAMES {
         let _ = write!(s, " {:>9}", n.to_uppercase());
     }
     let _ = writeln!(s, " {:>12}", "BYTES");
-    for (k, c) in counters {
-        let _ = write!(
-            s,
-            "{:<16} {:>7} {:<7}",
-            name_of(k.ifindex),
-            k.ifindex,
-            DIRECTIONS.get(k.direction as usize).copied().unwrap_or("?")
-        );
-        for counter in c.class.iter() {
-            let _ = write!(s, " {:>9}", counter.packets);
+    for ((ifindex, dir), (name, packets, bytes)) in &lines {
+        let _ = write!(s, "{:<width$} {:>7} {:<7}", name, ifindex, DIRECTIONS.get(*dir).copied().unwrap_or("?"));
+        for p in packets {
+            let _ = write!(s, " {:>9}", p);
         }
-        let _ = writeln!(s, " {:>12}", c.class.iter().map(|x| x.bytes).sum::<u64>());
+        let _ = writeln!(s, " {:>12}", bytes);
     }
-    if counters.is_empty() {
+    if lines.is_empty() {
         s.push_str("(no traffic counted yet)\n");
     }
     s
@@ -74,13 +96,28 @@ mod tests {
         c.class[class::VXLAN as usize] = Counter { packets: 1, bytes: 148 };
         let r = rows(&[(IfaceKey::new(7, 1), c)], |i| format!("if{i}"));
         assert_eq!(r.len(), 2);
-        assert_eq!(r[0], StatRow { iface: "if7".into(), ifindex: 7, direction: "egress", class: "icmp", packets: 3, bytes: 294 });
+        assert_eq!(
+            r[0],
+            StatRow {
+                iface: "if7".into(),
+                ifindex: 7,
+                direction: "egress",
+                class: "icmp",
+                packets: 3,
+                bytes: 294,
+                netns: None,
+                pod: None,
+                pod_namespace: None
+            }
+        );
         assert_eq!(r[1].class, "vxlan");
         let json = serde_json::to_value(&r[0]).unwrap();
         for f in ["iface", "ifindex", "direction", "class", "packets", "bytes"] {
             assert!(json.get(f).is_some(), "missing {f}");
         }
-        let t = table(&[(IfaceKey::new(7, 1), c)], |i| format!("if{i}"));
+        let t = table(&r);
         assert!(t.contains("if7") && t.contains("442"), "{t}");
+        let back: Vec<StatRow> = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 }

@@ -111,17 +111,27 @@ impl Default for Pair {
     }
 }
 
-/// A private bpffs pin directory, unpinned and removed on drop.
+/// A private bpffs pin directory and control socket, removed on drop. `args()` gives both flags,
+/// so reads go through the test's daemon while it runs and to the pins after.
 pub struct PinDir {
     pub path: PathBuf,
+    pub socket: PathBuf,
 }
 
 impl PinDir {
     pub fn new() -> PinDir {
-        PinDir { path: PathBuf::from("/sys/fs/bpf").join(unique("netpath-test-")) }
+        let name = unique("netpath-test-");
+        PinDir { path: PathBuf::from("/sys/fs/bpf").join(&name), socket: std::env::temp_dir().join(format!("{name}.sock")) }
     }
     pub fn arg(&self) -> &str {
         self.path.to_str().expect("utf-8 path")
+    }
+    pub fn sock(&self) -> &str {
+        self.socket.to_str().expect("utf-8 path")
+    }
+    /// `--pin-dir DIR --socket SOCK`.
+    pub fn args(&self) -> [&str; 4] {
+        ["--pin-dir", self.arg(), "--socket", self.sock()]
     }
 }
 
@@ -135,6 +145,7 @@ impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = netpath::loader::unpin_all(&self.path);
         let _ = std::fs::remove_dir_all(&self.path);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 

@@ -12,17 +12,17 @@ fn netns_tc_counts_real_ping_exactly_and_detaches() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--pin-dir", pins.arg(), "--mode", "tc"]);
+    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--mode", "tc"]);
     assert_eq!(netpath_progs_on(&pair.a, "veth-a"), ["tcx-egress:netpath_tc_out", "tcx-ingress:netpath_tc_in"]);
     pair.ping_from_a(5);
-    let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--netns", &pair.a.name]);
+    let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name]);
     // Echo requests leave veth-a (egress), replies arrive (ingress); nothing else is ICMP here.
     assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 5, "{rows}");
     assert_eq!(stat(&rows, "veth-a", "ingress", "icmp", "packets"), 5, "{rows}");
     // 14 Ethernet + 20 IPv4 + 8 ICMP + 56 payload.
     assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "bytes"), 5 * 98, "{rows}");
     assert!(stat(&rows, "veth-a", "egress", "arp", "packets") >= 1, "{rows}");
-    let flows = netpath_json(&["flows", "--pin-dir", pins.arg(), "--netns", &pair.a.name, "--class", "icmp"]);
+    let flows = netpath_json(&["flows", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name, "--class", "icmp"]);
     let f = flows.as_array().unwrap();
     assert!(
         f.iter().any(|r| r["src"] == PAIR_A_IP && r["dst"] == PAIR_B_IP && r["icmp_type"] == 8 && r["packets"] == 5 && r["direction"] == "egress"),
@@ -38,10 +38,10 @@ fn netns_xdp_mode_counts_ingress_with_xdp_and_egress_with_tc() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a:xdp", "--pin-dir", pins.arg()]);
+    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a:xdp", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
     assert_eq!(netpath_progs_on(&pair.a, "veth-a"), ["tcx-egress:netpath_tc_out", "xdp:netpath_xdp"]);
     pair.ping_from_a(3);
-    let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--netns", &pair.a.name]);
+    let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name]);
     assert_eq!(stat(&rows, "veth-a", "ingress", "icmp", "packets"), 3, "{rows}");
     assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 3, "{rows}");
     assert!(d.stop().success());
@@ -54,13 +54,13 @@ fn netns_counters_survive_a_restart() {
     let pair = Pair::new();
     let pins = PinDir::new();
     for round in 1..=2u64 {
-        let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--pin-dir", pins.arg()]);
+        let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
         pair.ping_from_a(3);
         assert!(d.stop().success());
-        let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--netns", &pair.a.name]);
+        let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name]);
         assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 3 * round, "round {round}: {rows}");
     }
-    let out = netpath(&["down", "--pin-dir", pins.arg()]);
+    let out = netpath(&["down", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
     assert!(out.status.success());
     assert!(!pins.path.exists(), "down left {}", pins.path.display());
 }
@@ -70,7 +70,7 @@ fn netns_unknown_interface_is_exit_2_names_it_and_changes_nothing() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a", "--iface", "nope0", "--pin-dir", pins.arg()]);
+    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a", "--iface", "nope0", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("'nope0' not found") && err.contains("veth-a") && err.contains("lo"), "{err}");
@@ -100,7 +100,7 @@ fn netns_json_lines_every_interval() {
     require_root();
     let pair = Pair::new();
     let out = Command::new(netpath_bin())
-        .args(["run", "--netns", &pair.a.name, "--iface", "veth-a", "--no-pin", "-o", "json", "--interval", "200ms", "--duration", "1s"])
+        .args(["run", "--netns", &pair.a.name, "--iface", "veth-a", "--no-pin", "--socket", "none", "-o", "json", "--interval", "200ms", "--duration", "1s"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

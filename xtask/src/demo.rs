@@ -15,6 +15,8 @@ const PREFIX: &str = "np";
 const NODE1: &str = "np-node1";
 /// Its own pin directory, so the demo never touches a real node's /sys/fs/bpf/netpath.
 const PIN_DIR: &str = "/sys/fs/bpf/netpath-demo";
+/// Likewise its own control socket.
+const SOCKET: &str = "/run/netpath/demo.sock";
 const EXPECTED: [&str; 5] = ["arp", "icmp", "tcp", "udp", "vxlan"];
 
 struct Cleanup<'a> {
@@ -60,7 +62,7 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
         .filter(|p| p["node"] == 1)
         .filter_map(|p| p["host_veth"].as_str().map(String::from))
         .collect();
-    let mut args = vec!["run".to_string(), "--netns".into(), NODE1.into(), "--pin-dir".into(), PIN_DIR.into()];
+    let mut args = vec!["run".to_string(), "--netns".into(), NODE1.into(), "--pin-dir".into(), PIN_DIR.into(), "--socket".into(), SOCKET.into()];
     args.extend(["--interval".into(), "3s".into()]);
     // The bridge and its veths by TC, the underlay by native XDP so both hooks are exercised.
     for i in std::iter::once("cni0".to_string()).chain(veths).chain(std::iter::once("ul0:xdp".to_string())) {
@@ -76,6 +78,10 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
         let out = Command::new(bin).args(["lab", "traffic", "--prefix", PREFIX]).output()?;
         rounds += 1;
         eprintln!("xtask demo: traffic round {rounds}: {}", String::from_utf8_lossy(&out.stdout).trim());
+        if rounds == 1 {
+            println!("\n== node 1 interfaces: veth peer, the pod namespace behind it, attached programs ==");
+            let _ = Command::new(bin).args(["ifaces", "--socket", SOCKET]).status();
+        }
         if let Some(d) = cleanup.daemon.as_mut() {
             if let Some(st) = d.try_wait()? {
                 bail!("netpath run exited early ({st})");
@@ -91,8 +97,8 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
         }
     }
     println!("\n== top flows on node 1 ==");
-    let _ = Command::new(bin).args(["flows", "--pin-dir", PIN_DIR, "--netns", NODE1, "--top", "15"]).status();
-    let rows = netpath_json(bin, &["stats", "--pin-dir", PIN_DIR, "--netns", NODE1, "-o", "json"])?;
+    let _ = Command::new(bin).args(["flows", "--socket", SOCKET, "--pin-dir", PIN_DIR, "--netns", NODE1, "--top", "15"]).status();
+    let rows = netpath_json(bin, &["stats", "--socket", SOCKET, "--pin-dir", PIN_DIR, "--netns", NODE1, "-o", "json"])?;
     let mut missing = Vec::new();
     for class in EXPECTED {
         let n: u64 = rows

@@ -1,1 +1,782 @@
-fn main() {}
+//! `cargo xtask bench`: netpath's datapath cost, measured with BPF_PROG_TEST_RUN on the real eBPF
+//! object and reported as ratios to an empty XDP program measured in the same run.
+//!
+//! Usage: `netpath-bench [SUITE] [--quick] [--flow-table-size N] [--repeat N] [--rounds N]`
+//!
+//! Suites: `testrun` (the default) and `all` (every suite; today that is `testrun`).
+//!
+//! Nothing is asserted: the goals are printed next to the numbers as PASS/MISS. The results go to
+//! stdout as a table and to `$NETPATH_BENCH_OUT/testrun.json` (default `target/bench`).
+use anyhow::{bail, Context as _, Result};
+use netpath::loader::{PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY};
+use netpath_common::{
+    class,
+    craft::*,
+    diag,
+    parse::{self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    Config, DEFAULT_FLOW_TABLE_SIZE,
+};
+use netpath_tests::testrun::{Datapath, XDP_PASS};
+use serde::Serialize;
+use serde_json::json;
+use std::{
+    path::PathBuf,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+const SUITES: [&str; 2] = ["testrun", "all"];
+
+/// Goals, as ratios to the empty program. Reported, never asserted.
+const GOAL_PARSE_MAX: f64 = 1.25;
+const GOAL_FULL_HOT_MAX: f64 = 3.0;
+/// "No slow path when the table is full": the cost at 3x capacity over the cost at one flow stays
+/// within this factor (1.0 is ideal; the margin absorbs run-to-run noise).
+const GOAL_NO_SLOW_PATH_MAX: f64 = 1.25;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+struct Opts {
+    suite: String,
+    quick: bool,
+    /// Runs per BPF_PROG_TEST_RUN call for the steady-state measurements.
+    repeat: u32,
+    /// Interleaved measurement rounds; every reported number is the median over them.
+    rounds: usize,
+    flow_table_size: u32,
+    /// Distinct frames per round in the per-flow (repeat = 1) batches of the scaling suite.
+    batch: usize,
+}
+
+fn usage() -> String {
+    format!(
+        "usage: netpath-bench [SUITE] [--quick] [--flow-table-size N] [--repeat N] [--rounds N] [--batch N]\n\
+         suites: {} (default testrun)\n\
+         --quick              smaller repeat counts (under 30 s)\n\
+         --flow-table-size N  flow table capacity for the scaling suite (default {DEFAULT_FLOW_TABLE_SIZE})\n\
+         --repeat N           BPF_PROG_TEST_RUN repeat count (default 1000000, quick 100000)\n\
+         --rounds N           interleaved rounds, medians reported (default 7, quick 5)\n\
+         --batch N            distinct frames per round for the per-flow batches (default 4000, quick 1000)",
+        SUITES.join(", ")
+    )
+}
+
+/// Parse the command line; `Err((message, exit code))` for usage errors.
+fn parse_args(args: &[String]) -> std::result::Result<Opts, (String, i32)> {
+    let mut suite: Option<String> = None;
+    let mut quick = false;
+    let (mut repeat, mut rounds, mut size, mut batch): (Option<u32>, Option<usize>, Option<u32>, Option<usize>) =
+        (None, None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = |name: &str| -> std::result::Result<u64, (String, i32)> {
+            let v = it.next().ok_or_else(|| (format!("{name} needs a value\n{}", usage()), 2))?;
+            match v.replace('_', "").parse::<u64>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err((format!("{name}: expected a positive number, got {v:?}"), 2)),
+            }
+        };
+        match a.as_str() {
+            "-h" | "--help" => return Err((usage(), 0)),
+            "--quick" => quick = true,
+            "--repeat" => repeat = Some(num("--repeat")?.min(u64::from(u32::MAX)) as u32),
+            "--rounds" => rounds = Some(num("--rounds")? as usize),
+            "--flow-table-size" => size = Some(num("--flow-table-size")?.min(1 << 24) as u32),
+            "--batch" => batch = Some(num("--batch")? as usize),
+            s if s.starts_with('-') => return Err((format!("unknown option {s}\n{}", usage()), 2)),
+            s => {
+                if suite.is_some() {
+                    return Err((format!("unexpected argument {s:?}: only one suite may be named\n{}", usage()), 2));
+                }
+                if !SUITES.contains(&s) {
+                    return Err((format!("unknown suite {s:?}; suites: {}", SUITES.join(", ")), 2));
+                }
+                suite = Some(s.to_string());
+            }
+        }
+    }
+    Ok(Opts {
+        suite: suite.unwrap_or_else(|| "testrun".into()),
+        quick,
+        repeat: repeat.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
+        rounds: rounds.unwrap_or(if quick { 5 } else { 7 }),
+        flow_table_size: size.unwrap_or(DEFAULT_FLOW_TABLE_SIZE),
+        batch: batch.unwrap_or(if quick { 1_000 } else { 4_000 }),
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err((msg, code)) => {
+            if code == 0 {
+                println!("{msg}");
+            } else {
+                eprintln!("netpath-bench: {msg}");
+            }
+            std::process::exit(code);
+        }
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "netpath-bench: needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON to load the datapath and run \
+             BPF_PROG_TEST_RUN): run `sudo -E cargo xtask bench`"
+        );
+        std::process::exit(1);
+    }
+    if let Err(e) = run(&opts) {
+        eprintln!("netpath-bench: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(opts: &Opts) -> Result<()> {
+    match opts.suite.as_str() {
+        "testrun" | "all" => testrun_suite(opts),
+        other => bail!("unknown suite {other}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
+}
+
+/// One quantity over the rounds: the median (reported) and the spread (for judging noise).
+#[derive(Serialize, Clone)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+    rounds: Vec<f64>,
+}
+
+impl Stat {
+    fn of(v: Vec<f64>) -> Stat {
+        let (min, max) = min_max(&v);
+        Stat { median: median(&v), min, max, rounds: v }
+    }
+    /// Relative spread (max - min) / median, in percent.
+    fn spread_pct(&self) -> f64 {
+        (self.max - self.min) / self.median * 100.0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+
+struct Bench {
+    name: &'static str,
+    what: &'static str,
+    frame: Vec<u8>,
+}
+
+fn frames() -> Vec<Bench> {
+    let udp4 = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")));
+    let tcp6 = eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_TCP, &tcp(40000, 443, TCP_SYN, &[])));
+    let vlan = vlan_eth(&[(ETH_P_8021Q, 10)], ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")));
+    let qinq = vlan_eth(
+        &[(ETH_P_8021AD, 10), (ETH_P_8021Q, 20)],
+        ETH_P_IP,
+        &ipv4(IP_A, IP_B, IPPROTO_TCP, &tcp(40000, 80, TCP_ACK, &[])),
+    );
+    let inner = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_TCP, &tcp(40000, 80, TCP_ACK, &[])));
+    let vxlan = vxlan4(IP_NODE1, IP_NODE2, VXLAN_PORT, 1, &inner);
+    let arp_f = eth(ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
+    let icmp4 = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &icmp_echo(8, 1, 1)));
+    let ipv6x = eth(
+        ETH_P_IPV6,
+        &ipv6_ext(
+            IP6_A,
+            IP6_B,
+            &[ext_opts(IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, 0), ext_opts(IPPROTO_DSTOPTS, IPPROTO_UDP, 0)],
+            &udp(1000, 53, b"q"),
+        ),
+    );
+    vec![
+        Bench { name: "udp4", what: "eth/ipv4/udp", frame: udp4 },
+        Bench { name: "tcp6", what: "eth/ipv6/tcp", frame: tcp6 },
+        Bench { name: "vlan", what: "802.1Q/ipv4/udp", frame: vlan },
+        Bench { name: "qinq", what: "802.1ad/802.1Q/ipv4/tcp", frame: qinq },
+        Bench { name: "vxlan-inner", what: "ipv4/udp:8472/vxlan/eth/ipv4/tcp", frame: vxlan },
+        Bench { name: "arp", what: "eth/arp request", frame: arp_f },
+        Bench { name: "icmp4", what: "eth/ipv4/icmp echo", frame: icmp4 },
+        Bench { name: "ipv6-2ext", what: "eth/ipv6/hbh/dstopts/udp", frame: ipv6x },
+    ]
+}
+
+const VXLAN_PORT: u16 = netpath_common::VXLAN_PORT_FLANNEL;
+
+/// A UDP/IPv4 frame of flow number `i` in family `space` (distinct spaces never share a key):
+/// the source address carries `space` and the 24 low bits of `i`, the ports the rest.
+fn flow_frame(space: u8, i: u32) -> Vec<u8> {
+    let src = [space, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    let sport = 1024 + (i % 50_000) as u16;
+    let dport = 2000 + ((i >> 24) as u16);
+    eth(ETH_P_IP, &ipv4(src, IP_B, IPPROTO_UDP, &udp(sport, dport, b"q")))
+}
+
+/// Prefilled flows, the batch of new flows of each round, and the hot flow live in distinct
+/// address spaces.
+const SPACE_PREFILL: u8 = 10;
+const SPACE_NEW: u8 = 11;
+
+// ---------------------------------------------------------------------------------------------
+// Measurement
+
+fn ns(dp: &Datapath, prog: &str, frame: &[u8], repeat: u32) -> Result<f64> {
+    let r = dp.xdp(prog, frame, repeat);
+    if r.ret != XDP_PASS {
+        bail!("{prog} returned {} instead of XDP_PASS", r.ret);
+    }
+    Ok(r.duration.as_nanos() as f64)
+}
+
+/// Mean kernel-reported ns per run over one repeat = 1 call per frame.
+fn ns_batch<'a>(dp: &Datapath, prog: &str, frames: impl Iterator<Item = &'a Vec<u8>>) -> Result<f64> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for f in frames {
+        sum += ns(dp, prog, f, 1)?;
+        n += 1;
+    }
+    Ok(sum / n as f64)
+}
+
+#[derive(Serialize)]
+struct FrameResult {
+    name: &'static str,
+    layers: &'static str,
+    bytes: usize,
+    class: &'static str,
+    empty_ns: Stat,
+    parse_ns: Stat,
+    full_ns: Stat,
+    parse_ratio: Stat,
+    full_ratio: Stat,
+    parse_goal_met: bool,
+    full_goal_met: bool,
+}
+
+fn bench_frames(opts: &Opts) -> Result<Vec<FrameResult>> {
+    let dp = Datapath::load(DEFAULT_FLOW_TABLE_SIZE);
+    let fr = frames();
+    // Check every frame parses as intended (a malformed frame would measure the error path).
+    for b in &fr {
+        let p = parse::parse(b.frame.as_slice(), &Config::default(), None);
+        if p.class == class::MALFORMED || !p.has_flow() {
+            bail!("bench frame {} parses as {} (reason {}): fix the frame", b.name, class::name(p.class), p.reason);
+        }
+    }
+    // Warm up: caches, branch predictors, and the flow entry of each frame (so `full` is the
+    // hot-flow path).
+    for b in &fr {
+        for prog in [PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY, PROG_XDP] {
+            ns(&dp, prog, &b.frame, (opts.repeat / 10).max(1))?;
+        }
+    }
+    let n = fr.len();
+    let mut e = vec![Vec::new(); n];
+    let mut p = vec![Vec::new(); n];
+    let mut f = vec![Vec::new(); n];
+    for round in 0..opts.rounds {
+        eprint!("\r  frames: round {}/{}", round + 1, opts.rounds);
+        for (i, b) in fr.iter().enumerate() {
+            e[i].push(ns(&dp, PROG_XDP_EMPTY, &b.frame, opts.repeat)?);
+            p[i].push(ns(&dp, PROG_XDP_PARSE_ONLY, &b.frame, opts.repeat)?);
+            f[i].push(ns(&dp, PROG_XDP, &b.frame, opts.repeat)?);
+        }
+    }
+    eprintln!();
+    let d = dp.maps.diag().context("reading diag counters")?;
+    let malformed: u64 = d[diag::MALFORMED_BASE as usize..].iter().sum();
+    if malformed != 0 {
+        bail!("the datapath counted {malformed} malformed frames while benchmarking well-formed ones");
+    }
+    let mut out = Vec::new();
+    for (i, b) in fr.iter().enumerate() {
+        let ratio = |x: &[f64]| Stat::of(x.iter().zip(&e[i]).map(|(a, b)| a / b).collect());
+        let (parse_ratio, full_ratio) = (ratio(&p[i]), ratio(&f[i]));
+        let cls = parse::parse(b.frame.as_slice(), &Config::default(), None).class;
+        out.push(FrameResult {
+            name: b.name,
+            layers: b.what,
+            bytes: b.frame.len(),
+            class: class::name(cls),
+            parse_goal_met: parse_ratio.median <= GOAL_PARSE_MAX,
+            full_goal_met: full_ratio.median <= GOAL_FULL_HOT_MAX,
+            empty_ns: Stat::of(e[i].clone()),
+            parse_ns: Stat::of(p[i].clone()),
+            full_ns: Stat::of(f[i].clone()),
+            parse_ratio,
+            full_ratio,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct TableStatus {
+    capacity: u32,
+    active: u64,
+    created: u64,
+    evictions: u64,
+    insert_failed: u64,
+}
+
+#[derive(Serialize)]
+struct LevelResult {
+    label: String,
+    /// Distinct flows run through the table before measuring.
+    prefilled: u64,
+    prefill_seconds: f64,
+    status_before: TableStatus,
+    /// Hot flow, steady state (repeat = opts.repeat).
+    hot_empty_ns: Stat,
+    hot_full_ns: Stat,
+    hot_ratio: Stat,
+    /// Per-flow batches (repeat = 1 per distinct frame; kernel durations averaged over the batch).
+    batch_empty_ns: Stat,
+    /// The hot flow, repeat = 1 (the batch method's own baseline for a hit).
+    batch_hot_ns: Stat,
+    /// Distinct flows already in the table (the most recently prefilled ones).
+    batch_hit_ns: Stat,
+    /// Distinct flows never seen: lookup miss, insert (and, in a full table, an LRU eviction).
+    batch_miss_ns: Stat,
+    batch_hot_ratio: Stat,
+    batch_hit_ratio: Stat,
+    batch_miss_ratio: Stat,
+    /// Flows created during the hit batches (should be 0: they were all in the table).
+    hit_batch_created: u64,
+    /// Flows created during the miss batches (should be rounds x batch).
+    miss_batch_created: u64,
+    status_after: TableStatus,
+}
+
+fn status(dp: &Datapath) -> Result<TableStatus> {
+    let s = dp.maps.flow_table().context("reading flow table status")?;
+    Ok(TableStatus {
+        capacity: s.capacity,
+        active: s.active,
+        created: s.created,
+        evictions: s.evictions,
+        insert_failed: s.insert_failed,
+    })
+}
+
+fn created(dp: &Datapath) -> Result<u64> {
+    Ok(dp.maps.diag().context("reading diag counters")?[diag::FLOWS_CREATED as usize])
+}
+
+fn bench_level(opts: &Opts, label: String, prefill: u32, miss_base: &mut u32) -> Result<LevelResult> {
+    let dp = Datapath::load(opts.flow_table_size);
+    let hot = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")));
+    let t0 = Instant::now();
+    // The hot flow counts as one of the prefilled flows; the rest are distinct UDP flows.
+    ns(&dp, PROG_XDP, &hot, 1)?;
+    for i in 1..prefill {
+        ns(&dp, PROG_XDP, &flow_frame(SPACE_PREFILL, i), 1)?;
+    }
+    let prefill_seconds = t0.elapsed().as_secs_f64();
+    let status_before = status(&dp)?;
+    // Re-touch the hot flow: in a table filled beyond capacity the LRU may have evicted it.
+    ns(&dp, PROG_XDP, &hot, (opts.repeat / 10).max(1))?;
+    ns(&dp, PROG_XDP_EMPTY, &hot, (opts.repeat / 10).max(1))?;
+
+    // Hits across the table: the most recently inserted prefill flows (still present even after
+    // the LRU evicted older ones). With a single flow this is the hot flow.
+    let hit_count = (prefill as usize - 1).min(opts.batch);
+    let hits: Vec<Vec<u8>> = if hit_count == 0 {
+        vec![hot.clone(); opts.batch]
+    } else {
+        (prefill - hit_count as u32..prefill).map(|i| flow_frame(SPACE_PREFILL, i)).collect()
+    };
+    let hot_batch: Vec<Vec<u8>> = vec![hot.clone(); opts.batch];
+
+    let (mut he, mut hf, mut be, mut bh, mut bhit, mut bm) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut hit_created, mut miss_created) = (0u64, 0u64);
+    for _ in 0..opts.rounds {
+        he.push(ns(&dp, PROG_XDP_EMPTY, &hot, opts.repeat)?);
+        hf.push(ns(&dp, PROG_XDP, &hot, opts.repeat)?);
+
+        let new: Vec<Vec<u8>> = (0..opts.batch as u32).map(|k| flow_frame(SPACE_NEW, *miss_base + k)).collect();
+        *miss_base += opts.batch as u32;
+        be.push(ns_batch(&dp, PROG_XDP_EMPTY, new.iter())?);
+        bh.push(ns_batch(&dp, PROG_XDP, hot_batch.iter())?);
+        let c0 = created(&dp)?;
+        bhit.push(ns_batch(&dp, PROG_XDP, hits.iter())?);
+        let c1 = created(&dp)?;
+        bm.push(ns_batch(&dp, PROG_XDP, new.iter())?);
+        let c2 = created(&dp)?;
+        hit_created += c1 - c0;
+        miss_created += c2 - c1;
+    }
+    let ratio = |x: &[f64], base: &[f64]| Stat::of(x.iter().zip(base).map(|(a, b)| a / b).collect());
+    Ok(LevelResult {
+        label,
+        prefilled: u64::from(prefill),
+        prefill_seconds,
+        status_before,
+        hot_ratio: ratio(&hf, &he),
+        batch_hot_ratio: ratio(&bh, &be),
+        batch_hit_ratio: ratio(&bhit, &be),
+        batch_miss_ratio: ratio(&bm, &be),
+        hot_empty_ns: Stat::of(he),
+        hot_full_ns: Stat::of(hf),
+        batch_empty_ns: Stat::of(be),
+        batch_hot_ns: Stat::of(bh),
+        batch_hit_ns: Stat::of(bhit),
+        batch_miss_ns: Stat::of(bm),
+        hit_batch_created: hit_created,
+        miss_batch_created: miss_created,
+        status_after: status(&dp)?,
+    })
+}
+
+fn bench_scaling(opts: &Opts) -> Result<Vec<LevelResult>> {
+    let cap = opts.flow_table_size;
+    let mut levels: Vec<(String, u32)> = vec![("1 flow".into(), 1)];
+    if cap > 10_000 {
+        levels.push(("10k flows".into(), 10_000));
+    }
+    levels.push((format!("full ({cap})"), cap));
+    levels.push((format!("3x full ({})", 3 * cap), 3 * cap));
+    let mut out = Vec::new();
+    let mut miss_base = 0u32;
+    for (label, n) in levels {
+        eprintln!("  flow table: {label}");
+        out.push(bench_level(opts, label, n, &mut miss_base)?);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+
+fn kernel_version() -> String {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "unknown".into();
+    }
+    let field = |f: &[libc::c_char]| {
+        let b: Vec<u8> = f.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    format!("{} {} {}", field(&u.sysname), field(&u.release), field(&u.machine))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+fn online_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Pin this thread to the last CPU: every TEST_RUN then runs on the same CPU (and the same per-CPU
+/// slots of the maps), away from CPU 0, which takes most device interrupts.
+fn pin_to_last_cpu() -> Option<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer and size.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return None;
+    }
+    // SAFETY: CPU_ISSET reads the set.
+    let cpu = (0..libc::CPU_SETSIZE as usize).rev().find(|c| unsafe { libc::CPU_ISSET(*c, &set) })?;
+    // SAFETY: as above.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: cpu < CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    // SAFETY: valid pointer and size.
+    (unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) } == 0).then_some(cpu)
+}
+
+/// UTC now as RFC 3339 (civil-from-days, H. Hinnant).
+fn utc_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn out_dir() -> PathBuf {
+    std::env::var_os("NETPATH_BENCH_OUT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/bench"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suite
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn testrun_suite(opts: &Opts) -> Result<()> {
+    let start = Instant::now();
+    let (kernel, cpu, ncpu, load0) = (kernel_version(), cpu_model(), online_cpus(), loadavg());
+    let pinned = pin_to_last_cpu();
+    let date = utc_now();
+    println!("netpath-bench testrun{}", if opts.quick { " (--quick)" } else { "" });
+    println!("  {date}  kernel {kernel}  cpu {cpu} x{ncpu}  load {load0}");
+    println!(
+        "  BPF_PROG_TEST_RUN (XDP), kernel-reported ns/packet; repeat {} per call, median of {} interleaved rounds; {}",
+        opts.repeat,
+        opts.rounds,
+        match pinned {
+            Some(c) => format!("pinned to CPU {c}"),
+            None => "not pinned".into(),
+        }
+    );
+    println!();
+
+    // 1. Per frame: empty / parser only / full program.
+    let fr = bench_frames(opts)?;
+    println!("Per frame (full program = parse + interface counters + hot flow update):");
+    println!(
+        "  {:<12} {:>5} {:<6} {:>9} {:>9} {:>9} {:>12} {:>11} {:>8}",
+        "frame", "bytes", "class", "empty ns", "parse ns", "full ns", "parse/empty", "full/empty", "spread"
+    );
+    for r in &fr {
+        let spread = r.parse_ratio.spread_pct().max(r.full_ratio.spread_pct());
+        println!(
+            "  {:<12} {:>5} {:<6} {:>9.1} {:>9.1} {:>9.1} {:>10.2}x{} {:>9.2}x{} {:>7.1}%",
+            r.name,
+            r.bytes,
+            r.class,
+            r.empty_ns.median,
+            r.parse_ns.median,
+            r.full_ns.median,
+            r.parse_ratio.median,
+            if r.parse_goal_met { " " } else { "!" },
+            r.full_ratio.median,
+            if r.full_goal_met { " " } else { "!" },
+            spread
+        );
+    }
+    println!("  (! = misses its goal; spread = (max - min) / median of the per-round ratios)");
+    println!();
+
+    // 2. Flow table scaling.
+    let levels = bench_scaling(opts)?;
+    println!(
+        "Flow table scaling (udp4 frames, capacity {}{}):",
+        opts.flow_table_size,
+        if opts.flow_table_size == DEFAULT_FLOW_TABLE_SIZE { ", the default" } else { ", NOT the default 65536" }
+    );
+    println!(
+        "  hot = one flow, repeat {}; per-flow batches = {} distinct frames per round, repeat 1 each,",
+        opts.repeat, opts.batch
+    );
+    println!("  kernel durations averaged (baseline: the empty program over the same kind of batch)");
+    println!(
+        "  {:<20} {:>7} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "table", "active", "hot ns", "hot x", "b.empty", "b.hot", "b.hit", "b.miss", "hit x", "miss x", "evicted", "ins.fail"
+    );
+    for l in &levels {
+        println!(
+            "  {:<20} {:>7} {:>9.1} {:>8.2}x {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2}x {:>7.2}x {:>8} {:>8}",
+            l.label,
+            l.status_before.active,
+            l.hot_full_ns.median,
+            l.hot_ratio.median,
+            l.batch_empty_ns.median,
+            l.batch_hot_ns.median,
+            l.batch_hit_ns.median,
+            l.batch_miss_ns.median,
+            l.batch_hit_ratio.median,
+            l.batch_miss_ratio.median,
+            l.status_after.evictions,
+            l.status_after.insert_failed
+        );
+    }
+    println!("  (active = entries before measuring; evicted / ins.fail = totals after the level's runs)");
+    for l in &levels {
+        let want = (opts.rounds * opts.batch) as u64;
+        if l.hit_batch_created != 0 || l.miss_batch_created != want {
+            println!(
+                "  note: {}: {} flows created during the hit batches (expected 0), {} during the miss batches (expected {want})",
+                l.label, l.hit_batch_created, l.miss_batch_created
+            );
+        }
+    }
+    let first = levels.first().context("no levels")?;
+    let last = levels.last().context("no levels")?;
+    let slow_hot = last.hot_ratio.median / first.hot_ratio.median;
+    let slow_hit = last.batch_hit_ratio.median / first.batch_hit_ratio.median;
+    let slow_miss = last.batch_miss_ratio.median / first.batch_miss_ratio.median;
+    println!(
+        "  slow-path factor {} vs {}: hot {:.2}, hit {:.2}, miss {:.2}",
+        last.label, first.label, slow_hot, slow_hit, slow_miss
+    );
+    let st = &last.status_after;
+    println!(
+        "  after {}: {} active of {} ({:.0}%), {} created, {} evicted, {} insert failures",
+        last.label,
+        st.active,
+        st.capacity,
+        st.active as f64 * 100.0 / f64::from(st.capacity.max(1)),
+        st.created,
+        st.evictions,
+        st.insert_failed
+    );
+    println!();
+
+    // 3. Goals.
+    let worst_parse = fr.iter().max_by(|a, b| a.parse_ratio.median.total_cmp(&b.parse_ratio.median)).context("no frames")?;
+    let worst_full = fr.iter().max_by(|a, b| a.full_ratio.median.total_cmp(&b.full_ratio.median)).context("no frames")?;
+    let parse_met = fr.iter().all(|r| r.parse_goal_met);
+    let full_met = fr.iter().all(|r| r.full_goal_met) && first.hot_ratio.median <= GOAL_FULL_HOT_MAX;
+    let slow_met = slow_hot <= GOAL_NO_SLOW_PATH_MAX && slow_miss <= GOAL_NO_SLOW_PATH_MAX && slow_hit <= GOAL_NO_SLOW_PATH_MAX;
+    let parse_misses: Vec<&str> = fr.iter().filter(|r| !r.parse_goal_met).map(|r| r.name).collect();
+    let full_misses: Vec<&str> = fr.iter().filter(|r| !r.full_goal_met).map(|r| r.name).collect();
+    println!("Goals (reported, not asserted):");
+    println!(
+        "  {}  parser only <= {GOAL_PARSE_MAX}x empty: worst {:.2}x ({}){}",
+        pass(parse_met),
+        worst_parse.parse_ratio.median,
+        worst_parse.name,
+        if parse_misses.is_empty() { String::new() } else { format!("; over: {}", parse_misses.join(", ")) }
+    );
+    println!(
+        "  {}  full program, one hot flow <= {GOAL_FULL_HOT_MAX}x empty: worst frame {:.2}x ({}), udp4 in the scaling run {:.2}x{}",
+        pass(full_met),
+        worst_full.full_ratio.median,
+        worst_full.name,
+        first.hot_ratio.median,
+        if full_misses.is_empty() { String::new() } else { format!("; over: {}", full_misses.join(", ")) }
+    );
+    println!(
+        "  {}  no slow path when the table is full: {} / {} cost within {GOAL_NO_SLOW_PATH_MAX}x (hot {:.2}, hit {:.2}, miss {:.2})",
+        pass(slow_met),
+        last.label,
+        first.label,
+        slow_hot,
+        slow_hit,
+        slow_miss
+    );
+
+    let elapsed = start.elapsed().as_secs_f64();
+    let load1 = loadavg();
+    let goals = json!([
+        {"goal": "parser only <= 1.25x empty", "limit": GOAL_PARSE_MAX, "worst": worst_parse.parse_ratio.median,
+         "worst_frame": worst_parse.name, "met": parse_met},
+        {"goal": "full program at one hot flow <= 3x empty", "limit": GOAL_FULL_HOT_MAX, "worst": worst_full.full_ratio.median,
+         "worst_frame": worst_full.name, "scaling_one_flow": first.hot_ratio.median, "met": full_met},
+        {"goal": "no slow path when the table is full", "limit": GOAL_NO_SLOW_PATH_MAX,
+         "hot_factor": slow_hot, "hit_factor": slow_hit, "miss_factor": slow_miss, "met": slow_met},
+    ]);
+    let doc = json!({
+        "suite": "testrun",
+        "date": date,
+        "kernel": kernel,
+        "cpu_model": cpu,
+        "cpus": ncpu,
+        "pinned_cpu": pinned,
+        "loadavg_start": load0,
+        "loadavg_end": load1,
+        "quick": opts.quick,
+        "method": "BPF_PROG_TEST_RUN on XDP programs; ns/packet is the kernel-reported average duration (integer ns); \
+                   ratios are per round to the empty program measured in the same round; medians over rounds",
+        "repeat": opts.repeat,
+        "rounds": opts.rounds,
+        "batch": opts.batch,
+        "flow_table_size": opts.flow_table_size,
+        "frames": fr,
+        "flow_table": levels,
+        "goals": goals,
+        "elapsed_seconds": elapsed,
+    });
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("testrun.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+    println!();
+    println!("Wrote {} ({elapsed:.1} s, load {load0} -> {load1})", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn args_default_and_errors() {
+        let o = parse_args(&[]).ok().unwrap();
+        assert_eq!((o.suite.as_str(), o.quick, o.repeat, o.rounds), ("testrun", false, 1_000_000, 7));
+        let o = parse_args(&args(&["all", "--quick"])).ok().unwrap();
+        assert_eq!((o.suite.as_str(), o.quick, o.repeat), ("all", true, 100_000));
+        assert_eq!(parse_args(&args(&["nope"])).err().unwrap().1, 2);
+        assert_eq!(parse_args(&args(&["--nope"])).err().unwrap().1, 2);
+        assert_eq!(parse_args(&args(&["--repeat", "0"])).err().unwrap().1, 2);
+    }
+
+    #[test]
+    fn stats() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(utc_now().ends_with('Z'));
+    }
+
+    #[test]
+    fn bench_frames_parse_cleanly_and_flows_are_distinct() {
+        for b in frames() {
+            let p = parse::parse(b.frame.as_slice(), &Config::default(), None);
+            assert!(p.has_flow(), "{}: {}", b.name, class::name(p.class));
+        }
+        let key = |f: &[u8]| {
+            let p = parse::parse(f, &Config::default(), None);
+            let mut k = netpath_common::FlowKey::default();
+            p.fill_key(&mut k);
+            k
+        };
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..70_000 {
+            assert!(seen.insert(key(&flow_frame(SPACE_PREFILL, i))));
+        }
+        for i in 0..1000 {
+            assert!(seen.insert(key(&flow_frame(SPACE_NEW, i))));
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The node agent behind `netpath run`: it attaches to what the configuration selects, follows
+//! links as they come and go (rtnetlink notifications, no polling), names the namespace and pod
+//! behind every veth, serves the control API, and leaves the node as it found it (or, with
+//! `--persist`, leaves its programs attached for the next daemon to re-adopt).
+use crate::{
+    api::{ApiError, ApiServer, Backend},
+    attach::{self, AttachOptions, Attached, IfaceLinks},
+    caps,
+    cli::{Output, RunArgs},
+    config::{self, Config},
+    cri::{CriClient, PodRef},
+    error::{Error, Result},
+    flows::{self, Clock, Filter, FlowRow},
+    ifaces::Iface,
+    loader::{self, LoadOptions},
+    maps::Maps,
+    netlink::{self, LinkEvent, LinkInfo, Netlink, NetnsName},
+    netns, report, run, select,
+    stats::{self, StatRow},
+};
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Who lives behind an interface: the namespace its veth peer is in, and the pod, if known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Owner {
+    pub netns: Option<String>,
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+}
+
+/// Interfaces that went away while the daemon watched: what was counted on them.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Departed {
+    pub interfaces: u64,
+    pub flows: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct View {
+    links: BTreeMap<u32, LinkInfo>,
+    attached: BTreeMap<u32, Attached>,
+    netns: HashMap<i32, NetnsName>,
+    pods: HashMap<u64, PodRef>,
+    departed: Departed,
+    attach_latency_ms: Vec<f64>,
+}
+
+impl View {
+    fn owner(&self, ifindex: u32) -> Owner {
+        let Some(ns) = self.links.get(&ifindex).and_then(|l| l.link_netnsid).and_then(|id| self.netns.get(&id)) else {
+            return Owner::default();
+        };
+        let pod = self.pods.get(&ns.inode);
+        Owner {
+            netns: ns.name.clone().or_else(|| ns.pid.map(|p| format!("pid:{p}"))),
+            pod: pod.map(|p| p.name.clone()),
+            pod_namespace: pod.map(|p| p.namespace.clone()),
+        }
+    }
+
+    fn name(&self, ifindex: u32) -> String {
+        self.links.get(&ifindex).map(|l| l.name.clone()).unwrap_or_else(|| report::iface_name(ifindex))
+    }
+}
+
+/// State the API and the printer share with the event loop.
+pub struct Shared {
+    maps: Mutex<Maps>,
+    view: Mutex<View>,
+    programs: Vec<serde_json::Value>,
+    started: Instant,
+    pin_dir: Option<PathBuf>,
+    persist: bool,
+}
+
+impl Shared {
+    pub fn stat_rows(&self) -> Result<Vec<StatRow>> {
+        let counters = self.maps.lock().unwrap().iface_counters()?;
+        let view = self.view.lock().unwrap();
+        let mut rows = stats::rows(&counters, |i| view.name(i));
+        for r in &mut rows {
+            let o = view.owner(r.ifindex);
+            (r.netns, r.pod, r.pod_namespace) = (o.netns, o.pod, o.pod_namespace);
+        }
+        Ok(rows)
+    }
+
+    pub fn flow_rows(&self, filter: &Filter) -> Result<Vec<FlowRow>> {
+        let all = self.maps.lock().unwrap().flows()?;
+        let view = self.view.lock().unwrap();
+        let clock = Clock::now();
+        let rows = all
+            .iter()
+            .map(|(k, v)| {
+                let mut r = flows::row(k, v, view.name(k.ifindex), &clock);
+                let o = view.owner(k.ifindex);
+                (r.netns, r.pod, r.pod_namespace) = (o.netns, o.pod, o.pod_namespace);
+                r
+            })
+            .collect();
+        Ok(flows::select(rows, filter))
+    }
+
+    pub fn status_json(&self) -> Result<serde_json::Value> {
+        let mut v = report::status_json(&self.maps.lock().unwrap())?;
+        let view = self.view.lock().unwrap();
+        let mut lat = view.attach_latency_ms.clone();
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * p).round() as usize]);
+        v["daemon"] = serde_json::json!({
+            "pid": std::process::id(),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "pin_dir": self.pin_dir,
+            "persist": self.persist,
+            "attached_interfaces": view.attached.len(),
+            "programs": self.programs,
+            "departed": view.departed,
+            "attach_latency_ms": { "count": lat.len(), "p50": pct(0.5), "p99": pct(0.99) },
+        });
+        Ok(v)
+    }
+
+    pub fn ifaces_json(&self) -> serde_json::Value {
+        let view = self.view.lock().unwrap();
+        let rows: Vec<_> = view
+            .links
+            .values()
+            .map(|l| {
+                let a = view.attached.get(&l.ifindex);
+                crate::node::iface_row(
+                    l,
+                    l.master.map(|m| view.name(m)),
+                    view.owner(l.ifindex),
+                    a.map(|a| (a.mode, a.tc_hook)),
+                    crate::node::kernel_programs(&l.name),
+                )
+            })
+            .collect();
+        serde_json::Value::Array(rows)
+    }
+}
+
+fn internal(e: Error) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+impl Backend for Shared {
+    fn status(&self) -> std::result::Result<serde_json::Value, ApiError> {
+        self.status_json().map_err(internal)
+    }
+    fn stats(&self) -> std::result::Result<Vec<StatRow>, ApiError> {
+        self.stat_rows().map_err(internal)
+    }
+    fn flows(&self, filter: &Filter) -> std::result::Result<Vec<FlowRow>, ApiError> {
+        self.flow_rows(filter).map_err(internal)
+    }
+    fn ifaces(&self) -> std::result::Result<serde_json::Value, ApiError> {
+        Ok(self.ifaces_json())
+    }
+}
+
+struct Daemon {
+    cfg: Config,
+    args: RunArgs,
+    given: Vec<String>,
+    ebpf: aya::Ebpf,
+    shared: Arc<Shared>,
+    links: HashMap<u32, IfaceLinks>,
+    nl: Netlink,
+    cri: Option<CriClient>,
+}
+
+fn attach_options(cfg: &Config) -> AttachOptions {
+    AttachOptions {
+        tc_hook: cfg.tc_hook,
+        tcx_order: cfg.tcx_order,
+        force: cfg.force,
+        links_dir: cfg.persist.then(|| links_dir(&cfg.pin_dir)),
+    }
+}
+
+pub fn links_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("links")
+}
+
+impl Daemon {
+    /// Bring the attachments in line with the configuration and the current links.
+    fn reconcile(&mut self, event_at: Option<Instant>) -> Result<()> {
+        let links: Vec<LinkInfo> = self.shared.view.lock().unwrap().links.values().cloned().collect();
+        let want = select::desired(&links, &self.cfg.ifaces, &self.cfg.exclude, self.cfg.mode);
+        let stale: Vec<u32> = self.links.keys().filter(|i| !want.contains_key(i)).copied().collect();
+        for ifindex in stale {
+            if let Some(l) = self.links.remove(&ifindex) {
+                l.detach();
+            }
+            if let Some(a) = self.shared.view.lock().unwrap().attached.remove(&ifindex) {
+                eprintln!("netpath: detached from {} (no longer selected)", a.iface);
+            }
+        }
+        let opts = attach_options(&self.cfg);
+        let mut first_error = None;
+        for (ifindex, (name, mode)) in want {
+            if self.links.contains_key(&ifindex) {
+                continue;
+            }
+            let iface = Iface { name: name.clone(), ifindex };
+            match attach::attach(&mut self.ebpf, &iface, mode, &opts) {
+                Ok((a, l)) => {
+                    let ms = event_at.map(|t| t.elapsed().as_secs_f64() * 1e3);
+                    eprintln!(
+                        "netpath: attached to {} (ifindex {}, {} via {:?}{}{}{})",
+                        a.iface,
+                        a.ifindex,
+                        a.mode,
+                        a.tc_hook,
+                        a.driver.as_deref().map(|d| format!(", driver {d}")).unwrap_or_default(),
+                        if a.readopted.is_empty() { String::new() } else { format!(", re-adopted {}", a.readopted.join("+")) },
+                        ms.map(|m| format!(", {m:.1} ms after the event")).unwrap_or_default(),
+                    );
+                    let mut view = self.shared.view.lock().unwrap();
+                    view.attached.insert(ifindex, a);
+                    if let Some(ms) = ms {
+                        view.attach_latency_ms.push(ms);
+                    }
+                    drop(view);
+                    self.links.insert(ifindex, l);
+                }
+                Err(e) => {
+                    eprintln!("netpath: {name}: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A link went away: its attachments died with it; account and forget its counters so a
+    /// reused ifindex starts from zero.
+    fn departed(&mut self, ifindex: u32, name: &str) {
+        if let Some(l) = self.links.remove(&ifindex) {
+            l.detach();
+        }
+        let was_attached = self.shared.view.lock().unwrap().attached.remove(&ifindex).is_some();
+        if !was_attached {
+            return;
+        }
+        let acc = self.shared.maps.lock().unwrap().forget_ifindex(ifindex);
+        match acc {
+            Ok(a) => {
+                eprintln!("netpath: {name} (ifindex {ifindex}) removed: {} flows, {} packets, {} bytes accounted", a.flows, a.packets, a.bytes);
+                let mut view = self.shared.view.lock().unwrap();
+                view.departed.interfaces += 1;
+                view.departed.flows += a.flows;
+                view.departed.packets += a.packets;
+                view.departed.bytes += a.bytes;
+            }
+            Err(e) => eprintln!("netpath: accounting {name}: {e}"),
+        }
+    }
+
+    /// Name the namespaces behind veth peers we have not seen yet, and refresh pods from CRI.
+    async fn refresh_owners(&mut self) {
+        let wanted: Vec<i32> = {
+            let view = self.shared.view.lock().unwrap();
+            view.links.values().filter_map(|l| l.link_netnsid).filter(|id| !view.netns.contains_key(id)).collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        if let Ok(found) = netlink::resolve_netnsids(&self.nl, &wanted).await {
+            self.shared.view.lock().unwrap().netns.extend(found);
+        }
+        if let Some(cri) = self.cri.as_mut() {
+            if let Ok(pods) = cri.pods_by_netns_inode().await {
+                self.shared.view.lock().unwrap().pods = pods;
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: LinkEvent) -> Result<bool> {
+        match ev {
+            LinkEvent::Changed(l) => {
+                let mut view = self.shared.view.lock().unwrap();
+                let changed = view.links.get(&l.ifindex) != Some(&l);
+                view.links.insert(l.ifindex, l);
+                Ok(changed)
+            }
+            LinkEvent::Removed { ifindex, name } => {
+                self.shared.view.lock().unwrap().links.remove(&ifindex);
+                self.departed(ifindex, &name);
+                Ok(true)
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        let Some(path) = self.args.config.clone() else {
+            eprintln!("netpath: SIGHUP: no --config file to reload");
+            return;
+        };
+        let given = self.given.clone();
+        let new = config::read_file(&path).and_then(|f| Config::resolve(&self.args, Some((&path, f)), &|flag| given.iter().any(|g| g == flag)));
+        match new {
+            Err(e) => eprintln!("netpath: SIGHUP: keeping the running configuration: {e}"),
+            Ok(new) => {
+                let restart = self.cfg.needs_restart(&new);
+                if !restart.is_empty() {
+                    eprintln!("netpath: SIGHUP: {} change only on restart; keeping the running values", restart.join(", "));
+                }
+                let keep = (self.cfg.netns.clone(), self.cfg.pin_dir.clone(), self.cfg.no_pin, self.cfg.flow_table_size, self.cfg.socket.clone(), self.cfg.persist);
+                self.cfg = new;
+                (self.cfg.netns, self.cfg.pin_dir, self.cfg.no_pin, self.cfg.flow_table_size, self.cfg.socket, self.cfg.persist) = keep;
+                if let Ok(c) = run::vxlan_config(&self.cfg.vxlan_ports) {
+                    if let Err(e) = self.shared.maps.lock().unwrap().write_config(c) {
+                        eprintln!("netpath: SIGHUP: vxlan ports: {e}");
+                    }
+                }
+                eprintln!("netpath: SIGHUP: configuration reloaded from {}", path.display());
+                let _ = self.reconcile(None);
+            }
+        }
+    }
+
+    fn shutdown(self) {
+        let n = self.links.len();
+        let persist = self.cfg.persist;
+        for (_, l) in self.links {
+            if persist { l.release() } else { l.detach() }
+        }
+        drop(self.ebpf);
+        if persist {
+            eprintln!("netpath: left {n} interface(s) attached (pinned links in {}); `netpath down` removes them", links_dir(&self.cfg.pin_dir).display());
+        } else {
+            eprintln!("netpath: detached from {n} interface(s)");
+        }
+        if !self.cfg.no_pin && !persist {
+            eprintln!("netpath: counters stay pinned in {} (`netpath down` removes them)", self.cfg.pin_dir.display());
+        }
+    }
+}
+
+/// `netpath run`.
+pub fn main(args: RunArgs, given: Vec<String>) -> Result<()> {
+    let file = match &args.config {
+        Some(p) => Some((p.as_path(), config::read_file(p)?)),
+        None => None,
+    };
+    let cfg = Config::resolve(&args, file, &|flag| given.iter().any(|g| g == flag))?;
+    caps::require_datapath()?;
+    // The socket lives in the filesystem; binding it before entering the namespace keeps the
+    // daemon reachable from the host whatever namespace it observes.
+    let api_path = (cfg.socket.as_os_str() != "none").then(|| cfg.socket.clone());
+    if let Some(ns) = &cfg.netns {
+        netns::enter(ns)?;
+    }
+    // Built after setns: threads the runtime spawns inherit the namespace.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async_main(args, given, cfg, api_path))
+}
+
+async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Option<PathBuf>) -> Result<()> {
+    // Subscribe before the dump so no link slips between them.
+    let mut events = netlink::subscribe().map_err(|e| Error::Io(std::io::Error::other(format!("rtnetlink subscribe: {e}"))))?;
+    let nl = Netlink::connect().map_err(|e| Error::Io(std::io::Error::other(format!("rtnetlink: {e}"))))?;
+    let links = nl.links().await.map_err(|e| Error::Io(std::io::Error::other(format!("listing links: {e}"))))?;
+    let missing = select::missing_names(&links, &cfg.ifaces);
+    if let Some(name) = missing.first() {
+        // Same message as a single lookup would give: names the interface, lists the others.
+        crate::ifaces::resolve(name, cfg.netns.as_deref())?;
+    }
+
+    let opts = LoadOptions {
+        pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
+        flow_table_size: cfg.flow_table_size,
+        config: run::vxlan_config(&cfg.vxlan_ports)?,
+    };
+    let mut ebpf = loader::load(&opts)?;
+    attach::load_programs(&mut ebpf)?;
+    if cfg.persist {
+        let dir = links_dir(&cfg.pin_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Bpffs { what: "creating link pin directory", path: dir, source: e })?;
+    }
+    let programs = crate::node::program_ids(&ebpf);
+    let maps = Maps::take(&mut ebpf)?;
+    let shared = Arc::new(Shared {
+        maps: Mutex::new(maps),
+        view: Mutex::new(View { links: links.into_iter().map(|l| (l.ifindex, l)).collect(), ..View::default() }),
+        programs,
+        started: Instant::now(),
+        pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
+        persist: cfg.persist,
+    });
+    let cri = match &cfg.cri_socket {
+        Some(p) => CriClient::connect(p).await.map_err(|e| eprintln!("netpath: CRI {}: {e}; pods will not be named", p.display())).ok(),
+        None => CriClient::discover(&crate::cri::DEFAULT_SOCKETS.iter().map(PathBuf::from).collect::<Vec<_>>()).await.map(|(_, c)| c),
+    };
+    let mut d = Daemon { cfg, args, given, ebpf, shared: Arc::clone(&shared), links: HashMap::new(), nl, cri };
+    if let Err(e) = d.reconcile(None) {
+        d.shutdown();
+        return Err(e);
+    }
+    if d.cfg.persist {
+        // Pins of interfaces no longer selected (or gone) from an earlier daemon: detach them.
+        let view = shared.view.lock().unwrap();
+        let keep = |name: &str, ifindex: u32, _h: attach::Hook| view.attached.get(&ifindex).is_some_and(|a| a.iface == name);
+        for p in attach::sweep_links(&links_dir(&d.cfg.pin_dir), &keep) {
+            eprintln!("netpath: removed stale pinned link {p}");
+        }
+    }
+    d.refresh_owners().await;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api = match api_path {
+        Some(p) => {
+            let server = ApiServer::bind(&p, Arc::clone(&shared) as Arc<dyn Backend>)
+                .map_err(|e| Error::Io(std::io::Error::other(format!("control API socket {}: {e}", p.display()))))?;
+            eprintln!("netpath: control API on {}", p.display());
+            Some(tokio::spawn(server.serve(async move {
+                let _ = stop_rx.await;
+            })))
+        }
+        None => None,
+    };
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let started = Instant::now();
+    let deadline = d.cfg.duration.map(|x| tokio::time::Instant::now() + x);
+    let mut next_print = tokio::time::Instant::now() + d.cfg.interval;
+    let mut owners_due = false;
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { return Err(Error::Io(std::io::Error::other("rtnetlink notifications stopped"))) };
+                let at = Instant::now();
+                let mut dirty = d.on_event(ev)?;
+                // Drain what is already queued (a veth pair arrives as several messages).
+                while let Ok(ev) = events.try_recv() {
+                    dirty |= d.on_event(ev)?;
+                }
+                if dirty {
+                    let _ = d.reconcile(Some(at));
+                    owners_due = true;
+                }
+            }
+            _ = tokio::time::sleep_until(next_print) => {
+                if owners_due {
+                    d.refresh_owners().await;
+                    owners_due = false;
+                }
+                if !d.cfg.quiet {
+                    print_tick(&shared, d.cfg.output, started.elapsed());
+                }
+                next_print += d.cfg.interval;
+            }
+            _ = sighup.recv() => d.reload(),
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = until_deadline => {
+                if !d.cfg.quiet {
+                    print_tick(&shared, d.cfg.output, started.elapsed());
+                }
+                break;
+            }
+        }
+    }
+    let _ = stop_tx.send(());
+    if let Some(api) = api {
+        let _ = api.await;
+    }
+    d.shutdown();
+    Ok(())
+}
+
+fn print_tick(shared: &Shared, output: Output, elapsed: Duration) {
+    let rows = shared.stat_rows();
+    let ft = shared.maps.lock().unwrap().flow_table();
+    let (rows, ft) = match (rows, ft) {
+        (Ok(r), Ok(f)) => (r, f),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("netpath: reading counters: {e}");
+            return;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Table => {
+            if std::io::IsTerminal::is_terminal(&out) {
+                let _ = write!(out, "\x1b[H\x1b[2J");
+            }
+            let _ = write!(out, "{}", report::tick_table(&rows, &ft, elapsed));
+        }
+        Output::Json => {
+            let _ = writeln!(out, "{}", report::tick_json(&rows, &ft));
+        }
+    }
+    let _ = out.flush();
+}
