@@ -141,7 +141,14 @@ pub struct FlowKey {
     pub icmp_type: u8,
     pub icmp_code: u8,
     pub arp_op: u8,
+    /// [`ENCAP_VXLAN`] for the inner flow of a VXLAN frame: VNI 0 is a valid VNI, so `vni` alone
+    /// cannot tell a tunnelled flow from a native one.
+    pub encap: u8,
+    pub _pad: [u8; 3],
 }
+
+pub const ENCAP_NONE: u8 = 0;
+pub const ENCAP_VXLAN: u8 = 1;
 
 /// Per-CPU flow state. Times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC) nanoseconds.
 #[repr(C)]
@@ -243,8 +250,8 @@ mod tests {
         assert_eq!(size_of::<IfaceKey>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<IfaceCounters>(), 16 * class::COUNT);
-        // 4 + 4 + 16 + 16 + 2*3 + 6*1 = 52
-        assert_eq!(size_of::<FlowKey>(), 52);
+        // 4 + 4 + 16 + 16 + 2*3 + 7*1 + 3 padding = 56
+        assert_eq!(size_of::<FlowKey>(), 56);
         assert_eq!(size_of::<FlowValue>(), 32 + 32 + 8);
         assert_eq!(size_of::<Config>(), 12);
     }

@@ -8,7 +8,7 @@
 //! classed [`class::MALFORMED`] with a reason, and the datapath passes it on.
 
 use crate::{
-    class, malformed, Config, FlowKey, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6, FAMILY_NONE,
+    class, malformed, Config, FlowKey, ENCAP_NONE, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6, FAMILY_NONE,
 };
 
 /// Headers must start within this many bytes of the frame. It bounds every variable offset for the
@@ -71,6 +71,28 @@ pub trait Frame {
     }
 }
 
+/// A frame seen only up to `end`: the end of an IP packet inside an Ethernet frame that may carry
+/// padding (short frames are padded to 60 bytes on the wire), so headers are checked against the
+/// packet, not the frame.
+pub struct Bounded<'a, F: Frame + ?Sized> {
+    pub f: &'a F,
+    pub end: usize,
+}
+
+impl<F: Frame + ?Sized> Frame for Bounded<'_, F> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        if off + N > self.end {
+            return None;
+        }
+        self.f.bytes(off)
+    }
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.end
+    }
+}
+
 impl Frame for [u8] {
     #[inline]
     fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
@@ -104,6 +126,8 @@ pub struct Level {
     pub fragment: bool,
     /// Offset of the UDP payload, when the level ends in a UDP header.
     pub udp_payload: usize,
+    /// End of the IP packet (its total length), when the level is IP.
+    pub l3_end: usize,
 }
 
 /// The parse of one frame: its class, and the level its flow is keyed on (the inner frame of a
@@ -148,6 +172,7 @@ impl Parsed {
         key.icmp_type = l.icmp_type;
         key.icmp_code = l.icmp_code;
         key.arp_op = l.arp_op;
+        key.encap = if self.vxlan { ENCAP_VXLAN } else { ENCAP_NONE };
     }
 
     /// Underlay family and addresses of a VXLAN frame (zeros otherwise).
@@ -181,19 +206,24 @@ pub fn parse_into<F: Frame + ?Sized>(f: &F, cfg: &Config, hw_vlan: Option<u16>, 
     p.vni = 0;
     p.outer = Level::default();
     p.inner = Level::default();
-    let cls = match parse_level(f, 0, hw_vlan, &mut p.outer) {
+    // The parse limit counts bytes as on the wire: a tag the kernel moved into skb metadata still
+    // occupies 4 bytes before the headers, so TC and XDP agree on which frames exceed it.
+    let max_off = if hw_vlan.is_some() { MAX_PARSE_OFFSET - 4 } else { MAX_PARSE_OFFSET };
+    let cls = match parse_level(f, 0, max_off, hw_vlan, &mut p.outer) {
         Ok(c) => c,
         Err(reason) => return set_malformed(p, reason),
     };
     p.class = cls;
     if cls == class::UDP && !p.outer.fragment && cfg.is_vxlan_port(p.outer.dport) {
         let v = p.outer.udp_payload;
+        // The VXLAN header and the inner frame lie inside the outer IP packet.
+        let outer = Bounded { f, end: p.outer.l3_end };
         // VXLAN header: flags(1) reserved(3) VNI(3) reserved(1).
-        match f.u32_at(v + 4) {
+        match outer.u32_at(v + 4) {
             Some(w) => p.vni = w >> 8,
             None => return set_malformed(p, malformed::TRUNCATED_VXLAN),
         }
-        if let Err(reason) = parse_level(f, v + 8, None, &mut p.inner) {
+        if let Err(reason) = parse_level(&outer, v + 8, max_off, None, &mut p.inner) {
             return set_malformed(p, reason);
         }
         p.vxlan = true;
@@ -217,10 +247,11 @@ fn is_vlan(ethertype: u16) -> bool {
 pub fn parse_level<F: Frame + ?Sized>(
     f: &F,
     off: usize,
+    max_off: usize,
     hw_vlan: Option<u16>,
     l: &mut Level,
 ) -> Result<u8, u8> {
-    if off > MAX_PARSE_OFFSET {
+    if off > max_off {
         return Err(malformed::BEYOND_PARSE_LIMIT);
     }
     let mut ethertype = match f.u16_at(off + 12) {
@@ -254,8 +285,8 @@ pub fn parse_level<F: Frame + ?Sized>(
     }
     match ethertype {
         ETH_P_ARP => parse_arp(f, off, l),
-        ETH_P_IP => parse_ipv4(f, off, l),
-        ETH_P_IPV6 => parse_ipv6(f, off, l),
+        ETH_P_IP => parse_ipv4(f, off, max_off, l),
+        ETH_P_IPV6 => parse_ipv6(f, off, max_off, l),
         _ => Ok(class::OTHER_L2),
     }
 }
@@ -299,7 +330,7 @@ pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
 }
 
 #[inline(always)]
-fn parse_ipv4<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8, u8> {
+fn parse_ipv4<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, l: &mut Level) -> Result<u8, u8> {
     let h = match f.bytes::<20>(off) {
         Some(h) => h,
         None => return Err(malformed::TRUNCATED_IPV4),
@@ -320,6 +351,7 @@ fn parse_ipv4<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8,
         return Err(malformed::TRUNCATED_IPV4);
     }
     l.family = FAMILY_IPV4;
+    l.l3_end = off + total;
     l.src = v4_mapped([h[12], h[13], h[14], h[15]]);
     l.dst = v4_mapped([h[16], h[17], h[18], h[19]]);
     let proto = h[9];
@@ -331,11 +363,11 @@ fn parse_ipv4<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8,
     if frag_offset != 0 {
         return Ok(class_of_proto(proto, FAMILY_IPV4));
     }
-    parse_l4(f, off + hlen, proto, FAMILY_IPV4, l)
+    parse_l4(&Bounded { f, end: off + total }, off + hlen, max_off, proto, FAMILY_IPV4, l)
 }
 
 #[inline(always)]
-fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8, u8> {
+fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, l: &mut Level) -> Result<u8, u8> {
     let h = match f.bytes::<8>(off) {
         Some(h) => h,
         None => return Err(malformed::TRUNCATED_IPV6),
@@ -356,8 +388,11 @@ fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8,
         return Err(malformed::TRUNCATED_IPV6);
     }
     l.family = FAMILY_IPV6;
+    l.l3_end = off + 40 + payload;
     l.src = src;
     l.dst = dst;
+    // Extension headers and L4 lie inside the payload, not in Ethernet padding after it.
+    let f = &Bounded { f, end: off + 40 + payload };
     let mut nh = h[6];
     let mut off = off + 40;
     let mut nonfirst_fragment = false;
@@ -385,7 +420,7 @@ fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8,
             }
             _ => break,
         };
-        if off + len > MAX_PARSE_OFFSET {
+        if off + len > max_off {
             return Err(malformed::BEYOND_PARSE_LIMIT);
         }
         if f.u8_at(off + len - 1).is_none() {
@@ -406,7 +441,7 @@ fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8,
     ) {
         return Err(malformed::TOO_MANY_IPV6_EXT);
     }
-    parse_l4(f, off, nh, FAMILY_IPV6, l)
+    parse_l4(f, off, max_off, nh, FAMILY_IPV6, l)
 }
 
 /// The class of an IP packet whose L4 header is not parsed (a non-first fragment).
@@ -422,8 +457,8 @@ pub fn class_of_proto(proto: u8, family: u8) -> u8 {
 }
 
 #[inline(always)]
-fn parse_l4<F: Frame + ?Sized>(f: &F, off: usize, proto: u8, family: u8, l: &mut Level) -> Result<u8, u8> {
-    if off > MAX_PARSE_OFFSET {
+fn parse_l4<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, proto: u8, family: u8, l: &mut Level) -> Result<u8, u8> {
+    if off > max_off {
         return Err(malformed::BEYOND_PARSE_LIMIT);
     }
     match class_of_proto(proto, family) {
@@ -622,11 +657,48 @@ mod tests {
         assert_eq!(&r.underlay().1[..4], &IP_NODE1);
         assert_eq!(&r.underlay().2[..4], &IP_NODE2);
         assert_eq!(r.underlay().0, FAMILY_IPV4);
+        // VNI 0 is still VXLAN: its key must differ from the same flow seen natively.
+        let v0 = p(&vxlan4(IP_NODE1, IP_NODE2, 8472, 0, &inner));
+        assert_eq!((v0.class, key(&v0).encap), (class::VXLAN, ENCAP_VXLAN));
+        assert_ne!(key(&v0), key(&p(&inner)));
         // Not a VXLAN port: plain UDP.
         assert_eq!(p(&vxlan4(IP_NODE1, IP_NODE2, 9999, 1, &inner)).class, class::UDP);
         // A configured port.
         let cfg = Config { vxlan_ports: [9999, 0, 0, 0], _pad: [0; 4] };
         assert_eq!(parse(&vxlan4(IP_NODE1, IP_NODE2, 9999, 5, &inner)[..], &cfg, None).vni, 5);
+    }
+
+    /// Found by the tshark comparison: a 60-byte (padded) frame whose IPv4 packet holds only part
+    /// of the TCP/UDP header must not read the padding as header.
+    #[test]
+    fn l4_headers_end_inside_the_ip_packet_not_in_padding() {
+        let mut ip = ipv4(IP_A, IP_B, IPPROTO_TCP, &tcp(1, 2, TCP_SYN, &[])[..14]);
+        ip.resize(46, 0);
+        assert_eq!(p(&eth(ETH_P_IP, &ip)).reason, malformed::TRUNCATED_L4);
+        let mut ip = ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1, 2, &[])[..4]);
+        ip.resize(46, 0);
+        assert_eq!(p(&eth(ETH_P_IP, &ip)).reason, malformed::TRUNCATED_L4);
+        let mut ip6 = ipv6(IP6_A, IP6_B, IPPROTO_UDP, &udp(1, 2, &[])[..4]);
+        ip6.resize(60, 0);
+        assert_eq!(p(&eth(ETH_P_IPV6, &ip6)).reason, malformed::TRUNCATED_L4);
+        // Padding after a complete packet is fine.
+        let mut ip = ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1, 2, &[]));
+        ip.resize(46, 0);
+        assert_eq!(p(&eth(ETH_P_IP, &ip)).class, class::UDP);
+    }
+
+    /// Found by the tshark comparison: with the outer tag in skb metadata (TC), the parse limit
+    /// still counts the tag's 4 bytes, as XDP sees them in the frame.
+    #[test]
+    fn parse_limit_counts_a_stripped_vlan_tag() {
+        // A destination-options header ending at wire byte 1026 (frame 1042 with its tag).
+        let ext = ext_opts(IPPROTO_DSTOPTS, IPPROTO_UDP, 120);
+        let ip6 = ipv6_ext(IP6_A, IP6_B, &[ext], &udp(1, 2, &[0; 8]));
+        let tagged = vlan_eth(&[(ETH_P_8021Q, 100)], ETH_P_IPV6, &ip6);
+        assert_eq!(p(&tagged).reason, malformed::BEYOND_PARSE_LIMIT);
+        let stripped = eth(ETH_P_IPV6, &ip6);
+        assert_eq!(parse(&stripped[..], &Config::default(), Some(100)).reason, malformed::BEYOND_PARSE_LIMIT);
+        assert_eq!(p(&stripped).class, class::UDP, "untagged, the same headers fit");
     }
 
     #[test]

@@ -54,7 +54,7 @@
 //! matters for the write endpoints (rules, capture) that will follow the read ones here. Routes
 //! end in `.fallback(not_allowed("..."))` so a wrong method is a JSON `405` naming the right ones.
 use crate::{
-    flows::{FlowRow, Filter, SortBy},
+    flows::{Filter, FlowRow, SortBy},
     stats::StatRow,
 };
 use axum::{

@@ -156,10 +156,12 @@ impl FromStr for TcxOrder {
     }
 }
 
-/// On clsact, netpath's filters use their own handle and priority, so they can be found, replaced
-/// and deleted without touching anyone else's filters.
-pub const CLSACT_PRIORITY: u16 = 0x4e50;
+/// On clsact, netpath's filters use their own handle, so they can be found, replaced and deleted
+/// without touching anyone else's filters. Their priority follows `--tcx-order`: a filter that
+/// classifies a frame ends the chain, so an observer that must see everything goes first.
 pub const CLSACT_HANDLE: TcHandle = TcHandle::new(0x4e50, 1);
+pub const CLSACT_PRIORITY_FIRST: u16 = 1;
+pub const CLSACT_PRIORITY_LAST: u16 = 0xfff0;
 
 #[derive(Clone, Debug)]
 pub struct AttachOptions {
@@ -225,11 +227,11 @@ pub struct IfaceLinks {
 }
 
 impl IfaceLinks {
-    /// Detach: remove pins and close the links.
+    /// Detach: close the links and remove their pins.
     pub fn detach(self) {
         for (_, h) in self.held {
             if let Held::Fd { pin: Some(p), .. } = &h {
-                let _ = std::fs::remove_file(p);
+                let _ = detach_pinned(p);
             }
             drop(h);
         }
@@ -247,17 +249,49 @@ impl IfaceLinks {
     }
 }
 
-/// Pin file of a hook: `NAME.IFINDEX.HOOK`. The ifindex makes a pin of a deleted interface
-/// distinguishable from one of a new interface with the same name.
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// Detach the bpf link pinned at `path` now, then remove the pin. Removing a pin alone only drops
+/// a reference: the kernel frees the link (and so detaches the program) later, asynchronously;
+/// BPF_LINK_DETACH makes `netpath down` and daemon shutdown leave the hook empty on return.
+pub fn detach_pinned(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // union bpf_attr, obj_get: pathname, bpf_fd, file_flags, path_fd.
+    let mut get = [0u64; 3];
+    get[0] = c.as_ptr() as u64;
+    // SAFETY: bpf(2) with a zeroed attr large enough for BPF_OBJ_GET and a valid path pointer.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, get.as_mut_ptr(), std::mem::size_of_val(&get)) };
+    if fd >= 0 {
+        // union bpf_attr, link_detach: link_fd.
+        let mut detach = [0u64; 1];
+        detach[0] = fd as u64;
+        // SAFETY: as above; the fd is ours and closed right after.
+        unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, detach.as_mut_ptr(), std::mem::size_of_val(&detach));
+            libc::close(fd as i32);
+        }
+    }
+    std::fs::remove_file(path)
+}
+
+/// Pin file of a hook: `NAME:IFINDEX:HOOK`. The ifindex makes a pin of a deleted interface
+/// distinguishable from one of a new interface with the same name. ':' never occurs in interface
+/// names; '.' does (flannel.1) but bpffs refuses it in file names, so it is escaped as `%2e`.
 pub fn link_pin(dir: &Path, iface: &Iface, hook: Hook) -> PathBuf {
-    dir.join(format!("{}.{}.{}", iface.name, iface.ifindex, hook.name()))
+    let name = iface.name.replace('%', "%25").replace('.', "%2e");
+    dir.join(format!("{name}:{}:{}", iface.ifindex, hook.name()))
 }
 
 /// Parse a link pin file name back into (name, ifindex, hook).
 pub fn parse_link_pin(file: &str) -> Option<(String, u32, Hook)> {
-    let (rest, hook) = file.rsplit_once('.')?;
-    let (name, ifindex) = rest.rsplit_once('.')?;
-    Some((name.to_string(), ifindex.parse().ok()?, Hook::from_name(hook)?))
+    let mut parts = file.split(':');
+    let (name, ifindex, hook) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((name.replace("%2e", ".").replace("%25", "%"), ifindex.parse().ok()?, Hook::from_name(hook)?))
 }
 
 /// Load the datapath programs into the kernel (once per process, before any attach).
@@ -338,7 +372,7 @@ fn hold_fd(link: FdLink, pin: Option<PathBuf>) -> Result<Held> {
     match pin {
         None => Ok(Held::Fd { link, pin: None }),
         Some(path) => {
-            let pinned = link.pin(&path).map_err(|e| Error::Io(std::io::Error::other(format!("pinning link {}: {e}", path.display()))))?;
+            let pinned = link.pin(&path).map_err(|source| Error::Pin { path: path.clone(), source })?;
             Ok(Held::Fd { link: pinned.into(), pin: Some(path) })
         }
     }
@@ -409,9 +443,15 @@ pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOpti
     if hook == TcHook::Clsact {
         // EEXIST is fine: another tool's clsact is shared, never replaced or removed.
         if let Err(e) = tc::qdisc_add_clsact(&iface.name) {
-            if !matches!(&e, tc::TcError::IoError(io) if io.kind() == std::io::ErrorKind::AlreadyExists) {
+            let exists = match &e {
+                tc::TcError::NetlinkError(n) => n.raw_os_error() == Some(libc::EEXIST),
+                tc::TcError::IoError(io) => io.kind() == std::io::ErrorKind::AlreadyExists,
+                tc::TcError::AlreadyAttached => true,
+                _ => false,
+            };
+            if !exists {
                 links.detach();
-                return Err(Error::Io(std::io::Error::other(format!("adding clsact qdisc to {}: {e}", iface.name))));
+                return Err(Error::Other(format!("adding clsact qdisc to {}: {e}", iface.name)));
             }
         }
     }
@@ -428,7 +468,14 @@ pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOpti
                 TcxOrder::First => LinkOrder::first(),
                 TcxOrder::Last => LinkOrder::last(),
             }),
-            TcHook::Clsact => TcAttachOptions::Netlink(NlOptions { priority: CLSACT_PRIORITY, handle: CLSACT_HANDLE, classid: None }),
+            TcHook::Clsact => TcAttachOptions::Netlink(NlOptions {
+                priority: match opts.tcx_order {
+                    TcxOrder::First => CLSACT_PRIORITY_FIRST,
+                    TcxOrder::Last => CLSACT_PRIORITY_LAST,
+                },
+                handle: CLSACT_HANDLE,
+                classid: None,
+            }),
         };
         let p = tc_prog(ebpf, name)?;
         let res = p.attach_with_options(&iface.name, dir, options).and_then(|id| p.take_link(id));
@@ -437,7 +484,7 @@ pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOpti
                 let held = match hook {
                     TcHook::Tcx => match FdLink::try_from(link) {
                         Ok(fd) => hold_fd(fd, pin(h)),
-                        Err(e) => Err(Error::Io(std::io::Error::other(format!("tcx link of {}: {e}", iface.name)))),
+                        Err(e) => Err(Error::Other(format!("tcx link of {}: {e}", iface.name))),
                     },
                     TcHook::Clsact => Ok(Held::Netlink { _link: link }),
                 };
@@ -469,7 +516,7 @@ pub fn sweep_links(dir: &Path, keep: &dyn Fn(&str, u32, Hook) -> bool) -> Vec<St
             Some((name, ifindex, hook)) => !keep(&name, ifindex, hook),
             None => false,
         };
-        if stale && std::fs::remove_file(e.path()).is_ok() {
+        if stale && detach_pinned(&e.path()).is_ok() {
             removed.push(file);
         }
     }
@@ -497,11 +544,12 @@ mod tests {
 
     #[test]
     fn link_pins_round_trip() {
-        let iface = Iface { name: "veth1a2b.3c".into(), ifindex: 42 };
+        let iface = Iface { name: "flannel.1%".into(), ifindex: 42 };
         let p = link_pin(Path::new("/x"), &iface, Hook::TcEgress);
-        assert_eq!(p, Path::new("/x/veth1a2b.3c.42.tc_out"));
-        assert_eq!(parse_link_pin("veth1a2b.3c.42.tc_out"), Some(("veth1a2b.3c".into(), 42, Hook::TcEgress)));
+        assert_eq!(p, Path::new("/x/flannel%2e1%25:42:tc_out"));
+        assert!(!p.file_name().unwrap().to_str().unwrap().contains('.'), "bpffs refuses dots");
+        assert_eq!(parse_link_pin("flannel%2e1%25:42:tc_out"), Some(("flannel.1%".into(), 42, Hook::TcEgress)));
         assert_eq!(parse_link_pin("NP_FLOWS"), None);
-        assert_eq!(parse_link_pin("eth0.x.xdp"), None);
+        assert_eq!(parse_link_pin("eth0:x:xdp"), None);
     }
 }

@@ -128,7 +128,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = TcHookChoice::Auto)]
     pub tc_hook: TcHookChoice,
 
-    /// Where netpath's tcx programs run among others on the same hook.
+    /// Where netpath runs among other TC programs on the same hook (tcx: link order; clsact:
+    /// filter priority 1 or 0xfff0).
     #[arg(long, value_enum, default_value_t = TcxOrder::First)]
     pub tcx_order: TcxOrder,
 

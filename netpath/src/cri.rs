@@ -191,19 +191,6 @@ pub mod proto {
     }
 }
 
-/// The crates this client is built on, re-exported at the exact versions netpath uses so that
-/// integration tests (whose crate cannot add dependencies) can run a fake CRI server.
-#[doc(hidden)]
-pub mod deps {
-    pub use futures;
-    pub use prost;
-    pub use tokio;
-    pub use tokio_stream;
-    pub use tonic;
-    pub use tonic_prost;
-    pub use tower;
-}
-
 /// The Kubernetes pod that owns a sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PodRef {
@@ -214,7 +201,7 @@ pub struct PodRef {
 }
 
 /// What the runtime answered to Version.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RuntimeVersion {
     pub runtime_name: String,
     pub runtime_version: String,
@@ -226,7 +213,7 @@ pub enum CriError {
     #[error("CRI socket {}: cannot connect: {detail}", socket.display())]
     Connect { socket: PathBuf, detail: String },
 
-    #[error("CRI socket {}: no connection within {timeout:?}", socket.display())]
+    #[error("CRI socket {}: no answer to connect and Version within {timeout:?}", socket.display())]
     ConnectTimeout { socket: PathBuf, timeout: Duration },
 
     #[error("CRI {method} on {}: {code:?}: {message}", socket.display())]
@@ -241,7 +228,7 @@ pub enum CriError {
 pub struct CriClient {
     socket: PathBuf,
     grpc: tonic::client::Grpc<Channel>,
-    runtime: Option<RuntimeVersion>,
+    runtime: RuntimeVersion,
 }
 
 impl std::fmt::Debug for CriClient {
@@ -307,9 +294,13 @@ impl CriClient {
             .connect_with_connector(connector)
             .await
             .map_err(|e| CriError::Connect { detail: chain(&e), socket: socket.clone() })?;
-        let mut client = CriClient { socket, grpc: tonic::client::Grpc::new(channel), runtime: None };
+        let mut client = CriClient { socket, grpc: tonic::client::Grpc::new(channel), runtime: RuntimeVersion::default() };
         // HTTP/2 does not wait for the server's first frame: only an answer proves a CRI runtime.
-        client.runtime = Some(client.version_within(CONNECT_TIMEOUT).await?);
+        client.runtime = match client.version_within(CONNECT_TIMEOUT).await {
+            Ok(v) => v,
+            Err(CriError::CallTimeout { socket, .. }) => return Err(CriError::ConnectTimeout { socket, timeout: CONNECT_TIMEOUT }),
+            Err(e) => return Err(e),
+        };
         Ok(client)
     }
 
@@ -328,8 +319,8 @@ impl CriClient {
     }
 
     /// What the runtime answered to Version when connecting.
-    pub fn runtime(&self) -> Option<&RuntimeVersion> {
-        self.runtime.as_ref()
+    pub fn runtime(&self) -> &RuntimeVersion {
+        &self.runtime
     }
 
     /// The socket this client talks to.
@@ -406,9 +397,10 @@ impl CriClient {
     /// `runtimeSpec.linux.namespaces[type=="network"].path`, stat'ed; failing that the sandbox
     /// process's `/proc/PID/ns/net` (`"pid"`). Skipped, not fatal: host-network sandboxes (NamespaceOption
     /// network NODE, or a runtime spec without a network namespace), sandboxes whose info is missing or
-    /// unparseable or whose namespace file is gone, sandboxes removed since the listing (NotFound), and
-    /// anything that resolves to netpath's own network namespace. Two sandboxes on one namespace: the
-    /// newer wins.
+    /// unparseable or whose namespace file is gone, sandboxes removed since the listing (NotFound) or
+    /// whose status call fails, and anything that resolves to netpath's own network namespace. Errors:
+    /// ListPodSandbox failing, or every PodSandboxStatus call failing (other than NotFound). Two
+    /// sandboxes on one namespace: the newer wins.
     pub async fn pods_by_netns_inode(&mut self) -> Result<HashMap<u64, PodRef>, CriError> {
         let sandboxes = self.ready_sandboxes().await?;
         let own_netns = nsfs_inode(Path::new("/proc/self/ns/net"));
@@ -424,13 +416,22 @@ impl CriClient {
             .collect()
             .await;
         let mut out: HashMap<u64, (i64, PodRef)> = HashMap::new();
+        let (mut answered, mut first_err) = (statuses.is_empty(), None);
         for (sb, status) in statuses {
             let status = match status {
                 Ok(s) => s,
-                // Removed between the listing and the status call.
-                Err(CriError::Call { code: tonic::Code::NotFound, .. }) => continue,
-                Err(e) => return Err(e),
+                // Removed since the listing (NotFound), or trouble with this one sandbox. When no
+                // status call at all succeeds, the runtime is the problem: that error is returned.
+                Err(e) => {
+                    if !matches!(e, CriError::Call { code: tonic::Code::NotFound, .. }) {
+                        first_err.get_or_insert(e);
+                    } else {
+                        answered = true;
+                    }
+                    continue;
+                }
             };
+            answered = true;
             let Some(ino) = sandbox_netns_inode(&status) else { continue };
             if Some(ino) == own_netns {
                 continue;
@@ -444,7 +445,10 @@ impl CriClient {
                 }
             }
         }
-        Ok(out.into_iter().map(|(k, (_, p))| (k, p)).collect())
+        match first_err {
+            Some(e) if !answered => Err(e),
+            _ => Ok(out.into_iter().map(|(k, (_, p))| (k, p)).collect()),
+        }
     }
 }
 

@@ -371,10 +371,14 @@ pub fn main(args: RunArgs, given: Vec<String>) -> Result<()> {
 }
 
 async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Option<PathBuf>) -> Result<()> {
+    // First of all: a signal that arrives while we attach is then handled (queued), not fatal.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     // Subscribe before the dump so no link slips between them.
-    let mut events = netlink::subscribe().map_err(|e| Error::Io(std::io::Error::other(format!("rtnetlink subscribe: {e}"))))?;
-    let nl = Netlink::connect().map_err(|e| Error::Io(std::io::Error::other(format!("rtnetlink: {e}"))))?;
-    let links = nl.links().await.map_err(|e| Error::Io(std::io::Error::other(format!("listing links: {e}"))))?;
+    let mut events = netlink::subscribe().map_err(|e| Error::Other(format!("rtnetlink subscribe: {e}")))?;
+    let nl = Netlink::connect().map_err(|e| Error::Other(format!("rtnetlink: {e}")))?;
+    let links = nl.links().await.map_err(|e| Error::Other(format!("listing links: {e}")))?;
     let missing = select::missing_names(&links, &cfg.ifaces);
     if let Some(name) = missing.first() {
         // Same message as a single lookup would give: names the interface, lists the others.
@@ -406,6 +410,20 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
         Some(p) => CriClient::connect(p).await.map_err(|e| eprintln!("netpath: CRI {}: {e}; pods will not be named", p.display())).ok(),
         None => CriClient::discover(&crate::cri::DEFAULT_SOCKETS.iter().map(PathBuf::from).collect::<Vec<_>>()).await.map(|(_, c)| c),
     };
+    // Before attaching anything: a socket another daemon answers on stops us here, unchanged.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api = match api_path {
+        Some(p) => {
+            let server = ApiServer::bind(&p, Arc::clone(&shared) as Arc<dyn Backend>)
+                .map_err(|e| Error::Other(format!("control API socket {}: {e}", p.display())))?;
+            eprintln!("netpath: control API on {}", p.display());
+            Some(tokio::spawn(server.serve(async move {
+                let _ = stop_rx.await;
+            })))
+        }
+        None => None,
+    };
+
     let mut d = Daemon { cfg, args, given, ebpf, shared: Arc::clone(&shared), links: HashMap::new(), nl, cri };
     if let Err(e) = d.reconcile(None) {
         d.shutdown();
@@ -421,22 +439,6 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
     }
     d.refresh_owners().await;
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let api = match api_path {
-        Some(p) => {
-            let server = ApiServer::bind(&p, Arc::clone(&shared) as Arc<dyn Backend>)
-                .map_err(|e| Error::Io(std::io::Error::other(format!("control API socket {}: {e}", p.display()))))?;
-            eprintln!("netpath: control API on {}", p.display());
-            Some(tokio::spawn(server.serve(async move {
-                let _ = stop_rx.await;
-            })))
-        }
-        None => None,
-    };
-
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let started = Instant::now();
     let deadline = d.cfg.duration.map(|x| tokio::time::Instant::now() + x);
     let mut next_print = tokio::time::Instant::now() + d.cfg.interval;
@@ -450,7 +452,7 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
         };
         tokio::select! {
             ev = events.recv() => {
-                let Some(ev) = ev else { return Err(Error::Io(std::io::Error::other("rtnetlink notifications stopped"))) };
+                let Some(ev) = ev else { return Err(Error::Other("rtnetlink notifications stopped".into())) };
                 let at = Instant::now();
                 let mut dirty = d.on_event(ev)?;
                 // Drain what is already queued (a veth pair arrives as several messages).

@@ -44,6 +44,12 @@ pub enum Error {
     #[error("{what}: {source}")]
     Map { what: String, source: aya::maps::MapError },
 
+    #[error("pinning link {path}: {source}")]
+    Pin { path: PathBuf, source: aya::pin::PinError },
+
+    #[error("{0}")]
+    Other(String),
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -2,7 +2,7 @@
 use netpath_common::{
     class,
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
-    FlowKey, FlowValue, DIRECTIONS, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6,
+    FlowKey, FlowValue, DIRECTIONS, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6,
 };
 use std::{
     fmt::Write as _,
@@ -57,7 +57,7 @@ pub enum SortBy {
 
 /// The traffic class a flow belongs to (the class its frames were counted in).
 pub fn class_of(k: &FlowKey) -> u8 {
-    if k.vni != 0 {
+    if k.encap == ENCAP_VXLAN {
         return class::VXLAN;
     }
     match (k.family, k.proto) {
@@ -243,6 +243,7 @@ mod tests {
             dst: v4_mapped([10, 244, 1, 3]),
             proto,
             vni,
+            encap: if vni != 0 { ENCAP_VXLAN } else { 0 },
             ..Default::default()
         }
     }

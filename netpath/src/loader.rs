@@ -170,7 +170,7 @@ pub fn unpin_all(dir: &Path) -> Result<Vec<PathBuf>> {
     if let Ok(rd) = std::fs::read_dir(&links) {
         for e in rd.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
-            if crate::attach::parse_link_pin(&name).is_some() && std::fs::remove_file(e.path()).is_ok() {
+            if crate::attach::parse_link_pin(&name).is_some() && crate::attach::detach_pinned(&e.path()).is_ok() {
                 removed.push(e.path());
             }
         }

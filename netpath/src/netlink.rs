@@ -44,13 +44,9 @@ use netlink_sys::AsyncSocket;
 use rtnetlink::{Handle, MulticastGroup};
 use tokio::sync::mpsc;
 
-/// The tokio this module spawns its connection tasks on; re-exported so callers without their own
-/// tokio dependency (the root tests) can build the runtime those tasks need.
-pub use tokio;
-
 /// Receive buffer asked for the notification socket: a burst of pod churn (hundreds of links
 /// changing at once) fits, so overruns and their re-dumps stay rare.
-const NOTIFY_RCVBUF: libc::c_int = 8 << 20;
+const NOTIFY_RCVBUF: usize = 8 << 20;
 
 /// One link of the current network namespace.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -66,8 +62,9 @@ pub struct LinkInfo {
     pub mtu: Option<u32>,
     /// IFF_UP (administratively up).
     pub up: bool,
-    /// IFLA_LINK when it differs from the link's own ifindex: for a veth, the peer's ifindex in
-    /// the peer's namespace (see `link_netnsid`); for a vlan/vxlan, its lower device.
+    /// IFLA_LINK unless it is the link's own ifindex in this namespace: for a veth, the peer's
+    /// ifindex in the peer's namespace (see `link_netnsid`; that number may equal our own); for a
+    /// vlan/vxlan, its lower device.
     pub peer_ifindex: Option<u32>,
     /// IFLA_LINK_NETNSID: the peer's namespace id as seen from here; present only when the peer
     /// lives in another namespace.
@@ -130,7 +127,7 @@ fn thread_netns_inode() -> Result<u64, NetlinkError> {
 }
 
 /// A request socket in the network namespace that was current when it was opened.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Netlink {
     handle: Handle,
     /// Inode of the socket's namespace (skipped when resolving nsids: it has none from here).
@@ -302,10 +299,16 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
             LinkAttribute::Controller(m) if *m != 0 => l.master = Some(*m),
             LinkAttribute::Address(b) if b.len() == 6 => l.mac = Some(mac_string(b)),
             LinkAttribute::Mtu(v) => l.mtu = Some(*v),
-            LinkAttribute::Link(p) if *p != 0 && *p != ifindex => l.peer_ifindex = Some(*p),
+            LinkAttribute::Link(p) if *p != 0 => l.peer_ifindex = Some(*p),
             LinkAttribute::LinkNetNsId(id) => l.link_netnsid = Some(*id),
             _ => {}
         }
+    }
+    // IFLA_LINK equal to the own ifindex means "no lower/peer device", but only within one
+    // namespace: a peer elsewhere may well carry the same number (the kernel then still sends it,
+    // with IFLA_LINK_NETNSID).
+    if l.link_netnsid.is_none() && l.peer_ifindex == Some(ifindex) {
+        l.peer_ifindex = None;
     }
     l
 }
@@ -339,10 +342,16 @@ type Unsolicited = futures::channel::mpsc::UnboundedReceiver<(NetlinkMessage<Rou
 /// the socket fails or that re-dump fails; a consumer should then subscribe and dump again.
 /// Dropping the receiver closes the socket.
 pub fn subscribe() -> Result<mpsc::UnboundedReceiver<LinkEvent>, NetlinkError> {
+    subscribe_with_buffer(NOTIFY_RCVBUF)
+}
+
+/// [`subscribe`] with another socket receive buffer size, in bytes (the kernel enforces a
+/// minimum of a few KiB). A smaller buffer overruns sooner, and each overrun costs a re-dump.
+pub fn subscribe_with_buffer(rcvbuf: usize) -> Result<mpsc::UnboundedReceiver<LinkEvent>, NetlinkError> {
     let rt = current_runtime()?;
     let (mut conn, _handle, messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(NetlinkError::Socket)?;
-    grow_rcvbuf(conn.socket_mut().socket_mut().as_fd());
+    set_rcvbuf(conn.socket_mut().socket_mut().as_fd(), rcvbuf.min(libc::c_int::MAX as usize) as libc::c_int);
     // Opened now, on this thread, so the re-dumps see the same namespace as the notifications.
     let dumper = Netlink::connect()?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -358,8 +367,7 @@ pub fn subscribe() -> Result<mpsc::UnboundedReceiver<LinkEvent>, NetlinkError> {
 }
 
 /// SO_RCVBUFFORCE (root may exceed net.core.rmem_max), else SO_RCVBUF (capped by it).
-fn grow_rcvbuf(fd: BorrowedFd<'_>) {
-    let size = NOTIFY_RCVBUF;
+fn set_rcvbuf(fd: BorrowedFd<'_>, size: libc::c_int) {
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
         // SAFETY: setsockopt on a valid socket with a c_int option value of the right length.
         let rc = unsafe {

@@ -112,7 +112,7 @@ pub fn table(rows: &serde_json::Value) -> String {
 /// The `ifaces` view without a daemon: ask the kernel and the CRI runtime directly.
 pub async fn collect() -> crate::Result<serde_json::Value> {
     use crate::netlink::{resolve_netnsids, Netlink};
-    let io = |what: &str, e: &dyn std::fmt::Display| crate::Error::Io(std::io::Error::other(format!("{what}: {e}")));
+    let io = |what: &str, e: &dyn std::fmt::Display| crate::Error::Other(format!("{what}: {e}"));
     let nl = Netlink::connect().map_err(|e| io("rtnetlink", &e))?;
     let links = nl.links().await.map_err(|e| io("listing links", &e))?;
     let ids: Vec<i32> = links.iter().filter_map(|l| l.link_netnsid).collect();

@@ -101,8 +101,8 @@ mod tests {
             StatRow {
                 iface: "if7".into(),
                 ifindex: 7,
-                direction: "egress",
-                class: "icmp",
+                direction: "egress".into(),
+                class: "icmp".into(),
                 packets: 3,
                 bytes: 294,
                 netns: None,

@@ -155,8 +155,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Start `netpath run ARGS` and wait until it reports every interface attached.
+    /// Start `netpath run ARGS` and wait until it reports every `--iface` attached.
     pub fn start(args: &[&str]) -> Daemon {
+        let want = args.iter().filter(|a| **a == "--iface" || **a == "-i").count();
+        Self::start_expecting(args, want)
+    }
+
+    /// Start `netpath run ARGS` and wait for `want` "attached to" lines.
+    pub fn start_expecting(args: &[&str], want: usize) -> Daemon {
         let mut child = Command::new(netpath_bin())
             .arg("run")
             .args(args)
@@ -164,7 +170,6 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start netpath run");
-        let want = args.iter().filter(|a| **a == "--iface" || **a == "-i").count();
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -188,6 +193,18 @@ impl Daemon {
             }
         }
         Daemon { child: Some(child) }
+    }
+
+    /// SIGKILL: the daemon gets no chance to clean up.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     /// SIGINT and wait; returns the exit status.

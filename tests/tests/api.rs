@@ -45,15 +45,25 @@ struct Fake {
 }
 
 fn stat_row() -> StatRow {
-    StatRow { iface: "veth-a".into(), ifindex: 3, direction: "egress", class: "icmp", packets: 5, bytes: 490 }
+    StatRow {
+        iface: "veth-a".into(),
+        ifindex: 3,
+        direction: "egress".into(),
+        class: "icmp".into(),
+        packets: 5,
+        bytes: 490,
+        netns: Some("cni-0a1b".into()),
+        pod: Some("web-1".into()),
+        pod_namespace: Some("default".into()),
+    }
 }
 
 fn flow_row(proto: &str, bytes: u64) -> FlowRow {
     FlowRow {
         iface: "veth-a".into(),
         ifindex: 3,
-        direction: "egress",
-        family: "ipv4",
+        direction: "egress".into(),
+        family: "ipv4".into(),
         src: "10.77.0.1".into(),
         dst: "10.77.0.2".into(),
         proto: proto.into(),
@@ -71,6 +81,9 @@ fn flow_row(proto: &str, bytes: u64) -> FlowRow {
         first_seen: "2024-01-01T00:00:00.000000Z".into(),
         last_seen: "2024-01-01T00:00:01.000000Z".into(),
         arp_op: None,
+        netns: None,
+        pod: None,
+        pod_namespace: None,
         class: if proto == "tcp" { class::TCP } else { class::UDP },
     }
 }
@@ -146,7 +159,7 @@ fn api_round_trips_rows_and_filters() {
     .unwrap();
     assert_eq!(status["flow_table"]["capacity"], 65536, "{status}");
     assert_eq!(stats, serde_json::to_value(vec![stat_row()]).unwrap());
-    for f in ["iface", "ifindex", "direction", "class", "packets", "bytes"] {
+    for f in ["iface", "ifindex", "direction", "class", "packets", "bytes", "netns", "pod", "pod_namespace"] {
         assert!(stats[0].get(f).is_some(), "stats row lacks {f}: {stats}");
     }
     assert_eq!(flows.as_array().unwrap().iter().map(|r| r["bytes"].as_u64().unwrap()).collect::<Vec<_>>(), [300, 200, 100]);

@@ -2,13 +2,9 @@
 //! serving `runtime.v1.RuntimeService` Version, ListPodSandbox and PodSandboxStatus, with sandboxes
 //! whose network namespaces are real (`ip netns add`, a process in one). Guards remove the socket
 //! directory, the namespaces and the process even when a test panics.
-//!
-//! The tests crate has no tokio/tonic dependency of its own: it uses the versions netpath re-exports
-//! in `netpath::cri::deps`.
-use netpath::cri::{
-    deps::{futures::future::BoxFuture, tokio, tokio_stream, tonic, tonic_prost::ProstCodec, tower},
-    paths, proto, CriClient, CriError, PodRef,
-};
+use futures::future::BoxFuture;
+use netpath::cri::{paths, proto, CriClient, CriError, PodRef};
+use tonic_prost::ProstCodec;
 use netpath_tests::*;
 use std::{
     collections::HashMap,
@@ -34,8 +30,8 @@ struct FakeSandbox {
     network: proto::NamespaceMode,
     /// The verbose `info["info"]` JSON string; None: no info map at all.
     info: Option<String>,
-    /// PodSandboxStatus answers NotFound (removed after the listing).
-    gone: bool,
+    /// PodSandboxStatus answers this error (NotFound: removed after the listing).
+    fail: Option<tonic::Code>,
 }
 
 impl FakeSandbox {
@@ -48,7 +44,7 @@ impl FakeSandbox {
             state: proto::PodSandboxState::SandboxReady,
             network: proto::NamespaceMode::Pod,
             info,
-            gone: false,
+            fail: None,
         }
     }
 
@@ -133,9 +129,12 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                     async move {
                         let r = r.into_inner();
                         me.calls.lock().unwrap().push((paths::POD_SANDBOX_STATUS.into(), format!("{} verbose={}", r.pod_sandbox_id, r.verbose)));
-                        let Some(s) = me.sandboxes.iter().find(|s| s.id == r.pod_sandbox_id && !s.gone) else {
+                        let Some(s) = me.sandboxes.iter().find(|s| s.id == r.pod_sandbox_id) else {
                             return Err(tonic::Status::not_found(format!("sandbox {} not found", r.pod_sandbox_id)));
                         };
+                        if let Some(code) = s.fail {
+                            return Err(tonic::Status::new(code, format!("fake failure for {}", s.id)));
+                        }
                         let status = proto::PodSandboxStatus {
                             id: s.id.clone(),
                             metadata: Some(s.metadata()),
@@ -343,8 +342,9 @@ fn cri_maps_ready_sandboxes_to_netns_inodes() {
             .expect("discover should find the fake CRI socket");
         assert_eq!(found, server.socket);
         assert_eq!(client.socket(), server.socket.as_path());
+        assert_eq!(client.runtime().runtime_name, "fakecri");
         let v = client.version().await.expect("Version");
-        assert_eq!(v.runtime_name, "fakecri");
+        assert_eq!((v.runtime_name.as_str(), v.runtime_api_version.as_str()), ("fakecri", "v1"));
 
         let pods = client.pods_by_netns_inode().await.expect("pods_by_netns_inode");
         assert_eq!(pods.get(&ino1), Some(&tea_ref), "{pods:#?}");
@@ -409,6 +409,13 @@ fn cri_skips_garbage_info_and_unusable_sandboxes() {
             "gone",
             Some(info_with_spec(0, serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", ns2.name) }]))),
         ),
+        // Its status call fails.
+        FakeSandbox::new(
+            "sb-broken",
+            "default",
+            "broken",
+            Some(info_with_spec(0, serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", ns2.name) }]))),
+        ),
         // Not ready (the fake ignores the filter): skipped even though its namespace is real.
         FakeSandbox::new(
             "sb-notready",
@@ -418,8 +425,9 @@ fn cri_skips_garbage_info_and_unusable_sandboxes() {
         ),
         good,
     ];
-    sandboxes[5].gone = true;
-    sandboxes[6].state = proto::PodSandboxState::SandboxNotready;
+    sandboxes[5].fail = Some(tonic::Code::NotFound);
+    sandboxes[6].fail = Some(tonic::Code::Internal);
+    sandboxes[7].state = proto::PodSandboxState::SandboxNotready;
 
     let rt = runtime();
     let server = FakeServer::start(&rt, dir, sandboxes);
@@ -431,6 +439,29 @@ fn cri_skips_garbage_info_and_unusable_sandboxes() {
     let statuses = server.calls(paths::POD_SANDBOX_STATUS);
     assert!(!statuses.iter().any(|s| s.starts_with("sb-notready")), "{statuses:?}");
     assert!(statuses.iter().any(|s| s.starts_with("sb-gone")), "{statuses:?}");
+    assert!(statuses.iter().any(|s| s.starts_with("sb-broken")), "{statuses:?}");
+}
+
+#[test]
+fn cri_reports_runtime_errors() {
+    let rt = runtime();
+    // Every sandbox's status call fails: the runtime is broken, and the call says so.
+    let mut a = FakeSandbox::new("sb-a", "default", "a", None);
+    a.fail = Some(tonic::Code::Unavailable);
+    let mut b = FakeSandbox::new("sb-b", "default", "b", None);
+    b.fail = Some(tonic::Code::Internal);
+    let server = FakeServer::start(&rt, TempDir::new(), vec![a, b]);
+    let err = rt.block_on(async {
+        let mut client = CriClient::connect(&server.socket).await.expect("connect");
+        client.pods_by_netns_inode().await.expect_err("all status calls failed")
+    });
+    assert!(matches!(&err, CriError::Call { method: "PodSandboxStatus", socket, .. } if socket == &server.socket), "{err:?}");
+    assert!(err.to_string().contains(server.socket.to_str().unwrap()), "{err}");
+
+    // No sandboxes at all is an empty map, not an error.
+    let empty = FakeServer::start(&rt, TempDir::new(), vec![]);
+    let pods = rt.block_on(async { CriClient::connect(&empty.socket).await.expect("connect").pods_by_netns_inode().await });
+    assert_eq!(pods.expect("empty runtime"), HashMap::new());
 }
 
 #[test]
@@ -458,19 +489,18 @@ fn cri_connect_to_dead_socket_fails_fast_naming_it() {
             eprintln!("{}: {msg} ({took:?})", path.display());
         }
 
-        // The mute listener: either connect or Version gives up within the connect timeout, and
-        // discover moves on.
+        // The mute listener accepts, but HTTP/2 does not wait for the server: connect() proves the
+        // runtime with Version, and gives up within the connect timeout.
         let t0 = Instant::now();
-        match CriClient::connect(&mute).await {
-            Err(e) => assert!(e.to_string().contains(mute.to_str().unwrap()), "{e}"),
-            Ok(mut c) => {
-                let e = c.version().await.expect_err("a mute socket cannot answer Version");
-                assert!(e.to_string().contains(mute.to_str().unwrap()), "{e}");
-            }
-        }
-        eprintln!("mute socket: gave up after {:?}", t0.elapsed());
+        let err = CriClient::connect(&mute).await.expect_err("a mute socket is no CRI runtime");
+        let took = t0.elapsed();
+        assert!(took < Duration::from_millis(2500), "took {took:?}");
+        assert!(matches!(&err, CriError::ConnectTimeout { socket, .. } if socket == &mute), "{err:?}");
+        assert!(err.to_string().contains(mute.to_str().unwrap()), "{err}");
+        eprintln!("{}: {err} ({took:?})", mute.display());
+
         let t0 = Instant::now();
         assert!(CriClient::discover(&[missing.clone(), dead.clone(), mute.clone()]).await.is_none());
-        assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+        assert!(t0.elapsed() < Duration::from_millis(2500), "took {:?}", t0.elapsed());
     });
 }

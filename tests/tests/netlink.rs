@@ -3,7 +3,7 @@
 //! the pod's namespace. Everything runs on a thread inside the node namespace, with a tokio runtime
 //! built there; the Netns guards delete all of it, also on panic. Namespaces are named npt* so that
 //! CI removes leftovers of an interrupted run.
-use netpath::netlink::{self, tokio, LinkEvent, LinkInfo, Netlink};
+use netpath::netlink::{self, LinkEvent, LinkInfo, Netlink};
 use netpath_tests::*;
 use std::{
     collections::BTreeSet,
@@ -66,6 +66,8 @@ fn netlink_links_ports_and_pod_namespaces() {
     require_root();
     let n = Node::new(2);
     let lonely = Netns::new("npt"); // never linked to the node: no nsid from there
+    // ifindexes are per namespace: a peer may carry the same number as its host end.
+    n.node.ip(&["link", "add", "vsame", "index", "77", "type", "veth", "peer", "name", "psame", "index", "77", "netns", &n.pods[1].name]);
     let ip_br = n.ip_link("br0");
     let ip_vh: Vec<serde_json::Value> = (0..2).map(|i| n.ip_link(&format!("vh{i}"))).collect();
     let pod_names: Vec<String> = n.pods.iter().map(|p| p.name.clone()).collect();
@@ -77,7 +79,7 @@ fn netlink_links_ports_and_pod_namespaces() {
             let links = nl.links().await.expect("links");
             eprintln!("links(): {} links in {:?}", links.len(), t.elapsed());
             assert!(links.windows(2).all(|w| w[0].ifindex < w[1].ifindex), "not sorted by ifindex: {links:#?}");
-            assert_eq!(links.len(), 4, "lo, br0, vh0, vh1: {links:#?}");
+            // (No exact count: with ipip/sit/gre modules loaded every namespace also gets tunl0, sit0, ...)
 
             let lo = find(&links, "lo");
             assert_eq!((lo.kind.as_deref(), lo.up, lo.master), (None, true, None), "{lo:#?}");
@@ -113,6 +115,8 @@ fn netlink_links_ports_and_pod_namespaces() {
             assert_eq!(nl.link(999_999).await.unwrap(), None);
             assert_eq!(nl.link_by_name("no-such-link").await.unwrap(), None);
             assert_ne!(nsids[0], nsids[1], "two pods, two namespaces");
+            let same = find(&links, "vsame");
+            assert_eq!((same.ifindex, same.peer_ifindex, same.link_netnsid), (77, Some(77), Some(nsids[1])), "{same:#?}");
 
             // Bridge ports: exactly the veths.
             let ports: BTreeSet<String> = nl.ports_of(br.ifindex).await.unwrap().into_iter().map(|l| l.name).collect();
@@ -153,7 +157,11 @@ fn netlink_links_ports_and_pod_namespaces() {
 type Stamped = UnboundedReceiver<(Instant, LinkEvent)>;
 
 async fn wait_for(rx: &mut Stamped, what: &str, pred: impl Fn(&LinkEvent) -> bool) -> (Instant, LinkEvent) {
-    let got = tokio::time::timeout(Duration::from_secs(1), async {
+    wait_within(Duration::from_secs(1), rx, what, pred).await
+}
+
+async fn wait_within(within: Duration, rx: &mut Stamped, what: &str, pred: impl Fn(&LinkEvent) -> bool) -> (Instant, LinkEvent) {
+    let got = tokio::time::timeout(within, async {
         loop {
             let (t, ev) = rx.recv().await.expect("subscription closed");
             if pred(&ev) {
@@ -162,7 +170,7 @@ async fn wait_for(rx: &mut Stamped, what: &str, pred: impl Fn(&LinkEvent) -> boo
         }
     })
     .await;
-    got.unwrap_or_else(|_| panic!("no {what} event within 1 s"))
+    got.unwrap_or_else(|_| panic!("no {what} event within {within:?}"))
 }
 
 fn changed(ev: &LinkEvent) -> Option<&LinkInfo> {
@@ -194,7 +202,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 #[test]
 fn netlink_subscription_follows_veth_hotplug() {
     require_root();
-    let n = Node::new(1);
+    let mut n = Node::new(1);
     let pod = Netns::new("npt"); // the pod that arrives
     let node = n.node.name.clone();
 
@@ -285,7 +293,78 @@ fn netlink_subscription_follows_veth_hotplug() {
                     v[v.len() - 1]
                 );
             }
-            assert!(add_from_start.iter().all(|us| *us < 100_000), "an event took over 100 ms: {add_from_start:?}");
+            // The hot-plug budget is 100 ms p99; what is ours of it is the time after the kernel
+            // has made the change, i.e. after the command returned.
+            assert!(percentile(&add, 0.99) < 100_000, "{add:?}");
+
+            // The pod goes away: its namespace is torn down (asynchronously, by the kernel's netns
+            // cleanup work), which deletes the veth pair, so its host end is Removed too.
+            let vh0 = find(&links, "vh0").ifindex;
+            let t = Instant::now();
+            drop(n.pods.remove(0)); // the guard: `ip netns del`
+            let (te, _) = wait_within(Duration::from_secs(5), &mut rx, "Removed vh0 (pod netns deleted)", |e| {
+                removed(e).is_some_and(|(i, _)| i == vh0)
+            })
+            .await;
+            eprintln!("pod netns deleted -> Removed vh0: {} us after `ip netns del` started", micros_since(te, t));
         });
+    });
+}
+
+/// The kernel drops notifications a slow reader has no room for (ENOBUFS). With a minimal receive
+/// buffer and the runtime not polled while links change, most notifications are lost; the stream
+/// must still report every change, through its re-dump.
+#[test]
+fn netlink_subscription_resyncs_after_overrun() {
+    require_root();
+    let n = Node::new(1);
+    let node = n.node.name.clone();
+    for i in 0..5 {
+        n.node.ip(&["link", "add", &format!("old{i}"), "type", "bridge"]);
+    }
+    in_netns(&node, || {
+        // One thread: tasks run only inside block_on, so the socket is not read in between.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut sub = rt.block_on(async { netlink::subscribe_with_buffer(1) }).expect("subscribe");
+        // A change seen means the subscriber finished its initial dump.
+        sh(&["ip", "-n", &node, "link", "add", "sync0", "type", "bridge"]);
+        rt.block_on(async {
+            let got = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(ev) = sub.recv().await {
+                    if changed(&ev).is_some_and(|l| l.name == "sync0") {
+                        return;
+                    }
+                }
+                panic!("subscription closed");
+            });
+            got.await.expect("no Changed sync0 within 1 s");
+        });
+
+        // Churn while nobody reads.
+        for i in 0..5 {
+            sh(&["ip", "-n", &node, "link", "del", &format!("old{i}")]);
+            sh(&["ip", "-n", &node, "link", "add", &format!("new{i}"), "type", "bridge"]);
+        }
+        let t = Instant::now();
+        let (mut gone, mut came, mut lo_seen) = (BTreeSet::new(), BTreeSet::new(), false);
+        rt.block_on(async {
+            let got = tokio::time::timeout(Duration::from_secs(1), async {
+                while gone.len() < 5 || came.len() < 5 || !lo_seen {
+                    match sub.recv().await.expect("subscription closed") {
+                        LinkEvent::Removed { name, .. } if name.starts_with("old") => {
+                            gone.insert(name);
+                        }
+                        LinkEvent::Changed(l) if l.name.starts_with("new") => {
+                            came.insert(l.name);
+                        }
+                        // lo never changes: only the re-dump reports it.
+                        LinkEvent::Changed(l) if l.name == "lo" => lo_seen = true,
+                        _ => {}
+                    }
+                }
+            });
+            got.await.unwrap_or_else(|_| panic!("after the overrun: removed {gone:?}, added {came:?}, re-dump seen: {lo_seen}"));
+        });
+        eprintln!("overrun recovered: all 10 changes reported {:?} after the runtime resumed", t.elapsed());
     });
 }

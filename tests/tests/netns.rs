@@ -60,7 +60,7 @@ fn netns_counters_survive_a_restart() {
         let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name]);
         assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 3 * round, "round {round}: {rows}");
     }
-    let out = netpath(&["down", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
+    let out = netpath(&["down", "--pin-dir", pins.arg()]);
     assert!(out.status.success());
     assert!(!pins.path.exists(), "down left {}", pins.path.display());
 }

@@ -40,10 +40,17 @@ fn script(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name).to_str().expect("utf-8 path").to_string()
 }
 
-/// Write the capture into `dir` and compute tshark's truth for it.
+/// Write the capture into `dir` (or take the one named by NETPATH_TSHARK_PCAP, to check netpath
+/// against any capture of whole Ethernet frames) and compute tshark's truth for it.
 fn capture_and_truth(dir: &Path) -> (String, Value) {
-    let pcap = dir.join("mixed.pcap").to_str().expect("utf-8 path").to_string();
-    sh(&[PYTHON, &script("mkcapture.py"), &pcap]);
+    let pcap = match std::env::var("NETPATH_TSHARK_PCAP") {
+        Ok(p) => p,
+        Err(_) => {
+            let p = dir.join("mixed.pcap").to_str().expect("utf-8 path").to_string();
+            sh(&[PYTHON, &script("mkcapture.py"), &p]);
+            p
+        }
+    };
     let truth: Value = serde_json::from_str(&sh(&[PYTHON, &script("tshark_truth.py"), &pcap])).expect("truth JSON");
     (pcap, truth)
 }
@@ -113,7 +120,7 @@ fn run(mode: &str) {
     let tmp = TempDir::new();
     let (pcap, truth) = capture_and_truth(&tmp.0);
     let frames = truth["frames"].as_u64().expect("frames");
-    assert!(frames >= 200, "capture too small: {frames} frames");
+    assert!(frames > 0, "empty capture");
 
     let pair = Pair::new();
     // Nothing but the capture may reach veth-a: without addresses (and with IPv6 disabled by Pair)
@@ -123,12 +130,16 @@ fn run(mode: &str) {
     }
     let pins = PinDir::new();
     let iface = if mode == "xdp" { "veth-a:xdp" } else { "veth-a" };
-    let mut args = vec!["--netns", &pair.a.name, "--iface", iface, "--pin-dir", pins.arg()];
+    // A private control socket: the default one admits a single daemon per host, and the readers
+    // must not ask some other test's daemon.
+    let socket = tmp.0.join("api.sock").to_str().expect("utf-8 path").to_string();
+    let mut args = vec!["--netns", &pair.a.name, "--iface", iface, "--pin-dir", pins.arg(), "--socket", &socket];
     if mode == "tc" {
         args.extend(["--mode", "tc"]);
     }
     let daemon = Daemon::start(&args);
-    let read_stats = || netpath_json(&["stats", "--pin-dir", pins.arg(), "--netns", &pair.a.name]);
+    let read = |what: &str| netpath_json(&[what, "--pin-dir", pins.arg(), "--netns", &pair.a.name, "--socket", &socket]);
+    let read_stats = || read("stats");
     let before = read_stats();
     assert_eq!(ingress_packets(&before), 0, "veth-a ingress saw traffic before the replay: {before}");
 
@@ -140,7 +151,7 @@ fn run(mode: &str) {
     }
     std::thread::sleep(Duration::from_millis(300));
     let stats = read_stats();
-    let flows = netpath_json(&["flows", "--pin-dir", pins.arg(), "--netns", &pair.a.name]);
+    let flows = read("flows");
     assert!(daemon.stop().success(), "netpath run did not exit cleanly");
 
     let mut problems = Vec::new();
@@ -174,11 +185,10 @@ fn run(mode: &str) {
         if r["iface"] != "veth-a" || r["direction"] != "ingress" {
             continue;
         }
-        let e = got.entry(flow_key(r)).or_default();
-        let c = count(r);
-        e.packets += c.packets;
-        e.bytes += c.bytes;
-        e.tcp_flags.push_str(&c.tcp_flags);
+        let (k, c) = (flow_key(r), count(r));
+        if let Some(prev) = got.insert(k.clone(), c) {
+            problems.push(format!("flow {k}: netpath prints two rows ({prev:?} and {:?})", got[&k]));
+        }
     }
     let mut flow_ok = 0;
     for (k, (w, frames)) in &want {
@@ -202,13 +212,13 @@ fn run(mode: &str) {
             .collect();
         problems.push(format!("flow {k}: netpath {:?}, not in tshark's dissection; tshark's malformed frames between these addresses: [{}]", got[&k], suspects.join("; ")));
     }
-    eprintln!(
-        "[{mode}] flows: tshark {}, netpath {} (veth-a ingress), {flow_ok} equal; {} frames where tshark's malformed flag differs from netpath's rules (rule applied); {:.1}s",
-        want.len(),
-        got.len(),
-        truth["tshark_disagreements"].as_array().map_or(0, |a| a.len()),
-        started.elapsed().as_secs_f64()
-    );
+    let disagree: Vec<String> = truth["tshark_disagreements"]
+        .as_array()
+        .map(|a| a.iter().map(|d| format!("#{} {}", d["frame"], d["netpath_rule"].as_str().unwrap_or("?"))).collect())
+        .unwrap_or_default();
+    eprintln!("[{mode}] flows: tshark {}, netpath {} (veth-a ingress), {flow_ok} equal", want.len(), got.len());
+    eprintln!("[{mode}] tshark's malformed flag differs from netpath's rules (rule applied) for {} frames: {}", disagree.len(), disagree.join(", "));
+    eprintln!("[{mode}] {:.1}s", started.elapsed().as_secs_f64());
     assert!(problems.is_empty(), "[{mode}] netpath disagrees with tshark:\n  {}", problems.join("\n  "));
 }
 
