@@ -12,6 +12,7 @@ pub mod ifaces;
 pub mod lab;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod node;
