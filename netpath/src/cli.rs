@@ -137,6 +137,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Prometheus exporter address (`none` to disable). Bound in the host's namespace even with
+    /// --netns.
+    #[arg(long, default_value = crate::metrics::DEFAULT_ADDR, value_name = "ADDR")]
+    pub metrics: String,
+
+    /// Per-flow series for the N heaviest flows (by bytes).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub metrics_flows: usize,
+
     /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
     #[arg(long, value_name = "PATH")]
     pub cri_socket: Option<PathBuf>,

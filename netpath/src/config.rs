@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub force: Option<bool>,
     pub cri_socket: Option<PathBuf>,
     pub quiet: Option<bool>,
+    pub duration: Option<String>,
+    pub metrics: Option<String>,
+    pub metrics_flows: Option<usize>,
 }
 
 /// The effective configuration of a daemon.
@@ -53,6 +56,8 @@ pub struct Config {
     pub force: bool,
     pub cri_socket: Option<PathBuf>,
     pub quiet: bool,
+    pub metrics: String,
+    pub metrics_flows: usize,
 }
 
 fn bad(file: &std::path::Path, what: impl std::fmt::Display) -> Error {
@@ -87,6 +92,8 @@ impl Config {
             force: args.force,
             cri_socket: args.cri_socket.clone(),
             quiet: args.quiet,
+            metrics: args.metrics.clone(),
+            metrics_flows: args.metrics_flows,
         };
         if let Some((path, f)) = file {
             macro_rules! take {
@@ -127,6 +134,9 @@ impl Config {
             take!("force", force, |v: bool| Ok::<_, Error>(v));
             take!("cri-socket", cri_socket, |v: PathBuf| Ok::<_, Error>(Some(v)));
             take!("quiet", quiet, |v: bool| Ok::<_, Error>(v));
+            take!("duration", duration, |v: String| humantime::parse_duration(&v).map(Some).map_err(|e| bad(path, format!("duration: {e}"))));
+            take!("metrics", metrics, |v: String| Ok::<_, Error>(v));
+            take!("metrics-flows", metrics_flows, |v: usize| Ok::<_, Error>(v));
         }
         c.validate()?;
         Ok(c)
@@ -171,6 +181,9 @@ impl Config {
         }
         if self.persist != new.persist {
             v.push("persist");
+        }
+        if self.metrics != new.metrics {
+            v.push("metrics");
         }
         v
     }

@@ -14,6 +14,7 @@ use crate::{
     ifaces::Iface,
     loader::{self, LoadOptions},
     maps::Maps,
+    metrics::{MetricsOptions, MetricsServer},
     netlink::{self, LinkEvent, LinkInfo, Netlink, NetnsName},
     netns, report, run, select,
     stats::{self, StatRow},
@@ -362,15 +363,20 @@ pub fn main(args: RunArgs, given: Vec<String>) -> Result<()> {
     // The socket lives in the filesystem; binding it before entering the namespace keeps the
     // daemon reachable from the host whatever namespace it observes.
     let api_path = (cfg.socket.as_os_str() != "none").then(|| cfg.socket.clone());
+    // Likewise the metrics listener: bound here it serves on the host's address.
+    let metrics = match cfg.metrics.as_str() {
+        "none" => None,
+        addr => Some(MetricsServer::bind(addr).map_err(|e| Error::Other(e.to_string()))?),
+    };
     if let Some(ns) = &cfg.netns {
         netns::enter(ns)?;
     }
     // Built after setns: threads the runtime spawns inherit the namespace.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async_main(args, given, cfg, api_path))
+    rt.block_on(async_main(args, given, cfg, api_path, metrics))
 }
 
-async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Option<PathBuf>) -> Result<()> {
+async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Option<PathBuf>, metrics: Option<MetricsServer>) -> Result<()> {
     // First of all: a signal that arrives while we attach is then handled (queued), not fatal.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -424,6 +430,14 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
         None => None,
     };
 
+    let (mstop_tx, mstop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = metrics.map(|m| {
+        eprintln!("netpath: Prometheus metrics on http://{}/metrics", m.local_addr());
+        let opts = MetricsOptions { top_flows: cfg.metrics_flows, ..MetricsOptions::default() };
+        tokio::spawn(m.serve(Arc::clone(&shared) as Arc<dyn Backend>, opts, async move {
+            let _ = mstop_rx.await;
+        }))
+    });
     let mut d = Daemon { cfg, args, given, ebpf, shared: Arc::clone(&shared), links: HashMap::new(), nl, cri };
     if let Err(e) = d.reconcile(None) {
         d.shutdown();
@@ -486,8 +500,14 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
         }
     }
     let _ = stop_tx.send(());
+    let _ = mstop_tx.send(());
     if let Some(api) = api {
         let _ = api.await;
+    }
+    if let Some(m) = metrics_task {
+        if let Ok(Err(e)) = m.await {
+            eprintln!("netpath: {e}");
+        }
     }
     d.shutdown();
     Ok(())

@@ -161,11 +161,14 @@ impl Daemon {
         Self::start_expecting(args, want)
     }
 
-    /// Start `netpath run ARGS` and wait for `want` "attached to" lines.
+    /// Start `netpath run ARGS` and wait for `want` "attached to" lines. Without `--metrics` in
+    /// ARGS the exporter is off, so test daemons never compete for its port.
     pub fn start_expecting(args: &[&str], want: usize) -> Daemon {
+        let metrics_off: &[&str] = if args.contains(&"--metrics") { &[] } else { &["--metrics", "none"] };
         let mut child = Command::new(netpath_bin())
             .arg("run")
             .args(args)
+            .args(metrics_off)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

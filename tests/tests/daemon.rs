@@ -166,7 +166,7 @@ fn daemon_leaves_a_foreign_xdp_program_alone() {
     in_netns(&pair.a.name, || prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Skb).unwrap());
     let id = prog.info().unwrap().id();
     let pins = PinDir::new();
-    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a:xdp", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
+    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a:xdp", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--metrics", "none"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("XDP program {id} (netpath_xdp_nop)")) && err.contains("--force"), "{err}");

@@ -70,13 +70,13 @@ fn netns_unknown_interface_is_exit_2_names_it_and_changes_nothing() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a", "--iface", "nope0", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
+    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a", "--iface", "nope0", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--metrics", "none"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("'nope0' not found") && err.contains("veth-a") && err.contains("lo"), "{err}");
     assert!(!pins.path.exists(), "bad input created pins");
     assert_eq!(netpath_progs_on(&pair.a, "veth-a"), Vec::<String>::new(), "bad input attached something");
-    let out = netpath(&["run", "--netns", "no-such-ns-xyz", "--iface", "lo"]);
+    let out = netpath(&["run", "--netns", "no-such-ns-xyz", "--iface", "lo", "--metrics", "none", "--socket", "none"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-ns-xyz"));
 }
@@ -100,7 +100,7 @@ fn netns_json_lines_every_interval() {
     require_root();
     let pair = Pair::new();
     let out = Command::new(netpath_bin())
-        .args(["run", "--netns", &pair.a.name, "--iface", "veth-a", "--no-pin", "--socket", "none", "-o", "json", "--interval", "200ms", "--duration", "1s"])
+        .args(["run", "--netns", &pair.a.name, "--iface", "veth-a", "--no-pin", "--socket", "none", "--metrics", "none", "-o", "json", "--interval", "200ms", "--duration", "1s"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -63,7 +63,8 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
         .filter_map(|p| p["host_veth"].as_str().map(String::from))
         .collect();
     let mut args = vec!["run".to_string(), "--netns".into(), NODE1.into(), "--pin-dir".into(), PIN_DIR.into(), "--socket".into(), SOCKET.into()];
-    args.extend(["--interval".into(), "3s".into()]);
+    // An ephemeral port: the demo must not take a real netpath's 9464 (the URL is printed).
+    args.extend(["--interval".into(), "3s".into(), "--metrics".into(), "127.0.0.1:0".into()]);
     // The bridge and its veths by TC, the underlay by native XDP so both hooks are exercised.
     for i in std::iter::once("cni0".to_string()).chain(veths).chain(std::iter::once("ul0:xdp".to_string())) {
         args.extend(["--iface".into(), i]);

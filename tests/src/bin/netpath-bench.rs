@@ -427,7 +427,7 @@ fn created(dp: &Datapath) -> Result<u64> {
     Ok(dp.maps.diag().context("reading diag counters")?[diag::FLOWS_CREATED as usize])
 }
 
-fn bench_level(opts: &Opts, label: String, prefill: u32, miss_base: &mut u32) -> Result<LevelResult> {
+fn bench_level(opts: &Opts, batch: usize, label: String, prefill: u32, miss_base: &mut u32) -> Result<LevelResult> {
     let dp = Datapath::load(opts.flow_table_size);
     let hot = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")));
     let t0 = Instant::now();
@@ -444,13 +444,13 @@ fn bench_level(opts: &Opts, label: String, prefill: u32, miss_base: &mut u32) ->
 
     // Hits across the table: the most recently inserted prefill flows (still present even after
     // the LRU evicted older ones). With a single flow this is the hot flow.
-    let hit_count = (prefill as usize - 1).min(opts.batch);
+    let hit_count = (prefill as usize - 1).min(batch);
     let hits: Vec<Vec<u8>> = if hit_count == 0 {
-        vec![hot.clone(); opts.batch]
+        vec![hot.clone(); batch]
     } else {
         (prefill - hit_count as u32..prefill).map(|i| flow_frame(SPACE_PREFILL, i)).collect()
     };
-    let hot_batch: Vec<Vec<u8>> = vec![hot.clone(); opts.batch];
+    let hot_batch: Vec<Vec<u8>> = vec![hot.clone(); batch];
 
     let (mut he, mut hf, mut be, mut bh, mut bhit, mut bm) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut hit_created, mut miss_created) = (0u64, 0u64);
@@ -458,8 +458,8 @@ fn bench_level(opts: &Opts, label: String, prefill: u32, miss_base: &mut u32) ->
         he.push(ns(&dp, PROG_XDP_EMPTY, &hot, opts.repeat)?);
         hf.push(ns(&dp, PROG_XDP, &hot, opts.repeat)?);
 
-        let new: Vec<Vec<u8>> = (0..opts.batch as u32).map(|k| flow_frame(SPACE_NEW, *miss_base + k)).collect();
-        *miss_base += opts.batch as u32;
+        let new: Vec<Vec<u8>> = (0..batch as u32).map(|k| flow_frame(SPACE_NEW, *miss_base + k)).collect();
+        *miss_base += batch as u32;
         be.push(ns_batch(&dp, PROG_XDP_EMPTY, new.iter())?);
         bh.push(ns_batch(&dp, PROG_XDP, hot_batch.iter())?);
         let c0 = created(&dp)?;
@@ -492,6 +492,12 @@ fn bench_level(opts: &Opts, label: String, prefill: u32, miss_base: &mut u32) ->
     })
 }
 
+/// Distinct frames per round in the per-flow batches: the new flows of all rounds must fit in half
+/// the table, so the levels below "full" measure inserts without evictions.
+fn scaling_batch(opts: &Opts) -> usize {
+    opts.batch.min((opts.flow_table_size as usize / (2 * opts.rounds)).max(1))
+}
+
 fn bench_scaling(opts: &Opts) -> Result<Vec<LevelResult>> {
     let cap = opts.flow_table_size;
     let mut levels: Vec<(String, u32)> = vec![("1 flow".into(), 1)];
@@ -502,9 +508,10 @@ fn bench_scaling(opts: &Opts) -> Result<Vec<LevelResult>> {
     levels.push((format!("3x full ({})", 3 * cap), 3 * cap));
     let mut out = Vec::new();
     let mut miss_base = 0u32;
+    let batch = scaling_batch(opts);
     for (label, n) in levels {
         eprintln!("  flow table: {label}");
-        out.push(bench_level(opts, label, n, &mut miss_base)?);
+        out.push(bench_level(opts, batch, label, n, &mut miss_base)?);
     }
     Ok(out)
 }
@@ -704,9 +711,12 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
         opts.flow_table_size,
         if opts.flow_table_size == DEFAULT_FLOW_TABLE_SIZE { ", the default" } else { ", NOT the default 65536" }
     );
+    let batch = scaling_batch(opts);
     println!(
-        "  hot = one flow, repeat {}; per-flow batches = {} distinct frames per round, repeat 1 each,",
-        opts.repeat, opts.batch
+        "  hot = one flow, repeat {}; per-flow batches = {} distinct frames per round{}, repeat 1 each,",
+        opts.repeat,
+        batch,
+        if batch < opts.batch { format!(" (reduced from {} to fit the table)", opts.batch) } else { String::new() }
     );
     println!("  kernel durations averaged (baseline: the empty program over the same kind of batch)");
     println!(
@@ -732,7 +742,7 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
     }
     println!("  (active = entries before measuring; evicted / ins.fail = totals after the level's runs)");
     for l in &levels {
-        let want = (opts.rounds * opts.batch) as u64;
+        let want = (opts.rounds * batch) as u64;
         if l.hit_batch_created != 0 || l.miss_batch_created != want {
             println!(
                 "  note: {}: {} flows created during the hit batches (expected 0), {} during the miss batches (expected {want})",
@@ -834,7 +844,7 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
                    ratios are per round to the empty program measured in the same round; medians over rounds",
         "repeat": opts.repeat,
         "rounds": opts.rounds,
-        "batch": opts.batch,
+        "batch": batch,
         "flow_table_size": opts.flow_table_size,
         "programs": sizes,
         "frames": fr,
