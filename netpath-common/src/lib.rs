@@ -11,6 +11,7 @@ extern crate std;
 
 #[cfg(any(test, feature = "craft"))]
 pub mod craft;
+pub mod event;
 pub mod parse;
 
 /// Direction of a frame relative to the interface it was seen on.
@@ -173,8 +174,15 @@ pub struct FlowValue {
 pub struct Config {
     /// UDP destination ports decoded as VXLAN; 0 marks an unused slot.
     pub vxlan_ports: [u16; MAX_VXLAN_PORTS],
+    /// Kernel events allowed per second, per CPU and kind (0: unlimited).
+    pub events_per_sec: u32,
+    /// Burst of the event token bucket.
+    pub events_burst: u32,
     pub _pad: [u8; 4],
 }
+
+pub const DEFAULT_EVENTS_PER_SEC: u32 = 5_000;
+pub const DEFAULT_EVENTS_BURST: u32 = 1_000;
 
 pub const MAX_VXLAN_PORTS: usize = 4;
 pub const VXLAN_PORT_FLANNEL: u16 = 8472;
@@ -182,7 +190,12 @@ pub const VXLAN_PORT_IANA: u16 = 4789;
 
 impl Default for Config {
     fn default() -> Self {
-        Self { vxlan_ports: [VXLAN_PORT_FLANNEL, VXLAN_PORT_IANA, 0, 0], _pad: [0; 4] }
+        Self {
+            vxlan_ports: [VXLAN_PORT_FLANNEL, VXLAN_PORT_IANA, 0, 0],
+            events_per_sec: DEFAULT_EVENTS_PER_SEC,
+            events_burst: DEFAULT_EVENTS_BURST,
+            _pad: [0; 4],
+        }
     }
 }
 
@@ -211,6 +224,15 @@ pub mod diag {
     /// Flows user space removed (their interface went away); written by user space only, so
     /// evictions = created - active - deleted.
     pub const FLOWS_DELETED: u32 = 4;
+    /// Events submitted to the ring buffer, and reserves that failed (buffer full): user space
+    /// checks delivered + lost == emitted.
+    pub const EVENTS_EMITTED: u32 = 5;
+    pub const EVENTS_LOST: u32 = 6;
+    /// Events the per-CPU rate limit suppressed (never emitted).
+    pub const EVENTS_SUPPRESSED: u32 = 7;
+    /// Capture records the perf buffer refused (full).
+    pub const CAPTURE_LOST: u32 = 8;
+    pub const CAPTURED: u32 = 9;
     /// Malformed frames by reason start here: `MALFORMED_BASE + malformed::*`.
     pub const MALFORMED_BASE: u32 = 16;
     pub const COUNT: u32 = MALFORMED_BASE + super::malformed::COUNT as u32;
@@ -222,7 +244,12 @@ pub mod maps {
     pub const FLOWS: &str = "NP_FLOWS";
     pub const DIAG: &str = "NP_DIAG";
     pub const CONFIG: &str = "NP_CONFIG";
-    pub const ALL: [&str; 4] = [IFACE_STATS, FLOWS, DIAG, CONFIG];
+    pub const EVENTS: &str = "NP_EVENTS";
+    pub const CAPTURE: &str = "NP_CAPTURE";
+    pub const CAPTURE_CFG: &str = "NP_CAPTURE_CFG";
+    pub const CAPTURE_IFACES: &str = "NP_CAPTURE_IFACES";
+    /// Pinned so a restarted daemon, `netpath watch` and `netpath capture` find them.
+    pub const ALL: [&str; 8] = [IFACE_STATS, FLOWS, DIAG, CONFIG, EVENTS, CAPTURE, CAPTURE_CFG, CAPTURE_IFACES];
 }
 
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
@@ -253,7 +280,7 @@ mod tests {
         // 4 + 4 + 16 + 16 + 2*3 + 7*1 + 3 padding = 56
         assert_eq!(size_of::<FlowKey>(), 56);
         assert_eq!(size_of::<FlowValue>(), 32 + 32 + 8);
-        assert_eq!(size_of::<Config>(), 12);
+        assert_eq!(size_of::<Config>(), 20);
     }
 
     #[test]

@@ -128,6 +128,34 @@ pub struct Level {
     pub udp_payload: usize,
     /// End of the IP packet (its total length), when the level is IP.
     pub l3_end: usize,
+    /// ARP sender and target hardware addresses (Ethernet/IPv4 ARP).
+    pub arp_sha: [u8; 6],
+    pub arp_tha: [u8; 6],
+    /// For an ICMP/ICMPv6 error: the packet it reports, as quoted inside it.
+    pub err: Quoted,
+}
+
+/// The 5-tuple of the packet an ICMP error quotes (`family == 0` when the level is no error).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Quoted {
+    pub family: u8,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+/// ICMP errors that quote the offending packet: destination unreachable (incl. fragmentation
+/// needed), time exceeded, parameter problem; ICMPv6 unreachable, packet too big, time exceeded,
+/// parameter problem.
+#[inline(always)]
+pub fn is_icmp_error(class: u8, icmp_type: u8) -> bool {
+    if class == class::ICMP {
+        icmp_type == 3 || icmp_type == 11 || icmp_type == 12
+    } else {
+        icmp_type >= 1 && icmp_type <= 4
+    }
 }
 
 /// The parse of one frame: its class, and the level its flow is keyed on (the inner frame of a
@@ -205,7 +233,6 @@ pub fn parse_into<F: Frame + ?Sized>(f: &F, cfg: &Config, hw_vlan: Option<u16>, 
     p.vxlan = false;
     p.vni = 0;
     p.outer = Level::default();
-    p.inner = Level::default();
     // The parse limit counts bytes as on the wire: a tag the kernel moved into skb metadata still
     // occupies 4 bytes before the headers, so TC and XDP agree on which frames exceed it.
     let max_off = if hw_vlan.is_some() { MAX_PARSE_OFFSET - 4 } else { MAX_PARSE_OFFSET };
@@ -223,6 +250,8 @@ pub fn parse_into<F: Frame + ?Sized>(f: &F, cfg: &Config, hw_vlan: Option<u16>, 
             Some(w) => p.vni = w >> 8,
             None => return set_malformed(p, malformed::TRUNCATED_VXLAN),
         }
+        // Zeroed only here: most frames are not VXLAN, and the inner level is read only when it is.
+        p.inner = Level::default();
         if let Err(reason) = parse_level(&outer, v + 8, max_off, None, &mut p.inner) {
             return set_malformed(p, reason);
         }
@@ -304,6 +333,10 @@ fn parse_arp<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8, 
     let ethernet_ipv4 = h[0] == 0 && h[1] == 1 && h[2] == 0x08 && h[3] == 0x00 && h[4] == 6 && h[5] == 4;
     if ethernet_ipv4 {
         // sha(6) spa(4) tha(6) tpa(4) follow the 8-byte header.
+        match (f.bytes::<6>(off + 8), f.bytes::<6>(off + 18)) {
+            (Some(sha), Some(tha)) => (l.arp_sha, l.arp_tha) = (sha, tha),
+            _ => return Err(malformed::TRUNCATED_ARP),
+        }
         let spa = match f.bytes::<4>(off + 14) {
             Some(a) => a,
             None => return Err(malformed::TRUNCATED_ARP),
@@ -444,6 +477,38 @@ fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, l: &mut Leve
     parse_l4(f, off, max_off, nh, FAMILY_IPV6, l)
 }
 
+/// The IP header (and ports) quoted in an ICMP error starting at `off`.
+#[inline(always)]
+fn parse_quoted<F: Frame + ?Sized>(f: &F, off: usize, q: &mut Quoted) {
+    let Some(v) = f.u8_at(off) else { return };
+    let l4 = match v >> 4 {
+        4 => {
+            let Some(h) = f.bytes::<20>(off) else { return };
+            q.family = FAMILY_IPV4;
+            q.proto = h[9];
+            q.src = v4_mapped([h[12], h[13], h[14], h[15]]);
+            q.dst = v4_mapped([h[16], h[17], h[18], h[19]]);
+            off + ((h[0] & 0x0f) as usize) * 4
+        }
+        6 => {
+            let Some(h) = f.bytes::<8>(off) else { return };
+            let (Some(src), Some(dst)) = (f.bytes::<16>(off + 8), f.bytes::<16>(off + 24)) else { return };
+            q.family = FAMILY_IPV6;
+            q.proto = h[6];
+            q.src = src;
+            q.dst = dst;
+            off + 40
+        }
+        _ => return,
+    };
+    if q.proto == IPPROTO_TCP || q.proto == IPPROTO_UDP {
+        if let Some(p) = f.bytes::<4>(l4) {
+            q.sport = u16::from_be_bytes([p[0], p[1]]);
+            q.dport = u16::from_be_bytes([p[2], p[3]]);
+        }
+    }
+}
+
 /// The class of an IP packet whose L4 header is not parsed (a non-first fragment).
 #[inline(always)]
 pub fn class_of_proto(proto: u8, family: u8) -> u8 {
@@ -500,6 +565,10 @@ fn parse_l4<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, proto: u8, fam
             if echo {
                 l.sport = u16::from_be_bytes([h[4], h[5]]);
             }
+            if is_icmp_error(c, h[0]) {
+                // Best effort: a quote too short to read leaves `err` empty, the frame still valid.
+                parse_quoted(f, off + 8, &mut l.err);
+            }
             Ok(c)
         }
         c => Ok(c),
@@ -511,7 +580,7 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::craft::*;
-    use std::vec::Vec;
+    use std::{vec, vec::Vec};
 
     fn key(r: &Parsed) -> FlowKey {
         let mut k = FlowKey::default();
@@ -664,7 +733,7 @@ mod tests {
         // Not a VXLAN port: plain UDP.
         assert_eq!(p(&vxlan4(IP_NODE1, IP_NODE2, 9999, 1, &inner)).class, class::UDP);
         // A configured port.
-        let cfg = Config { vxlan_ports: [9999, 0, 0, 0], _pad: [0; 4] };
+        let cfg = Config { vxlan_ports: [9999, 0, 0, 0], ..Config::default() };
         assert_eq!(parse(&vxlan4(IP_NODE1, IP_NODE2, 9999, 5, &inner)[..], &cfg, None).vni, 5);
     }
 
@@ -699,6 +768,27 @@ mod tests {
         let stripped = eth(ETH_P_IPV6, &ip6);
         assert_eq!(parse(&stripped[..], &Config::default(), Some(100)).reason, malformed::BEYOND_PARSE_LIMIT);
         assert_eq!(p(&stripped).class, class::UDP, "untagged, the same headers fit");
+    }
+
+    #[test]
+    fn icmp_errors_carry_the_quoted_tuple_and_arp_its_macs() {
+        let quoted = ipv4(IP_B, IP_A, IPPROTO_UDP, &udp(5353, 53, b"query"));
+        let mut err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        err.extend_from_slice(&quoted[..28]);
+        let r = p(&eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &err)));
+        let q = r.flow().err;
+        assert_eq!((r.class, q.family, q.proto, q.sport, q.dport), (class::ICMP, FAMILY_IPV4, IPPROTO_UDP, 5353, 53));
+        assert_eq!(&q.src[..4], &IP_B);
+        // Echo is no error.
+        assert_eq!(p(&eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &icmp_echo(8, 1, 1)))).flow().err.family, 0);
+        // ICMPv6 packet too big quoting TCP.
+        let quoted6 = ipv6(IP6_B, IP6_A, IPPROTO_TCP, &tcp(443, 40000, TCP_ACK, &[]));
+        let mut err6 = vec![2, 0, 0, 0, 0, 0, 5, 0xdc];
+        err6.extend_from_slice(&quoted6[..48]);
+        let r = p(&eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_ICMPV6, &err6)));
+        assert_eq!((r.flow().err.family, r.flow().err.sport, r.flow().err.dport), (FAMILY_IPV6, 443, 40000));
+        let r = p(&eth(ETH_P_ARP, &arp(2, MAC_A, IP_A, MAC_B, IP_B)));
+        assert_eq!((r.flow().arp_sha, r.flow().arp_tha), (MAC_A, MAC_B));
     }
 
     #[test]

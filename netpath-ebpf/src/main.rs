@@ -10,12 +10,14 @@ use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST, TC_ACT_UNSPEC},
     helpers::bpf_ktime_get_ns,
     macros::{classifier, map, xdp},
-    maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray, RingBuf},
     programs::{TcContext, XdpContext},
+    EbpfContext,
 };
 use cursor::Packet;
 use netpath_common::{
     class, diag,
+    event::{end_reason, kind, CaptureConfig, CaptureMeta, Event, RateState},
     parse::{parse_into, Frame, Parsed},
     Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, DEFAULT_FLOW_TABLE_SIZE, DIR_EGRESS,
     DIR_INGRESS, IFACE_TABLE_SIZE,
@@ -39,6 +41,25 @@ static NP_DIAG: PerCpuArray<u64> = PerCpuArray::with_max_entries(diag::COUNT, 0)
 #[map]
 static NP_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
+/// Structured events for user space (one consumer: the daemon).
+#[map]
+static NP_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+#[map]
+static NP_RATE: PerCpuArray<RateState> = PerCpuArray::with_max_entries(kind::COUNT as u32, 0);
+
+/// Packet capture: metadata plus the packet bytes appended by the kernel
+/// (bpf_perf_event_output with the packet length in BPF_F_CTXLEN_MASK, from XDP and TC alike).
+#[map]
+static NP_CAPTURE: PerfEventArray<CaptureMeta> = PerfEventArray::new(0);
+
+#[map]
+static NP_CAPTURE_CFG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
+
+/// Interfaces to capture on when `CaptureConfig::iface_filter` is set (a pod's veth, say).
+#[map]
+static NP_CAPTURE_IFACES: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
+
 /// Per-CPU working memory. The parse result, a flow key and value, and a zeroed counter block
 /// together exceed the 512-byte BPF stack, so they live here. Never pinned, never read by user space.
 struct Scratch {
@@ -60,7 +81,7 @@ const TC_PULL_LEN: u32 = 256;
 pub fn netpath_xdp(ctx: XdpContext) -> u32 {
     let pkt = Packet { data: ctx.data(), data_end: ctx.data_end(), len: ctx.data_end() - ctx.data() };
     let ifindex = ctx.ingress_ifindex() as u32;
-    observe(&pkt, ifindex, DIR_INGRESS, pkt.len as u64, None);
+    observe(&ctx, &pkt, ifindex, DIR_INGRESS, pkt.len as u64, None);
     xdp_action::XDP_PASS
 }
 
@@ -112,12 +133,12 @@ fn tc_observe(ctx: &TcContext, dir: u8) {
     // The kernel moves the outer VLAN tag into skb metadata before TC ingress (skb_vlan_untag):
     // count its 4 bytes as on the wire, and parse the frame as tagged.
     let (hw_vlan, wire_len) = if skb.vlan_present != 0 {
-        (Some(skb.vlan_tci as u16), len as u64 + 4)
+        (Some((skb.vlan_tci as u16, skb.vlan_proto as u16)), len as u64 + 4)
     } else {
         (None, len as u64)
     };
     let pkt = Packet { data: ctx.data(), data_end: ctx.data_end(), len: len as usize };
-    observe(&pkt, skb.ifindex, dir, wire_len, hw_vlan);
+    observe(ctx, &pkt, skb.ifindex, dir, wire_len, hw_vlan);
 }
 
 #[inline(always)]
@@ -125,22 +146,151 @@ fn min(a: u32, b: u32) -> u32 {
     if a < b { a } else { b }
 }
 
+/// `hw_vlan`: (TCI, TPID) of a tag the kernel moved into skb metadata.
 #[inline(always)]
-fn observe<F: Frame>(pkt: &F, ifindex: u32, dir: u8, wire_len: u64, hw_vlan: Option<u16>) {
+fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wire_len: u64, hw_vlan: Option<(u16, u16)>) {
     let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on it during this program.
     let s = unsafe { &mut *scratch };
-    match NP_CONFIG.get(0) {
-        Some(cfg) => parse_into(pkt, cfg, hw_vlan, &mut s.parsed),
-        None => parse_into(pkt, &Config::default(), hw_vlan, &mut s.parsed),
-    }
-    count_iface(ifindex, dir, s.parsed.class, wire_len, &s.zero);
-    if s.parsed.class == class::MALFORMED {
+    let default_cfg = Config::default();
+    let cfg = NP_CONFIG.get(0).unwrap_or(&default_cfg);
+    parse_into(pkt, cfg, hw_vlan.map(|(tci, _)| tci), &mut s.parsed);
+    let class = s.parsed.class;
+    count_iface(ifindex, dir, class, wire_len, &s.zero);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if class == class::MALFORMED {
         diag_inc(diag::MALFORMED_BASE + s.parsed.reason as u32);
+        emit(kind::MALFORMED, s, ifindex, dir, s.parsed.reason, cfg, now, false);
     }
     if s.parsed.has_flow() {
-        count_flow(s, ifindex, dir, wire_len);
+        let new = count_flow(s, ifindex, dir, wire_len, now);
+        if new {
+            emit(kind::FLOW_NEW, s, ifindex, dir, 0, cfg, now, true);
+        }
+        let flow = s.parsed.flow();
+        let (flags, err, family) = (flow.tcp_flags, flow.err.family, flow.family);
+        if flags & TCP_RST != 0 {
+            emit(kind::FLOW_END, s, ifindex, dir, end_reason::RST, cfg, now, true);
+        } else if flags & TCP_FIN != 0 {
+            emit(kind::FLOW_END, s, ifindex, dir, end_reason::FIN, cfg, now, true);
+        }
+        if family == netpath_common::FAMILY_ARP {
+            emit(kind::ARP, s, ifindex, dir, 0, cfg, now, true);
+        } else if err != 0 {
+            emit(kind::ICMP_ERROR, s, ifindex, dir, 0, cfg, now, true);
+        }
     }
+    capture(ctx, ifindex, dir, class, wire_len, pkt.len() as u32, hw_vlan, now);
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_RST: u8 = 0x04;
+
+/// Per-CPU, per-kind token bucket, kept in nanoseconds of credit: each event costs
+/// 1e9 / rate ns, the credit grows with time up to `burst` events' worth.
+#[inline(always)]
+fn allow(k: u8, cfg: &Config, now: u64) -> bool {
+    if cfg.events_per_sec == 0 {
+        return true;
+    }
+    let Some(st) = NP_RATE.get_ptr_mut(k as u32) else { return false };
+    // SAFETY: this CPU's slot.
+    let st = unsafe { &mut *st };
+    let cost = 1_000_000_000u64 / cfg.events_per_sec as u64;
+    let cap = cost * cfg.events_burst.max(1) as u64;
+    let credit = st.tokens + now.saturating_sub(st.last_ns);
+    let credit = if credit > cap { cap } else { credit };
+    st.last_ns = now;
+    if credit >= cost {
+        st.tokens = credit - cost;
+        true
+    } else {
+        st.tokens = credit;
+        false
+    }
+}
+
+/// Emit an event about the frame in `s` (its flow key in `s.key` when `with_key`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn emit(k: u8, s: &Scratch, ifindex: u32, dir: u8, reason: u8, cfg: &Config, now: u64, with_key: bool) {
+    if !allow(k, cfg, now) {
+        diag_inc(diag::EVENTS_SUPPRESSED);
+        return;
+    }
+    diag_inc(diag::EVENTS_EMITTED);
+    let Some(mut entry) = NP_EVENTS.reserve::<Event>(0) else {
+        diag_inc(diag::EVENTS_LOST);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points at a reserved, exclusively ours, size_of::<Event>() record; it is zeroed
+    // first so no stale kernel memory reaches user space, then filled field by field (building
+    // the 208-byte Event on the stack would not fit next to the parser).
+    unsafe {
+        core::ptr::write_bytes(e, 0, 1);
+        (*e).ts = now;
+        (*e).ifindex = ifindex;
+        (*e).kind = k;
+        (*e).direction = dir;
+        (*e).reason = reason;
+        if with_key {
+            (*e).key = s.key;
+            let l = s.parsed.flow();
+            (*e).arp_sha = l.arp_sha;
+            (*e).arp_tha = l.arp_tha;
+            (*e).quoted_family = l.err.family;
+            (*e).quoted_proto = l.err.proto;
+            (*e).quoted_sport = l.err.sport;
+            (*e).quoted_dport = l.err.dport;
+            (*e).quoted_src = l.err.src;
+            (*e).quoted_dst = l.err.dst;
+            let (family, src, dst) = s.parsed.underlay();
+            (*e).outer_family = family;
+            (*e).outer_src = *src;
+            (*e).outer_dst = *dst;
+        }
+    }
+    entry.submit(0);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn capture<C: EbpfContext>(ctx: &C, ifindex: u32, dir: u8, class: u8, wire_len: u64, len: u32, hw_vlan: Option<(u16, u16)>, now: u64) {
+    let Some(c) = NP_CAPTURE_CFG.get(0) else { return };
+    if c.enabled == 0 {
+        return;
+    }
+    if c.class_mask != 0 && c.class_mask & (1u32 << (class as u32 & 31)) == 0 {
+        return;
+    }
+    // SAFETY: a plain lookup of a u32 key.
+    if c.iface_filter != 0 && unsafe { NP_CAPTURE_IFACES.get(&ifindex) }.is_none() {
+        return;
+    }
+    let caplen = if len < c.snaplen { len } else { c.snaplen };
+    let (offloaded, tci, proto) = match hw_vlan {
+        Some((tci, proto)) => (1, tci, proto),
+        None => (0, 0, 0),
+    };
+    let meta = CaptureMeta {
+        ts: now,
+        ifindex,
+        len: wire_len as u32,
+        caplen,
+        direction: dir,
+        class,
+        vlan_offloaded: offloaded,
+        _pad: 0,
+        vlan_tci: tci,
+        vlan_proto: proto,
+        _pad2: 0,
+    };
+    // The upper 32 flag bits (BPF_F_CTXLEN_MASK) ask the kernel to append `caplen` bytes of the
+    // packet itself; a full buffer is reported to the reader as a PERF_RECORD_LOST.
+    NP_CAPTURE.output(ctx, &meta, caplen);
+    diag_inc(diag::CAPTURED);
 }
 
 #[inline(always)]
@@ -181,18 +331,17 @@ fn count_iface(ifindex: u32, dir: u8, class: u8, wire_len: u64, zero: &IfaceCoun
     }
 }
 
+/// Account the frame to its flow (key left in `s.key`); true when the flow is new.
 #[inline(always)]
-fn count_flow(s: &mut Scratch, ifindex: u32, dir: u8, wire_len: u64) {
+fn count_flow(s: &mut Scratch, ifindex: u32, dir: u8, wire_len: u64, now: u64) -> bool {
     let p = &s.parsed;
     p.fill_key(&mut s.key);
     s.key.ifindex = ifindex;
     s.key.direction = dir;
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
     if let Some(v) = NP_FLOWS.get_ptr_mut(&s.key) {
         // SAFETY: per-CPU value of this CPU.
         unsafe { bump(&mut *v, p, wire_len, now) };
-        return;
+        return false;
     }
     let (family, outer_src, outer_dst) = p.underlay();
     let v = &mut s.value;
@@ -205,13 +354,19 @@ fn count_flow(s: &mut Scratch, ifindex: u32, dir: u8, wire_len: u64) {
     v.outer_family = family;
     v.tcp_flags = p.flow().tcp_flags;
     match NP_FLOWS.insert(&s.key, &s.value, BPF_NOEXIST as u64) {
-        Ok(()) => diag_inc(diag::FLOWS_CREATED),
+        Ok(()) => {
+            diag_inc(diag::FLOWS_CREATED);
+            true
+        }
         // Lost a race with another CPU inserting the same flow: account on its entry.
-        Err(_) => match NP_FLOWS.get_ptr_mut(&s.key) {
-            // SAFETY: per-CPU value of this CPU.
-            Some(v) => unsafe { bump(&mut *v, &s.parsed, wire_len, now) },
-            None => diag_inc(diag::FLOW_INSERT_FAILED),
-        },
+        Err(_) => {
+            match NP_FLOWS.get_ptr_mut(&s.key) {
+                // SAFETY: per-CPU value of this CPU.
+                Some(v) => unsafe { bump(&mut *v, &s.parsed, wire_len, now) },
+                None => diag_inc(diag::FLOW_INSERT_FAILED),
+            }
+            false
+        }
     }
 }
 

@@ -5,7 +5,12 @@ use aya::{
     maps::{Array, MapInfo, MapType},
     Ebpf, EbpfLoader,
 };
-use netpath_common::{diag, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE};
+use netpath_common::{
+    diag, event::CaptureConfig, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE,
+};
+
+/// Size of the event ring buffer (as in the eBPF object).
+pub const EVENTS_RING_BYTES: u32 = 1 << 20;
 use std::{
     mem::size_of,
     path::{Path, PathBuf},
@@ -47,7 +52,7 @@ struct Expected {
     max_entries: u32,
 }
 
-fn expected(flow_table_size: u32) -> [Expected; 4] {
+fn expected(flow_table_size: u32) -> [Expected; 7] {
     [
         Expected {
             name: maps::IFACE_STATS,
@@ -71,6 +76,15 @@ fn expected(flow_table_size: u32) -> [Expected; 4] {
             value_size: size_of::<Config>() as u32,
             max_entries: 1,
         },
+        Expected { name: maps::EVENTS, map_type: MapType::RingBuf, key_size: 0, value_size: 0, max_entries: EVENTS_RING_BYTES },
+        Expected {
+            name: maps::CAPTURE_CFG,
+            map_type: MapType::Array,
+            key_size: 4,
+            value_size: size_of::<CaptureConfig>() as u32,
+            max_entries: 1,
+        },
+        Expected { name: maps::CAPTURE_IFACES, map_type: MapType::Hash, key_size: 4, value_size: 1, max_entries: 256 },
     ]
 }
 

@@ -13,7 +13,7 @@ pub fn vxlan_config(ports: &[u16]) -> Result<Config> {
     if ports.contains(&0) {
         return Err(Error::BadArgument("--vxlan-port 0 is not a port".into()));
     }
-    let mut c = Config { vxlan_ports: [0; MAX_VXLAN_PORTS], _pad: [0; 4] };
+    let mut c = Config { vxlan_ports: [0; MAX_VXLAN_PORTS], ..Config::default() };
     c.vxlan_ports[..ports.len()].copy_from_slice(ports);
     Ok(c)
 }
