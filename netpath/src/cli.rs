@@ -35,6 +35,12 @@ pub enum Command {
     Status(ReadArgs),
     /// Interfaces with their veth peer, the namespace and pod behind it, and attached programs.
     Ifaces(ReadArgs),
+    /// Follow events as they happen: flows starting and ending, ARP (unanswered, conflicting),
+    /// ICMP errors with the packet they quote, new VXLAN peers, malformed frames.
+    Watch(WatchArgs),
+    /// Capture packets in the kernel to pcapng, by interface or pod and by class; `-w -`
+    /// streams to stdout (`netpath capture --pod web -w - | tshark -r -`).
+    Capture(CaptureArgs),
     /// Remove what netpath pinned: maps (and their counters) and `--persist` links (which detaches
     /// those programs). Nothing else is touched.
     Down(PinArgs),
@@ -167,6 +173,91 @@ pub struct ReadArgs {
 
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WatchArgs {
+    /// bpffs directory of the maps (used when no daemon answers on --socket).
+    #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
+    /// The daemon's control API (events come through it; it is the ring buffer's one reader).
+    #[arg(long, default_value = crate::api::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// Only events on this interface.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+
+    /// Only events of this pod (name or namespace/name; a netns name also matches).
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+
+    /// Only these kinds: flow_new, flow_end, arp, arp_unanswered, arp_conflict, icmp_error,
+    /// vxlan_peer, malformed.
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub kind: Vec<String>,
+
+    /// `text` (tcpdump-like lines) or `json` (one object per line).
+    #[arg(short = 'o', long, value_enum, default_value_t = WatchOutput::Text)]
+    pub output: WatchOutput,
+
+    /// Stop after COUNT events.
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    pub count: Option<u64>,
+
+    /// Stop after this long.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchOutput {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CaptureArgs {
+    /// Capture on this interface (repeatable).
+    #[arg(long, value_name = "IF")]
+    pub iface: Vec<String>,
+
+    /// Capture on the veth of this pod (name, namespace/name, or netns name).
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+
+    /// Only these traffic classes (arp, icmp, icmp6, tcp, udp, vxlan, other_ip, other_l2, malformed).
+    #[arg(long, value_delimiter = ',', value_name = "CLASS,...")]
+    pub kind: Vec<String>,
+
+    /// Bytes of each packet to keep.
+    #[arg(short = 's', long, default_value_t = 65535, value_name = "N")]
+    pub snaplen: u32,
+
+    /// Stop after COUNT packets.
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    pub count: Option<u64>,
+
+    /// Stop after this long.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// pcapng file to write, or `-` for stdout.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    pub write: String,
+
+    /// bpffs directory of the maps.
+    #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
+    /// The daemon's control API (to find a pod's interface).
+    #[arg(long, default_value = crate::api::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// Network namespace the interfaces live in (where the daemon attached).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,12 +1,14 @@
 //! netpath user space: loading and attaching the datapath, reading its maps, and the CLI.
 pub mod api;
 pub mod attach;
+pub mod capture;
 pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod cri;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod flows;
 pub mod ifaces;
 pub mod lab;

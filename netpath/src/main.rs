@@ -87,6 +87,8 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
                 Output::Table => print!("{}", netpath::node::table(&v)),
             }
         }
+        Command::Watch(args) => netpath::events::watch(&args)?,
+        Command::Capture(args) => netpath::capture::run(&args)?,
         Command::Down(pin) => {
             caps::require_read()?;
             let removed = loader::unpin_all(&pin.pin_dir)?;
