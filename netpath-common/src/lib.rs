@@ -233,6 +233,9 @@ pub mod diag {
     /// Capture records the perf buffer refused (full).
     pub const CAPTURE_LOST: u32 = 8;
     pub const CAPTURED: u32 = 9;
+    /// Events user space read from the ring buffer (written by the daemon, so it survives
+    /// restarts like the kernel's counts do).
+    pub const EVENTS_DELIVERED: u32 = 10;
     /// Malformed frames by reason start here: `MALFORMED_BASE + malformed::*`.
     pub const MALFORMED_BASE: u32 = 16;
     pub const COUNT: u32 = MALFORMED_BASE + super::malformed::COUNT as u32;

@@ -93,7 +93,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The endpoints, for error messages.
-const ENDPOINTS: &str = "/v1/status, /v1/stats, /v1/flows, /v1/ifaces";
+const ENDPOINTS: &str = "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events";
 
 /// What the daemon provides to the API; implemented by the daemon, and by a test double in tests.
 /// The methods run on tokio's blocking pool, so they may block (map reads are syscalls).
@@ -107,6 +107,10 @@ pub trait Backend: Send + Sync + 'static {
     fn flows(&self, filter: &Filter) -> Result<Vec<FlowRow>, ApiError>;
     /// The interfaces the daemon observes.
     fn ifaces(&self) -> Result<serde_json::Value, ApiError>;
+    /// A live feed of events (kernel and derived), if this backend has one.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<crate::events::EventRow>> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -526,6 +530,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/stats", get(stats).fallback(not_allowed("GET, HEAD")))
         .route("/v1/flows", get(flows).fallback(not_allowed("GET, HEAD")))
         .route("/v1/ifaces", get(ifaces).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/events", get(events).fallback(not_allowed("GET, HEAD")))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -599,6 +604,34 @@ async fn ifaces(State(st): State<AppState>, q: Q) -> Result<Json<serde_json::Val
     Ok(Json(call(&st, |b| b.ifaces()).await?))
 }
 
+/// `GET /v1/events?iface=&pod=&kind=a,b`: newline-delimited JSON events as they happen, until the
+/// client hangs up. A reader too slow for the event rate gets a `{"kind":"watch_lagged"}` line
+/// saying how many it missed (`packets`), then continues.
+async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> {
+    let p = Params::new(q, &["iface", "pod", "kind"])?;
+    let kinds: Vec<String> = p.get("kind").map(|k| k.split(',').map(str::to_string).collect()).unwrap_or_default();
+    let kinds = crate::events::EventFilter::parse_kinds(&kinds).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let filter = crate::events::EventFilter { iface: p.get("iface").map(String::from), pod: p.get("pod").map(String::from), kinds };
+    let rx = st.backend.events().ok_or_else(|| ApiError::NotFound("this daemon has no event stream".into()))?;
+    use tokio_stream::StreamExt as _;
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |item| {
+        let row = match item {
+            Ok(r) if filter.matches(&r) => r,
+            Ok(_) => return None,
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                crate::events::EventRow { kind: "watch_lagged".into(), packets: Some(n), ..Default::default() }
+            }
+        };
+        let mut line = serde_json::to_vec(&row).ok()?;
+        line.push(b'\n');
+        Some(Ok::<_, std::convert::Infallible>(Bytes::from(line)))
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client
 
@@ -651,6 +684,28 @@ impl ApiClient {
     /// `GET /v1/ifaces`.
     pub async fn ifaces(&self) -> Result<serde_json::Value, ApiError> {
         self.get("/v1/ifaces").await
+    }
+
+    /// `GET path_and_query` of a streaming endpoint (`/v1/events`) on a connection of its own.
+    pub async fn stream(&self, path_and_query: &str) -> Result<JsonLines, ApiError> {
+        let mut sender = handshake(&self.socket).await?;
+        let req = hyper::Request::builder()
+            .method(hyper::Method::GET)
+            .uri(path_and_query)
+            .header(header::HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ApiError::Http(format!("building the request: {e}")))?;
+        let res = sender.send_request(req).await.map_err(|e| ApiError::Http(format!("sending {path_and_query}: {e}")))?;
+        let status = res.status();
+        if !status.is_success() {
+            let bytes = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(ApiError::Daemon { status: status.as_u16(), message });
+        }
+        Ok(JsonLines { body: res.into_body(), buf: Vec::new(), _conn: sender })
     }
 
     /// `GET path_and_query` (e.g. `/v1/flows?top=3`): the JSON answer, or
@@ -717,6 +772,35 @@ impl ApiClient {
             return Err(ApiError::Daemon { status: status.as_u16(), message });
         }
         json.map_err(|e| ApiError::Http(format!("the answer to {path_and_query} is not JSON: {e}")))
+    }
+}
+
+/// A stream of JSON values, one per line (`/v1/events`).
+pub struct JsonLines {
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+    _conn: Sender,
+}
+
+impl JsonLines {
+    /// The next value; `None` when the daemon ends the stream.
+    pub async fn next_json(&mut self) -> Result<Option<serde_json::Value>, ApiError> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                let v = serde_json::from_slice(&line[..i]).map_err(|e| ApiError::Http(format!("bad event line: {e}")))?;
+                return Ok(Some(v));
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(ApiError::Http(format!("reading the event stream: {e}"))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
     }
 }
 

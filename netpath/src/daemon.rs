@@ -10,6 +10,7 @@ use crate::{
     config::{self, Config},
     cri::{CriClient, PodRef},
     error::{Error, Result},
+    events::{decode, flow_end_row, Ager, Deriver, EventRow},
     flows::{self, Clock, Filter, FlowRow},
     ifaces::Iface,
     loader::{self, LoadOptions},
@@ -26,7 +27,17 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+use aya::maps::{MapData, RingBuf};
+use netpath_common::{
+    diag,
+    event::{end_reason, kind, Event},
+};
 use tokio::signal::unix::{signal, SignalKind};
+
+/// A flow silent this long has ended (`flow_end` reason `aged`).
+pub const FLOW_IDLE: Duration = Duration::from_secs(30);
+/// How often the flow table is compared with the previous scan (aged and evicted flows).
+const AGE_SCAN: Duration = Duration::from_secs(5);
 
 /// Who lives behind an interface: the namespace its veth peer is in, and the pod, if known.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -34,6 +45,14 @@ pub struct Owner {
     pub netns: Option<String>,
     pub pod: Option<String>,
     pub pod_namespace: Option<String>,
+}
+
+/// Events read by this daemon (delivered ones are flushed to the pinned diag map on every tick,
+/// so the count survives restarts like the kernel's emitted/lost counts).
+#[derive(Default)]
+struct EventCounts {
+    unflushed_delivered: u64,
+    by_kind: [u64; kind::COUNT],
 }
 
 /// Interfaces that went away while the daemon watched: what was counted on them.
@@ -76,6 +95,8 @@ impl View {
 /// State the API and the printer share with the event loop.
 pub struct Shared {
     maps: Mutex<Maps>,
+    events: tokio::sync::broadcast::Sender<EventRow>,
+    event_counts: Mutex<EventCounts>,
     view: Mutex<View>,
     programs: Vec<serde_json::Value>,
     started: Instant,
@@ -111,8 +132,47 @@ impl Shared {
         Ok(flows::select(rows, filter))
     }
 
+    /// Name a row's interface and owner, count it, and hand it to every watcher.
+    fn publish(&self, mut r: EventRow) {
+        {
+            let view = self.view.lock().unwrap();
+            if r.iface.is_empty() {
+                r.iface = view.name(r.ifindex);
+            }
+            let o = view.owner(r.ifindex);
+            (r.netns, r.pod, r.pod_namespace) = (o.netns, o.pod, o.pod_namespace);
+        }
+        if let Some(k) = kind::from_name(&r.kind) {
+            self.event_counts.lock().unwrap().by_kind[k as usize] += 1;
+        }
+        // No watcher is fine: send fails only when nobody listens.
+        let _ = self.events.send(r);
+    }
+
+    /// Persist the delivered count (pinned, beside the kernel's emitted and lost).
+    fn flush_delivered(&self) {
+        let n = std::mem::take(&mut self.event_counts.lock().unwrap().unflushed_delivered);
+        if n > 0 {
+            if let Err(e) = self.maps.lock().unwrap().add_diag(diag::EVENTS_DELIVERED, n) {
+                eprintln!("netpath: recording delivered events: {e}");
+                self.event_counts.lock().unwrap().unflushed_delivered += n;
+            }
+        }
+    }
+
     pub fn status_json(&self) -> Result<serde_json::Value> {
         let mut v = report::status_json(&self.maps.lock().unwrap())?;
+        {
+            let c = self.event_counts.lock().unwrap();
+            let by_kind: serde_json::Map<String, serde_json::Value> =
+                kind::NAMES.iter().zip(c.by_kind.iter()).map(|(n, c)| (n.to_string(), (*c).into())).collect();
+            let ev = &mut v["events"];
+            let delivered = ev["delivered"].as_u64().unwrap_or(0) + c.unflushed_delivered;
+            ev["delivered"] = delivered.into();
+            let (emitted, lost) = (ev["emitted"].as_u64().unwrap_or(0), ev["lost"].as_u64().unwrap_or(0));
+            ev["pending"] = emitted.saturating_sub(delivered + lost).into();
+            ev["by_kind"] = by_kind.into();
+        }
         let view = self.view.lock().unwrap();
         let mut lat = view.attach_latency_ms.clone();
         lat.sort_by(f64::total_cmp);
@@ -167,6 +227,54 @@ impl Backend for Shared {
     fn ifaces(&self) -> std::result::Result<serde_json::Value, ApiError> {
         Ok(self.ifaces_json())
     }
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
+        Some(self.events.subscribe())
+    }
+}
+
+/// The ring buffer's one reader: decode, name, derive, publish. Runs until the daemon stops.
+async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
+    // SAFETY: the AsyncFd owns the RingBuf, so its fd stays open and unchanged while registered.
+    let mut afd = match unsafe { tokio::io::unix::AsyncFd::register(rb) } {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("netpath: event ring buffer: {e}; no events");
+            return;
+        }
+    };
+    let mut deriver = Deriver::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            guard = afd.readable_mut() => {
+                let Ok(mut guard) = guard else { return };
+                let clock = Clock::now();
+                let mut rows = Vec::new();
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    if item.len() < std::mem::size_of::<Event>() {
+                        continue;
+                    }
+                    // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.
+                    let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+                    rows.push(decode(&e, &clock));
+                }
+                guard.clear_ready();
+                shared.event_counts.lock().unwrap().unflushed_delivered += rows.len() as u64;
+                let now = Instant::now();
+                for r in rows {
+                    let derived = deriver.feed(&r, now);
+                    shared.publish(r);
+                    derived.into_iter().for_each(|d| shared.publish(d));
+                }
+            }
+            _ = tick.tick() => {
+                for r in deriver.tick(Instant::now()) {
+                    shared.publish(r);
+                }
+            }
+        }
+    }
 }
 
 struct Daemon {
@@ -178,6 +286,7 @@ struct Daemon {
     links: HashMap<u32, IfaceLinks>,
     nl: Netlink,
     cri: Option<CriClient>,
+    ager: Ager,
 }
 
 fn attach_options(cfg: &Config) -> AttachOptions {
@@ -258,8 +367,15 @@ impl Daemon {
             return;
         }
         let acc = self.shared.maps.lock().unwrap().forget_ifindex(ifindex);
+        self.ager.forget_ifindex(ifindex);
         match acc {
             Ok(a) => {
+                let clock = Clock::now();
+                for (k, v) in &a.ended {
+                    let mut r = flow_end_row(k, v, end_reason::INTERFACE_GONE, &clock);
+                    r.iface = name.to_string();
+                    self.shared.publish(r);
+                }
                 eprintln!("netpath: {name} (ifindex {ifindex}) removed: {} flows, {} packets, {} bytes accounted", a.flows, a.packets, a.bytes);
                 let mut view = self.shared.view.lock().unwrap();
                 view.departed.interfaces += 1;
@@ -334,6 +450,19 @@ impl Daemon {
         }
     }
 
+    /// Flows idle past FLOW_IDLE end as `aged`; flows the LRU dropped end as `evicted`.
+    fn age_flows(&mut self) {
+        let flows = match self.shared.maps.lock().unwrap().flows() {
+            Ok(f) => f,
+            Err(e) => return eprintln!("netpath: scanning flows: {e}"),
+        };
+        let clock = Clock::now();
+        let now_ns = clock.mono_now_ns();
+        for (k, v, reason) in self.ager.scan(&flows, now_ns) {
+            self.shared.publish(flow_end_row(&k, &v, reason, &clock));
+        }
+    }
+
     fn shutdown(self) {
         let n = self.links.len();
         let persist = self.cfg.persist;
@@ -404,8 +533,15 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
     }
     let programs = crate::node::program_ids(&ebpf);
     let maps = Maps::take(&mut ebpf)?;
+    let ring: RingBuf<MapData> = ebpf
+        .take_map(netpath_common::maps::EVENTS)
+        .ok_or_else(|| Error::Other("event ring buffer missing from the object".into()))?
+        .try_into()
+        .map_err(|source| Error::Map { what: "event ring buffer".into(), source })?;
     let shared = Arc::new(Shared {
         maps: Mutex::new(maps),
+        events: tokio::sync::broadcast::channel(4096).0,
+        event_counts: Mutex::new(EventCounts::default()),
         view: Mutex::new(View { links: links.into_iter().map(|l| (l.ifindex, l)).collect(), ..View::default() }),
         programs,
         started: Instant::now(),
@@ -438,7 +574,8 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
             let _ = mstop_rx.await;
         }))
     });
-    let mut d = Daemon { cfg, args, given, ebpf, shared: Arc::clone(&shared), links: HashMap::new(), nl, cri };
+    let event_reader = tokio::spawn(read_events(Arc::clone(&shared), ring));
+    let mut d = Daemon { cfg, args, given, ebpf, shared: Arc::clone(&shared), links: HashMap::new(), nl, cri, ager: Ager::new(FLOW_IDLE) };
     if let Err(e) = d.reconcile(None) {
         d.shutdown();
         return Err(e);
@@ -457,6 +594,7 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
     let deadline = d.cfg.duration.map(|x| tokio::time::Instant::now() + x);
     let mut next_print = tokio::time::Instant::now() + d.cfg.interval;
     let mut owners_due = false;
+    let mut next_age = tokio::time::Instant::now() + AGE_SCAN;
     loop {
         let until_deadline = async {
             match deadline {
@@ -483,10 +621,15 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
                     d.refresh_owners().await;
                     owners_due = false;
                 }
+                shared.flush_delivered();
                 if !d.cfg.quiet {
                     print_tick(&shared, d.cfg.output, started.elapsed());
                 }
                 next_print += d.cfg.interval;
+            }
+            _ = tokio::time::sleep_until(next_age) => {
+                d.age_flows();
+                next_age += AGE_SCAN;
             }
             _ = sighup.recv() => d.reload(),
             _ = sigint.recv() => break,
@@ -499,6 +642,8 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
             }
         }
     }
+    event_reader.abort();
+    shared.flush_delivered();
     let _ = stop_tx.send(());
     let _ = mstop_tx.send(());
     if let Some(api) = api {

@@ -116,6 +116,10 @@ impl Clock {
         self.wall_now - self.mono_now.saturating_sub(t)
     }
 
+    pub fn mono_now_ns(&self) -> u64 {
+        self.mono_now.as_nanos() as u64
+    }
+
     pub fn rfc3339(&self, mono_ns: u64) -> String {
         humantime::format_rfc3339_micros(self.wall(mono_ns)).to_string()
     }

@@ -117,11 +117,12 @@ impl Maps {
     pub fn forget_ifindex(&mut self, ifindex: u32) -> Result<Accounted> {
         let mut acc = Accounted::default();
         let doomed: Vec<(FlowKey, FlowValue)> = self.flows()?.into_iter().filter(|(k, _)| k.ifindex == ifindex).collect();
-        for (k, v) in &doomed {
-            if self.flows.remove(k).is_ok() {
+        for (k, v) in doomed {
+            if self.flows.remove(&k).is_ok() {
                 acc.flows += 1;
                 acc.packets += v.packets;
                 acc.bytes += v.bytes;
+                acc.ended.push((k, v));
             }
         }
         for dir in 0..DIRECTIONS.len() as u8 {
@@ -132,7 +133,7 @@ impl Maps {
     }
 
     /// Add to a user-space-maintained diagnostic counter (kept in CPU 0's slot).
-    fn add_diag(&mut self, index: u32, n: u64) -> Result<()> {
+    pub fn add_diag(&mut self, index: u32, n: u64) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
@@ -150,11 +151,13 @@ impl Maps {
 }
 
 /// What the flows of a departed interface had counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accounted {
     pub flows: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// The flows removed, with their final counts.
+    pub ended: Vec<(FlowKey, FlowValue)>,
 }
 
 /// Fold per-CPU flow values: sums, earliest first_seen, latest last_seen, OR of flags.

@@ -76,6 +76,16 @@ pub fn status_json(maps: &Maps) -> Result<serde_json::Value> {
         .collect();
     Ok(serde_json::json!({
         "flow_table": maps.flow_table()?,
+        "events": {
+            "emitted": d[diag::EVENTS_EMITTED as usize],
+            "delivered": d[diag::EVENTS_DELIVERED as usize],
+            "lost": d[diag::EVENTS_LOST as usize],
+            "suppressed": d[diag::EVENTS_SUPPRESSED as usize],
+        },
+        "capture": {
+            "captured": d[diag::CAPTURED as usize],
+            "lost": d[diag::CAPTURE_LOST as usize],
+        },
         "iface_insert_failed": d[diag::IFACE_INSERT_FAILED as usize],
         "pull_failed": d[diag::PULL_FAILED as usize],
         "malformed": reasons,
