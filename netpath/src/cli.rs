@@ -125,6 +125,16 @@ pub struct RunArgs {
     #[arg(long = "vxlan-port", value_delimiter = ',', default_values_t = [netpath_common::VXLAN_PORT_FLANNEL, netpath_common::VXLAN_PORT_IANA], value_name = "PORT")]
     pub vxlan_ports: Vec<u16>,
 
+    /// Kernel events allowed per second, per CPU and event kind (0: no limit). An ARP storm then
+    /// costs the node at most this many ring-buffer records per CPU; the rest are counted as
+    /// suppressed.
+    #[arg(long, default_value_t = netpath_common::DEFAULT_EVENTS_PER_SEC, value_name = "N")]
+    pub events_rate: u32,
+
+    /// Burst allowed above --events-rate.
+    #[arg(long, default_value_t = netpath_common::DEFAULT_EVENTS_BURST, value_name = "N")]
+    pub events_burst: u32,
+
     /// Control API socket (HTTP/JSON); `none` disables it.
     #[arg(long, default_value = crate::api::DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,

@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub cri_socket: Option<PathBuf>,
     pub quiet: Option<bool>,
     pub duration: Option<String>,
+    pub events_rate: Option<u32>,
+    pub events_burst: Option<u32>,
     pub metrics: Option<String>,
     pub metrics_flows: Option<usize>,
 }
@@ -56,6 +58,8 @@ pub struct Config {
     pub force: bool,
     pub cri_socket: Option<PathBuf>,
     pub quiet: bool,
+    pub events_rate: u32,
+    pub events_burst: u32,
     pub metrics: String,
     pub metrics_flows: usize,
 }
@@ -92,6 +96,8 @@ impl Config {
             force: args.force,
             cri_socket: args.cri_socket.clone(),
             quiet: args.quiet,
+            events_rate: args.events_rate,
+            events_burst: args.events_burst,
             metrics: args.metrics.clone(),
             metrics_flows: args.metrics_flows,
         };
@@ -136,6 +142,8 @@ impl Config {
             take!("quiet", quiet, |v: bool| Ok::<_, Error>(v));
             take!("duration", duration, |v: String| humantime::parse_duration(&v).map(Some).map_err(|e| bad(path, format!("duration: {e}"))));
             take!("metrics", metrics, |v: String| Ok::<_, Error>(v));
+            take!("events-rate", events_rate, |v: u32| Ok::<_, Error>(v));
+            take!("events-burst", events_burst, |v: u32| Ok::<_, Error>(v));
             take!("metrics-flows", metrics_flows, |v: usize| Ok::<_, Error>(v));
         }
         c.validate()?;
@@ -160,8 +168,16 @@ impl Config {
         for p in self.ifaces.iter().map(|s| s.name.as_str()).chain(self.exclude.iter().map(String::as_str)) {
             glob::Pattern::new(p).map_err(|e| Error::BadArgument(format!("bad interface pattern '{p}': {e}")))?;
         }
-        crate::run::vxlan_config(&self.vxlan_ports)?;
+        self.datapath_config()?;
         Ok(())
+    }
+
+    /// The runtime configuration the datapath reads (`NP_CONFIG`).
+    pub fn datapath_config(&self) -> Result<netpath_common::Config> {
+        let mut c = crate::run::vxlan_config(&self.vxlan_ports)?;
+        c.events_per_sec = self.events_rate;
+        c.events_burst = self.events_burst;
+        Ok(c)
     }
 
     /// Settings that a SIGHUP cannot change in a running daemon.

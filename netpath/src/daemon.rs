@@ -17,7 +17,7 @@ use crate::{
     maps::Maps,
     metrics::{MetricsOptions, MetricsServer},
     netlink::{self, LinkEvent, LinkInfo, Netlink, NetnsName},
-    netns, report, run, select,
+    netns, report, select,
     stats::{self, StatRow},
 };
 use std::{
@@ -439,9 +439,9 @@ impl Daemon {
                 let keep = (self.cfg.netns.clone(), self.cfg.pin_dir.clone(), self.cfg.no_pin, self.cfg.flow_table_size, self.cfg.socket.clone(), self.cfg.persist);
                 self.cfg = new;
                 (self.cfg.netns, self.cfg.pin_dir, self.cfg.no_pin, self.cfg.flow_table_size, self.cfg.socket, self.cfg.persist) = keep;
-                if let Ok(c) = run::vxlan_config(&self.cfg.vxlan_ports) {
+                if let Ok(c) = self.cfg.datapath_config() {
                     if let Err(e) = self.shared.maps.lock().unwrap().write_config(c) {
-                        eprintln!("netpath: SIGHUP: vxlan ports: {e}");
+                        eprintln!("netpath: SIGHUP: datapath configuration: {e}");
                     }
                 }
                 eprintln!("netpath: SIGHUP: configuration reloaded from {}", path.display());
@@ -523,7 +523,7 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
     let opts = LoadOptions {
         pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
         flow_table_size: cfg.flow_table_size,
-        config: run::vxlan_config(&cfg.vxlan_ports)?,
+        config: cfg.datapath_config()?,
     };
     let mut ebpf = loader::load(&opts)?;
     attach::load_programs(&mut ebpf)?;

@@ -297,3 +297,56 @@ pub fn attached_programs(ns: &Netns, dev: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A running `netpath watch -o json`, collecting events; killed on drop.
+pub struct Watch {
+    child: Child,
+    pub events: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Watch {
+    pub fn start(socket: &str, extra: &[&str]) -> Watch {
+        let mut child = Command::new(netpath_bin())
+            .args(["watch", "--socket", socket, "-o", "json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start netpath watch");
+        let out = child.stdout.take().expect("stdout");
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&events);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("watch printed bad JSON ({e}): {line}"));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        // The stream is live once the daemon accepted it; give the request a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        Watch { child, events }
+    }
+
+    /// Wait until an event satisfies `pred` (or panic after `timeout`, listing what came).
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.events.lock().unwrap().iter().find(|v| pred(v)) {
+                return v.clone();
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = self.events.lock().unwrap().iter().map(|v| v.to_string()).collect();
+                panic!("no {what} event within {timeout:?}; saw {} events:\n{}", seen.len(), seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

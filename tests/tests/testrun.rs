@@ -156,3 +156,31 @@ fn bpf_testrun_flow_table_at_three_times_capacity() {
     assert_eq!(memlock(&dp), mem_before, "flow table memory grew");
     eprintln!("BPF test flow table 3x: {st:?}");
 }
+
+/// The per-CPU, per-kind token bucket: with 100 events/s and a burst of 10, a storm of ARP frames
+/// gets about 10 events through, the rest counted as suppressed, and other kinds keep their own
+/// budget.
+#[test]
+fn bpf_testrun_event_rate_limit_holds_per_kind() {
+    require_root();
+    let mut config = netpath_common::Config::default();
+    config.events_per_sec = 100;
+    config.events_burst = 10;
+    let mut ebpf = netpath::loader::load(&netpath::loader::LoadOptions { config, flow_table_size: 4096, pin_dir: None }).unwrap();
+    netpath::attach::load_programs(&mut ebpf).unwrap();
+    let maps = netpath::maps::Maps::take(&mut ebpf).unwrap();
+    let dp = Datapath { ebpf, maps };
+    let arp_frame = eth(netpath_common::parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
+    for _ in 0..1000 {
+        dp.hook("xdp", &arp_frame);
+    }
+    let d = dp.maps.diag().unwrap();
+    let (emitted, suppressed) = (d[diag::EVENTS_EMITTED as usize], d[diag::EVENTS_SUPPRESSED as usize]);
+    // The first ARP frame is also a new flow (its own kind, its own bucket).
+    assert!(emitted <= 10 + 1 + 5, "emitted {emitted}");
+    assert!(suppressed >= 1000 - 15, "suppressed {suppressed}");
+    assert_eq!(emitted + suppressed, 1000 + 1, "every event either emitted or suppressed");
+    // A malformed frame is another kind: its bucket is full.
+    dp.hook("xdp", &arp_frame[..20]);
+    assert_eq!(dp.maps.diag().unwrap()[diag::EVENTS_EMITTED as usize], emitted + 1);
+}
