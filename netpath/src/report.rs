@@ -107,6 +107,17 @@ pub fn status_text(v: &serde_json::Value) -> String {
         v["iface_insert_failed"],
         v["pull_failed"],
     );
+    let ev = &v["events"];
+    s.push_str(&format!(
+        "events: emitted {}  delivered {}  lost {}  suppressed by the rate limit {}{}\ncapture: captured {}  lost {}\n",
+        ev["emitted"],
+        ev["delivered"],
+        ev["lost"],
+        ev["suppressed"],
+        ev.get("pending").map(|p| format!("  pending {p}")).unwrap_or_default(),
+        v["capture"]["captured"],
+        v["capture"]["lost"],
+    ));
     if let Some(m) = v["malformed"].as_object() {
         for (name, n) in m {
             s.push_str(&format!("  {name:<28} {n}\n"));

@@ -257,3 +257,66 @@ fn daemon_clsact_coexists_with_other_filters() {
     let qdisc = String::from_utf8_lossy(&pair.a.exec(&["tc", "qdisc", "show", "dev", "veth-a"]).stdout).into_owned();
     assert!(qdisc.contains("clsact"), "{qdisc}");
 }
+
+/// With a CRI runtime (a fake one here), the daemon names the pod behind each veth: in `ifaces`,
+/// in stats rows and in flows.
+#[test]
+fn daemon_names_pods_through_cri() {
+    use netpath_tests::fake_cri::{FakeSandbox, FakeServer, TempDir};
+    require_root();
+    let pair = Pair::new();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let info = serde_json::json!({
+        "pid": 1,
+        "runtimeSpec": { "linux": { "namespaces": [
+            { "type": "pid" },
+            { "type": "network", "path": format!("/run/netns/{}", pair.b.name) },
+        ] } },
+    })
+    .to_string();
+    let cri = FakeServer::start(&rt, TempDir::new(), vec![FakeSandbox::new("sb1", "default", "tea-6fb46d", Some(info))]);
+    let pins = PinDir::new();
+    let cri_sock = cri.socket.to_str().unwrap().to_string();
+    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--quiet", "--cri-socket", &cri_sock, "--pin-dir", pins.arg(), "--socket", pins.sock()]);
+    pair.ping_from_a(2);
+    let ifaces = netpath_json(&["ifaces", "--socket", pins.sock()]);
+    let row = ifaces.as_array().unwrap().iter().find(|r| r["iface"] == "veth-a").expect("veth-a row").clone();
+    assert_eq!((row["pod"].as_str(), row["pod_namespace"].as_str()), (Some("tea-6fb46d"), Some("default")), "{row:#}");
+    assert_eq!(row["peer_netns"], pair.b.name.as_str(), "{row:#}");
+    assert_eq!(row["mode"], "tc", "{row:#}");
+    let rows = netpath_json(&["stats", "--socket", pins.sock()]);
+    assert!(rows.as_array().unwrap().iter().any(|r| r["iface"] == "veth-a" && r["pod"] == "tea-6fb46d" && r["pod_namespace"] == "default"), "{rows}");
+    let flows = netpath_json(&["flows", "--socket", pins.sock(), "--class", "icmp"]);
+    assert!(flows.as_array().unwrap().iter().all(|f| f["pod"] == "tea-6fb46d"), "{flows}");
+    let text = String::from_utf8(netpath(&["ifaces", "--socket", pins.sock()]).stdout).unwrap();
+    assert!(text.contains("default/tea-6fb46d"), "{text}");
+    assert!(d.stop().success());
+    drop(cri);
+}
+
+/// `--tcx-order first|last` places netpath before or after another tcx program on the same hook.
+#[test]
+fn daemon_honours_tcx_order() {
+    require_root();
+    let pair = Pair::new();
+    // Another tool's tcx program on veth-a's ingress, attached by this test process.
+    let mut other = netpath_tests::testrun::Datapath::load(16).ebpf;
+    let prog: &mut aya::programs::SchedClassifier = other.program_mut(netpath::loader::PROG_TC_EGRESS).unwrap().try_into().unwrap();
+    let other_id = prog.info().unwrap().id();
+    in_netns(&pair.a.name, || prog.attach("veth-a", aya::programs::TcAttachType::Ingress).unwrap());
+    let ingress_order = || -> Vec<u32> {
+        in_netns(&pair.a.name, || {
+            let (_, progs) = aya::programs::SchedClassifier::query_tcx("veth-a", aya::programs::TcAttachType::Ingress).unwrap();
+            progs.iter().map(|p| p.id()).collect()
+        })
+    };
+    for (order, first_is_netpath) in [("first", true), ("last", false)] {
+        let pins = PinDir::new();
+        let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--quiet", "--tcx-order", order, "--pin-dir", pins.arg(), "--socket", pins.sock()]);
+        let ids = ingress_order();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert_eq!(ids[0] != other_id, first_is_netpath, "--tcx-order {order}: {ids:?} (other is {other_id})");
+        assert!(d.stop().success());
+        assert_eq!(ingress_order(), [other_id], "netpath left, the other program stays");
+    }
+}
