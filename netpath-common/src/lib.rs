@@ -13,6 +13,7 @@ extern crate std;
 pub mod craft;
 pub mod event;
 pub mod parse;
+pub mod rule;
 
 /// Direction of a frame relative to the interface it was seen on.
 pub const DIR_INGRESS: u8 = 0;

@@ -19,6 +19,7 @@ pub mod netlink;
 pub mod netns;
 pub mod node;
 pub mod report;
+pub mod rules;
 pub mod run;
 pub mod select;
 pub mod stats;
