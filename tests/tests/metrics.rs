@@ -1,0 +1,388 @@
+//! The Prometheus exporter in the lab, scraped by a real Prometheus: netpath on node 1 (cni0 with
+//! its pod veths over TC, the underlay over native XDP) serves `--metrics` on loopback; a private
+//! Prometheus scrapes it every second while the lab carries traffic; then every PromQL expression
+//! of `deploy/grafana/netpath-node.json` must parse and return data, the exposition must pass
+//! `promtool check metrics`, and OpenMetrics must be negotiated on request.
+use netpath::lab::{Lab, TrafficOpts};
+use netpath_tests::*;
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+struct LabGuard(Lab);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = self.0.down();
+    }
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A private Prometheus on loopback, killed on drop (its directory goes after it).
+struct Prometheus {
+    child: Option<Child>,
+    addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Prometheus {
+    /// Start it scraping `target` every second (job `netpath`) and wait until it is ready.
+    fn start(target: SocketAddr) -> Prometheus {
+        let dir = TempDir::new("netpath-prom-");
+        let config = dir.0.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: netpath\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let addr = free_addr();
+        let log = std::fs::File::create(dir.0.join("prometheus.log")).expect("log file");
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--storage.tsdb.retention.time=1h")
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
+        let mut p = Prometheus { child: Some(child), addr, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _, _)) = http_get(p.addr, "/-/ready", None) {
+                break;
+            }
+            if let Some(Ok(Some(st))) = p.child.as_mut().map(|c| c.try_wait()) {
+                panic!("prometheus exited ({st}) before it was ready:\n{}", p.log());
+            }
+            assert!(Instant::now() < deadline, "prometheus not ready within 30s:\n{}", p.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// `GET /api/v1/query`: the HTTP status and the parsed answer.
+    fn query(&self, expr: &str) -> (u16, serde_json::Value) {
+        let (status, _, body) = http_get(self.addr, &format!("/api/v1/query?query={}", percent_encode(expr)), None)
+            .unwrap_or_else(|e| panic!("querying prometheus for {expr}: {e}"));
+        let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("prometheus answered {status} with non-JSON ({e}): {body}"));
+        (status, v)
+    }
+
+    /// Poll `expr` until it has a non-empty result (or `within` passed); panics unless it parses.
+    /// Returns the result count (0 if it stayed empty) and the last answer.
+    fn query_until_data(&self, expr: &str, within: Duration) -> (usize, serde_json::Value) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, v) = self.query(expr);
+            assert_eq!(status, 200, "prometheus rejected `{expr}`: {v}");
+            assert_eq!(v["status"], "success", "`{expr}`: {v}");
+            let n = result_count(&v["data"]);
+            if n > 0 || Instant::now() >= deadline {
+                return (n, v);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Samples in a query result: vector/matrix entries; a scalar or string counts as one.
+fn result_count(data: &serde_json::Value) -> usize {
+    match data["resultType"].as_str() {
+        Some("vector") | Some("matrix") => data["result"].as_array().map_or(0, Vec::len),
+        Some(_) => 1,
+        None => 0,
+    }
+}
+
+/// A loopback address nobody listens on (right now).
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One HTTP/1.0 GET (no chunked encoding, the server closes): status, lower-cased headers, body.
+fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n").as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let status = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, headers.to_ascii_lowercase(), body.to_string()))
+}
+
+/// `promtool check metrics` on an exposition; panics on any problem it reports.
+fn promtool_check(text: &str) {
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {PROMTOOL}: {e}"));
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}): {}{}\n--- exposition ---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of the first sample line starting with `prefix` (metric name and labels).
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Every `expr` in the dashboard (panel targets, also inside rows).
+fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => dashboard_exprs(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| dashboard_exprs(x, out)),
+        _ => {}
+    }
+}
+
+/// Grafana `label_values(SELECTOR, LABEL)` of the query variables, as a PromQL check that the
+/// selector has series with that label: `count by (LABEL) (SELECTOR)`.
+fn variable_exprs(dashboard: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for var in dashboard["templating"]["list"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        if var["type"] != "query" {
+            continue;
+        }
+        let q = var["query"]["query"].as_str().or_else(|| var["query"].as_str()).unwrap_or_default();
+        let inner = q.strip_prefix("label_values(").and_then(|s| s.strip_suffix(')')).unwrap_or_else(|| panic!("variable {}: unexpected query {q}", var["name"]));
+        let (selector, label) = inner.rsplit_once(',').unwrap_or_else(|| panic!("variable {}: label_values without a selector: {q}", var["name"]));
+        out.push(format!("count by ({}) ({})", label.trim(), selector.trim()));
+    }
+    out
+}
+
+fn substitute(expr: &str, vars: &[(&str, String)]) -> String {
+    let mut e = expr.to_string();
+    // Longest names first, so `$__rate_interval` is not taken for `$__rate`.
+    let mut vars = vars.to_vec();
+    vars.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    for (name, value) in &vars {
+        e = e.replace(&format!("${{{}}}", &name[1..]), value).replace(name, value);
+    }
+    assert!(!e.contains('$'), "dashboard expression uses a variable the test does not know: {expr}");
+    e
+}
+
+fn dashboard_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/netpath-node.json")
+}
+
+/// Print to the real stderr (past the test harness' capture), so CI logs show the summary.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[test]
+fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
+    require_root();
+    for bin in [PROMETHEUS, PROMTOOL] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: this test runs a real Prometheus (Debian package `prometheus`)"
+        );
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dashboard_path()).expect("read the dashboard")).expect("dashboard is JSON");
+
+    let lab = LabGuard(Lab::new(&unique("npm")));
+    lab.0.up().expect("lab up");
+    let node1 = lab.0.node_ns(1);
+    let pods = lab.0.pods();
+    let a1 = pods.iter().find(|p| p.name == "n1-pod-a").expect("n1-pod-a");
+    let a2 = pods.iter().find(|p| p.name == "n2-pod-a").expect("n2-pod-a");
+    let pins = PinDir::new();
+    let metrics = free_addr();
+    let metrics_arg = metrics.to_string();
+    let mut args = vec!["--netns", &node1, "--iface", "cni0", "--iface", "ul0:xdp", "--metrics", &metrics_arg];
+    args.extend(pins.args());
+    let daemon = Daemon::start(&args);
+
+    // cni0 pulls in its three pod veths: wait until all five interfaces are attached.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, body) = http_get(metrics, "/metrics", None).expect("scrape /metrics");
+        assert_eq!(status, 200, "{body}");
+        let tc = sample(&body, r#"netpath_attached_interfaces{mode="tc"}"#);
+        let xdp = sample(&body, r#"netpath_attached_interfaces{mode="xdp"}"#);
+        if tc == Some(4.0) && xdp == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all of cni0, its 3 ports and ul0 attached within 20s (tc {tc:?}, xdp {xdp:?}):\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let prom = Prometheus::start(metrics);
+    let (n, v) = prom.query_until_data(r#"up{job="netpath"} == 1"#, Duration::from_secs(20));
+    assert_eq!(n, 1, "prometheus does not scrape netpath: {v}\n{}", prom.log());
+
+    let traffic = lab.0.drive_traffic(&TrafficOpts { seconds: 8 }).expect("drive traffic");
+    report(&format!("metrics test: traffic {traffic:?}"));
+    assert!(traffic.ping_same_node_ok && traffic.ping_cross_node_ok, "pings failed: {traffic:?}");
+    // ICMP spread over several scrapes, so its rate is visible whatever the scrape phase.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &a1.netns, "ping", "-n", "-q", "-c", "5", "-i", "0.5", "-W", "1", &a2.ip.to_string()])
+        .output()
+        .expect("ping");
+    assert!(out.status.success(), "ping a1 -> a2: {}", String::from_utf8_lossy(&out.stdout));
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The exposition as Prometheus saw it: the target is healthy (OpenMetrics negotiated).
+    let (n, v) = prom.query_until_data(r#"scrape_samples_scraped{job="netpath"} > 0"#, Duration::from_secs(5));
+    assert_eq!(n, 1, "{v}");
+    let (n, v) = prom.query_until_data(r#"rate(netpath_packets_total{class="icmp"}[1m]) > 0"#, Duration::from_secs(15));
+    report(&format!("metrics test: {n:>3} series  rate(netpath_packets_total{{class=\"icmp\"}}[1m]) > 0"));
+    assert!(n > 0, "no ICMP packet rate in prometheus: {v}");
+    // Pod veths carry the pod's netns name (no CRI in the lab).
+    let pod = a1.netns.clone();
+    let (n, v) = prom.query_until_data(&format!(r#"netpath_packets_total{{pod="{pod}", namespace=""}}"#), Duration::from_secs(5));
+    assert!(n > 0, "no series for pod {pod}: {v}");
+
+    let (_, v) = prom.query(r#"sum by (kind) (netpath_events_total{job="netpath"})"#);
+    let kinds: Vec<String> = v["data"]["result"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| format!("{}={}", r["metric"]["kind"].as_str().unwrap_or("?"), r["value"][1].as_str().unwrap_or("?")))
+        .collect();
+    report(&format!("metrics test: events by kind: {}", kinds.join(" ")));
+
+    // Every dashboard expression (and the selectors of its variables) parses and has data.
+    let vars: Vec<(&str, String)> = vec![
+        ("$__rate_interval", "1m".into()),
+        ("$__interval", "1s".into()),
+        ("$__range", "5m".into()),
+        ("$instance", metrics.to_string()),
+        ("$iface", ".*".into()),
+        ("$pod", pod.clone()),
+        ("$underlay", "ul0".into()),
+    ];
+    let mut exprs = Vec::new();
+    dashboard_exprs(&dashboard["panels"], &mut exprs);
+    assert!(exprs.len() >= 10, "the dashboard has only {} expressions", exprs.len());
+    exprs.extend(variable_exprs(&dashboard));
+    let mut failures = Vec::new();
+    report(&format!("metrics test: {} dashboard expressions, variables {vars:?}", exprs.len()));
+    for e in &exprs {
+        let q = substitute(e, &vars);
+        let (n, v) = prom.query_until_data(&q, Duration::from_secs(10));
+        report(&format!("metrics test: {n:>3} series  {q}"));
+        if n == 0 {
+            failures.push(format!("{q}: {v}"));
+        }
+    }
+    assert!(failures.is_empty(), "dashboard expressions without data in the lab:\n{}", failures.join("\n"));
+
+    // A direct scrape: the Prometheus text format passes promtool, OpenMetrics is negotiated.
+    let (status, headers, text) = http_get(metrics, "/metrics", None).expect("scrape /metrics");
+    assert_eq!(status, 200, "{text}");
+    assert!(headers.contains("content-type: text/plain; version=0.0.4"), "{headers}");
+    assert!(!text.contains("# EOF"), "{text}");
+    promtool_check(&text);
+    let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    let series = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+    report(&format!("metrics test: promtool check metrics clean on {families} families, {series} series"));
+    for family in [
+        "netpath_packets_total",
+        "netpath_bytes_total",
+        "netpath_flow_packets_total",
+        "netpath_flow_bytes_total",
+        "netpath_flows_active",
+        "netpath_flow_evictions_total",
+        "netpath_map_fill_ratio",
+        "netpath_events_total",
+        "netpath_events_lost_total",
+        "netpath_capture_lost_total",
+        "netpath_attached_interfaces",
+        "netpath_program_info",
+        "netpath_build_info",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(family) && !l.starts_with('#')), "no {family} series:\n{text}");
+    }
+    let flow_series = text.lines().filter(|l| l.starts_with("netpath_flow_bytes_total{")).count();
+    assert!((1..=100).contains(&flow_series), "{flow_series} flow series (cap 100)");
+    let (status, headers, om) = http_get(metrics, "/metrics", Some("application/openmetrics-text; version=1.0.0")).expect("scrape /metrics");
+    assert_eq!(status, 200, "{om}");
+    assert!(headers.contains("content-type: application/openmetrics-text"), "{headers}");
+    assert!(om.ends_with("# EOF\n"), "OpenMetrics must end with # EOF:\n{om}");
+    assert!(om.contains("# TYPE netpath_packets counter\n"), "{om}");
+    let (status, _, body) = http_get(metrics, "/healthz", None).expect("healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    drop(prom);
+    assert!(daemon.stop().success());
+}
