@@ -138,12 +138,19 @@ fn test(filter: Option<String>) -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    build(true)?;
+    let netpath = build(true)?;
     let tools = tools::ensure()?;
     require_root("the benchmarks")?;
+    // `bench fastpath` is its own binary (it builds a lab, iptables rules and traffic); every
+    // other suite is netpath-bench's.
+    let (bin, rest) = match args.first().map(String::as_str) {
+        Some("fastpath") => ("netpath-fastpath-bench", &args[1..]),
+        _ => ("netpath-bench", args),
+    };
     let mut c = tools::cargo(&tools);
-    c.args(["run", "--release", "--package", "netpath-tests", "--bin", "netpath-bench", "--"])
-        .args(args)
+    c.args(["run", "--release", "--package", "netpath-tests", "--bin", bin, "--"])
+        .args(rest)
+        .env("NETPATH_BIN", &netpath)
         .env("NETPATH_BENCH_OUT", tools::target_dir().join("bench"));
     run_checked(c)
 }
