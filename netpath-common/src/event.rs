@@ -1,7 +1,7 @@
 //! Events the datapath emits to the `NP_EVENTS` ring buffer, and packet capture records for the
 //! `NP_CAPTURE` perf event array. One fixed layout for every kind keeps the producer a single
 //! reserve-fill-submit with no variable-size arithmetic for the verifier.
-use crate::FlowKey;
+use crate::{Addr, FlowKey, Words};
 
 pub mod kind {
     /// A flow entered the table (kernel).
@@ -60,8 +60,8 @@ pub struct Event {
     /// The flow (FLOW_NEW, FLOW_END, ARP: sender/target IPs and op, ICMP_ERROR: the error itself).
     pub key: FlowKey,
     /// Underlay addresses of a VXLAN flow (FLOW_NEW).
-    pub outer_src: [u8; 16],
-    pub outer_dst: [u8; 16],
+    pub outer_src: Addr,
+    pub outer_dst: Addr,
     pub outer_family: u8,
     /// ICMP_ERROR: the quoted packet's family and protocol.
     pub quoted_family: u8,
@@ -69,8 +69,8 @@ pub struct Event {
     pub _pad1: u8,
     pub quoted_sport: u16,
     pub quoted_dport: u16,
-    pub quoted_src: [u8; 16],
-    pub quoted_dst: [u8; 16],
+    pub quoted_src: Addr,
+    pub quoted_dst: Addr,
     /// ARP sender / target hardware addresses.
     pub arp_sha: [u8; 6],
     pub arp_tha: [u8; 6],
@@ -119,6 +119,24 @@ pub struct CaptureMeta {
     pub vlan_proto: u16,
     pub _pad2: u32,
 }
+
+// SAFETY (Words): 8-byte aligned (u64 and Addr fields), sizes multiples of 8, integers and byte
+// arrays only, explicit padding. The datapath zeroes a reserved ring-buffer Event and a
+// CaptureMeta with u64 stores instead of `ptr::write_bytes`/`[0; N]`, which the BPF backend turns
+// into calls to a byte-at-a-time memset loop.
+unsafe impl Words for Event {}
+unsafe impl Words for CaptureMeta {}
+
+// The layouts user space reads: the 8-byte aligned `Addr` fields change no offset.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Event>() == 160 && align_of::<Event>() == 8);
+    assert!(offset_of!(Event, key) == 16 && offset_of!(Event, outer_src) == 72 && offset_of!(Event, outer_dst) == 88);
+    assert!(offset_of!(Event, outer_family) == 104 && offset_of!(Event, quoted_sport) == 108);
+    assert!(offset_of!(Event, quoted_src) == 112 && offset_of!(Event, quoted_dst) == 128);
+    assert!(offset_of!(Event, arp_sha) == 144 && offset_of!(Event, arp_tha) == 150 && offset_of!(Event, _pad2) == 156);
+    assert!(size_of::<CaptureMeta>() == 32 && align_of::<CaptureMeta>() == 8);
+};
 
 #[cfg(feature = "user")]
 mod pod {

@@ -8,7 +8,8 @@
 //! classed [`class::MALFORMED`] with a reason, and the datapath passes it on.
 
 use crate::{
-    class, malformed, Config, FlowKey, ENCAP_NONE, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6, FAMILY_NONE,
+    class, malformed, zero_words, Addr, Config, FlowKey, Words, ENCAP_NONE, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4,
+    FAMILY_IPV6, FAMILY_NONE,
 };
 
 /// Headers must start within this many bytes of the frame. It bounds every variable offset for the
@@ -108,13 +109,17 @@ impl Frame for [u8] {
 }
 
 /// What one level (outer frame, or the frame inside VXLAN) parsed to.
+///
+/// The datapath resets it for every frame with [`zero_words`] (u64 stores), not
+/// `Level::default()`: the BPF backend lowers that to a call into a byte-at-a-time `memset` loop
+/// (see [`Words`]), which cost more than the rest of the parse.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct Level {
     /// Id of the first VLAN tag (0 when untagged).
     pub vlan: u16,
     pub family: u8,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    pub src: Addr,
+    pub dst: Addr,
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
@@ -142,9 +147,13 @@ pub struct Quoted {
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    pub src: Addr,
+    pub dst: Addr,
 }
+
+// SAFETY: 8-byte aligned (its `Addr`s), so its size is a multiple of 8; integers, bools and byte
+// arrays only, all valid as zero bytes. Only ever zeroed as words, never copied (it has padding).
+unsafe impl Words for Level {}
 
 /// ICMP errors that quote the offending packet: destination unreachable (incl. fragmentation
 /// needed), time exceeded, parameter problem; ICMPv6 unreachable, packet too big, time exceeded,
@@ -190,8 +199,9 @@ impl Parsed {
     pub fn fill_key(&self, key: &mut FlowKey) {
         let l = self.flow();
         key.vni = self.vni;
-        key.src = l.src;
-        key.dst = l.dst;
+        // Word copies: a plain `key.src = l.src` may become a byte-loop memmove call in BPF.
+        key.src.set(&l.src);
+        key.dst.set(&l.dst);
         key.sport = l.sport;
         key.dport = l.dport;
         key.vlan = self.outer.vlan;
@@ -205,16 +215,29 @@ impl Parsed {
 
     /// Underlay family and addresses of a VXLAN frame (zeros otherwise).
     #[inline(always)]
-    pub fn underlay(&self) -> (u8, &[u8; 16], &[u8; 16]) {
+    pub fn underlay(&self) -> (u8, &Addr, &Addr) {
         if self.vxlan {
             (self.outer.family, &self.outer.src, &self.outer.dst)
         } else {
-            (FAMILY_NONE, &ZERO_ADDR, &ZERO_ADDR)
+            (FAMILY_NONE, &Addr::ZERO, &Addr::ZERO)
+        }
+    }
+
+    /// Write [`Parsed::underlay`] into `family`, `src` and `dst` with word stores (the datapath's
+    /// way to fill a `FlowValue` or an event).
+    #[inline(always)]
+    pub fn write_underlay(&self, family: &mut u8, src: &mut Addr, dst: &mut Addr) {
+        if self.vxlan {
+            *family = self.outer.family;
+            src.set(&self.outer.src);
+            dst.set(&self.outer.dst);
+        } else {
+            *family = FAMILY_NONE;
+            src.clear();
+            dst.clear();
         }
     }
 }
-
-static ZERO_ADDR: [u8; 16] = [0; 16];
 
 /// Parse a frame into a fresh [`Parsed`] (host code; the datapath uses [`parse_into`]).
 pub fn parse<F: Frame + ?Sized>(f: &F, cfg: &Config, hw_vlan: Option<u16>) -> Parsed {
@@ -232,7 +255,9 @@ pub fn parse_into<F: Frame + ?Sized>(f: &F, cfg: &Config, hw_vlan: Option<u16>, 
     p.reason = malformed::NONE;
     p.vxlan = false;
     p.vni = 0;
-    p.outer = Level::default();
+    // Not `p.outer = Level::default()`: see [`Level`].
+    // SAFETY: `p.outer` is a valid, exclusively borrowed Level.
+    unsafe { zero_words(&mut p.outer) };
     // The parse limit counts bytes as on the wire: a tag the kernel moved into skb metadata still
     // occupies 4 bytes before the headers, so TC and XDP agree on which frames exceed it.
     let max_off = if hw_vlan.is_some() { MAX_PARSE_OFFSET - 4 } else { MAX_PARSE_OFFSET };
@@ -251,7 +276,8 @@ pub fn parse_into<F: Frame + ?Sized>(f: &F, cfg: &Config, hw_vlan: Option<u16>, 
             None => return set_malformed(p, malformed::TRUNCATED_VXLAN),
         }
         // Zeroed only here: most frames are not VXLAN, and the inner level is read only when it is.
-        p.inner = Level::default();
+        // SAFETY: as for `p.outer`.
+        unsafe { zero_words(&mut p.inner) };
         if let Err(reason) = parse_level(&outer, v + 8, max_off, None, &mut p.inner) {
             return set_malformed(p, reason);
         }
@@ -345,21 +371,18 @@ fn parse_arp<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8, 
             Some(a) => a,
             None => return Err(malformed::TRUNCATED_ARP),
         };
-        l.src = v4_mapped(spa);
-        l.dst = v4_mapped(tpa);
+        l.src.set_v4(spa);
+        l.dst.set_v4(tpa);
     }
     Ok(class::ARP)
 }
 
-/// IPv4 addresses are stored in the first 4 bytes of a 16-byte field (the rest zero).
+/// IPv4 addresses are stored in the first 4 bytes of a 16-byte field (the rest zero). The parser
+/// itself writes them in place with [`Addr::set_v4`] (two word stores): building the array and
+/// copying it costs `memset` calls in BPF.
 #[inline(always)]
 pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[0] = a[0];
-    out[1] = a[1];
-    out[2] = a[2];
-    out[3] = a[3];
-    out
+    Addr::v4(a).0
 }
 
 #[inline(always)]
@@ -385,8 +408,8 @@ fn parse_ipv4<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, l: &mut Leve
     }
     l.family = FAMILY_IPV4;
     l.l3_end = off + total;
-    l.src = v4_mapped([h[12], h[13], h[14], h[15]]);
-    l.dst = v4_mapped([h[16], h[17], h[18], h[19]]);
+    l.src.set_v4([h[12], h[13], h[14], h[15]]);
+    l.dst.set_v4([h[16], h[17], h[18], h[19]]);
     let proto = h[9];
     l.proto = proto;
     let frag = u16::from_be_bytes([h[6], h[7]]);
@@ -422,8 +445,8 @@ fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, l: &mut Leve
     }
     l.family = FAMILY_IPV6;
     l.l3_end = off + 40 + payload;
-    l.src = src;
-    l.dst = dst;
+    l.src.0 = src;
+    l.dst.0 = dst;
     // Extension headers and L4 lie inside the payload, not in Ethernet padding after it.
     let f = &Bounded { f, end: off + 40 + payload };
     let mut nh = h[6];
@@ -486,8 +509,8 @@ fn parse_quoted<F: Frame + ?Sized>(f: &F, off: usize, q: &mut Quoted) {
             let Some(h) = f.bytes::<20>(off) else { return };
             q.family = FAMILY_IPV4;
             q.proto = h[9];
-            q.src = v4_mapped([h[12], h[13], h[14], h[15]]);
-            q.dst = v4_mapped([h[16], h[17], h[18], h[19]]);
+            q.src.set_v4([h[12], h[13], h[14], h[15]]);
+            q.dst.set_v4([h[16], h[17], h[18], h[19]]);
             off + ((h[0] & 0x0f) as usize) * 4
         }
         6 => {
@@ -495,8 +518,8 @@ fn parse_quoted<F: Frame + ?Sized>(f: &F, off: usize, q: &mut Quoted) {
             let (Some(src), Some(dst)) = (f.bytes::<16>(off + 8), f.bytes::<16>(off + 24)) else { return };
             q.family = FAMILY_IPV6;
             q.proto = h[6];
-            q.src = src;
-            q.dst = dst;
+            q.src.0 = src;
+            q.dst.0 = dst;
             off + 40
         }
         _ => return,
@@ -789,6 +812,40 @@ mod tests {
         assert_eq!((r.flow().err.family, r.flow().err.sport, r.flow().err.dport), (FAMILY_IPV6, 443, 40000));
         let r = p(&eth(ETH_P_ARP, &arp(2, MAC_A, IP_A, MAC_B, IP_B)));
         assert_eq!((r.flow().arp_sha, r.flow().arp_tha), (MAC_A, MAC_B));
+    }
+
+    /// The datapath parses into a reused per-CPU `Parsed` and resets each level with word stores
+    /// (not `Level::default()`): whatever the previous frame left there, the result must equal a
+    /// fresh parse. (`inner` is reset only for VXLAN frames and read only then.)
+    #[test]
+    fn parse_into_a_reused_parsed_equals_a_fresh_parse() {
+        let mut frames: Vec<Vec<u8>> = sample_frames().into_iter().map(|(_, f, _)| f).collect();
+        let mut err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        err.extend_from_slice(&ipv4(IP_B, IP_A, IPPROTO_UDP, &udp(5353, 53, b"query"))[..28]);
+        frames.push(eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &err)));
+        let mut err6 = vec![1, 4, 0, 0, 0, 0, 0, 0];
+        err6.extend_from_slice(&ipv6(IP6_B, IP6_A, IPPROTO_TCP, &tcp(443, 40000, TCP_ACK, &[]))[..48]);
+        frames.push(vxlan4(IP_NODE1, IP_NODE2, 8472, 9, &eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_ICMPV6, &err6))));
+        let mut dirty = Parsed::default();
+        for f in frames.iter().rev() {
+            parse_into(f.as_slice(), &Config::default(), None, &mut dirty);
+            for g in &frames {
+                for cut in [g.len(), g.len() / 2] {
+                    let mut reused = dirty;
+                    parse_into(&g[..cut], &Config::default(), None, &mut reused);
+                    let fresh = p(&g[..cut]);
+                    assert_eq!((reused.class, reused.reason, reused.vxlan, reused.vni), (fresh.class, fresh.reason, fresh.vxlan, fresh.vni));
+                    assert_eq!(reused.outer, fresh.outer);
+                    if fresh.vxlan {
+                        assert_eq!(reused.inner, fresh.inner);
+                    }
+                    assert_eq!(key(&reused), key(&fresh));
+                    let (mut fam, mut src, mut dst) = (0xff, Addr([0xff; 16]), Addr([0xff; 16]));
+                    reused.write_underlay(&mut fam, &mut src, &mut dst);
+                    assert_eq!((fam, &src, &dst), fresh.underlay());
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,47 @@
 /// (`enabled == 0` and `id == 0`) ends the walk early.
 pub const MAX_RULES: usize = 64;
 
+/// Hit counters are indexed by `id % MAX_RULE_IDS` (a new rule resets its slot).
+pub const MAX_RULE_IDS: u32 = 4096;
+
+/// Map names (pinned beside the others).
+pub const MAP_RULES: &str = "NP_RULES";
+pub const MAP_RULE_CTL: &str = "NP_RULE_CTL";
+pub const MAP_RULE_HITS: &str = "NP_RULE_HITS";
+pub const MAP_FASTPATH: &str = "NP_FASTPATH";
+pub const MAPS: [&str; 4] = [MAP_RULES, MAP_RULE_CTL, MAP_RULE_HITS, MAP_FASTPATH];
+/// Pod MACs the fast path knows.
+pub const FASTPATH_ENTRIES: u32 = 4096;
+
+/// The rule table's control word (`NP_RULE_CTL[0]`): `NP_RULES` holds two banks of MAX_RULES
+/// slots; user space fills the inactive one and flips `bank`, so a packet never sees a table
+/// half written.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleCtl {
+    pub bank: u32,
+    /// Rules in the active bank (0: the datapath skips rule matching entirely).
+    pub count: u32,
+    /// 1: redirect frames between pods of `fastpath_bridge` by destination MAC.
+    pub fastpath: u32,
+    pub fastpath_bridge: u32,
+}
+
+/// A pod reachable by the fast path: the host-side veth in front of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FastTarget {
+    pub ifindex: u32,
+}
+
+/// Key of `NP_FASTPATH`: a MAC address padded to 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MacKey {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
 pub mod action {
     /// Accept the frame now (later rules are not consulted).
     pub const PASS: u8 = 0;
@@ -135,6 +176,9 @@ pub fn matches(r: &Rule, p: &Packet) -> bool {
 mod pod {
     // SAFETY: #[repr(C)], Copy, integers and byte arrays, explicit padding.
     unsafe impl aya::Pod for super::Rule {}
+    unsafe impl aya::Pod for super::RuleCtl {}
+    unsafe impl aya::Pod for super::FastTarget {}
+    unsafe impl aya::Pod for super::MacKey {}
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod cursor;
 
 use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST, TC_ACT_UNSPEC},
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{classifier, map, xdp},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray, RingBuf},
     programs::{TcContext, XdpContext},
@@ -18,10 +18,19 @@ use cursor::Packet;
 use netpath_common::{
     class, diag,
     event::{end_reason, kind, CaptureConfig, CaptureMeta, Event, RateState},
+    copy_words,
     parse::{parse_into, Frame, Parsed},
-    Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, DEFAULT_FLOW_TABLE_SIZE, DIR_EGRESS,
+    zero_words, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, DEFAULT_FLOW_TABLE_SIZE, DIR_EGRESS,
     DIR_INGRESS, IFACE_TABLE_SIZE,
 };
+
+// A note on copies and zeroing, which shape much of this file: LLVM's BPF backend lowers every
+// `memset` and `memmove` (struct assignments through pointers, `[0; N]`, `ptr::write_bytes`,
+// neighbouring zero stores merged by LLVM) to calls into compiler_builtins' byte-at-a-time loops.
+// On the per-packet path those calls cost more than the parse itself, so structs are zeroed and
+// copied with the u64-word helpers of netpath_common (`zero_words`, `copy_words`, `Addr::set`).
+// Check with `bpftool prog dump xlated name netpath_xdp | grep -c -E 'memset|memmove|memcpy'`:
+// it should print 0 (see BENCHMARKS.md).
 
 // Maps are created unpinned here; user space pins them by name (EbpfLoader::map_pin_path) so the
 // TEST_RUN tests can load private copies.
@@ -157,31 +166,50 @@ fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wi
     parse_into(pkt, cfg, hw_vlan.map(|(tci, _)| tci), &mut s.parsed);
     let class = s.parsed.class;
     count_iface(ifindex, dir, class, wire_len, &s.zero);
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let mut now = Now::default();
     if class == class::MALFORMED {
         diag_inc(diag::MALFORMED_BASE + s.parsed.reason as u32);
-        emit(kind::MALFORMED, s, ifindex, dir, s.parsed.reason, cfg, now, false);
+        emit(kind::MALFORMED, s, ifindex, dir, s.parsed.reason, cfg, now.precise(), false);
     }
     if s.parsed.has_flow() {
-        let new = count_flow(s, ifindex, dir, wire_len, now);
+        // SAFETY: plain helper call. Flow times use the coarse clock (see FlowValue).
+        let coarse = unsafe { bpf_ktime_get_coarse_ns() };
+        let new = count_flow(s, ifindex, dir, wire_len, coarse);
         if new {
-            emit(kind::FLOW_NEW, s, ifindex, dir, 0, cfg, now, true);
+            emit(kind::FLOW_NEW, s, ifindex, dir, 0, cfg, now.precise(), true);
         }
         let flow = s.parsed.flow();
         let (flags, err, family) = (flow.tcp_flags, flow.err.family, flow.family);
         if flags & TCP_RST != 0 {
-            emit(kind::FLOW_END, s, ifindex, dir, end_reason::RST, cfg, now, true);
+            emit(kind::FLOW_END, s, ifindex, dir, end_reason::RST, cfg, now.precise(), true);
         } else if flags & TCP_FIN != 0 {
-            emit(kind::FLOW_END, s, ifindex, dir, end_reason::FIN, cfg, now, true);
+            emit(kind::FLOW_END, s, ifindex, dir, end_reason::FIN, cfg, now.precise(), true);
         }
         if family == netpath_common::FAMILY_ARP {
-            emit(kind::ARP, s, ifindex, dir, 0, cfg, now, true);
+            emit(kind::ARP, s, ifindex, dir, 0, cfg, now.precise(), true);
         } else if err != 0 {
-            emit(kind::ICMP_ERROR, s, ifindex, dir, 0, cfg, now, true);
+            emit(kind::ICMP_ERROR, s, ifindex, dir, 0, cfg, now.precise(), true);
         }
     }
-    capture(ctx, ifindex, dir, class, wire_len, pkt.len() as u32, hw_vlan, now);
+    capture(ctx, ifindex, dir, class, wire_len, pkt.len() as u32, hw_vlan, &mut now);
+}
+
+/// The precise clock (`bpf_ktime_get_ns`), read at most once per frame and only when the frame
+/// needs it: for events (their `ts` and the rate limiter) and capture records. It costs about
+/// 22 ns in a VM, as much as the rest of the hot path; flow times use the coarse clock instead.
+/// All events of one frame share one timestamp, as before.
+#[derive(Default)]
+struct Now(u64);
+
+impl Now {
+    #[inline(always)]
+    fn precise(&mut self) -> u64 {
+        if self.0 == 0 {
+            // SAFETY: plain helper call.
+            self.0 = unsafe { bpf_ktime_get_ns() };
+        }
+        self.0
+    }
 }
 
 const TCP_FIN: u8 = 0x01;
@@ -225,39 +253,51 @@ fn emit(k: u8, s: &Scratch, ifindex: u32, dir: u8, reason: u8, cfg: &Config, now
         return;
     };
     let e = entry.as_mut_ptr();
-    // SAFETY: `e` points at a reserved, exclusively ours, size_of::<Event>() record; it is zeroed
-    // first so no stale kernel memory reaches user space, then filled field by field (building
-    // the 208-byte Event on the stack would not fit next to the parser).
+    // SAFETY: `e` points at a reserved, exclusively ours, size_of::<Event>() record (8-byte
+    // aligned, as ring-buffer records are); it is zeroed first so no stale kernel memory reaches
+    // user space, then filled field by field (building the 160-byte Event on the stack would not
+    // fit next to the parser). Word stores and copies throughout: `ptr::write_bytes` and plain
+    // array or struct assignments through `e` become byte-loop memset/memmove calls.
     unsafe {
-        core::ptr::write_bytes(e, 0, 1);
+        zero_words(e);
         (*e).ts = now;
         (*e).ifindex = ifindex;
         (*e).kind = k;
         (*e).direction = dir;
         (*e).reason = reason;
         if with_key {
-            (*e).key = s.key;
+            copy_words(&mut (*e).key, &s.key);
             let l = s.parsed.flow();
-            (*e).arp_sha = l.arp_sha;
-            (*e).arp_tha = l.arp_tha;
+            copy_mac(&mut (*e).arp_sha, &l.arp_sha);
+            copy_mac(&mut (*e).arp_tha, &l.arp_tha);
             (*e).quoted_family = l.err.family;
             (*e).quoted_proto = l.err.proto;
             (*e).quoted_sport = l.err.sport;
             (*e).quoted_dport = l.err.dport;
-            (*e).quoted_src = l.err.src;
-            (*e).quoted_dst = l.err.dst;
-            let (family, src, dst) = s.parsed.underlay();
-            (*e).outer_family = family;
-            (*e).outer_src = *src;
-            (*e).outer_dst = *dst;
+            (*e).quoted_src.set(&l.err.src);
+            (*e).quoted_dst.set(&l.err.dst);
+            s.parsed.write_underlay(&mut (*e).outer_family, &mut (*e).outer_src, &mut (*e).outer_dst);
         }
     }
     entry.submit(0);
 }
 
+/// A MAC copied byte by byte with volatile stores: an array assignment (alignment 1) becomes a
+/// call into the byte-loop memmove, six stores do not.
+#[inline(always)]
+fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
+    let d = dst.as_mut_ptr();
+    let mut i = 0;
+    while i < 6 {
+        // SAFETY: i < 6, inside `dst`.
+        unsafe { d.add(i).write_volatile(src[i]) };
+        i += 1;
+    }
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn capture<C: EbpfContext>(ctx: &C, ifindex: u32, dir: u8, class: u8, wire_len: u64, len: u32, hw_vlan: Option<(u16, u16)>, now: u64) {
+fn capture<C: EbpfContext>(ctx: &C, ifindex: u32, dir: u8, class: u8, wire_len: u64, len: u32, hw_vlan: Option<(u16, u16)>, now: &mut Now) {
     let Some(c) = NP_CAPTURE_CFG.get(0) else { return };
     if c.enabled == 0 {
         return;
@@ -270,26 +310,29 @@ fn capture<C: EbpfContext>(ctx: &C, ifindex: u32, dir: u8, class: u8, wire_len: 
         return;
     }
     let caplen = if len < c.snaplen { len } else { c.snaplen };
-    let (offloaded, tci, proto) = match hw_vlan {
-        Some((tci, proto)) => (1, tci, proto),
-        None => (0, 0, 0),
-    };
-    let meta = CaptureMeta {
-        ts: now,
-        ifindex,
-        len: wire_len as u32,
-        caplen,
-        direction: dir,
-        class,
-        vlan_offloaded: offloaded,
-        _pad: 0,
-        vlan_tci: tci,
-        vlan_proto: proto,
-        _pad2: 0,
+    // Zeroed as four u64 words, then filled: a struct literal whose zero fields LLVM merges into
+    // a memset call (the byte loop again).
+    let mut meta = core::mem::MaybeUninit::<CaptureMeta>::uninit();
+    let m = meta.as_mut_ptr();
+    // SAFETY: `m` is valid for writes of a CaptureMeta; once zeroed, every field is initialised.
+    let meta = unsafe {
+        zero_words(m);
+        (*m).ts = now.precise();
+        (*m).ifindex = ifindex;
+        (*m).len = wire_len as u32;
+        (*m).caplen = caplen;
+        (*m).direction = dir;
+        (*m).class = class;
+        if let Some((tci, proto)) = hw_vlan {
+            (*m).vlan_offloaded = 1;
+            (*m).vlan_tci = tci;
+            (*m).vlan_proto = proto;
+        }
+        meta.assume_init_ref()
     };
     // The upper 32 flag bits (BPF_F_CTXLEN_MASK) ask the kernel to append `caplen` bytes of the
     // packet itself; a full buffer is reported to the reader as a PERF_RECORD_LOST.
-    NP_CAPTURE.output(ctx, &meta, caplen);
+    NP_CAPTURE.output(ctx, meta, caplen);
     diag_inc(diag::CAPTURED);
 }
 
@@ -304,7 +347,7 @@ fn diag_inc(index: u32) {
 
 #[inline(always)]
 fn count_iface(ifindex: u32, dir: u8, class: u8, wire_len: u64, zero: &IfaceCounters) {
-    let key = IfaceKey::new(ifindex, dir);
+    let key = IfaceKey::new_words(ifindex, dir);
     let counters = match NP_IFACE_STATS.get_ptr_mut(&key) {
         Some(c) => c,
         None => {
@@ -331,7 +374,8 @@ fn count_iface(ifindex: u32, dir: u8, class: u8, wire_len: u64, zero: &IfaceCoun
     }
 }
 
-/// Account the frame to its flow (key left in `s.key`); true when the flow is new.
+/// Account the frame to its flow (key left in `s.key`); true when the flow is new. `now` is the
+/// coarse clock (see FlowValue).
 #[inline(always)]
 fn count_flow(s: &mut Scratch, ifindex: u32, dir: u8, wire_len: u64, now: u64) -> bool {
     let p = &s.parsed;
@@ -343,15 +387,12 @@ fn count_flow(s: &mut Scratch, ifindex: u32, dir: u8, wire_len: u64, now: u64) -
         unsafe { bump(&mut *v, p, wire_len, now) };
         return false;
     }
-    let (family, outer_src, outer_dst) = p.underlay();
     let v = &mut s.value;
     v.packets = 1;
     v.bytes = wire_len;
     v.first_seen = now;
     v.last_seen = now;
-    v.outer_src = *outer_src;
-    v.outer_dst = *outer_dst;
-    v.outer_family = family;
+    p.write_underlay(&mut v.outer_family, &mut v.outer_src, &mut v.outer_dst);
     v.tcp_flags = p.flow().tcp_flags;
     match NP_FLOWS.insert(&s.key, &s.value, BPF_NOEXIST as u64) {
         Ok(()) => {
@@ -374,11 +415,8 @@ fn count_flow(s: &mut Scratch, ifindex: u32, dir: u8, wire_len: u64, now: u64) -
 fn bump(v: &mut FlowValue, p: &Parsed, wire_len: u64, now: u64) {
     // A per-CPU entry created on another CPU starts zeroed on this one.
     if v.packets == 0 {
-        let (family, outer_src, outer_dst) = p.underlay();
         v.first_seen = now;
-        v.outer_src = *outer_src;
-        v.outer_dst = *outer_dst;
-        v.outer_family = family;
+        p.write_underlay(&mut v.outer_family, &mut v.outer_src, &mut v.outer_dst);
     }
     v.packets += 1;
     v.bytes += wire_len;

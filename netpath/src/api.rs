@@ -93,7 +93,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The endpoints, for error messages.
-const ENDPOINTS: &str = "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events";
+const ENDPOINTS: &str = "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events, /v1/rules, /v1/fastpath";
 
 /// What the daemon provides to the API; implemented by the daemon, and by a test double in tests.
 /// The methods run on tokio's blocking pool, so they may block (map reads are syscalls).
@@ -111,6 +111,33 @@ pub trait Backend: Send + Sync + 'static {
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<crate::events::EventRow>> {
         None
     }
+    /// The fast-path rules, in evaluation order.
+    fn rules(&self) -> Result<Vec<crate::rules::RuleRow>, ApiError> {
+        Err(ApiError::NotFound("this daemon has no rule table".into()))
+    }
+    /// Validate and add a rule; an invalid one changes nothing.
+    fn add_rule(&self, spec: crate::rules::RuleSpec) -> Result<crate::rules::RuleRow, ApiError> {
+        let _ = spec;
+        Err(ApiError::NotFound("this daemon has no rule table".into()))
+    }
+    fn del_rule(&self, id: u32) -> Result<crate::rules::RuleRow, ApiError> {
+        let _ = id;
+        Err(ApiError::NotFound("this daemon has no rule table".into()))
+    }
+    /// Fast path state; with `Some(request)`, change it first.
+    fn fastpath(&self, request: Option<FastpathRequest>) -> Result<serde_json::Value, ApiError> {
+        let _ = request;
+        Err(ApiError::NotFound("this daemon has no fast path".into()))
+    }
+}
+
+/// `POST /v1/fastpath`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FastpathRequest {
+    pub enable: bool,
+    #[serde(default)]
+    pub bridge: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -531,6 +558,9 @@ fn router(state: AppState) -> Router {
         .route("/v1/flows", get(flows).fallback(not_allowed("GET, HEAD")))
         .route("/v1/ifaces", get(ifaces).fallback(not_allowed("GET, HEAD")))
         .route("/v1/events", get(events).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/rules", get(list_rules).post(add_rule).fallback(not_allowed("GET, HEAD, POST")))
+        .route("/v1/rules/{id}", axum::routing::delete(del_rule).fallback(not_allowed("DELETE")))
+        .route("/v1/fastpath", get(get_fastpath).post(set_fastpath).fallback(not_allowed("GET, HEAD, POST")))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -632,6 +662,42 @@ async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> 
         .map_err(|e| ApiError::Internal(e.to_string()))?)
 }
 
+/// A JSON body of type `T`, or a 400 that says what is wrong with it (before anything changes).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("bad request body: {e}")))
+}
+
+async fn list_rules(State(st): State<AppState>, q: Q) -> Result<Json<Vec<crate::rules::RuleRow>>, ApiError> {
+    Params::new(q, &[])?;
+    Ok(Json(call(&st, |b| b.rules()).await?))
+}
+
+async fn add_rule(State(st): State<AppState>, q: Q, body: Bytes) -> Result<(StatusCode, Json<crate::rules::RuleRow>), ApiError> {
+    Params::new(q, &[])?;
+    let spec: crate::rules::RuleSpec = json_body(&body)?;
+    Ok((StatusCode::CREATED, Json(call(&st, move |b| b.add_rule(spec)).await?)))
+}
+
+async fn del_rule(State(st): State<AppState>, q: Q, axum::extract::Path(id): axum::extract::Path<String>) -> Result<Json<crate::rules::RuleRow>, ApiError> {
+    Params::new(q, &[])?;
+    let id: u32 = id.parse().map_err(|_| ApiError::BadRequest(format!("rule id must be a number, got '{id}'")))?;
+    Ok(Json(call(&st, move |b| b.del_rule(id)).await?))
+}
+
+async fn get_fastpath(State(st): State<AppState>, q: Q) -> Result<Json<serde_json::Value>, ApiError> {
+    Params::new(q, &[])?;
+    Ok(Json(call(&st, |b| b.fastpath(None)).await?))
+}
+
+async fn set_fastpath(State(st): State<AppState>, q: Q, body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+    Params::new(q, &[])?;
+    let req: FastpathRequest = json_body(&body)?;
+    if req.enable && req.bridge.is_none() {
+        return Err(ApiError::BadRequest("enabling the fast path needs the bridge (e.g. cni0)".into()));
+    }
+    Ok(Json(call(&st, move |b| b.fastpath(Some(req))).await?))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client
 
@@ -684,6 +750,16 @@ impl ApiClient {
     /// `GET /v1/ifaces`.
     pub async fn ifaces(&self) -> Result<serde_json::Value, ApiError> {
         self.get("/v1/ifaces").await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, ApiError> {
+        self.request(hyper::Method::POST, path, Some(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Result<serde_json::Value, ApiError> {
+        self.request(hyper::Method::DELETE, path, None).await
     }
 
     /// `GET path_and_query` of a streaming endpoint (`/v1/events`) on a connection of its own.

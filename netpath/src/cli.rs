@@ -44,6 +44,12 @@ pub enum Command {
     /// Remove what netpath pinned: maps (and their counters) and `--persist` links (which detaches
     /// those programs). Nothing else is touched.
     Down(PinArgs),
+    /// Fast-path rules: pass, drop, redirect or mirror frames by interface (or pod), direction,
+    /// class, CIDR, MAC and port.
+    Rule(RuleArgs),
+    /// The pod-to-pod fast path: frames between pods on one bridge go straight into the target
+    /// pod's namespace (bpf_redirect_peer), skipping the bridge and netfilter.
+    Fastpath(FastpathArgs),
     /// A simulated two-node pod network in network namespaces, to try netpath on.
     Lab(LabArgs),
 }
@@ -289,6 +295,99 @@ pub struct FlowsArgs {
 
     #[arg(long, value_enum, default_value_t = SortBy::Bytes)]
     pub sort: SortBy,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RuleArgs {
+    #[command(subcommand)]
+    pub action: RuleAction,
+
+    /// The daemon's control API (rules are managed by the daemon).
+    #[arg(long, default_value = crate::api::DEFAULT_SOCKET, value_name = "PATH", global = true)]
+    pub socket: PathBuf,
+
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RuleAction {
+    /// Add a rule, e.g. `rule add --iface vethA --class icmp --redirect vethB`.
+    Add(RuleAddArgs),
+    /// The rules in evaluation order, with hit counters.
+    List,
+    /// Delete a rule by id.
+    Del {
+        /// The rule's id (from `rule list`).
+        id: u32,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("verdict").required(true).args(["pass", "drop", "redirect", "mirror"])))]
+pub struct RuleAddArgs {
+    /// Match frames seen on this interface (or the veth of this pod); any interface if absent.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// Match frames of this pod (name, namespace/name or netns name): its veth.
+    #[arg(long, value_name = "POD", conflicts_with = "iface")]
+    pub pod: Option<String>,
+    /// ingress, egress or any.
+    #[arg(long, value_name = "DIR")]
+    pub direction: Option<String>,
+    /// arp, icmp, icmp6, vxlan, tcp, udp, ... or any.
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+    #[arg(long, value_name = "CIDR")]
+    pub src: Option<String>,
+    #[arg(long, value_name = "CIDR")]
+    pub dst: Option<String>,
+    #[arg(long, value_name = "MAC")]
+    pub dst_mac: Option<String>,
+    /// TCP/UDP destination port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Lower runs first (default 1000).
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u32>,
+    /// Accept matching frames (no later rule applies).
+    #[arg(long)]
+    pub pass: bool,
+    /// Drop matching frames (counted).
+    #[arg(long)]
+    pub drop: bool,
+    /// Deliver matching frames to IF instead (into its pod when IF is a pod's veth).
+    #[arg(long, value_name = "IF")]
+    pub redirect: Option<String>,
+    /// Send a copy of matching frames to IF.
+    #[arg(long, value_name = "IF")]
+    pub mirror: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FastpathArgs {
+    #[command(subcommand)]
+    pub action: FastpathAction,
+
+    /// The daemon's control API.
+    #[arg(long, default_value = crate::api::DEFAULT_SOCKET, value_name = "PATH", global = true)]
+    pub socket: PathBuf,
+
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum FastpathAction {
+    /// Redirect pod-to-pod frames on this bridge straight into the target pod.
+    Enable {
+        #[arg(long, value_name = "BRIDGE")]
+        bridge: String,
+    },
+    /// Back to the plain bridge.
+    Disable,
+    /// Whether it is on, the pods it knows, and how many frames took it.
+    Status,
 }
 
 #[derive(Args, Debug, Clone)]

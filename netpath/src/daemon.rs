@@ -3,7 +3,7 @@
 //! behind every veth, serves the control API, and leaves the node as it found it (or, with
 //! `--persist`, leaves its programs attached for the next daemon to re-adopt).
 use crate::{
-    api::{ApiError, ApiServer, Backend},
+    api::{ApiError, ApiServer, Backend, FastpathRequest},
     attach::{self, AttachOptions, Attached, IfaceLinks},
     caps,
     cli::{Output, RunArgs},
@@ -17,7 +17,9 @@ use crate::{
     maps::Maps,
     metrics::{MetricsOptions, MetricsServer},
     netlink::{self, LinkEvent, LinkInfo, Netlink, NetnsName},
-    netns, report, select,
+    netns, report,
+    rules::{self, RuleRow, RuleSpec, RuleTable},
+    select,
     stats::{self, StatRow},
 };
 use std::{
@@ -95,6 +97,11 @@ impl View {
 /// State the API and the printer share with the event loop.
 pub struct Shared {
     maps: Mutex<Maps>,
+    /// None when the object has no rule maps (kept optional so an old pin set does not stop
+    /// the daemon).
+    rules: Mutex<Option<RuleTable>>,
+    /// The bridge the fast path serves, by name.
+    fastpath_bridge: Mutex<Option<String>>,
     events: tokio::sync::broadcast::Sender<EventRow>,
     event_counts: Mutex<EventCounts>,
     view: Mutex<View>,
@@ -230,6 +237,179 @@ impl Backend for Shared {
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         Some(self.events.subscribe())
     }
+    fn rules(&self) -> std::result::Result<Vec<RuleRow>, ApiError> {
+        self.rule_rows().map_err(internal)
+    }
+    fn add_rule(&self, spec: RuleSpec) -> std::result::Result<RuleRow, ApiError> {
+        let mut guard = self.rules.lock().unwrap();
+        let table = guard.as_mut().ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+        let current = table.read().map_err(internal)?;
+        let id = rules::next_id(&current);
+        let rule = rules::build(&spec, id, &ViewResolver(self)).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let next = rules::with_added(&current, rule).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        table.reset_hits(id).map_err(internal)?;
+        table.publish(&next).map_err(internal)?;
+        eprintln!("netpath: rule {id} added: {spec:?}");
+        let view = self.view.lock().unwrap();
+        Ok(rules::row(&rule, &|i| view.name(i), (0, 0)))
+    }
+    fn del_rule(&self, id: u32) -> std::result::Result<RuleRow, ApiError> {
+        let mut guard = self.rules.lock().unwrap();
+        let table = guard.as_mut().ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+        let current = table.read().map_err(internal)?;
+        let Some(gone) = current.iter().find(|r| r.id == id).copied() else {
+            return Err(ApiError::NotFound(format!("no rule {id}")));
+        };
+        let next: Vec<_> = current.into_iter().filter(|r| r.id != id).collect();
+        table.publish(&next).map_err(internal)?;
+        eprintln!("netpath: rule {id} deleted");
+        let view = self.view.lock().unwrap();
+        Ok(rules::row(&gone, &|i| view.name(i), table.hits(id)))
+    }
+    fn fastpath(&self, request: Option<FastpathRequest>) -> std::result::Result<serde_json::Value, ApiError> {
+        if let Some(req) = request {
+            let bridge = match (&req.bridge, req.enable) {
+                (Some(b), true) => {
+                    let view = self.view.lock().unwrap();
+                    let link = view.links.values().find(|l| &l.name == b).ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "no interface '{b}' here (interfaces: {})",
+                            view.links.values().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+                        ))
+                    })?;
+                    if link.kind.as_deref() != Some("bridge") {
+                        return Err(ApiError::BadRequest(format!("{b} is not a bridge")));
+                    }
+                    if !view.attached.contains_key(&link.ifindex) {
+                        return Err(ApiError::BadRequest(format!(
+                            "netpath does not observe {b}: run it with --iface {b} so its ports carry the fast path"
+                        )));
+                    }
+                    Some((b.clone(), link.ifindex))
+                }
+                _ => None,
+            };
+            {
+                let mut guard = self.rules.lock().unwrap();
+                let table = guard.as_mut().ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+                table.set_fastpath(bridge.as_ref().map(|b| b.1)).map_err(internal)?;
+            }
+            *self.fastpath_bridge.lock().unwrap() = bridge.map(|b| b.0);
+            self.learn_fastpath();
+        }
+        let guard = self.rules.lock().unwrap();
+        let table = guard.as_ref().ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+        let view = self.view.lock().unwrap();
+        let entries: Vec<serde_json::Value> = table
+            .fastpath_entries()
+            .iter()
+            .map(|(mac, i)| {
+                let o = view.owner(*i);
+                serde_json::json!({
+                    "mac": mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+                    "iface": view.name(*i), "ifindex": i, "netns": o.netns, "pod": o.pod, "pod_namespace": o.pod_namespace,
+                })
+            })
+            .collect();
+        drop(view);
+        let d = self.maps.lock().unwrap().diag().map_err(internal)?;
+        let bridge = self.fastpath_bridge.lock().unwrap().clone();
+        Ok(serde_json::json!({
+            "enabled": bridge.is_some(),
+            "bridge": bridge,
+            "redirected": d.get(diag::FASTPATH_REDIRECTED as usize).copied().unwrap_or(0),
+            "entries": entries,
+        }))
+    }
+}
+
+/// Names as the daemon sees them: links of its namespace, or the pod / netns behind a veth.
+struct ViewResolver<'a>(&'a Shared);
+
+impl rules::Resolver for ViewResolver<'_> {
+    fn ifindex(&self, name: &str) -> Result<u32> {
+        let view = self.0.view.lock().unwrap();
+        if let Some(l) = view.links.values().find(|l| l.name == name) {
+            return Ok(l.ifindex);
+        }
+        if let Some(l) = view.links.values().find(|l| crate::events::pod_matches(name, &owner_row(&view.owner(l.ifindex)))) {
+            return Ok(l.ifindex);
+        }
+        Err(Error::UnknownInterface {
+            name: name.into(),
+            ns: " (nor a pod or namespace behind a veth)".into(),
+            available: view.links.values().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+    fn is_veth(&self, ifindex: u32) -> bool {
+        self.0.view.lock().unwrap().links.get(&ifindex).is_some_and(|l| l.kind.as_deref() == Some("veth"))
+    }
+    fn is_xdp(&self, ifindex: u32) -> bool {
+        self.0
+            .view
+            .lock()
+            .unwrap()
+            .attached
+            .get(&ifindex)
+            .is_some_and(|a| matches!(a.mode, crate::attach::Mode::Xdp | crate::attach::Mode::XdpGeneric))
+    }
+}
+
+fn owner_row(o: &Owner) -> EventRow {
+    EventRow { netns: o.netns.clone(), pod: o.pod.clone(), pod_namespace: o.pod_namespace.clone(), ..EventRow::default() }
+}
+
+impl Shared {
+    fn rule_rows(&self) -> Result<Vec<RuleRow>> {
+        let guard = self.rules.lock().unwrap();
+        let Some(table) = guard.as_ref() else { return Ok(Vec::new()) };
+        let view = self.view.lock().unwrap();
+        Ok(table.read()?.iter().map(|r| rules::row(r, &|i| view.name(i), table.hits(r.id))).collect())
+    }
+
+    /// Disable the rules that use a departed interface (a reused ifindex must never receive
+    /// another pod's traffic).
+    fn disable_rules_for(&self, ifindex: u32, name: &str) {
+        let mut guard = self.rules.lock().unwrap();
+        let Some(table) = guard.as_mut() else { return };
+        let Ok(mut current) = table.read() else { return };
+        let ids = rules::disable_for_ifindex(&mut current, ifindex);
+        if !ids.is_empty() {
+            match table.publish(&current) {
+                Ok(()) => eprintln!("netpath: {name} is gone: rule(s) {ids:?} disabled"),
+                Err(e) => eprintln!("netpath: disabling rules of {name}: {e}"),
+            }
+        }
+    }
+
+    /// Learn which pod MAC sits behind which bridge port from the bridge's forwarding database
+    /// (dynamic entries: the MACs pods sent from), restricted to ports netpath observes with TC.
+    fn learn_fastpath(&self) {
+        let Some(bridge) = self.fastpath_bridge.lock().unwrap().clone() else { return };
+        let Ok(out) = std::process::Command::new("bridge").args(["-j", "fdb", "show", "br", &bridge]).output() else { return };
+        let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut want = std::collections::HashMap::new();
+        {
+            let view = self.view.lock().unwrap();
+            for e in &entries {
+                let is_self = e["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "self"));
+                if e["state"] == "permanent" || is_self {
+                    continue;
+                }
+                let (Some(mac), Some(dev)) = (e["mac"].as_str(), e["ifname"].as_str()) else { continue };
+                let Some(port) = view.links.values().find(|l| l.name == dev && l.kind.as_deref() == Some("veth")) else { continue };
+                let tc = view.attached.get(&port.ifindex).is_some_and(|a| a.mode == crate::attach::Mode::Tc);
+                if let (true, Ok(mac)) = (tc, rules::parse_mac(mac)) {
+                    want.insert(mac, port.ifindex);
+                }
+            }
+        }
+        if let Some(table) = self.rules.lock().unwrap().as_mut() {
+            if let Err(e) = table.sync_fastpath(&want) {
+                eprintln!("netpath: fast path table: {e}");
+            }
+        }
+    }
 }
 
 /// The ring buffer's one reader: decode, name, derive, publish. Runs until the daemon stops.
@@ -362,6 +542,7 @@ impl Daemon {
         if let Some(l) = self.links.remove(&ifindex) {
             l.detach();
         }
+        self.shared.disable_rules_for(ifindex, name);
         let was_attached = self.shared.view.lock().unwrap().attached.remove(&ifindex).is_some();
         if !was_attached {
             return;
@@ -538,8 +719,17 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
         .ok_or_else(|| Error::Other("event ring buffer missing from the object".into()))?
         .try_into()
         .map_err(|source| Error::Map { what: "event ring buffer".into(), source })?;
+    let rule_table = match RuleTable::take(&mut ebpf) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("netpath: no rule table ({e}); rules and the fast path are unavailable");
+            None
+        }
+    };
     let shared = Arc::new(Shared {
         maps: Mutex::new(maps),
+        rules: Mutex::new(rule_table),
+        fastpath_bridge: Mutex::new(None),
         events: tokio::sync::broadcast::channel(4096).0,
         event_counts: Mutex::new(EventCounts::default()),
         view: Mutex::new(View { links: links.into_iter().map(|l| (l.ifindex, l)).collect(), ..View::default() }),
@@ -622,6 +812,7 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
                     owners_due = false;
                 }
                 shared.flush_delivered();
+                shared.learn_fastpath();
                 if !d.cfg.quiet {
                     print_tick(&shared, d.cfg.output, started.elapsed());
                 }

@@ -243,8 +243,8 @@ mod tests {
         FlowKey {
             ifindex: 3,
             family: FAMILY_IPV4,
-            src: v4_mapped([10, 244, 0, 2]),
-            dst: v4_mapped([10, 244, 1, 3]),
+            src: v4_mapped([10, 244, 0, 2]).into(),
+            dst: v4_mapped([10, 244, 1, 3]).into(),
             proto,
             vni,
             encap: if vni != 0 { ENCAP_VXLAN } else { 0 },
@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn rows_carry_the_contract_fields() {
-        let v = FlowValue { packets: 2, bytes: 196, outer_family: FAMILY_IPV4, outer_src: v4_mapped([172, 27, 0, 11]), outer_dst: v4_mapped([172, 27, 16, 10]), ..Default::default() };
+        let v = FlowValue { packets: 2, bytes: 196, outer_family: FAMILY_IPV4, outer_src: v4_mapped([172, 27, 0, 11]).into(), outer_dst: v4_mapped([172, 27, 16, 10]).into(), ..Default::default() };
         let mut k = key(IPPROTO_ICMP, 1);
         k.icmp_type = 8;
         k.sport = 77;

@@ -100,6 +100,8 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
             }
         }
         Command::Lab(lab) => lab_cmd(lab)?,
+        Command::Rule(args) => rule_cmd(args)?,
+        Command::Fastpath(args) => fastpath_cmd(args)?,
     }
     Ok(())
 }
@@ -125,6 +127,85 @@ fn lab_cmd(args: netpath::cli::LabArgs) -> anyhow::Result<()> {
         LabAction::Traffic => {
             let r = lab.drive_traffic(&TrafficOpts::default())?;
             println!("{}", serde_json::to_string(&r)?);
+        }
+    }
+    Ok(())
+}
+
+/// The daemon, or a clear error: rules and the fast path need its view of the node.
+fn require_daemon(rt: &tokio::runtime::Runtime, socket: &std::path::Path) -> anyhow::Result<ApiClient> {
+    caps::require_read()?;
+    rt.block_on(ApiClient::connect(socket))?.ok_or_else(|| {
+        anyhow::anyhow!("no netpath daemon answers on {}: rules and the fast path are managed by `netpath run`", socket.display())
+    })
+}
+
+fn api_err(e: netpath::api::ApiError) -> anyhow::Error {
+    match e {
+        netpath::api::ApiError::Daemon { status, message } if (400..500).contains(&status) => netpath::Error::BadArgument(message).into(),
+        e => e.into(),
+    }
+}
+
+fn rule_cmd(args: netpath::cli::RuleArgs) -> anyhow::Result<()> {
+    use netpath::{cli::RuleAction, rules};
+    let rt = runtime()?;
+    let c = require_daemon(&rt, &args.socket)?;
+    let rows: Vec<rules::RuleRow> = match args.action {
+        RuleAction::List => serde_json::from_value(rt.block_on(c.get("/v1/rules")).map_err(api_err)?)?,
+        RuleAction::Del { id } => vec![serde_json::from_value(rt.block_on(c.delete(&format!("/v1/rules/{id}"))).map_err(api_err)?)?],
+        RuleAction::Add(a) => {
+            let (action, target) = match (a.pass, a.drop, a.redirect, a.mirror) {
+                (true, ..) => ("pass", None),
+                (_, true, ..) => ("drop", None),
+                (_, _, Some(t), _) => ("redirect", Some(t)),
+                (_, _, _, Some(t)) => ("mirror", Some(t)),
+                _ => unreachable!("clap requires one verdict"),
+            };
+            let spec = rules::RuleSpec {
+                iface: a.iface.or(a.pod),
+                direction: a.direction,
+                class: a.class,
+                src: a.src,
+                dst: a.dst,
+                dst_mac: a.dst_mac,
+                port: a.port,
+                action: action.into(),
+                target,
+                priority: a.priority,
+            };
+            vec![serde_json::from_value(rt.block_on(c.post("/v1/rules", serde_json::to_value(&spec)?)).map_err(api_err)?)?]
+        }
+    };
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Table => print!("{}", rules::table(&rows)),
+    }
+    Ok(())
+}
+
+fn fastpath_cmd(args: netpath::cli::FastpathArgs) -> anyhow::Result<()> {
+    use netpath::cli::FastpathAction;
+    let rt = runtime()?;
+    let c = require_daemon(&rt, &args.socket)?;
+    let v = match args.action {
+        FastpathAction::Enable { bridge } => rt.block_on(c.post("/v1/fastpath", serde_json::json!({ "enable": true, "bridge": bridge }))),
+        FastpathAction::Disable => rt.block_on(c.post("/v1/fastpath", serde_json::json!({ "enable": false }))),
+        FastpathAction::Status => rt.block_on(c.get("/v1/fastpath")),
+    }
+    .map_err(api_err)?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Output::Table => {
+            println!(
+                "fast path: {}{}, {} frames redirected",
+                if v["enabled"] == true { "on" } else { "off" },
+                v["bridge"].as_str().map(|b| format!(" on {b}")).unwrap_or_default(),
+                v["redirected"]
+            );
+            for e in v["entries"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                println!("  {} -> {} ({})", e["mac"].as_str().unwrap_or("?"), e["iface"].as_str().unwrap_or("?"), e["netns"].as_str().unwrap_or("-"));
+            }
         }
     }
     Ok(())
