@@ -7,8 +7,8 @@
 mod cursor;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_NOEXIST, TC_ACT_UNSPEC},
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    bindings::{xdp_action, BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_peer},
     macros::{classifier, map, xdp},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray, RingBuf},
     programs::{TcContext, XdpContext},
@@ -20,7 +20,8 @@ use netpath_common::{
     event::{end_reason, kind, CaptureConfig, CaptureMeta, Event, RateState},
     copy_words,
     parse::{parse_into, Frame, Parsed},
-    zero_words, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, DEFAULT_FLOW_TABLE_SIZE, DIR_EGRESS,
+    rule::{self, action, FastTarget, MacKey, Rule, RuleCtl, FASTPATH_ENTRIES, MAX_RULES, MAX_RULE_IDS},
+    zero_words, Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, DEFAULT_FLOW_TABLE_SIZE, DIR_EGRESS,
     DIR_INGRESS, IFACE_TABLE_SIZE,
 };
 
@@ -69,10 +70,33 @@ static NP_CAPTURE_CFG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 #[map]
 static NP_CAPTURE_IFACES: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
 
+/// Fast-path rules: two banks of MAX_RULES slots; NP_RULE_CTL says which bank is live and how
+/// many rules it holds (user space publishes a new table by flipping the bank).
+#[map]
+static NP_RULES: Array<Rule> = Array::with_max_entries(2 * MAX_RULES as u32, 0);
+
+#[map]
+static NP_RULE_CTL: Array<RuleCtl> = Array::with_max_entries(1, 0);
+
+/// Packets and bytes each rule matched, by `id % MAX_RULE_IDS`.
+#[map]
+static NP_RULE_HITS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_RULE_IDS, 0);
+
+/// Pod MAC -> host veth in front of it, for the pod-to-pod fast path.
+#[map]
+static NP_FASTPATH: HashMap<MacKey, FastTarget> = HashMap::with_max_entries(FASTPATH_ENTRIES, 0);
+
+
 /// Per-CPU working memory. The parse result, a flow key and value, and a zeroed counter block
 /// together exceed the 512-byte BPF stack, so they live here. Never pinned, never read by user space.
 struct Scratch {
     parsed: Parsed,
+    /// The frame's facts for the rules, stored so that `decide` reads them from map memory.
+    ifindex: u32,
+    direction: u8,
+    class: u8,
+    mac: [u8; 6],
+    wire_len: u64,
     key: FlowKey,
     value: FlowValue,
     /// Never written: the initial value for a new interface entry.
@@ -90,22 +114,61 @@ const TC_PULL_LEN: u32 = 256;
 pub fn netpath_xdp(ctx: XdpContext) -> u32 {
     let pkt = Packet { data: ctx.data(), data_end: ctx.data_end(), len: ctx.data_end() - ctx.data() };
     let ifindex = ctx.ingress_ifindex() as u32;
-    observe(&ctx, &pkt, ifindex, DIR_INGRESS, pkt.len as u64, None);
-    xdp_action::XDP_PASS
+    // XDP applies pass and drop only: an XDP redirect to a veth is dropped unless the target's
+    // peer runs XDP, and loses CHECKSUM_PARTIAL, so user space refuses such rules on XDP hooks.
+    if observe(&ctx, &pkt, ifindex, DIR_INGRESS, pkt.len as u64, None).action == action::DROP {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
 }
 
 #[classifier]
 pub fn netpath_tc_in(ctx: TcContext) -> i32 {
-    tc_observe(&ctx, DIR_INGRESS);
-    // TCX_NEXT / TC_ACT_UNSPEC: let the next program (or the stack) decide; netpath observes only.
-    TC_ACT_UNSPEC
+    tc_main(&ctx, DIR_INGRESS)
 }
 
 #[classifier]
 pub fn netpath_tc_out(ctx: TcContext) -> i32 {
-    tc_observe(&ctx, DIR_EGRESS);
-    TC_ACT_UNSPEC
+    tc_main(&ctx, DIR_EGRESS)
 }
+
+#[inline(always)]
+fn tc_main(ctx: &TcContext, dir: u8) -> i32 {
+    let v = tc_observe(ctx, dir);
+    tc_verdict(ctx, dir, v)
+}
+
+/// Apply a rule's action on TC. Without one: TCX_NEXT / TC_ACT_UNSPEC, so the next program (or the
+/// stack) decides; netpath then only observed. Redirects keep the skb, and with it GSO and
+/// checksum offload (unlike an XDP redirect).
+#[inline(always)]
+fn tc_verdict(ctx: &TcContext, dir: u8, v: Verdict) -> i32 {
+    match v.action {
+        action::DROP => TC_ACT_SHOT as i32,
+        // bpf_redirect_peer delivers into the target veth's peer (the pod's namespace) without
+        // a second trip through the stack; it only works from TC ingress.
+        // SAFETY: plain helper calls with an ifindex and no flags.
+        action::REDIRECT if v.peer != 0 && dir == DIR_INGRESS => unsafe { bpf_redirect_peer(v.target, 0) as i32 },
+        action::REDIRECT => unsafe { bpf_redirect(v.target, 0) as i32 },
+        action::MIRROR => {
+            let _ = ctx.clone_redirect(v.target, 0);
+            TC_ACT_UNSPEC
+        }
+        _ => TC_ACT_UNSPEC,
+    }
+}
+
+/// What the rules (or the fast path) decided for a frame.
+#[derive(Clone, Copy)]
+struct Verdict {
+    action: u8,
+    target: u32,
+    peer: u8,
+}
+
+/// No rule matched: observe only.
+const NO_VERDICT: Verdict = Verdict { action: 0xff, target: 0, peer: 0 };
 
 /// The benchmark baseline: what an XDP hook costs with no work at all.
 #[xdp]
@@ -132,7 +195,7 @@ pub fn netpath_xdp_prs(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn tc_observe(ctx: &TcContext, dir: u8) {
+fn tc_observe(ctx: &TcContext, dir: u8) -> Verdict {
     // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed to this program.
     let skb = unsafe { &*ctx.skb.skb };
     let len = skb.len;
@@ -147,7 +210,7 @@ fn tc_observe(ctx: &TcContext, dir: u8) {
         (None, len as u64)
     };
     let pkt = Packet { data: ctx.data(), data_end: ctx.data_end(), len: len as usize };
-    observe(ctx, &pkt, skb.ifindex, dir, wire_len, hw_vlan);
+    observe(ctx, &pkt, skb.ifindex, dir, wire_len, hw_vlan)
 }
 
 #[inline(always)]
@@ -157,8 +220,9 @@ fn min(a: u32, b: u32) -> u32 {
 
 /// `hw_vlan`: (TCI, TPID) of a tag the kernel moved into skb metadata.
 #[inline(always)]
-fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wire_len: u64, hw_vlan: Option<(u16, u16)>) {
-    let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else { return };
+/// Count the frame, emit its events, capture it, and say what the rules decided.
+fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wire_len: u64, hw_vlan: Option<(u16, u16)>) -> Verdict {
+    let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else { return NO_VERDICT };
     // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on it during this program.
     let s = unsafe { &mut *scratch };
     let default_cfg = Config::default();
@@ -192,6 +256,75 @@ fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wi
         }
     }
     capture(ctx, ifindex, dir, class, wire_len, pkt.len() as u32, hw_vlan, &mut now);
+    match NP_RULE_CTL.get(0) {
+        Some(ctl) if ctl.count != 0 || ctl.fastpath != 0 => {}
+        _ => return NO_VERDICT,
+    }
+    s.ifindex = ifindex;
+    s.direction = dir;
+    s.class = class;
+    s.wire_len = wire_len;
+    let mac = pkt.bytes::<6>(0).unwrap_or([0; 6]);
+    copy_mac(&mut s.mac, &mac);
+    decide()
+}
+
+/// The first rule that matches (rules are in priority order), else the fast path.
+//
+// It runs last, and reads every fact about the frame back from the scratch map: loaded from map
+// memory they are unknown scalars to the verifier, so the states of all the parser's paths meet
+// here and the rule loop is verified once instead of once per path (inline, with the facts in
+// registers, it exceeded the verifier's million instructions). It is not a tail-called program
+// because on this kernel a TC_ACT_REDIRECT returned by a tail-called program was not carried out,
+// while the same bpf_redirect_peer from the main program was.
+#[inline(never)]
+fn decide() -> Verdict {
+    let Some(ctl) = NP_RULE_CTL.get(0) else { return NO_VERDICT };
+    let Some(s) = NP_SCRATCH.get(0) else { return NO_VERDICT };
+    let (ifindex, dir, class, wire_len, mac) = (s.ifindex, s.direction, s.class, s.wire_len, s.mac);
+    if ctl.count != 0 {
+        let l = s.parsed.flow();
+        let dport = if class == class::TCP || class == class::UDP { l.dport } else { 0 };
+        let p = rule::Packet { ifindex, direction: dir, class, family: l.family, src: &l.src.0, dst: &l.dst.0, dport, dst_mac: &mac };
+        let base = (ctl.bank & 1) * MAX_RULES as u32;
+        for i in 0..MAX_RULES as u32 {
+            if i >= ctl.count {
+                break;
+            }
+            let Some(r) = NP_RULES.get(base + i) else { break };
+            // A redirect or mirror never applies on its own target: a copy sent there would be
+            // seen there again and copied forever.
+            if r.target_ifindex == ifindex && (r.action == action::REDIRECT || r.action == action::MIRROR) {
+                continue;
+            }
+            if rule::matches(r, &p) {
+                if let Some(h) = NP_RULE_HITS.get_ptr_mut(r.id % MAX_RULE_IDS) {
+                    // SAFETY: this CPU's slot.
+                    unsafe {
+                        (*h).packets += 1;
+                        (*h).bytes += wire_len;
+                    }
+                }
+                if r.action != action::PASS {
+                    diag_inc(diag::RULE_ACTIONS);
+                }
+                return Verdict { action: r.action, target: r.target_ifindex, peer: r.peer };
+            }
+        }
+    }
+    // Pod to pod on the fast path's bridge: unicast frames addressed to a known pod MAC go straight
+    // into that pod. ARP and broadcast/multicast (low bit of the first octet) keep using the bridge.
+    if ctl.fastpath != 0 && dir == DIR_INGRESS && class != class::ARP && mac[0] & 1 == 0 {
+        let key = MacKey { mac, _pad: [0; 2] };
+        // SAFETY: a plain lookup.
+        if let Some(t) = unsafe { NP_FASTPATH.get(&key) } {
+            if t.ifindex != ifindex {
+                diag_inc(diag::FASTPATH_REDIRECTED);
+                return Verdict { action: action::REDIRECT, target: t.ifindex, peer: 1 };
+            }
+        }
+    }
+    NO_VERDICT
 }
 
 /// The precise clock (`bpf_ktime_get_ns`), read at most once per frame and only when the frame

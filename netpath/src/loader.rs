@@ -161,7 +161,7 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     if let Some(dir) = &opts.pin_dir {
         ensure_bpffs(dir)?;
         check_pins(dir, opts.flow_table_size)?;
-        pins = maps::ALL.iter().map(|n| (*n, dir.join(n))).collect();
+        pins = pinned_maps().map(|n| (n, dir.join(n))).collect();
         for (name, path) in &pins {
             loader.map_pin_path(*name, path.as_path());
         }
@@ -173,6 +173,11 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     .map_err(|source| Error::Map { what: "opening config map".into(), source })?;
     config.set(0, opts.config, 0).map_err(|source| Error::Map { what: "writing config".into(), source })?;
     Ok(ebpf)
+}
+
+/// Every map netpath pins: counters, events, capture and rules.
+pub fn pinned_maps() -> impl Iterator<Item = &'static str> {
+    maps::ALL.into_iter().chain(netpath_common::rule::MAPS)
 }
 
 /// Remove netpath's pins from `dir` (only the names netpath creates), then the directory if empty.
@@ -192,7 +197,7 @@ pub fn unpin_all(dir: &Path) -> Result<Vec<PathBuf>> {
             removed.push(links);
         }
     }
-    for name in maps::ALL {
+    for name in pinned_maps() {
         let p = dir.join(name);
         match std::fs::remove_file(&p) {
             Ok(()) => removed.push(p),
