@@ -418,8 +418,10 @@ pub mod diag {
     pub const EVENTS_LOST: u32 = 6;
     /// Events the per-CPU rate limit suppressed (never emitted).
     pub const EVENTS_SUPPRESSED: u32 = 7;
-    /// Capture records the perf buffer refused (full).
+    /// Capture records lost to a full perf buffer, as the reader (`netpath capture`) saw them:
+    /// aya's perf output() does not return the helper's error, so the kernel cannot count them.
     pub const CAPTURE_LOST: u32 = 8;
+    /// Capture copies the datapath attempted.
     pub const CAPTURED: u32 = 9;
     /// Events user space read from the ring buffer (written by the daemon, so it survives
     /// restarts like the kernel's counts do).

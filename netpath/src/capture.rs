@@ -801,6 +801,13 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     }
     drop(armed);
     restore?;
+    // The kernel cannot see a full perf buffer (aya's output() drops the helper's result); the
+    // reader can: add what it lost to the pinned counter `netpath status` and the metrics report.
+    if col.lost > 0 {
+        if let Err(e) = crate::maps::Maps::open_pinned(&args.pin_dir).and_then(|mut m| m.add_diag(netpath_common::diag::CAPTURE_LOST, col.lost)) {
+            eprintln!("netpath capture: recording {} lost packets: {e}", col.lost);
+        }
+    }
     let why = match stop {
         Stop::Count => "count reached",
         Stop::Duration => "duration elapsed",

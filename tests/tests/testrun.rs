@@ -184,3 +184,26 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
     dp.hook("xdp", &arp_frame[..20]);
     assert_eq!(dp.maps.diag().unwrap()[diag::EVENTS_EMITTED as usize], emitted + 1);
 }
+
+/// The per-packet path has no calls into compiler-builtin byte loops (memset/memmove/memcpy):
+/// the BPF backend lowers align-1 copies and zeroing to them, and they tripled the parser's
+/// cost once. Any new struct assignment on the datapath that brings them back fails here.
+#[test]
+fn bpf_datapath_has_no_byte_loop_calls() {
+    require_root();
+    let dp = Datapath::load(64);
+    for name in [
+        netpath::loader::PROG_XDP,
+        netpath::loader::PROG_TC_INGRESS,
+        netpath::loader::PROG_TC_EGRESS,
+        netpath::loader::PROG_XDP_PARSE_ONLY,
+    ] {
+        let id = dp.ebpf.program(name).unwrap().info().unwrap().id();
+        let out = std::process::Command::new("bpftool").args(["prog", "dump", "xlated", "id", &id.to_string()]).output().unwrap();
+        assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.lines().count() > 50, "{name}: no program text?");
+        let calls: Vec<&str> = text.lines().filter(|l| l.contains("call") && (l.contains("memset") || l.contains("memmove") || l.contains("memcpy"))).collect();
+        assert!(calls.is_empty(), "{name} calls byte loops:\n{}", calls.join("\n"));
+    }
+}
