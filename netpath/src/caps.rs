@@ -35,6 +35,11 @@ pub fn require_read() -> Result<()> {
     require(&[(CAP_BPF, "CAP_BPF")])
 }
 
+/// Reading pins and opening per-CPU perf event buffers (capture): CAP_BPF and CAP_PERFMON.
+pub fn require_capture() -> Result<()> {
+    require(&[(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")])
+}
+
 fn require(needed: &[(u32, &'static str)]) -> Result<()> {
     let caps = effective().unwrap_or(0);
     let missing = missing_from(caps, needed);

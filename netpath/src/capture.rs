@@ -681,7 +681,7 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         return Err(Error::BadArgument("--duration must be longer than 0".into()));
     }
     let snaplen = if args.snaplen == 0 { DEFAULT_SNAPLEN } else { args.snaplen };
-    require_caps()?;
+    caps::require_capture()?;
     if !args.pin_dir.join(maps::CAPTURE).exists() {
         return Err(Error::NotRunning { dir: args.pin_dir.clone() });
     }
@@ -824,21 +824,6 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         eprintln!("netpath capture: {} records ignored (another interface, or too short to decode)", col.ignored);
     }
     Ok(())
-}
-
-/// Reading the pins needs CAP_BPF, opening per-CPU perf events CAP_PERFMON.
-fn require_caps() -> Result<()> {
-    caps::require_read()?;
-    let eff = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("CapEff:")).and_then(|l| u64::from_str_radix(l["CapEff:".len()..].trim(), 16).ok()))
-        .unwrap_or(0);
-    let missing = caps::missing_from(eff, &[(caps::CAP_PERFMON, "CAP_PERFMON")]);
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Privileges { missing: missing.join(", ") })
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use crate::{
     maps::Maps,
     metrics::{MetricsOptions, MetricsServer},
     netlink::{self, LinkEvent, LinkInfo, Netlink, NetnsName},
-    netns, report,
+    netns,
+    node::Owner,
+    report,
     rules::{self, RuleRow, RuleSpec, RuleTable},
     select,
     stats::{self, StatRow},
@@ -40,14 +42,6 @@ use tokio::signal::unix::{signal, SignalKind};
 pub const FLOW_IDLE: Duration = Duration::from_secs(30);
 /// How often the flow table is compared with the previous scan (aged and evicted flows).
 const AGE_SCAN: Duration = Duration::from_secs(5);
-
-/// Who lives behind an interface: the namespace its veth peer is in, and the pod, if known.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Owner {
-    pub netns: Option<String>,
-    pub pod: Option<String>,
-    pub pod_namespace: Option<String>,
-}
 
 /// Events read by this daemon (delivered ones are flushed to the pinned diag map on every tick,
 /// so the count survives restarts like the kernel's emitted/lost counts).
@@ -118,7 +112,7 @@ impl Shared {
         let mut rows = stats::rows(&counters, |i| view.name(i));
         for r in &mut rows {
             let o = view.owner(r.ifindex);
-            (r.netns, r.pod, r.pod_namespace) = (o.netns, o.pod, o.pod_namespace);
+            r.owner = o;
         }
         Ok(rows)
     }
@@ -132,7 +126,7 @@ impl Shared {
             .map(|(k, v)| {
                 let mut r = flows::row(k, v, view.name(k.ifindex), &clock);
                 let o = view.owner(k.ifindex);
-                (r.netns, r.pod, r.pod_namespace) = (o.netns, o.pod, o.pod_namespace);
+                r.owner = o;
                 r
             })
             .collect();
@@ -147,7 +141,7 @@ impl Shared {
                 r.iface = view.name(r.ifindex);
             }
             let o = view.owner(r.ifindex);
-            (r.netns, r.pod, r.pod_namespace) = (o.netns, o.pod, o.pod_namespace);
+            r.owner = o;
         }
         if let Some(k) = kind::from_name(&r.kind) {
             self.event_counts.lock().unwrap().by_kind[k as usize] += 1;
@@ -332,7 +326,7 @@ impl rules::Resolver for ViewResolver<'_> {
         if let Some(l) = view.links.values().find(|l| l.name == name) {
             return Ok(l.ifindex);
         }
-        if let Some(l) = view.links.values().find(|l| crate::events::pod_matches(name, &owner_row(&view.owner(l.ifindex)))) {
+        if let Some(l) = view.links.values().find(|l| view.owner(l.ifindex).matches(name)) {
             return Ok(l.ifindex);
         }
         Err(Error::UnknownInterface {
@@ -353,10 +347,6 @@ impl rules::Resolver for ViewResolver<'_> {
             .get(&ifindex)
             .is_some_and(|a| matches!(a.mode, crate::attach::Mode::Xdp | crate::attach::Mode::XdpGeneric))
     }
-}
-
-fn owner_row(o: &Owner) -> EventRow {
-    EventRow { netns: o.netns.clone(), pod: o.pod.clone(), pod_namespace: o.pod_namespace.clone(), ..EventRow::default() }
 }
 
 impl Shared {

@@ -28,12 +28,9 @@ pub struct EventRow {
     pub iface: String,
     pub ifindex: u32,
     pub direction: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_namespace: Option<String>,
+    /// The namespace and pod behind the interface (`netns`, `pod`, `pod_namespace`).
+    #[serde(flatten)]
+    pub owner: crate::node::Owner,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -391,27 +388,14 @@ impl EventFilter {
     pub fn matches(&self, r: &EventRow) -> bool {
         self.iface.as_deref().is_none_or(|i| r.iface == i)
             && self.kinds.is_empty().then_some(true).unwrap_or_else(|| self.kinds.iter().any(|k| *k == r.kind))
-            && self.pod.as_deref().is_none_or(|p| pod_matches(p, r))
+            && self.pod.as_deref().is_none_or(|p| r.owner.matches(p))
     }
-}
-
-/// `--pod` accepts a pod name, `namespace/name`, or the name of the netns behind the veth.
-pub fn pod_matches(want: &str, r: &EventRow) -> bool {
-    let full = match (&r.pod_namespace, &r.pod) {
-        (Some(ns), Some(p)) => Some(format!("{ns}/{p}")),
-        _ => None,
-    };
-    r.pod.as_deref() == Some(want) || full.as_deref() == Some(want) || r.netns.as_deref() == Some(want)
 }
 
 /// tcpdump-like text: `12:00:01.123456 veth3a1f0c2e (default/tea) ARP who-has 10.244.0.3 tell 10.244.0.2`.
 pub fn text(r: &EventRow) -> String {
     let t = r.time.split('T').nth(1).map(|t| t.trim_end_matches('Z')).unwrap_or(&r.time);
-    let who = match (&r.pod_namespace, &r.pod, &r.netns) {
-        (Some(ns), Some(p), _) => format!(" ({ns}/{p})"),
-        (_, _, Some(n)) => format!(" ({n})"),
-        _ => String::new(),
-    };
+    let who = r.owner.suffix();
     let dir = if r.direction == "ingress" { "in" } else { "out" };
     let mut s = format!("{t} {}{who} {dir} ", r.iface);
     let ep = |a: &Option<String>, p: Option<u16>| match (a, p) {
@@ -615,8 +599,8 @@ mod tests {
         e.arp_sha = [2, 0, 0, 0, 0, 2];
         let mut r = decode(&e, &Clock::now());
         r.iface = "veth3a1f0c2e".into();
-        r.pod = Some("tea-6fb46d".into());
-        r.pod_namespace = Some("default".into());
+        r.owner.pod = Some("tea-6fb46d".into());
+        r.owner.pod_namespace = Some("default".into());
         assert_eq!(r.arp_op.as_deref(), Some("request"));
         let t = text(&r);
         assert!(t.contains("veth3a1f0c2e (default/tea-6fb46d)") && t.ends_with("ARP who-has 10.244.0.3 tell 10.244.0.2"), "{t}");

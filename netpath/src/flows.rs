@@ -1,4 +1,5 @@
 //! Flows as rows: filtering, sorting and the JSON contract of `netpath flows`.
+use crate::node::Owner;
 use netpath_common::{
     class,
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
@@ -35,14 +36,9 @@ pub struct FlowRow {
     pub last_seen: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arp_op: Option<String>,
-    /// Network namespace of the veth peer behind this interface, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<String>,
-    /// Kubernetes pod behind this interface (from the CRI runtime), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_namespace: Option<String>,
+    /// The namespace and pod behind the interface (`netns`, `pod`, `pod_namespace`), when known.
+    #[serde(flatten)]
+    pub owner: Owner,
 
     /// Not part of the JSON: recomputed by the reader when it needs it.
     #[serde(skip)]
@@ -165,9 +161,7 @@ pub fn row(k: &FlowKey, v: &FlowValue, iface: String, clock: &Clock) -> FlowRow 
             .to_string()
         }),
         class: class_of(k),
-        netns: None,
-        pod: None,
-        pod_namespace: None,
+        owner: Owner::default(),
     }
 }
 
@@ -217,11 +211,7 @@ pub fn table(rows: &[FlowRow]) -> String {
             (Some(a), Some(b)) => format!("{a} > {b}"),
             _ => String::new(),
         };
-        let iface = match (&r.pod_namespace, &r.pod, &r.netns) {
-            (Some(ns), Some(p), _) => format!("{} ({ns}/{p})", r.iface),
-            (_, _, Some(n)) => format!("{} ({n})", r.iface),
-            _ => r.iface.clone(),
-        };
+        let iface = format!("{}{}", r.iface, r.owner.suffix());
         let _ = writeln!(
             s,
             "{:<14} {:<7} {:<6} {:<44} {:<44} {:>5} {:>4} {:>10} {:>12} {:<6} {}",

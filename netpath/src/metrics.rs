@@ -135,7 +135,7 @@ struct IfaceLabels {
 
 impl IfaceLabels {
     fn of(r: &StatRow) -> IfaceLabels {
-        let (pod, namespace) = owner(&r.pod, &r.pod_namespace, &r.netns);
+        let (pod, namespace) = owner(&r.owner);
         IfaceLabels { iface: r.iface.clone(), direction: r.direction.clone(), class: r.class.clone(), pod, namespace }
     }
 
@@ -167,7 +167,7 @@ struct FlowLabels {
 
 impl FlowLabels {
     fn of(r: &FlowRow) -> FlowLabels {
-        let (pod, namespace) = owner(&r.pod, &r.pod_namespace, &r.netns);
+        let (pod, namespace) = owner(&r.owner);
         FlowLabels {
             iface: r.iface.clone(),
             direction: r.direction.clone(),
@@ -235,10 +235,10 @@ impl FlowId {
 }
 
 /// `pod`, `namespace` label values: the CRI pod when known, else the peer's netns name.
-fn owner(pod: &Option<String>, pod_namespace: &Option<String>, netns: &Option<String>) -> (String, String) {
-    match pod {
-        Some(p) => (p.clone(), pod_namespace.clone().unwrap_or_default()),
-        None => (netns.clone().unwrap_or_default(), String::new()),
+fn owner(o: &crate::node::Owner) -> (String, String) {
+    match &o.pod {
+        Some(p) => (p.clone(), o.pod_namespace.clone().unwrap_or_default()),
+        None => (o.netns.clone().unwrap_or_default(), String::new()),
     }
 }
 
@@ -808,9 +808,11 @@ mod tests {
             class: class.into(),
             packets,
             bytes: packets * 100,
-            netns: netns.map(String::from),
-            pod: pod.map(|p| p.1.to_string()),
-            pod_namespace: pod.map(|p| p.0.to_string()),
+            owner: crate::node::Owner {
+                netns: netns.map(String::from),
+                pod: pod.map(|p| p.1.to_string()),
+                pod_namespace: pod.map(|p| p.0.to_string()),
+            },
         }
     }
 
@@ -837,9 +839,7 @@ mod tests {
             first_seen: String::new(),
             last_seen: String::new(),
             arp_op: None,
-            netns: Some("np-n1-pod-a".into()),
-            pod: None,
-            pod_namespace: None,
+            owner: crate::node::Owner { netns: Some("np-n1-pod-a".into()), ..Default::default() },
             class: netpath_common::class::TCP,
         }
     }
@@ -1058,8 +1058,8 @@ mod tests {
         assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(3)).unwrap(), ul0), Some(12.0));
         // The same interface under another pod name: a new series from its full value.
         let pod_b = r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="b",namespace="ns"}"#;
-        f.stats.lock().unwrap()[0].pod = Some("b".into());
-        f.stats.lock().unwrap()[0].pod_namespace = Some("ns".into());
+        f.stats.lock().unwrap()[0].owner.pod = Some("b".into());
+        f.stats.lock().unwrap()[0].owner.pod_namespace = Some("ns".into());
         assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(4)).unwrap(), pod_b), Some(3.0));
         // A flow evicted and re-created: its new bytes add to the series.
         let fl = r#"netpath_flow_bytes_total{iface="vethaaaa",direction="ingress",family="ipv4",src="10.244.0.2",dst="10.244.1.2",proto="tcp",dport="80",vni="0",pod="np-n1-pod-a",namespace=""}"#;
@@ -1076,7 +1076,7 @@ mod tests {
     #[test]
     fn odd_label_values_are_escaped_and_promtool_clean() {
         let f = fake();
-        f.stats.lock().unwrap()[1].pod = Some("we\"ird\\pod\nname".into());
+        f.stats.lock().unwrap()[1].owner.pod = Some("we\"ird\\pod\nname".into());
         f.status.lock().unwrap()["daemon"]["programs"] = serde_json::json!([{ "program": "p", "hook": "xdp", "id": null }]);
         let mut e = Exporter::new(MetricsOptions::default());
         let t = e.render(&f, false, Instant::now()).unwrap();

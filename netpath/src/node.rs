@@ -3,7 +3,6 @@
 //! matching of `ip link` peer indexes across namespaces.
 use crate::{
     attach::{current_xdp, Mode, TcHook},
-    daemon::Owner,
     loader::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     netlink::LinkInfo,
 };
@@ -11,6 +10,38 @@ use aya::{
     programs::{SchedClassifier, TcAttachType},
     Ebpf,
 };
+
+/// Who lives behind an interface: the network namespace its veth peer is in, and the Kubernetes
+/// pod (from the CRI runtime) when known. Flattened into stats, flow and event rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+}
+
+impl Owner {
+    /// ` (namespace/pod)`, ` (netns)` or nothing: what follows an interface name for people.
+    pub fn suffix(&self) -> String {
+        match (&self.pod_namespace, &self.pod, &self.netns) {
+            (Some(ns), Some(p), _) => format!(" ({ns}/{p})"),
+            (_, _, Some(n)) => format!(" ({n})"),
+            _ => String::new(),
+        }
+    }
+
+    /// `--pod` accepts a pod name, `namespace/name`, or the name of the netns behind the veth.
+    pub fn matches(&self, want: &str) -> bool {
+        let full = match (&self.pod_namespace, &self.pod) {
+            (Some(ns), Some(p)) => Some(format!("{ns}/{p}")),
+            _ => None,
+        };
+        self.pod.as_deref() == Some(want) || full.as_deref() == Some(want) || self.netns.as_deref() == Some(want)
+    }
+}
 
 /// Ids of netpath's loaded programs, for `status` and `ifaces`.
 pub fn program_ids(ebpf: &Ebpf) -> Vec<serde_json::Value> {

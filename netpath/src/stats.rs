@@ -1,4 +1,5 @@
 //! Per-interface, per-direction, per-class counters as rows, tables and JSON.
+use crate::node::Owner;
 use netpath_common::{class, IfaceCounters, IfaceKey, DIRECTIONS};
 use std::fmt::Write as _;
 
@@ -11,14 +12,9 @@ pub struct StatRow {
     pub class: String,
     pub packets: u64,
     pub bytes: u64,
-    /// Network namespace of the veth peer behind this interface, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netns: Option<String>,
-    /// Kubernetes pod behind this interface (from the CRI runtime), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_namespace: Option<String>,
+    /// The namespace and pod behind the interface (`netns`, `pod`, `pod_namespace`), when known.
+    #[serde(flatten)]
+    pub owner: Owner,
 }
 
 /// Rows for every non-zero class of every interface.
@@ -37,9 +33,7 @@ pub fn rows(counters: &[(IfaceKey, IfaceCounters)], name_of: impl Fn(u32) -> Str
                 class: class::name(i as u8).into(),
                 packets: counter.packets,
                 bytes: counter.bytes,
-                netns: None,
-                pod: None,
-                pod_namespace: None,
+                owner: Owner::default(),
             });
         }
     }
@@ -53,11 +47,7 @@ pub fn table(rows: &[StatRow]) -> String {
     let mut lines: BTreeMap<(u32, usize), (String, [u64; class::COUNT], u64)> = BTreeMap::new();
     for r in rows {
         let dir = DIRECTIONS.iter().position(|d| *d == r.direction).unwrap_or(DIRECTIONS.len());
-        let name = match (&r.pod_namespace, &r.pod, &r.netns) {
-            (Some(ns), Some(p), _) => format!("{} ({ns}/{p})", r.iface),
-            (_, _, Some(n)) => format!("{} ({n})", r.iface),
-            _ => r.iface.clone(),
-        };
+        let name = format!("{}{}", r.iface, r.owner.suffix());
         let e = lines.entry((r.ifindex, dir)).or_insert_with(|| (name, [0; class::COUNT], 0));
         if let Some(c) = class::from_name(&r.class) {
             e.1[c as usize] += r.packets;
@@ -105,9 +95,7 @@ mod tests {
                 class: "icmp".into(),
                 packets: 3,
                 bytes: 294,
-                netns: None,
-                pod: None,
-                pod_namespace: None
+                owner: Owner::default(),
             }
         );
         assert_eq!(r[1].class, "vxlan");

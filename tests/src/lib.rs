@@ -351,3 +351,23 @@ impl Drop for Watch {
         let _ = self.child.wait();
     }
 }
+
+/// Tears a lab down when the test ends, including by panic.
+pub struct LabGuard(pub netpath::lab::Lab);
+
+impl LabGuard {
+    /// A private lab (`tag` + a unique suffix), brought up.
+    pub fn up(tag: &str) -> LabGuard {
+        let g = LabGuard(netpath::lab::Lab::new(&unique(tag)));
+        g.0.up().expect("lab up");
+        g
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.down() {
+            eprintln!("cleaning up lab '{}': {e}", self.0.prefix);
+        }
+    }
+}

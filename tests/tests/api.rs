@@ -52,9 +52,7 @@ fn stat_row() -> StatRow {
         class: "icmp".into(),
         packets: 5,
         bytes: 490,
-        netns: Some("cni-0a1b".into()),
-        pod: Some("web-1".into()),
-        pod_namespace: Some("default".into()),
+        owner: netpath::node::Owner { netns: Some("cni-0a1b".into()), pod: Some("web-1".into()), pod_namespace: Some("default".into()) },
     }
 }
 
@@ -81,9 +79,7 @@ fn flow_row(proto: &str, bytes: u64) -> FlowRow {
         first_seen: "2024-01-01T00:00:00.000000Z".into(),
         last_seen: "2024-01-01T00:00:01.000000Z".into(),
         arp_op: None,
-        netns: None,
-        pod: None,
-        pod_namespace: None,
+        owner: Default::default(),
         class: if proto == "tcp" { class::TCP } else { class::UDP },
     }
 }

@@ -7,14 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-struct LabGuard(Lab);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = self.0.down();
-    }
-}
-
 fn in_pod(netns: &str, args: &[&str]) -> std::process::Output {
     Command::new("ip").args(["netns", "exec", netns]).args(args).output().expect("ip netns exec")
 }

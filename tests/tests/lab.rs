@@ -4,23 +4,13 @@
 //! tests can run in parallel and never touch a developer's `np` lab; a Drop guard removes it even
 //! when an assertion fails.
 use netpath::lab::{Lab, TrafficOpts};
+use netpath_tests::LabGuard;
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
-
-/// Tears the lab down when the test ends, including by panic.
-struct LabGuard(Lab);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.down() {
-            eprintln!("cleaning up lab '{}': {e}", self.0.prefix);
-        }
-    }
-}
 
 fn require_root() {
     let uid = Command::new("id").arg("-u").output().expect("run `id -u`");

@@ -4,14 +4,6 @@
 use netpath::lab::Lab;
 use netpath_tests::*;
 
-struct LabGuard(Lab);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = self.0.down();
-    }
-}
-
 fn find<'a>(flows: &'a serde_json::Value, pred: impl Fn(&serde_json::Value) -> bool) -> Option<&'a serde_json::Value> {
     flows.as_array().unwrap().iter().find(|f| pred(f))
 }

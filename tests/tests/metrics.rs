@@ -16,14 +16,6 @@ use std::{
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
 
-struct LabGuard(Lab);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = self.0.down();
-    }
-}
-
 /// A directory removed on drop.
 struct TempDir(PathBuf);
 
