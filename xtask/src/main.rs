@@ -137,6 +137,32 @@ fn test(filter: Option<String>) -> Result<()> {
     run_checked(c)
 }
 
+/// Install the Debian packages a benchmark drives, when missing (a fresh machine has none).
+fn ensure_debs(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run_checked({
+        let mut c = Command::new("apt-get");
+        c.args(["update", "-qq"]);
+        c
+    })?;
+    let mut c = Command::new("apt-get");
+    c.args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
+    run_checked(c)
+}
+
 fn bench(args: &[String]) -> Result<()> {
     let netpath = build(true)?;
     let tools = tools::ensure()?;
@@ -144,8 +170,14 @@ fn bench(args: &[String]) -> Result<()> {
     // `bench fastpath` is its own binary (it builds a lab, iptables rules and traffic); every
     // other suite is netpath-bench's.
     let (bin, rest) = match args.first().map(String::as_str) {
-        Some("fastpath") => ("netpath-fastpath-bench", &args[1..]),
-        _ => ("netpath-bench", args),
+        Some("fastpath") => {
+            ensure_debs(&["iperf3", "sockperf", "iptables", "iproute2", "bpftool"])?;
+            ("netpath-fastpath-bench", &args[1..])
+        }
+        _ => {
+            ensure_debs(&["iproute2", "bpftool"])?;
+            ("netpath-bench", args)
+        }
     };
     let mut c = tools::cargo(&tools);
     c.args(["run", "--release", "--package", "netpath-tests", "--bin", bin, "--"])
