@@ -337,13 +337,22 @@ struct CaptureLock {
     _fd: OwnedFd,
 }
 
-fn flock_nb(fd: &OwnedFd) -> std::io::Result<()> {
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+/// Non-blocking exclusive flock. A held lock is retried for ~100 ms: the daemon takes it for a
+/// moment every few seconds to check for an abandoned capture, which must not look like a capture.
+fn flock_nb(fd: &OwnedFd, retry: bool) -> std::io::Result<()> {
+    let attempts = if retry { 5 } else { 1 };
+    for attempt in 0..attempts {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) || attempt + 1 == attempts {
+            return Err(e);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
     }
+    unreachable!("the loop returns")
 }
 
 /// The pid holding a flock on `path`, from /proc/locks (best effort).
@@ -359,10 +368,11 @@ fn lock_holder(path: &Path) -> Option<u32> {
 }
 
 impl CaptureLock {
-    fn acquire(pin_dir: &Path) -> Result<CaptureLock> {
+    /// `retry`: wait out a momentary holder (the daemon's check) instead of failing at once.
+    fn acquire(pin_dir: &Path, retry: bool) -> Result<CaptureLock> {
         let dir = File::open(pin_dir).map_err(|e| Error::Other(format!("opening {}: {e}", pin_dir.display())))?;
         let fd = OwnedFd::from(dir);
-        let (fd, path) = match flock_nb(&fd) {
+        let (fd, path) = match flock_nb(&fd, retry) {
             Ok(()) => return Ok(CaptureLock { _fd: fd }),
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => (fd, pin_dir.to_path_buf()),
             Err(_) => {
@@ -377,7 +387,7 @@ impl CaptureLock {
                     .open(&path)
                     .map_err(|e| Error::Other(format!("opening {}: {e}", path.display())))?;
                 let fd = OwnedFd::from(f);
-                match flock_nb(&fd) {
+                match flock_nb(&fd, retry) {
                     Ok(()) => return Ok(CaptureLock { _fd: fd }),
                     Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => (fd, path),
                     Err(e) => return Err(Error::Other(format!("locking {}: {e}", path.display()))),
@@ -392,6 +402,19 @@ impl CaptureLock {
             pin_dir.display()
         )))
     }
+}
+
+/// Switch off a capture left armed by a `netpath capture` that died without cleaning up (SIGKILL):
+/// if no capture holds the lock, the filter must be off. The daemon calls this now and then, so an
+/// abandoned capture does not make every frame pay for a copy nobody reads. Returns whether it
+/// reset anything.
+pub fn reset_abandoned(pin_dir: &Path) -> Result<bool> {
+    let Ok(_lock) = CaptureLock::acquire(pin_dir, false) else { return Ok(false) };
+    let mut ctl = Control {
+        cfg: open_pinned(pin_dir, maps::CAPTURE_CFG)?.try_into().map_err(map_err("NP_CAPTURE_CFG".into()))?,
+        ifaces: open_pinned(pin_dir, maps::CAPTURE_IFACES)?.try_into().map_err(map_err("NP_CAPTURE_IFACES".into()))?,
+    };
+    ctl.reset_stale()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -697,7 +720,7 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     }
 
     // From here on we change things: lock, reset, open buffers, create the file, arm.
-    let _lock = CaptureLock::acquire(&args.pin_dir)?;
+    let _lock = CaptureLock::acquire(&args.pin_dir, true)?;
     let mut ctl = Control {
         cfg: Array::try_from(open_pinned(&args.pin_dir, maps::CAPTURE_CFG)?).map_err(map_err(maps::CAPTURE_CFG.into()))?,
         ifaces: HashMap::try_from(open_pinned(&args.pin_dir, maps::CAPTURE_IFACES)?).map_err(map_err(maps::CAPTURE_IFACES.into()))?,

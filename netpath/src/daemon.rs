@@ -810,6 +810,13 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
             }
             _ = tokio::time::sleep_until(next_age) => {
                 d.age_flows();
+                if !d.cfg.no_pin {
+                    match crate::capture::reset_abandoned(&d.cfg.pin_dir) {
+                        Ok(true) => eprintln!("netpath: switched off a capture whose `netpath capture` had died"),
+                        Ok(false) => {}
+                        Err(e) => eprintln!("netpath: checking for an abandoned capture: {e}"),
+                    }
+                }
                 next_age += AGE_SCAN;
             }
             _ = sighup.recv() => d.reload(),
