@@ -299,17 +299,9 @@ pub fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
     for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
         tc_prog(ebpf, name)?.load().map_err(|source| Error::Program { what: format!("loading {name}"), source })?;
     }
-    for name in [PROG_XDP] {
-        let p: &mut Xdp = ebpf
-            .program_mut(name)
-            .ok_or_else(|| Error::BadArgument(format!("program {name} missing from the eBPF object")))?
-            .try_into()
-            .map_err(|source| Error::Program { what: format!("program {name}"), source })?;
-        p.load().map_err(|source| Error::Program { what: format!("loading {name}"), source })?;
-    }
+    xdp_prog(ebpf)?.load().map_err(|source| Error::Program { what: format!("loading {PROG_XDP}"), source })?;
     Ok(())
 }
-
 
 fn tc_prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
     ebpf.program_mut(name)
