@@ -118,8 +118,24 @@ impl Shared {
     }
 
     pub fn flow_rows(&self, filter: &Filter) -> Result<Vec<FlowRow>> {
-        let all = self.maps.lock().unwrap().flows()?;
+        let mut all = self.maps.lock().unwrap().flows()?;
         let view = self.view.lock().unwrap();
+        // With `top`, choose on the raw entries first: building (and sorting) a row for each of
+        // 100k flows to keep 100 cost a scrape hundreds of milliseconds.
+        if let Some(n) = filter.top {
+            all.retain(|(k, _)| {
+                filter.class.is_none_or(|c| flows::class_of(k) == c) && filter.iface.as_deref().is_none_or(|i| view.name(k.ifindex) == i)
+            });
+            let by = filter.sort.unwrap_or(flows::SortBy::Bytes);
+            let weight = |v: &netpath_common::FlowValue| match by {
+                flows::SortBy::Bytes => (v.bytes, v.packets),
+                flows::SortBy::Packets => (v.packets, v.bytes),
+            };
+            if all.len() > n {
+                all.select_nth_unstable_by(n - 1, |a, b| weight(&b.1).cmp(&weight(&a.1)));
+                all.truncate(n);
+            }
+        }
         let clock = Clock::now();
         let rows = all
             .iter()
@@ -413,36 +429,39 @@ async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
         }
     };
     let mut deriver = Deriver::default();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // The datapath wakes us only once a batch is pending (BPF_RB_NO_WAKEUP below a threshold), so
+    // the ring is also drained on this timer: an event waits at most this long.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let drain = |rb: &mut RingBuf<MapData>, deriver: &mut Deriver| {
+        let clock = Clock::now();
+        let mut rows = Vec::new();
+        while let Some(item) = rb.next() {
+            if item.len() < std::mem::size_of::<Event>() {
+                continue;
+            }
+            // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.
+            let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            rows.push(decode(&e, &clock));
+        }
+        shared.event_counts.lock().unwrap().unflushed_delivered += rows.len() as u64;
+        let now = Instant::now();
+        for r in rows {
+            let derived = deriver.feed(&r, now);
+            shared.publish(r);
+            derived.into_iter().for_each(|d| shared.publish(d));
+        }
+        for r in deriver.tick(now) {
+            shared.publish(r);
+        }
+    };
     loop {
         tokio::select! {
             guard = afd.readable_mut() => {
                 let Ok(mut guard) = guard else { return };
-                let clock = Clock::now();
-                let mut rows = Vec::new();
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    if item.len() < std::mem::size_of::<Event>() {
-                        continue;
-                    }
-                    // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.
-                    let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-                    rows.push(decode(&e, &clock));
-                }
+                drain(guard.get_inner_mut(), &mut deriver);
                 guard.clear_ready();
-                shared.event_counts.lock().unwrap().unflushed_delivered += rows.len() as u64;
-                let now = Instant::now();
-                for r in rows {
-                    let derived = deriver.feed(&r, now);
-                    shared.publish(r);
-                    derived.into_iter().for_each(|d| shared.publish(d));
-                }
             }
-            _ = tick.tick() => {
-                for r in deriver.tick(Instant::now()) {
-                    shared.publish(r);
-                }
-            }
+            _ = tick.tick() => drain(afd.get_mut(), &mut deriver),
         }
     }
 }

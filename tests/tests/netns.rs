@@ -29,6 +29,14 @@ fn netns_tc_counts_real_ping_exactly_and_detaches() {
         "{flows}"
     );
     assert!(f.iter().any(|r| r["src"] == PAIR_B_IP && r["icmp_type"] == 0 && r["packets"] == 5), "{flows}");
+    // The daemon picks the top N from the raw table: the heaviest flows, whatever else is there.
+    let top = netpath_json(&["flows", "--socket", pins.sock(), "--top", "2", "--sort", "packets"]);
+    let top = top.as_array().unwrap();
+    assert_eq!(top.len(), 2, "{top:?}");
+    assert!(top.iter().all(|r| r["proto"] == "icmp" && r["packets"] == 5), "{top:?}");
+    let one = netpath_json(&["flows", "--socket", pins.sock(), "--top", "1", "--class", "arp"]);
+    assert_eq!(one.as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one[0]["proto"], "arp", "{one}");
     assert!(d.stop().success());
     assert_eq!(netpath_progs_on(&pair.a, "veth-a"), Vec::<String>::new(), "programs left attached after SIGINT");
 }
