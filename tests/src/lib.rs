@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod benchenv;
 pub mod fake_cri;
 pub mod testrun;
 

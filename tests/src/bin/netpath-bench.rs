@@ -12,6 +12,7 @@
 //! suite, besides the steady-state figures (large repeat), reports the same programs run one frame
 //! per call (the per-call overhead included), and, via bpftool, how many calls to the byte-loop
 //! memset/memmove/memcpy subprograms each loaded program contains (0 is the target).
+use netpath_tests::benchenv::{kernel_version, cpu_model, loadavg, online_cpus, utc_now, out_dir};
 use anyhow::{bail, Context as _, Result};
 use netpath::loader::{PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY};
 use netpath_common::{
@@ -30,7 +31,7 @@ use std::{
     path::PathBuf,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 const SUITES: [&str; 5] = ["testrun", "daemon", "events", "metrics", "all"];
@@ -611,34 +612,9 @@ fn bench_scaling(opts: &Opts) -> Result<Vec<LevelResult>> {
 // ---------------------------------------------------------------------------------------------
 // Environment
 
-fn kernel_version() -> String {
-    // SAFETY: utsname is plain data; uname fills it.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a utsname.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return "unknown".into();
-    }
-    let field = |f: &[libc::c_char]| {
-        let b: Vec<u8> = f.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
-        String::from_utf8_lossy(&b).into_owned()
-    };
-    format!("{} {} {}", field(&u.sysname), field(&u.release), field(&u.machine))
-}
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
-}
 
-fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
 
 /// Pin this thread to the last CPU: every TEST_RUN then runs on the same CPU (and the same per-CPU
 /// slots of the maps), away from CPU 0, which takes most device interrupts.
@@ -659,21 +635,6 @@ fn pin_to_last_cpu() -> Option<usize> {
     (unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) } == 0).then_some(cpu)
 }
 
-/// UTC now as RFC 3339 (civil-from-days, H. Hinnant).
-fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
 
 /// The commit measured, and whether the datapath sources (eBPF program, shared parser) differ
 /// from it: a benchmark of uncommitted datapath code should say so.
@@ -693,9 +654,6 @@ fn source_state() -> (Option<String>, Option<bool>) {
     (commit, dirty)
 }
 
-fn out_dir() -> PathBuf {
-    std::env::var_os("NETPATH_BENCH_OUT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/bench"))
-}
 
 // ---------------------------------------------------------------------------------------------
 // The suite

@@ -29,6 +29,7 @@
 //! take half of the test CPU whatever the tools' own nice level.
 //!
 //! Results go to stdout and to `$NETPATH_BENCH_OUT/fastpath.json` (default `target/bench`).
+use netpath_tests::benchenv::{kernel_version, cpu_model, loadavg, online_cpus, utc_now, out_dir};
 use anyhow::{anyhow, bail, Context as _, Result};
 use netpath::lab::{Lab, PodInfo};
 use netpath_tests::{in_netns, netpath, Daemon, PinDir};
@@ -36,13 +37,12 @@ use serde_json::{json, Value};
 use std::{
     fmt::Write as _,
     os::{fd::AsRawFd, unix::process::CommandExt},
-    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Barrier,
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1397,50 +1397,10 @@ fn min_max(v: &[f64]) -> (f64, f64) {
     v.iter().filter(|x| x.is_finite()).fold((f64::NAN, f64::NAN), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
 }
 
-fn kernel_version() -> String {
-    // SAFETY: utsname is plain data; uname fills it.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a utsname.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return "unknown".into();
-    }
-    let field = |f: &[libc::c_char]| {
-        let b: Vec<u8> = f.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
-        String::from_utf8_lossy(&b).into_owned()
-    };
-    format!("{} {} {}", field(&u.sysname), field(&u.release), field(&u.machine))
-}
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
-}
 
-fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
 
-/// UTC now as RFC 3339 (civil-from-days, H. Hinnant).
-fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
 
 /// The commit measured and whether netpath's sources differ from it.
 fn source_state() -> (Option<String>, Option<bool>) {
@@ -1459,9 +1419,6 @@ fn source_state() -> (Option<String>, Option<bool>) {
     (commit, dirty)
 }
 
-fn out_dir() -> PathBuf {
-    std::env::var_os("NETPATH_BENCH_OUT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/bench"))
-}
 
 fn f(x: f64, prec: usize) -> String {
     if x.is_finite() {
