@@ -329,7 +329,8 @@ pub fn filter_query(f: &Filter) -> String {
     }
 }
 
-fn percent_encode(s: &str) -> String {
+/// `s` percent-encoded for a query string (unreserved characters kept).
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -485,17 +486,8 @@ impl ApiServer {
             source,
         })?;
         let app = router(state).into_make_service_with_connect_info::<Peer>();
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let deadline = async move {
-            if stop_rx.wait_for(|stopped| *stopped).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
+        let (signal, deadline) = graceful_shutdown(shutdown);
+        let graceful = axum::serve(listener, app).with_graceful_shutdown(signal);
         let result = tokio::select! {
             r = graceful.into_future() => r.map_err(ApiError::Io),
             () = deadline => Ok(()),
@@ -696,6 +688,26 @@ async fn set_fastpath(State(st): State<AppState>, q: Q, body: Bytes) -> Result<J
         return Err(ApiError::BadRequest("enabling the fast path needs the bridge (e.g. cni0)".into()));
     }
     Ok(Json(call(&st, move |b| b.fastpath(Some(req))).await?))
+}
+
+/// The two halves of a graceful stop, shared by the API and the metrics servers: `signal`
+/// (for axum's `with_graceful_shutdown`) resolves when `shutdown` does; `deadline` resolves
+/// [`SHUTDOWN_GRACE`] later, so a request that hangs cannot keep the daemon from exiting.
+pub(crate) fn graceful_shutdown(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (impl Future<Output = ()> + Send + 'static, impl Future<Output = ()> + Send + 'static) {
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let deadline = async move {
+        if stop_rx.wait_for(|stopped| *stopped).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    (signal, deadline)
 }
 
 // ---------------------------------------------------------------------------------------------

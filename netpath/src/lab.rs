@@ -933,22 +933,28 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // The child has not been reaped, so its pid (our process group id) cannot be reused.
-            let pgid = self.0.id() as i32;
-            // SAFETY: signalling the process group we created for this child.
-            unsafe { libc::kill(-pgid, libc::SIGTERM) };
-            let until = Instant::now() + Duration::from_millis(1500);
-            while Instant::now() < until {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        stop_process_group(&mut self.0);
+    }
+}
+
+/// Stop a child started in a process group of its own (and everything it spawned): SIGTERM, then
+/// SIGKILL after 1.5 s, then reap it.
+pub fn stop_process_group(child: &mut std::process::Child) {
+    if let Ok(None) = child.try_wait() {
+        // The child has not been reaped, so its pid (our process group id) cannot be reused.
+        let pgid = child.id() as i32;
+        // SAFETY: signalling the process group we created for this child.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
             }
-            // SAFETY: as above.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            let _ = self.0.wait();
+            std::thread::sleep(Duration::from_millis(20));
         }
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait();
     }
 }
 

@@ -96,7 +96,6 @@ pub const EVENT_KINDS: &[&str] = &netpath_common::event::kind::NAMES;
 pub const ATTACH_MODES: &[&str] = &["tc", "xdp", "xdp-generic"];
 
 /// How long [`MetricsServer::serve`] waits for open requests after `shutdown` resolved.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -720,17 +719,8 @@ impl MetricsServer {
         let listener = tokio::net::TcpListener::from_std(self.listener).map_err(io_err)?;
         let state = AppState { source, exporter: Arc::new(Mutex::new(Exporter::new(opts))) };
         let app = router(state);
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let deadline = async move {
-            if stop_rx.wait_for(|stopped| *stopped).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
+        let (signal, deadline) = crate::api::graceful_shutdown(shutdown);
+        let graceful = axum::serve(listener, app).with_graceful_shutdown(signal);
         tokio::select! {
             r = graceful.into_future() => r.map_err(|e| MetricsError::Other(format!("serving on {addr}: {e}"))),
             () = deadline => Ok(()),

@@ -218,20 +218,7 @@ impl Daemon {
     }
 
     fn stop_inner(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return child.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop_child(self.child.take()?)
     }
 }
 
@@ -370,5 +357,22 @@ impl Drop for LabGuard {
         if let Err(e) = self.0.down() {
             eprintln!("cleaning up lab '{}': {e}", self.0.prefix);
         }
+    }
+}
+
+/// SIGINT a child (a `netpath run`, say), wait up to 10 s for it to exit on its own, then SIGKILL.
+pub fn stop_child(mut child: Child) -> Option<std::process::ExitStatus> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -3,7 +3,10 @@
 //! Prometheus scrapes it every second while the lab carries traffic; then every PromQL expression
 //! of `deploy/grafana/netpath-node.json` must parse and return data, the exposition must pass
 //! `promtool check metrics`, and OpenMetrics must be negotiated on request.
-use netpath::lab::{Lab, TrafficOpts};
+use netpath::{
+    api::percent_encode,
+    lab::{Lab, TrafficOpts},
+};
 use netpath_tests::*;
 use std::{
     io::{Read as _, Write as _},
@@ -132,17 +135,6 @@ fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 /// One HTTP/1.0 GET (no chunked encoding, the server closes): status, lower-cased headers, body.
 fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> std::io::Result<(u16, String, String)> {

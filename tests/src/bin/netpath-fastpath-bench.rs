@@ -261,22 +261,7 @@ impl Bg {
 
 impl Drop for Bg {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // Not reaped yet, so the pid (our process group id) cannot have been reused.
-            let pgid = self.0.id() as i32;
-            // SAFETY: signalling the process group we created for this child.
-            unsafe { libc::kill(-pgid, libc::SIGTERM) };
-            let until = Instant::now() + Duration::from_millis(1500);
-            while Instant::now() < until {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            // SAFETY: as above.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            let _ = self.0.wait();
-        }
+        netpath::lab::stop_process_group(&mut self.0);
     }
 }
 
