@@ -20,7 +20,11 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("netpath-ebpf manifest has no parent directory"))?;
     aya_build::build_ebpf(
-        [aya_build::Package { name: "netpath-ebpf", root_dir: root_dir.as_str(), ..Default::default() }],
+        [aya_build::Package {
+            name: "netpath-ebpf",
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
         Toolchain::default(),
     )
 }

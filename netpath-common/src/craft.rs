@@ -1,8 +1,11 @@
 //! Frame builders for tests and benchmarks (feature `craft`): the same bytes feed the host parser
 //! tests, the BPF_PROG_TEST_RUN tests and `cargo xtask bench`.
 
-use crate::parse::{ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use std::{string::String, vec, vec::Vec};
+
+use crate::parse::{
+    ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+};
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -75,7 +78,14 @@ pub fn ipv4_opts(src: [u8; 4], dst: [u8; 4], proto: u8, opts: &[u8], payload: &[
 
 /// A fragment; `offset` in 8-byte units.
 pub fn ipv4_frag(src: [u8; 4], dst: [u8; 4], proto: u8, more: bool, offset: u16, payload: &[u8]) -> Vec<u8> {
-    ipv4_full(src, dst, proto, &[], (if more { 0x2000 } else { 0 }) | (offset & 0x1fff), payload)
+    ipv4_full(
+        src,
+        dst,
+        proto,
+        &[],
+        (if more { 0x2000 } else { 0 }) | (offset & 0x1fff),
+        payload,
+    )
 }
 
 pub fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
@@ -172,7 +182,10 @@ pub fn vxlan4(outer_src: [u8; 4], outer_dst: [u8; 4], dport: u16, vni: u32, inne
     let mut v = vec![0x08, 0, 0, 0];
     v.extend_from_slice(&(vni << 8).to_be_bytes());
     v.extend_from_slice(inner);
-    eth(ETH_P_IP, &ipv4(outer_src, outer_dst, IPPROTO_UDP, &udp(33000, dport, &v)))
+    eth(
+        ETH_P_IP,
+        &ipv4(outer_src, outer_dst, IPPROTO_UDP, &udp(33000, dport, &v)),
+    )
 }
 
 /// Named frames of every shape the parser knows, with the offset where their last header ends:
@@ -182,39 +195,92 @@ pub fn sample_frames() -> Vec<(String, Vec<u8>, usize)> {
     let mut add = |name: &str, f: Vec<u8>, end: usize| out.push((String::from(name), f, end));
     add("eth_other_l2", eth(0x88cc, &[0u8; 46]), 14);
     add("arp", eth(ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B)), 14 + 28);
-    add("vlan_udp4", vlan_eth(&[(ETH_P_8021Q, 10)], ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1, 2, b"x"))), 18 + 28);
+    add(
+        "vlan_udp4",
+        vlan_eth(
+            &[(ETH_P_8021Q, 10)],
+            ETH_P_IP,
+            &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1, 2, b"x")),
+        ),
+        18 + 28,
+    );
     add(
         "qinq_tcp4",
-        vlan_eth(&[(0x88a8, 10), (ETH_P_8021Q, 20)], ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_TCP, &tcp(1, 2, TCP_SYN, &[]))),
+        vlan_eth(
+            &[(0x88a8, 10), (ETH_P_8021Q, 20)],
+            ETH_P_IP,
+            &ipv4(IP_A, IP_B, IPPROTO_TCP, &tcp(1, 2, TCP_SYN, &[])),
+        ),
         22 + 40,
     );
-    add("udp4", eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q"))), 14 + 28);
+    add(
+        "udp4",
+        eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q"))),
+        14 + 28,
+    );
     add(
         "tcp4_options",
-        eth(ETH_P_IP, &ipv4_opts(IP_A, IP_B, IPPROTO_TCP, &[1, 1, 1, 0], &tcp(1, 2, TCP_SYN, &[]))),
+        eth(
+            ETH_P_IP,
+            &ipv4_opts(IP_A, IP_B, IPPROTO_TCP, &[1, 1, 1, 0], &tcp(1, 2, TCP_SYN, &[])),
+        ),
         14 + 24 + 20,
     );
-    add("icmp4", eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &icmp_echo(8, 1, 1))), 14 + 20 + 8);
-    add("udp6", eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_UDP, &udp(1, 2, b"x"))), 14 + 48);
-    add("tcp6", eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_TCP, &tcp(1, 2, TCP_SYN, &[]))), 14 + 60);
-    add("icmp6", eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_ICMPV6, &icmp_echo(128, 1, 1))), 14 + 48);
+    add(
+        "icmp4",
+        eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &icmp_echo(8, 1, 1))),
+        14 + 20 + 8,
+    );
+    add(
+        "udp6",
+        eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_UDP, &udp(1, 2, b"x"))),
+        14 + 48,
+    );
+    add(
+        "tcp6",
+        eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_TCP, &tcp(1, 2, TCP_SYN, &[]))),
+        14 + 60,
+    );
+    add(
+        "icmp6",
+        eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_ICMPV6, &icmp_echo(128, 1, 1))),
+        14 + 48,
+    );
     for (name, kind) in [("ipv6_hopopts", 0u8), ("ipv6_routing", 43), ("ipv6_dstopts", 60)] {
         add(
             name,
-            eth(ETH_P_IPV6, &ipv6_ext(IP6_A, IP6_B, &[ext_opts(kind, IPPROTO_UDP, 1)], &udp(1, 2, b"x"))),
+            eth(
+                ETH_P_IPV6,
+                &ipv6_ext(IP6_A, IP6_B, &[ext_opts(kind, IPPROTO_UDP, 1)], &udp(1, 2, b"x")),
+            ),
             14 + 40 + 16 + 8,
         );
     }
     add(
         "ipv6_frag_first",
-        eth(ETH_P_IPV6, &ipv6_ext(IP6_A, IP6_B, &[ext_frag(IPPROTO_UDP, 0, true)], &udp(1, 2, &[0; 8]))),
+        eth(
+            ETH_P_IPV6,
+            &ipv6_ext(IP6_A, IP6_B, &[ext_frag(IPPROTO_UDP, 0, true)], &udp(1, 2, &[0; 8])),
+        ),
         14 + 40 + 8 + 8,
     );
     let inner = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_TCP, &tcp(1, 2, TCP_ACK, &[])));
-    add("vxlan_tcp4", vxlan4(IP_NODE1, IP_NODE2, 8472, 1, &inner), 14 + 20 + 8 + 8 + 14 + 40);
+    add(
+        "vxlan_tcp4",
+        vxlan4(IP_NODE1, IP_NODE2, 8472, 1, &inner),
+        14 + 20 + 8 + 8 + 14 + 40,
+    );
     let inner = vlan_eth(&[(ETH_P_8021Q, 7)], ETH_P_ARP, &arp(2, MAC_A, IP_A, MAC_B, IP_B));
-    add("vxlan_vlan_arp", vxlan4(IP_NODE1, IP_NODE2, 4789, 2, &inner), 14 + 20 + 8 + 8 + 18 + 28);
+    add(
+        "vxlan_vlan_arp",
+        vxlan4(IP_NODE1, IP_NODE2, 4789, 2, &inner),
+        14 + 20 + 8 + 8 + 18 + 28,
+    );
     let inner = eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_ICMPV6, &icmp_echo(129, 3, 3)));
-    add("vxlan_icmp6", vxlan4(IP_NODE1, IP_NODE2, 8472, 3, &inner), 14 + 20 + 8 + 8 + 14 + 48);
+    add(
+        "vxlan_icmp6",
+        vxlan4(IP_NODE1, IP_NODE2, 8472, 3, &inner),
+        14 + 20 + 8 + 8 + 14 + 48,
+    );
     out
 }

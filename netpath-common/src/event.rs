@@ -21,8 +21,16 @@ pub mod kind {
     /// A malformed frame, with the reason (kernel).
     pub const MALFORMED: u8 = 7;
     pub const COUNT: usize = 8;
-    pub const NAMES: [&str; COUNT] =
-        ["flow_new", "flow_end", "arp", "arp_unanswered", "arp_conflict", "icmp_error", "vxlan_peer", "malformed"];
+    pub const NAMES: [&str; COUNT] = [
+        "flow_new",
+        "flow_end",
+        "arp",
+        "arp_unanswered",
+        "arp_conflict",
+        "icmp_error",
+        "vxlan_peer",
+        "malformed",
+    ];
     /// Kinds the kernel produces (and rate-limits).
     pub const KERNEL: [u8; 5] = [FLOW_NEW, FLOW_END, ARP, ICMP_ERROR, MALFORMED];
 
@@ -149,8 +157,9 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use core::mem::{align_of, size_of};
+
+    use super::*;
 
     #[test]
     fn layouts() {

@@ -36,7 +36,15 @@ pub mod class {
     pub const MALFORMED: u8 = 8;
     pub const COUNT: usize = 9;
     pub const NAMES: [&str; COUNT] = [
-        "arp", "icmp", "icmp6", "tcp", "udp", "vxlan", "other_ip", "other_l2", "malformed",
+        "arp",
+        "icmp",
+        "icmp6",
+        "tcp",
+        "udp",
+        "vxlan",
+        "other_ip",
+        "other_l2",
+        "malformed",
     ];
 
     pub fn name(class: u8) -> &'static str {
@@ -276,7 +284,11 @@ pub struct IfaceKey {
 
 impl IfaceKey {
     pub const fn new(ifindex: u32, direction: u8) -> Self {
-        Self { ifindex, direction, _pad: [0; 3] }
+        Self {
+            ifindex,
+            direction,
+            _pad: [0; 3],
+        }
     }
 
     /// The same key as [`IfaceKey::new`], built for the datapath as two u32 stores: written
@@ -446,7 +458,16 @@ pub mod maps {
     pub const CAPTURE_CFG: &str = "NP_CAPTURE_CFG";
     pub const CAPTURE_IFACES: &str = "NP_CAPTURE_IFACES";
     /// Pinned so a restarted daemon, `netpath watch` and `netpath capture` find them.
-    pub const ALL: [&str; 8] = [IFACE_STATS, FLOWS, DIAG, CONFIG, EVENTS, CAPTURE, CAPTURE_CFG, CAPTURE_IFACES];
+    pub const ALL: [&str; 8] = [
+        IFACE_STATS,
+        FLOWS,
+        DIAG,
+        CONFIG,
+        EVENTS,
+        CAPTURE,
+        CAPTURE_CFG,
+        CAPTURE_IFACES,
+    ];
 }
 
 // SAFETY (Words): 8-byte aligned (an Addr or a u64 inside), sizes multiples of 8, integers and
@@ -486,8 +507,9 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use core::mem::size_of;
+
+    use super::*;
 
     #[test]
     fn layouts_have_no_implicit_padding() {
@@ -512,12 +534,31 @@ mod tests {
         assert_eq!(a, v6);
         a.clear();
         assert_eq!(a, Addr::ZERO);
-        assert_eq!(std::format!("{:?}", Addr::v4([1, 2, 3, 4])), std::format!("{:?}", [1u8, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(
+            std::format!("{:?}", Addr::v4([1, 2, 3, 4])),
+            std::format!("{:?}", [1u8, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        );
     }
 
     #[test]
     fn word_zeroing_and_copying() {
-        let mut k = FlowKey { ifindex: 7, vni: 9, src: Addr([3; 16]), dst: Addr([4; 16]), sport: 1, dport: 2, vlan: 3, direction: 1, family: 6, proto: 17, icmp_type: 1, icmp_code: 2, arp_op: 3, encap: 1, _pad: [5; 3] };
+        let mut k = FlowKey {
+            ifindex: 7,
+            vni: 9,
+            src: Addr([3; 16]),
+            dst: Addr([4; 16]),
+            sport: 1,
+            dport: 2,
+            vlan: 3,
+            direction: 1,
+            family: 6,
+            proto: 17,
+            icmp_type: 1,
+            icmp_code: 2,
+            arp_op: 3,
+            encap: 1,
+            _pad: [5; 3],
+        };
         let mut c = FlowKey::default();
         // SAFETY: valid, distinct FlowKeys.
         unsafe { copy_words(&mut c, &k) };

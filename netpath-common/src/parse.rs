@@ -185,7 +185,11 @@ impl Parsed {
     /// The level the flow is keyed on.
     #[inline(always)]
     pub fn flow(&self) -> &Level {
-        if self.vxlan { &self.inner } else { &self.outer }
+        if self.vxlan {
+            &self.inner
+        } else {
+            &self.outer
+        }
     }
 
     /// Whether the frame gets a flow entry: ARP and IP frames that parsed cleanly.
@@ -260,7 +264,11 @@ pub fn parse_into<F: Frame + ?Sized>(f: &F, cfg: &Config, hw_vlan: Option<u16>, 
     unsafe { zero_words(&mut p.outer) };
     // The parse limit counts bytes as on the wire: a tag the kernel moved into skb metadata still
     // occupies 4 bytes before the headers, so TC and XDP agree on which frames exceed it.
-    let max_off = if hw_vlan.is_some() { MAX_PARSE_OFFSET - 4 } else { MAX_PARSE_OFFSET };
+    let max_off = if hw_vlan.is_some() {
+        MAX_PARSE_OFFSET - 4
+    } else {
+        MAX_PARSE_OFFSET
+    };
     let cls = match parse_level(f, 0, max_off, hw_vlan, &mut p.outer) {
         Ok(c) => c,
         Err(reason) => return set_malformed(p, reason),
@@ -419,7 +427,14 @@ fn parse_ipv4<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, l: &mut Leve
     if frag_offset != 0 {
         return Ok(class_of_proto(proto, FAMILY_IPV4));
     }
-    parse_l4(&Bounded { f, end: off + total }, off + hlen, max_off, proto, FAMILY_IPV4, l)
+    parse_l4(
+        &Bounded { f, end: off + total },
+        off + hlen,
+        max_off,
+        proto,
+        FAMILY_IPV4,
+        l,
+    )
 }
 
 #[inline(always)]
@@ -448,7 +463,10 @@ fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, l: &mut Leve
     l.src.0 = src;
     l.dst.0 = dst;
     // Extension headers and L4 lie inside the payload, not in Ethernet padding after it.
-    let f = &Bounded { f, end: off + 40 + payload };
+    let f = &Bounded {
+        f,
+        end: off + 40 + payload,
+    };
     let mut nh = h[6];
     let mut off = off + 40;
     let mut nonfirst_fragment = false;
@@ -515,7 +533,9 @@ fn parse_quoted<F: Frame + ?Sized>(f: &F, off: usize, q: &mut Quoted) {
         }
         6 => {
             let Some(h) = f.bytes::<8>(off) else { return };
-            let (Some(src), Some(dst)) = (f.bytes::<16>(off + 8), f.bytes::<16>(off + 24)) else { return };
+            let (Some(src), Some(dst)) = (f.bytes::<16>(off + 8), f.bytes::<16>(off + 24)) else {
+                return;
+            };
             q.family = FAMILY_IPV6;
             q.proto = h[6];
             q.src.0 = src;
@@ -545,7 +565,14 @@ pub fn class_of_proto(proto: u8, family: u8) -> u8 {
 }
 
 #[inline(always)]
-fn parse_l4<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, proto: u8, family: u8, l: &mut Level) -> Result<u8, u8> {
+fn parse_l4<F: Frame + ?Sized>(
+    f: &F,
+    off: usize,
+    max_off: usize,
+    proto: u8,
+    family: u8,
+    l: &mut Level,
+) -> Result<u8, u8> {
     if off > max_off {
         return Err(malformed::BEYOND_PARSE_LIMIT);
     }
@@ -584,7 +611,11 @@ fn parse_l4<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, proto: u8, fam
             };
             l.icmp_type = h[0];
             l.icmp_code = h[1];
-            let echo = if c == class::ICMP { h[0] == 0 || h[0] == 8 } else { h[0] == 128 || h[0] == 129 };
+            let echo = if c == class::ICMP {
+                h[0] == 0 || h[0] == 8
+            } else {
+                h[0] == 128 || h[0] == 129
+            };
             if echo {
                 l.sport = u16::from_be_bytes([h[4], h[5]]);
             }
@@ -601,9 +632,10 @@ fn parse_l4<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, proto: u8, fam
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use std::{vec, vec::Vec};
+
     use super::*;
     use crate::craft::*;
-    use std::{vec, vec::Vec};
 
     fn key(r: &Parsed) -> FlowKey {
         let mut k = FlowKey::default();
@@ -629,7 +661,10 @@ mod tests {
 
     #[test]
     fn tcp6_flags_and_ports() {
-        let f = eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_TCP, &tcp(40000, 443, TCP_SYN | TCP_ACK, &[])));
+        let f = eth(
+            ETH_P_IPV6,
+            &ipv6(IP6_A, IP6_B, IPPROTO_TCP, &tcp(40000, 443, TCP_SYN | TCP_ACK, &[])),
+        );
         let r = p(&f);
         assert_eq!(r.class, class::TCP);
         assert_eq!(r.flow().tcp_flags, TCP_SYN | TCP_ACK);
@@ -669,8 +704,15 @@ mod tests {
         let f = vlan_eth(&[(ETH_P_8021AD, 200), (ETH_P_8021Q, 300)], ETH_P_IP, &inner);
         let r = p(&f);
         assert_eq!((r.class, key(&r).vlan), (class::UDP, 200));
-        let f = vlan_eth(&[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)], ETH_P_IP, &inner);
-        assert_eq!((p(&f).class, p(&f).reason), (class::MALFORMED, malformed::TOO_MANY_VLANS));
+        let f = vlan_eth(
+            &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
+            ETH_P_IP,
+            &inner,
+        );
+        assert_eq!(
+            (p(&f).class, p(&f).reason),
+            (class::MALFORMED, malformed::TOO_MANY_VLANS)
+        );
     }
 
     #[test]
@@ -682,12 +724,24 @@ mod tests {
         assert_eq!((r.class, key(&r).vlan), (class::UDP, 200));
         // Two in-band tags plus one in metadata is three.
         let f = vlan_eth(&[(ETH_P_8021Q, 1), (ETH_P_8021Q, 2)], ETH_P_IP, &inner);
-        assert_eq!(parse(&f[..], &Config::default(), Some(9)).reason, malformed::TOO_MANY_VLANS);
+        assert_eq!(
+            parse(&f[..], &Config::default(), Some(9)).reason,
+            malformed::TOO_MANY_VLANS
+        );
     }
 
     #[test]
     fn ipv4_options_use_ihl() {
-        let f = eth(ETH_P_IP, &ipv4_opts(IP_A, IP_B, IPPROTO_TCP, &[1, 1, 1, 0, 1, 1, 1, 0], &tcp(5, 6, TCP_SYN, &[])));
+        let f = eth(
+            ETH_P_IP,
+            &ipv4_opts(
+                IP_A,
+                IP_B,
+                IPPROTO_TCP,
+                &[1, 1, 1, 0, 1, 1, 1, 0],
+                &tcp(5, 6, TCP_SYN, &[]),
+            ),
+        );
         let r = p(&f);
         assert_eq!((r.class, key(&r).sport, key(&r).dport), (class::TCP, 5, 6));
     }
@@ -729,9 +783,22 @@ mod tests {
             ),
         );
         let r = p(&f);
-        assert_eq!((r.class, key(&r).proto, key(&r).sport, key(&r).dport), (class::UDP, IPPROTO_UDP, 7, 8));
+        assert_eq!(
+            (r.class, key(&r).proto, key(&r).sport, key(&r).dport),
+            (class::UDP, IPPROTO_UDP, 7, 8)
+        );
         let chain: Vec<Ext> = (0..MAX_IPV6_EXT + 1)
-            .map(|i| ext_opts(IPPROTO_DSTOPTS, if i == MAX_IPV6_EXT { IPPROTO_UDP } else { IPPROTO_DSTOPTS }, 0))
+            .map(|i| {
+                ext_opts(
+                    IPPROTO_DSTOPTS,
+                    if i == MAX_IPV6_EXT {
+                        IPPROTO_UDP
+                    } else {
+                        IPPROTO_DSTOPTS
+                    },
+                    0,
+                )
+            })
             .collect();
         let f = eth(ETH_P_IPV6, &ipv6_ext(IP6_A, IP6_B, &chain, &l4));
         assert_eq!(p(&f).reason, malformed::TOO_MANY_IPV6_EXT);
@@ -756,8 +823,14 @@ mod tests {
         // Not a VXLAN port: plain UDP.
         assert_eq!(p(&vxlan4(IP_NODE1, IP_NODE2, 9999, 1, &inner)).class, class::UDP);
         // A configured port.
-        let cfg = Config { vxlan_ports: [9999, 0, 0, 0], ..Config::default() };
-        assert_eq!(parse(&vxlan4(IP_NODE1, IP_NODE2, 9999, 5, &inner)[..], &cfg, None).vni, 5);
+        let cfg = Config {
+            vxlan_ports: [9999, 0, 0, 0],
+            ..Config::default()
+        };
+        assert_eq!(
+            parse(&vxlan4(IP_NODE1, IP_NODE2, 9999, 5, &inner)[..], &cfg, None).vni,
+            5
+        );
     }
 
     /// Found by the tshark comparison: a 60-byte (padded) frame whose IPv4 packet holds only part
@@ -789,7 +862,10 @@ mod tests {
         let tagged = vlan_eth(&[(ETH_P_8021Q, 100)], ETH_P_IPV6, &ip6);
         assert_eq!(p(&tagged).reason, malformed::BEYOND_PARSE_LIMIT);
         let stripped = eth(ETH_P_IPV6, &ip6);
-        assert_eq!(parse(&stripped[..], &Config::default(), Some(100)).reason, malformed::BEYOND_PARSE_LIMIT);
+        assert_eq!(
+            parse(&stripped[..], &Config::default(), Some(100)).reason,
+            malformed::BEYOND_PARSE_LIMIT
+        );
         assert_eq!(p(&stripped).class, class::UDP, "untagged, the same headers fit");
     }
 
@@ -800,16 +876,28 @@ mod tests {
         err.extend_from_slice(&quoted[..28]);
         let r = p(&eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &err)));
         let q = r.flow().err;
-        assert_eq!((r.class, q.family, q.proto, q.sport, q.dport), (class::ICMP, FAMILY_IPV4, IPPROTO_UDP, 5353, 53));
+        assert_eq!(
+            (r.class, q.family, q.proto, q.sport, q.dport),
+            (class::ICMP, FAMILY_IPV4, IPPROTO_UDP, 5353, 53)
+        );
         assert_eq!(&q.src[..4], &IP_B);
         // Echo is no error.
-        assert_eq!(p(&eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &icmp_echo(8, 1, 1)))).flow().err.family, 0);
+        assert_eq!(
+            p(&eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &icmp_echo(8, 1, 1))))
+                .flow()
+                .err
+                .family,
+            0
+        );
         // ICMPv6 packet too big quoting TCP.
         let quoted6 = ipv6(IP6_B, IP6_A, IPPROTO_TCP, &tcp(443, 40000, TCP_ACK, &[]));
         let mut err6 = vec![2, 0, 0, 0, 0, 0, 5, 0xdc];
         err6.extend_from_slice(&quoted6[..48]);
         let r = p(&eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_ICMPV6, &err6)));
-        assert_eq!((r.flow().err.family, r.flow().err.sport, r.flow().err.dport), (FAMILY_IPV6, 443, 40000));
+        assert_eq!(
+            (r.flow().err.family, r.flow().err.sport, r.flow().err.dport),
+            (FAMILY_IPV6, 443, 40000)
+        );
         let r = p(&eth(ETH_P_ARP, &arp(2, MAC_A, IP_A, MAC_B, IP_B)));
         assert_eq!((r.flow().arp_sha, r.flow().arp_tha), (MAC_A, MAC_B));
     }
@@ -825,7 +913,13 @@ mod tests {
         frames.push(eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_ICMP, &err)));
         let mut err6 = vec![1, 4, 0, 0, 0, 0, 0, 0];
         err6.extend_from_slice(&ipv6(IP6_B, IP6_A, IPPROTO_TCP, &tcp(443, 40000, TCP_ACK, &[]))[..48]);
-        frames.push(vxlan4(IP_NODE1, IP_NODE2, 8472, 9, &eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_ICMPV6, &err6))));
+        frames.push(vxlan4(
+            IP_NODE1,
+            IP_NODE2,
+            8472,
+            9,
+            &eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_ICMPV6, &err6)),
+        ));
         let mut dirty = Parsed::default();
         for f in frames.iter().rev() {
             parse_into(f.as_slice(), &Config::default(), None, &mut dirty);
@@ -834,7 +928,10 @@ mod tests {
                     let mut reused = dirty;
                     parse_into(&g[..cut], &Config::default(), None, &mut reused);
                     let fresh = p(&g[..cut]);
-                    assert_eq!((reused.class, reused.reason, reused.vxlan, reused.vni), (fresh.class, fresh.reason, fresh.vxlan, fresh.vni));
+                    assert_eq!(
+                        (reused.class, reused.reason, reused.vxlan, reused.vni),
+                        (fresh.class, fresh.reason, fresh.vxlan, fresh.vni)
+                    );
                     assert_eq!(reused.outer, fresh.outer);
                     if fresh.vxlan {
                         assert_eq!(reused.inner, fresh.inner);

@@ -187,7 +187,16 @@ mod tests {
     use crate::{class, parse::v4_mapped, DIR_EGRESS, DIR_INGRESS, FAMILY_IPV4};
 
     fn pkt<'a>(src: &'a [u8; 16], dst: &'a [u8; 16], mac: &'a [u8; 6]) -> Packet<'a> {
-        Packet { ifindex: 5, direction: DIR_INGRESS, class: class::ICMP, family: FAMILY_IPV4, src, dst, dport: 0, dst_mac: mac }
+        Packet {
+            ifindex: 5,
+            direction: DIR_INGRESS,
+            class: class::ICMP,
+            family: FAMILY_IPV4,
+            src,
+            dst,
+            dport: 0,
+            dst_mac: mac,
+        }
     }
 
     #[test]
@@ -209,21 +218,81 @@ mod tests {
 
     #[test]
     fn fields_narrow_the_match() {
-        let (s, d, mac) = (v4_mapped([10, 244, 0, 2]), v4_mapped([10, 244, 0, 3]), [2, 0, 0, 0, 0, 3]);
+        let (s, d, mac) = (
+            v4_mapped([10, 244, 0, 2]),
+            v4_mapped([10, 244, 0, 3]),
+            [2, 0, 0, 0, 0, 3],
+        );
         let p = pkt(&s, &d, &mac);
-        let any = Rule { id: 1, enabled: 1, direction: DIR_ANY, class: CLASS_ANY, ..Rule::default() };
+        let any = Rule {
+            id: 1,
+            enabled: 1,
+            direction: DIR_ANY,
+            class: CLASS_ANY,
+            ..Rule::default()
+        };
         assert!(matches(&any, &p));
         assert!(!matches(&Rule { enabled: 0, ..any }, &p), "disabled rules never match");
-        assert!(matches(&Rule { ifindex: 5, class: class::ICMP, ..any }, &p));
+        assert!(matches(
+            &Rule {
+                ifindex: 5,
+                class: class::ICMP,
+                ..any
+            },
+            &p
+        ));
         assert!(!matches(&Rule { ifindex: 6, ..any }, &p));
-        assert!(!matches(&Rule { direction: DIR_EGRESS, ..any }, &p));
-        assert!(!matches(&Rule { class: class::TCP, ..any }, &p));
-        let cidr = Rule { family: FAMILY_IPV4, dst: v4_mapped([10, 244, 0, 0]), dst_prefix: 24, ..any };
+        assert!(!matches(
+            &Rule {
+                direction: DIR_EGRESS,
+                ..any
+            },
+            &p
+        ));
+        assert!(!matches(
+            &Rule {
+                class: class::TCP,
+                ..any
+            },
+            &p
+        ));
+        let cidr = Rule {
+            family: FAMILY_IPV4,
+            dst: v4_mapped([10, 244, 0, 0]),
+            dst_prefix: 24,
+            ..any
+        };
         assert!(matches(&cidr, &p));
-        assert!(!matches(&Rule { dst: v4_mapped([10, 244, 1, 0]), ..cidr }, &p));
-        assert!(!matches(&Rule { family: crate::FAMILY_IPV6, ..cidr }, &p));
+        assert!(!matches(
+            &Rule {
+                dst: v4_mapped([10, 244, 1, 0]),
+                ..cidr
+            },
+            &p
+        ));
+        assert!(!matches(
+            &Rule {
+                family: crate::FAMILY_IPV6,
+                ..cidr
+            },
+            &p
+        ));
         assert!(!matches(&Rule { port: 80, ..any }, &p));
-        assert!(matches(&Rule { match_mac: 1, dst_mac: mac, ..any }, &p));
-        assert!(!matches(&Rule { match_mac: 1, dst_mac: [2, 0, 0, 0, 0, 9], ..any }, &p));
+        assert!(matches(
+            &Rule {
+                match_mac: 1,
+                dst_mac: mac,
+                ..any
+            },
+            &p
+        ));
+        assert!(!matches(
+            &Rule {
+                match_mac: 1,
+                dst_mac: [2, 0, 0, 0, 0, 9],
+                ..any
+            },
+            &p
+        ));
     }
 }

@@ -7,7 +7,9 @@
 mod cursor;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{
+        xdp_action, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT, TC_ACT_UNSPEC,
+    },
     helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_peer},
     macros::{classifier, map, xdp},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray, RingBuf},
@@ -16,9 +18,8 @@ use aya_ebpf::{
 };
 use cursor::Packet;
 use netpath_common::{
-    class, diag,
+    class, copy_words, diag,
     event::{end_reason, kind, CaptureConfig, CaptureMeta, Event, RateState},
-    copy_words,
     parse::{parse_into, Frame, Parsed},
     rule::{self, action, FastTarget, MacKey, Rule, RuleCtl, FASTPATH_ENTRIES, MAX_RULES, MAX_RULE_IDS},
     zero_words, Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, DEFAULT_FLOW_TABLE_SIZE, DIR_EGRESS,
@@ -36,14 +37,12 @@ use netpath_common::{
 // Maps are created unpinned here; user space pins them by name (EbpfLoader::map_pin_path) so the
 // TEST_RUN tests can load private copies.
 #[map]
-static NP_IFACE_STATS: PerCpuHashMap<IfaceKey, IfaceCounters> =
-    PerCpuHashMap::with_max_entries(IFACE_TABLE_SIZE, 0);
+static NP_IFACE_STATS: PerCpuHashMap<IfaceKey, IfaceCounters> = PerCpuHashMap::with_max_entries(IFACE_TABLE_SIZE, 0);
 
 /// Sized at load time (`--flow-table-size`); LRU so a full table evicts the coldest flow instead of
 /// refusing new ones.
 #[map]
-static NP_FLOWS: LruPerCpuHashMap<FlowKey, FlowValue> =
-    LruPerCpuHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+static NP_FLOWS: LruPerCpuHashMap<FlowKey, FlowValue> = LruPerCpuHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
 
 #[map]
 static NP_DIAG: PerCpuArray<u64> = PerCpuArray::with_max_entries(diag::COUNT, 0);
@@ -89,7 +88,6 @@ static NP_RULE_HITS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_RU
 #[map]
 static NP_FASTPATH: HashMap<MacKey, FastTarget> = HashMap::with_max_entries(FASTPATH_ENTRIES, 0);
 
-
 /// Per-CPU working memory. The parse result, a flow key and value, and a zeroed counter block
 /// together exceed the 512-byte BPF stack, so they live here. Never pinned, never read by user space.
 struct Scratch {
@@ -115,7 +113,11 @@ const TC_PULL_LEN: u32 = 256;
 
 #[xdp]
 pub fn netpath_xdp(ctx: XdpContext) -> u32 {
-    let pkt = Packet { data: ctx.data(), data_end: ctx.data_end(), len: ctx.data_end() - ctx.data() };
+    let pkt = Packet {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+        len: ctx.data_end() - ctx.data(),
+    };
     let ifindex = ctx.ingress_ifindex() as u32;
     // XDP applies pass and drop only: an XDP redirect to a veth is dropped unless the target's
     // peer runs XDP, and loses CHECKSUM_PARTIAL, so user space refuses such rules on XDP hooks.
@@ -171,7 +173,11 @@ struct Verdict {
 }
 
 /// No rule matched: observe only.
-const NO_VERDICT: Verdict = Verdict { action: 0xff, target: 0, peer: 0 };
+const NO_VERDICT: Verdict = Verdict {
+    action: 0xff,
+    target: 0,
+    peer: 0,
+};
 
 /// The benchmark baseline: what an XDP hook costs with no work at all.
 #[xdp]
@@ -183,8 +189,14 @@ pub fn netpath_xdp_nop(_ctx: XdpContext) -> u32 {
 /// cannot drop the parse.
 #[xdp]
 pub fn netpath_xdp_prs(ctx: XdpContext) -> u32 {
-    let pkt = Packet { data: ctx.data(), data_end: ctx.data_end(), len: ctx.data_end() - ctx.data() };
-    let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_PASS };
+    let pkt = Packet {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+        len: ctx.data_end() - ctx.data(),
+    };
+    let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
     // SAFETY: this CPU's scratch slot.
     let p = unsafe { &mut (*scratch).parsed };
     parse_into(&pkt, &Config::default(), None, p);
@@ -212,20 +224,37 @@ fn tc_observe(ctx: &TcContext, dir: u8) -> Verdict {
     } else {
         (None, len as u64)
     };
-    let pkt = Packet { data: ctx.data(), data_end: ctx.data_end(), len: len as usize };
+    let pkt = Packet {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+        len: len as usize,
+    };
     observe(ctx, &pkt, skb.ifindex, dir, wire_len, hw_vlan)
 }
 
 #[inline(always)]
 fn min(a: u32, b: u32) -> u32 {
-    if a < b { a } else { b }
+    if a < b {
+        a
+    } else {
+        b
+    }
 }
 
 /// `hw_vlan`: (TCI, TPID) of a tag the kernel moved into skb metadata.
 #[inline(always)]
 /// Count the frame, emit its events, capture it, and say what the rules decided.
-fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wire_len: u64, hw_vlan: Option<(u16, u16)>) -> Verdict {
-    let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else { return NO_VERDICT };
+fn observe<C: EbpfContext, F: Frame>(
+    ctx: &C,
+    pkt: &F,
+    ifindex: u32,
+    dir: u8,
+    wire_len: u64,
+    hw_vlan: Option<(u16, u16)>,
+) -> Verdict {
+    let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else {
+        return NO_VERDICT;
+    };
     // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on it during this program.
     let s = unsafe { &mut *scratch };
     let default_cfg = Config::default();
@@ -236,7 +265,16 @@ fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wi
     let mut now = Now::default();
     if class == class::MALFORMED {
         diag_inc(diag::MALFORMED_BASE + s.parsed.reason as u32);
-        emit(kind::MALFORMED, s, ifindex, dir, s.parsed.reason, cfg, now.precise(), false);
+        emit(
+            kind::MALFORMED,
+            s,
+            ifindex,
+            dir,
+            s.parsed.reason,
+            cfg,
+            now.precise(),
+            false,
+        );
     }
     if s.parsed.has_flow() {
         // SAFETY: plain helper call. Flow times use the coarse clock (see FlowValue).
@@ -248,9 +286,27 @@ fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wi
         let flow = s.parsed.flow();
         let (flags, err, family) = (flow.tcp_flags, flow.err.family, flow.family);
         if flags & TCP_RST != 0 {
-            emit(kind::FLOW_END, s, ifindex, dir, end_reason::RST, cfg, now.precise(), true);
+            emit(
+                kind::FLOW_END,
+                s,
+                ifindex,
+                dir,
+                end_reason::RST,
+                cfg,
+                now.precise(),
+                true,
+            );
         } else if flags & TCP_FIN != 0 {
-            emit(kind::FLOW_END, s, ifindex, dir, end_reason::FIN, cfg, now.precise(), true);
+            emit(
+                kind::FLOW_END,
+                s,
+                ifindex,
+                dir,
+                end_reason::FIN,
+                cfg,
+                now.precise(),
+                true,
+            );
         }
         if family == netpath_common::FAMILY_ARP {
             emit(kind::ARP, s, ifindex, dir, 0, cfg, now.precise(), true);
@@ -282,13 +338,28 @@ fn observe<C: EbpfContext, F: Frame>(ctx: &C, pkt: &F, ifindex: u32, dir: u8, wi
 // while the same bpf_redirect_peer from the main program was.
 #[inline(never)]
 fn decide() -> Verdict {
-    let Some(ctl) = NP_RULE_CTL.get(0) else { return NO_VERDICT };
+    let Some(ctl) = NP_RULE_CTL.get(0) else {
+        return NO_VERDICT;
+    };
     let Some(s) = NP_SCRATCH.get(0) else { return NO_VERDICT };
     let (ifindex, dir, class, wire_len, mac) = (s.ifindex, s.direction, s.class, s.wire_len, s.mac);
     if ctl.count != 0 {
         let l = s.parsed.flow();
-        let dport = if class == class::TCP || class == class::UDP { l.dport } else { 0 };
-        let p = rule::Packet { ifindex, direction: dir, class, family: l.family, src: &l.src.0, dst: &l.dst.0, dport, dst_mac: &mac };
+        let dport = if class == class::TCP || class == class::UDP {
+            l.dport
+        } else {
+            0
+        };
+        let p = rule::Packet {
+            ifindex,
+            direction: dir,
+            class,
+            family: l.family,
+            src: &l.src.0,
+            dst: &l.dst.0,
+            dport,
+            dst_mac: &mac,
+        };
         let base = (ctl.bank & 1) * MAX_RULES as u32;
         for i in 0..MAX_RULES as u32 {
             if i >= ctl.count {
@@ -311,7 +382,11 @@ fn decide() -> Verdict {
                 if r.action != action::PASS {
                     diag_inc(diag::RULE_ACTIONS);
                 }
-                return Verdict { action: r.action, target: r.target_ifindex, peer: r.peer };
+                return Verdict {
+                    action: r.action,
+                    target: r.target_ifindex,
+                    peer: r.peer,
+                };
             }
         }
     }
@@ -323,7 +398,11 @@ fn decide() -> Verdict {
         if let Some(t) = unsafe { NP_FASTPATH.get(&key) } {
             if t.ifindex != ifindex {
                 diag_inc(diag::FASTPATH_REDIRECTED);
-                return Verdict { action: action::REDIRECT, target: t.ifindex, peer: 1 };
+                return Verdict {
+                    action: action::REDIRECT,
+                    target: t.ifindex,
+                    peer: 1,
+                };
             }
         }
     }
@@ -358,7 +437,9 @@ fn allow(k: u8, cfg: &Config, now: u64) -> bool {
     if cfg.events_per_sec == 0 {
         return true;
     }
-    let Some(st) = NP_RATE.get_ptr_mut(k as u32) else { return false };
+    let Some(st) = NP_RATE.get_ptr_mut(k as u32) else {
+        return false;
+    };
     // SAFETY: this CPU's slot.
     let st = unsafe { &mut *st };
     let cost = 1_000_000_000u64 / cfg.events_per_sec as u64;
@@ -412,13 +493,18 @@ fn emit(k: u8, s: &Scratch, ifindex: u32, dir: u8, reason: u8, cfg: &Config, now
             (*e).quoted_dport = l.err.dport;
             (*e).quoted_src.set(&l.err.src);
             (*e).quoted_dst.set(&l.err.dst);
-            s.parsed.write_underlay(&mut (*e).outer_family, &mut (*e).outer_src, &mut (*e).outer_dst);
+            s.parsed
+                .write_underlay(&mut (*e).outer_family, &mut (*e).outer_src, &mut (*e).outer_dst);
         }
     }
     // Waking the reader costs the producer microseconds per event in this VM (an interrupt per
     // record that lands in an idle ring): let records accumulate and wake it once the ring holds
     // a batch. The daemon also drains on a short timer, so sparse events still arrive promptly.
-    let flags = if NP_EVENTS.query(BPF_RB_AVAIL_DATA as u64) < EVENTS_WAKEUP_BYTES { BPF_RB_NO_WAKEUP } else { BPF_RB_FORCE_WAKEUP };
+    let flags = if NP_EVENTS.query(BPF_RB_AVAIL_DATA as u64) < EVENTS_WAKEUP_BYTES {
+        BPF_RB_NO_WAKEUP
+    } else {
+        BPF_RB_FORCE_WAKEUP
+    };
     entry.submit(flags as u64);
 }
 
@@ -437,7 +523,16 @@ fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn capture<C: EbpfContext>(ctx: &C, ifindex: u32, dir: u8, class: u8, wire_len: u64, len: u32, hw_vlan: Option<(u16, u16)>, now: &mut Now) {
+fn capture<C: EbpfContext>(
+    ctx: &C,
+    ifindex: u32,
+    dir: u8,
+    class: u8,
+    wire_len: u64,
+    len: u32,
+    hw_vlan: Option<(u16, u16)>,
+    now: &mut Now,
+) {
     let Some(c) = NP_CAPTURE_CFG.get(0) else { return };
     if c.enabled == 0 {
         return;

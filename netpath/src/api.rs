@@ -53,10 +53,15 @@
 //! blocking pool (map reads are syscalls). A malformed request therefore changes nothing, which
 //! matters for the write endpoints (rules, capture) that will follow the read ones here. Routes
 //! end in `.fallback(not_allowed("..."))` so a wrong method is a JSON `405` naming the right ones.
-use crate::{
-    flows::{Filter, FlowRow, SortBy},
-    stats::StatRow,
+use std::{
+    future::{Future, IntoFuture as _},
+    io,
+    os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
 };
+
 use axum::{
     body::Body,
     extract::{
@@ -74,13 +79,10 @@ use axum::{
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use std::{
-    future::{Future, IntoFuture as _},
-    io,
-    os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
+
+use crate::{
+    flows::{Filter, FlowRow, SortBy},
+    stats::StatRow,
 };
 
 /// Where the daemon serves the API unless told otherwise.
@@ -160,7 +162,11 @@ pub enum ApiError {
 
     /// A socket operation on a path failed (bind, chmod, connect, ...).
     #[error("{what} {}: {source}", path.display())]
-    Socket { what: &'static str, path: PathBuf, source: io::Error },
+    Socket {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -213,7 +219,9 @@ impl ApiError {
     /// The message the server puts into `{"error": ...}`.
     fn wire_message(&self) -> String {
         match self {
-            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Forbidden(m) | ApiError::Internal(m) => m.clone(),
+            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Forbidden(m) | ApiError::Internal(m) => {
+                m.clone()
+            }
             ApiError::Daemon { message, .. } => message.clone(),
             e => e.to_string(),
         }
@@ -252,15 +260,27 @@ pub struct Params {
 
 impl Params {
     /// Check `query` (as extracted by axum) against the parameter names `allowed`.
-    pub fn new(query: Result<Query<Vec<(String, String)>>, QueryRejection>, allowed: &[&str]) -> Result<Params, ApiError> {
-        let Query(pairs) = query.map_err(|e| ApiError::BadRequest(format!("malformed query string: {}", e.body_text())))?;
+    pub fn new(
+        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+        allowed: &[&str],
+    ) -> Result<Params, ApiError> {
+        let Query(pairs) =
+            query.map_err(|e| ApiError::BadRequest(format!("malformed query string: {}", e.body_text())))?;
         for (i, (name, _)) in pairs.iter().enumerate() {
             if !allowed.contains(&name.as_str()) {
-                let takes = if allowed.is_empty() { "takes none".to_string() } else { format!("takes: {}", allowed.join(", ")) };
-                return Err(ApiError::BadRequest(format!("unknown query parameter '{name}' (this endpoint {takes})")));
+                let takes = if allowed.is_empty() {
+                    "takes none".to_string()
+                } else {
+                    format!("takes: {}", allowed.join(", "))
+                };
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter '{name}' (this endpoint {takes})"
+                )));
             }
             if pairs[..i].iter().any(|(n, _)| n == name) {
-                return Err(ApiError::BadRequest(format!("query parameter '{name}' given more than once")));
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter '{name}' given more than once"
+                )));
             }
         }
         Ok(Params { pairs })
@@ -277,7 +297,10 @@ pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
         None => None,
         Some("") => return Err(ApiError::BadRequest("iface must not be empty".into())),
         Some(i) if i.len() >= libc::IFNAMSIZ => {
-            return Err(ApiError::BadRequest(format!("iface '{i}' is longer than an interface name can be ({} bytes)", libc::IFNAMSIZ - 1)))
+            return Err(ApiError::BadRequest(format!(
+                "iface '{i}' is longer than an interface name can be ({} bytes)",
+                libc::IFNAMSIZ - 1
+            )))
         }
         Some(i) => Some(i.to_string()),
     };
@@ -285,7 +308,10 @@ pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
         .get("class")
         .map(|c| {
             netpath_common::class::from_name(c).ok_or_else(|| {
-                ApiError::BadRequest(format!("unknown class '{c}' (one of {})", netpath_common::class::NAMES.join(", ")))
+                ApiError::BadRequest(format!(
+                    "unknown class '{c}' (one of {})",
+                    netpath_common::class::NAMES.join(", ")
+                ))
             })
         })
         .transpose()?;
@@ -293,7 +319,9 @@ pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
         .get("top")
         .map(|t| match t.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(ApiError::BadRequest(format!("top must be a positive integer, got '{t}'"))),
+            _ => Err(ApiError::BadRequest(format!(
+                "top must be a positive integer, got '{t}'"
+            ))),
         })
         .transpose()?;
     let sort = p
@@ -301,10 +329,17 @@ pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
         .map(|s| match s {
             "bytes" => Ok(SortBy::Bytes),
             "packets" => Ok(SortBy::Packets),
-            _ => Err(ApiError::BadRequest(format!("unknown sort '{s}' (one of bytes, packets)"))),
+            _ => Err(ApiError::BadRequest(format!(
+                "unknown sort '{s}' (one of bytes, packets)"
+            ))),
         })
         .transpose()?;
-    Ok(Filter { iface, class, top, sort })
+    Ok(Filter {
+        iface,
+        class,
+        top,
+        sort,
+    })
 }
 
 /// The query string [`parse_filter`] reads back as `f` (empty for the default filter).
@@ -320,7 +355,10 @@ pub fn filter_query(f: &Filter) -> String {
         q.push(format!("top={t}"));
     }
     if let Some(s) = f.sort {
-        q.push(format!("sort={}", if s == SortBy::Packets { "packets" } else { "bytes" }));
+        q.push(format!(
+            "sort={}",
+            if s == SortBy::Packets { "packets" } else { "bytes" }
+        ));
     }
     if q.is_empty() {
         String::new()
@@ -355,7 +393,10 @@ pub struct Peer {
 impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Peer {
         match stream.io().peer_cred() {
-            Ok(c) => Peer { uid: Some(c.uid()), pid: c.pid() },
+            Ok(c) => Peer {
+                uid: Some(c.uid()),
+                pid: c.pid(),
+            },
             Err(_) => Peer { uid: None, pid: None },
         }
     }
@@ -394,7 +435,10 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("path", &self.file.path).field("allowed_uids", &self.state.allowed_uids).finish()
+        f.debug_struct("ApiServer")
+            .field("path", &self.file.path)
+            .field("allowed_uids", &self.state.allowed_uids)
+            .finish()
     }
 }
 
@@ -409,14 +453,22 @@ impl ApiServer {
         }
         if path.file_name().is_none() {
             let source = io::Error::new(io::ErrorKind::InvalidInput, "not a path to a file");
-            return Err(ApiError::Socket { what: "socket path", path: path.to_path_buf(), source });
+            return Err(ApiError::Socket {
+                what: "socket path",
+                path: path.to_path_buf(),
+                source,
+            });
         }
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
         if !dir.exists() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&dir).map_err(sock_err("creating directory", &dir))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&dir)
+                .map_err(sock_err("creating directory", &dir))?;
             // The mode given to mkdir is subject to the umask.
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(sock_err("chmod", &dir))?;
         }
@@ -430,9 +482,17 @@ impl ApiServer {
         match std::fs::symlink_metadata(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(sock_err("inspecting", path)(e)),
-            Ok(m) if !m.file_type().is_socket() => return Err(ApiError::NotASocket { path: path.to_path_buf() }),
+            Ok(m) if !m.file_type().is_socket() => {
+                return Err(ApiError::NotASocket {
+                    path: path.to_path_buf(),
+                })
+            }
             Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => return Err(ApiError::AlreadyRunning { socket: path.to_path_buf() }),
+                Ok(_) => {
+                    return Err(ApiError::AlreadyRunning {
+                        socket: path.to_path_buf(),
+                    })
+                }
                 // Nobody listens: a stale socket from a dead daemon, replaced by the rename below.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -449,7 +509,12 @@ impl ApiServer {
             .map_err(sock_err("chmod", &tmp))
             .and_then(|()| std::fs::rename(&tmp, path).map_err(sock_err("moving socket into place at", path)))
             .and_then(|()| std::fs::symlink_metadata(path).map_err(sock_err("inspecting", path)))
-            .and_then(|m| listener.set_nonblocking(true).map(|()| m).map_err(sock_err("configuring", path)));
+            .and_then(|m| {
+                listener
+                    .set_nonblocking(true)
+                    .map(|()| m)
+                    .map_err(sock_err("configuring", path))
+            });
         let meta = match placed {
             Ok(m) => m,
             Err(e) => {
@@ -464,7 +529,11 @@ impl ApiServer {
         let allowed_uids: Arc<[u32]> = if euid == 0 { Arc::new([0]) } else { Arc::new([0, euid]) };
         Ok(ApiServer {
             listener,
-            file: SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() },
+            file: SocketFile {
+                path: path.to_path_buf(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
             state: AppState { backend, allowed_uids },
         })
     }
@@ -508,7 +577,10 @@ impl ApiServer {
             rt.shutdown_background();
             r
         })?;
-        Ok(ServerHandle { stop: Some(tx), thread: Some(thread) })
+        Ok(ServerHandle {
+            stop: Some(tx),
+            thread: Some(thread),
+        })
     }
 }
 
@@ -550,9 +622,20 @@ fn router(state: AppState) -> Router {
         .route("/v1/flows", get(flows).fallback(not_allowed("GET, HEAD")))
         .route("/v1/ifaces", get(ifaces).fallback(not_allowed("GET, HEAD")))
         .route("/v1/events", get(events).fallback(not_allowed("GET, HEAD")))
-        .route("/v1/rules", get(list_rules).post(add_rule).fallback(not_allowed("GET, HEAD, POST")))
-        .route("/v1/rules/{id}", axum::routing::delete(del_rule).fallback(not_allowed("DELETE")))
-        .route("/v1/fastpath", get(get_fastpath).post(set_fastpath).fallback(not_allowed("GET, HEAD, POST")))
+        .route(
+            "/v1/rules",
+            get(list_rules).post(add_rule).fallback(not_allowed("GET, HEAD, POST")),
+        )
+        .route(
+            "/v1/rules/{id}",
+            axum::routing::delete(del_rule).fallback(not_allowed("DELETE")),
+        )
+        .route(
+            "/v1/fastpath",
+            get(get_fastpath)
+                .post(set_fastpath)
+                .fallback(not_allowed("GET, HEAD, POST")),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -565,16 +648,21 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
     match peer.and_then(|p| p.uid) {
         Some(uid) if st.allowed_uids.contains(&uid) => {}
         Some(uid) => {
-            return ApiError::Forbidden(format!("uid {uid} may not use the netpath API (only root may)")).into_response()
+            return ApiError::Forbidden(format!("uid {uid} may not use the netpath API (only root may)"))
+                .into_response()
         }
-        None => return ApiError::Forbidden("cannot tell who is connected (no peer credentials)".into()).into_response(),
+        None => {
+            return ApiError::Forbidden("cannot tell who is connected (no peer credentials)".into()).into_response()
+        }
     }
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let res = next.run(req).await;
     if res.status() == StatusCode::METHOD_NOT_ALLOWED && !res.headers().contains_key(header::CONTENT_TYPE) {
         let (mut parts, _) = res.into_parts();
         let body = serde_json::json!({ "error": format!("method {method} not allowed on {path}") });
-        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         parts.headers.remove(header::CONTENT_LENGTH);
         return Response::from_parts(parts, Body::from(body.to_string()));
     }
@@ -582,15 +670,25 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
 }
 
 /// The `405` of an endpoint taking `allowed` (axum adds the `Allow` header).
-fn not_allowed(allowed: &'static str) -> impl Fn(Request) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+fn not_allowed(
+    allowed: &'static str,
+) -> impl Fn(Request) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
     move |req: Request| {
-        let message = format!("method {} not allowed on {} (allowed: {allowed})", req.method(), req.uri().path());
+        let message = format!(
+            "method {} not allowed on {} (allowed: {allowed})",
+            req.method(),
+            req.uri().path()
+        );
         std::future::ready(error_response(StatusCode::METHOD_NOT_ALLOWED, message))
     }
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::NotFound(format!("no endpoint {} {} (endpoints: {ENDPOINTS})", req.method(), req.uri().path()))
+    ApiError::NotFound(format!(
+        "no endpoint {} {} (endpoints: {ENDPOINTS})",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -631,18 +729,30 @@ async fn ifaces(State(st): State<AppState>, q: Q) -> Result<Json<serde_json::Val
 /// saying how many it missed (`packets`), then continues.
 async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> {
     let p = Params::new(q, &["iface", "pod", "kind"])?;
-    let kinds: Vec<String> = p.get("kind").map(|k| k.split(',').map(str::to_string).collect()).unwrap_or_default();
+    let kinds: Vec<String> = p
+        .get("kind")
+        .map(|k| k.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
     let kinds = crate::events::EventFilter::parse_kinds(&kinds).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let filter = crate::events::EventFilter { iface: p.get("iface").map(String::from), pod: p.get("pod").map(String::from), kinds };
-    let rx = st.backend.events().ok_or_else(|| ApiError::NotFound("this daemon has no event stream".into()))?;
+    let filter = crate::events::EventFilter {
+        iface: p.get("iface").map(String::from),
+        pod: p.get("pod").map(String::from),
+        kinds,
+    };
+    let rx = st
+        .backend
+        .events()
+        .ok_or_else(|| ApiError::NotFound("this daemon has no event stream".into()))?;
     use tokio_stream::StreamExt as _;
     let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |item| {
         let row = match item {
             Ok(r) if filter.matches(&r) => r,
             Ok(_) => return None,
-            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                crate::events::EventRow { kind: "watch_lagged".into(), packets: Some(n), ..Default::default() }
-            }
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => crate::events::EventRow {
+                kind: "watch_lagged".into(),
+                packets: Some(n),
+                ..Default::default()
+            },
         };
         let mut line = serde_json::to_vec(&row).ok()?;
         line.push(b'\n');
@@ -664,15 +774,25 @@ async fn list_rules(State(st): State<AppState>, q: Q) -> Result<Json<Vec<crate::
     Ok(Json(call(&st, |b| b.rules()).await?))
 }
 
-async fn add_rule(State(st): State<AppState>, q: Q, body: Bytes) -> Result<(StatusCode, Json<crate::rules::RuleRow>), ApiError> {
+async fn add_rule(
+    State(st): State<AppState>,
+    q: Q,
+    body: Bytes,
+) -> Result<(StatusCode, Json<crate::rules::RuleRow>), ApiError> {
     Params::new(q, &[])?;
     let spec: crate::rules::RuleSpec = json_body(&body)?;
     Ok((StatusCode::CREATED, Json(call(&st, move |b| b.add_rule(spec)).await?)))
 }
 
-async fn del_rule(State(st): State<AppState>, q: Q, axum::extract::Path(id): axum::extract::Path<String>) -> Result<Json<crate::rules::RuleRow>, ApiError> {
+async fn del_rule(
+    State(st): State<AppState>,
+    q: Q,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<crate::rules::RuleRow>, ApiError> {
     Params::new(q, &[])?;
-    let id: u32 = id.parse().map_err(|_| ApiError::BadRequest(format!("rule id must be a number, got '{id}'")))?;
+    let id: u32 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("rule id must be a number, got '{id}'")))?;
     Ok(Json(call(&st, move |b| b.del_rule(id)).await?))
 }
 
@@ -685,7 +805,9 @@ async fn set_fastpath(State(st): State<AppState>, q: Q, body: Bytes) -> Result<J
     Params::new(q, &[])?;
     let req: FastpathRequest = json_body(&body)?;
     if req.enable && req.bridge.is_none() {
-        return Err(ApiError::BadRequest("enabling the fast path needs the bridge (e.g. cni0)".into()));
+        return Err(ApiError::BadRequest(
+            "enabling the fast path needs the bridge (e.g. cni0)".into(),
+        ));
     }
     Ok(Json(call(&st, move |b| b.fastpath(Some(req))).await?))
 }
@@ -695,7 +817,10 @@ async fn set_fastpath(State(st): State<AppState>, q: Q, body: Bytes) -> Result<J
 /// [`SHUTDOWN_GRACE`] later, so a request that hangs cannot keep the daemon from exiting.
 pub(crate) fn graceful_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (impl Future<Output = ()> + Send + 'static, impl Future<Output = ()> + Send + 'static) {
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    impl Future<Output = ()> + Send + 'static,
+) {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
@@ -733,7 +858,10 @@ impl ApiClient {
     /// are errors.
     pub async fn connect(path: &Path) -> Result<Option<ApiClient>, ApiError> {
         match handshake(path).await {
-            Ok(sender) => Ok(Some(ApiClient { socket: path.to_path_buf(), conn: tokio::sync::Mutex::new(Some(sender)) })),
+            Ok(sender) => Ok(Some(ApiClient {
+                socket: path.to_path_buf(),
+                conn: tokio::sync::Mutex::new(Some(sender)),
+            })),
             Err(ApiError::NotRunning { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -783,17 +911,32 @@ impl ApiClient {
             .header(header::HOST, "localhost")
             .body(Full::new(Bytes::new()))
             .map_err(|e| ApiError::Http(format!("building the request: {e}")))?;
-        let res = sender.send_request(req).await.map_err(|e| ApiError::Http(format!("sending {path_and_query}: {e}")))?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::Http(format!("sending {path_and_query}: {e}")))?;
         let status = res.status();
         if !status.is_success() {
-            let bytes = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let bytes = res
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let message = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-            return Err(ApiError::Daemon { status: status.as_u16(), message });
+            return Err(ApiError::Daemon {
+                status: status.as_u16(),
+                message,
+            });
         }
-        Ok(JsonLines { body: res.into_body(), buf: Vec::new(), _conn: sender })
+        Ok(JsonLines {
+            body: res.into_body(),
+            buf: Vec::new(),
+            _conn: sender,
+        })
     }
 
     /// `GET path_and_query` (e.g. `/v1/flows?top=3`): the JSON answer, or
@@ -802,12 +945,22 @@ impl ApiClient {
         self.request(hyper::Method::GET, path_and_query, None).await
     }
 
-    async fn request(&self, method: hyper::Method, path_and_query: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, ApiError> {
+    async fn request(
+        &self,
+        method: hyper::Method,
+        path_and_query: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ApiError> {
         if !path_and_query.starts_with('/') {
-            return Err(ApiError::Http(format!("request path '{path_and_query}' does not start with '/'")));
+            return Err(ApiError::Http(format!(
+                "request path '{path_and_query}' does not start with '/'"
+            )));
         }
         let build = || {
-            let mut b = hyper::Request::builder().method(method.clone()).uri(path_and_query).header(header::HOST, "localhost");
+            let mut b = hyper::Request::builder()
+                .method(method.clone())
+                .uri(path_and_query)
+                .header(header::HOST, "localhost");
             let payload = match &body {
                 Some(v) => {
                     b = b.header(header::CONTENT_TYPE, "application/json");
@@ -815,7 +968,8 @@ impl ApiClient {
                 }
                 None => Bytes::new(),
             };
-            b.body(Full::new(payload)).map_err(|e| ApiError::Http(format!("building the request: {e}")))
+            b.body(Full::new(payload))
+                .map_err(|e| ApiError::Http(format!("building the request: {e}")))
         };
         let exchange = async {
             let mut conn = self.conn.lock().await;
@@ -834,7 +988,10 @@ impl ApiClient {
                 Ok(r) => r,
                 Err(e) if !fresh && (e.is_canceled() || e.is_closed()) => {
                     sender = handshake(&self.socket).await?;
-                    sender.send_request(build()?).await.map_err(|e| ApiError::Http(format!("sending {path_and_query}: {e}")))?
+                    sender
+                        .send_request(build()?)
+                        .await
+                        .map_err(|e| ApiError::Http(format!("sending {path_and_query}: {e}")))?
                 }
                 Err(e) => return Err(ApiError::Http(format!("sending {path_and_query}: {e}"))),
             };
@@ -848,16 +1005,26 @@ impl ApiClient {
             *conn = Some(sender);
             Ok::<_, ApiError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-            .await
-            .map_err(|_| ApiError::Http(format!("no answer to {path_and_query} within {}s", REQUEST_TIMEOUT.as_secs())))??;
+        let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| {
+            ApiError::Http(format!(
+                "no answer to {path_and_query} within {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ))
+        })??;
         let json = serde_json::from_slice::<serde_json::Value>(&bytes);
         if !status.is_success() {
             let message = match &json {
-                Ok(v) => v.get("error").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| v.to_string()),
+                Ok(v) => v
+                    .get("error")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
                 Err(_) => String::from_utf8_lossy(&bytes).trim().to_string(),
             };
-            return Err(ApiError::Daemon { status: status.as_u16(), message });
+            return Err(ApiError::Daemon {
+                status: status.as_u16(),
+                message,
+            });
         }
         json.map_err(|e| ApiError::Http(format!("the answer to {path_and_query} is not JSON: {e}")))
     }
@@ -876,7 +1043,8 @@ impl JsonLines {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();
-                let v = serde_json::from_slice(&line[..i]).map_err(|e| ApiError::Http(format!("bad event line: {e}")))?;
+                let v =
+                    serde_json::from_slice(&line[..i]).map_err(|e| ApiError::Http(format!("bad event line: {e}")))?;
                 return Ok(Some(v));
             }
             match self.body.frame().await {
@@ -897,10 +1065,22 @@ async fn handshake(path: &Path) -> Result<Sender, ApiError> {
     let stream = match tokio::net::UnixStream::connect(path).await {
         Ok(s) => s,
         Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
-            return Err(ApiError::NotRunning { socket: path.to_path_buf() })
+            return Err(ApiError::NotRunning {
+                socket: path.to_path_buf(),
+            })
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Err(ApiError::NotRunning { socket: path.to_path_buf() }),
-        Err(source) => return Err(ApiError::Socket { what: "connecting to", path: path.to_path_buf(), source }),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(ApiError::NotRunning {
+                socket: path.to_path_buf(),
+            })
+        }
+        Err(source) => {
+            return Err(ApiError::Socket {
+                what: "connecting to",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -914,7 +1094,10 @@ async fn handshake(path: &Path) -> Result<Sender, ApiError> {
 /// Run `fut` to completion on a fresh single-threaded runtime: for the synchronous CLI.
 /// Must not be called from within a runtime.
 pub fn block_on<F: Future>(fut: F) -> Result<F::Output, ApiError> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut))
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut))
 }
 
 #[cfg(test)]
@@ -935,11 +1118,19 @@ mod tests {
 
     #[test]
     fn filter_round_trips_through_the_query() {
-        let f = Filter { iface: Some("veth 1".into()), class: Some(netpath_common::class::TCP), top: Some(3), sort: Some(SortBy::Packets) };
+        let f = Filter {
+            iface: Some("veth 1".into()),
+            class: Some(netpath_common::class::TCP),
+            top: Some(3),
+            sort: Some(SortBy::Packets),
+        };
         let q = filter_query(&f);
         assert_eq!(q, "?iface=veth%201&class=tcp&top=3&sort=packets");
         let back = parse_filter(&params("iface=veth1&class=tcp&top=3&sort=packets").unwrap()).unwrap();
-        assert_eq!((back.iface.as_deref(), back.class, back.top, back.sort), (Some("veth1"), Some(3), Some(3), Some(SortBy::Packets)));
+        assert_eq!(
+            (back.iface.as_deref(), back.class, back.top, back.sort),
+            (Some("veth1"), Some(3), Some(3), Some(SortBy::Packets))
+        );
         assert_eq!(filter_query(&Filter::default()), "");
     }
 

@@ -8,11 +8,12 @@
 //! TC uses tcx links where the kernel has them (6.6+), which coexist with other programs by design;
 //! older kernels get a clsact qdisc and a netlink filter. Links are owned by the loaded programs and
 //! detached when they are dropped.
-use crate::{
-    error::{Error, Result},
-    ifaces::{self, Iface},
-    loader::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
 };
+
 use aya::{
     programs::{
         links::{FdLink, LinkOrder, PinnedLink},
@@ -23,10 +24,11 @@ use aya::{
     util::KernelVersion,
     Ebpf,
 };
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-    str::FromStr,
+
+use crate::{
+    error::{Error, Result},
+    ifaces::{self, Iface},
+    loader::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -81,16 +83,25 @@ impl FromStr for IfaceSpec {
                 if name.is_empty() {
                     return Err(format!("'{s}': missing interface name before ':'"));
                 }
-                return Ok(IfaceSpec { name: name.to_string(), mode: Some(mode) });
+                return Ok(IfaceSpec {
+                    name: name.to_string(),
+                    mode: Some(mode),
+                });
             }
         }
         if s.is_empty() {
             return Err("empty interface name".into());
         }
         if s.len() >= libc::IF_NAMESIZE {
-            return Err(format!("'{s}' is longer than an interface name can be ({} bytes)", libc::IF_NAMESIZE - 1));
+            return Err(format!(
+                "'{s}' is longer than an interface name can be ({} bytes)",
+                libc::IF_NAMESIZE - 1
+            ));
         }
-        Ok(IfaceSpec { name: s.to_string(), mode: None })
+        Ok(IfaceSpec {
+            name: s.to_string(),
+            mode: None,
+        })
     }
 }
 
@@ -174,7 +185,12 @@ pub struct AttachOptions {
 
 impl Default for AttachOptions {
     fn default() -> Self {
-        Self { tc_hook: TcHookChoice::Auto, tcx_order: TcxOrder::First, force: false, links_dir: None }
+        Self {
+            tc_hook: TcHookChoice::Auto,
+            tcx_order: TcxOrder::First,
+            force: false,
+            links_dir: None,
+        }
     }
 }
 
@@ -207,7 +223,9 @@ impl Hook {
         }
     }
     fn from_name(s: &str) -> Option<Hook> {
-        [Hook::Xdp, Hook::TcIngress, Hook::TcEgress].into_iter().find(|h| h.name() == s)
+        [Hook::Xdp, Hook::TcIngress, Hook::TcEgress]
+            .into_iter()
+            .find(|h| h.name() == s)
     }
 }
 
@@ -215,9 +233,14 @@ impl Hook {
 /// filters are netlink objects aya deletes when the link is dropped.
 #[derive(Debug)]
 enum Held {
-    Fd { link: FdLink, pin: Option<PathBuf> },
+    Fd {
+        link: FdLink,
+        pin: Option<PathBuf>,
+    },
     /// Held only so that dropping it deletes the filter.
-    Netlink { _link: SchedClassifierLink },
+    Netlink {
+        _link: SchedClassifierLink,
+    },
 }
 
 /// The links netpath made (or re-adopted) on one interface.
@@ -262,14 +285,26 @@ pub fn detach_pinned(path: &Path) -> std::io::Result<()> {
     let mut get = [0u64; 3];
     get[0] = c.as_ptr() as u64;
     // SAFETY: bpf(2) with a zeroed attr large enough for BPF_OBJ_GET and a valid path pointer.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, get.as_mut_ptr(), std::mem::size_of_val(&get)) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            get.as_mut_ptr(),
+            std::mem::size_of_val(&get),
+        )
+    };
     if fd >= 0 {
         // union bpf_attr, link_detach: link_fd.
         let mut detach = [0u64; 1];
         detach[0] = fd as u64;
         // SAFETY: as above; the fd is ours and closed right after.
         unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, detach.as_mut_ptr(), std::mem::size_of_val(&detach));
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_LINK_DETACH,
+                detach.as_mut_ptr(),
+                std::mem::size_of_val(&detach),
+            );
             libc::close(fd as i32);
         }
     }
@@ -291,15 +326,25 @@ pub fn parse_link_pin(file: &str) -> Option<(String, u32, Hook)> {
     if parts.next().is_some() {
         return None;
     }
-    Some((name.replace("%2e", ".").replace("%25", "%"), ifindex.parse().ok()?, Hook::from_name(hook)?))
+    Some((
+        name.replace("%2e", ".").replace("%25", "%"),
+        ifindex.parse().ok()?,
+        Hook::from_name(hook)?,
+    ))
 }
 
 /// Load the datapath programs into the kernel (once per process, before any attach).
 pub fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
     for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
-        tc_prog(ebpf, name)?.load().map_err(|source| Error::Program { what: format!("loading {name}"), source })?;
+        tc_prog(ebpf, name)?.load().map_err(|source| Error::Program {
+            what: format!("loading {name}"),
+            source,
+        })?;
     }
-    xdp_prog(ebpf)?.load().map_err(|source| Error::Program { what: format!("loading {PROG_XDP}"), source })?;
+    xdp_prog(ebpf)?.load().map_err(|source| Error::Program {
+        what: format!("loading {PROG_XDP}"),
+        source,
+    })?;
     Ok(())
 }
 
@@ -307,14 +352,20 @@ fn tc_prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier
     ebpf.program_mut(name)
         .ok_or_else(|| Error::BadArgument(format!("program {name} missing from the eBPF object")))?
         .try_into()
-        .map_err(|source| Error::Program { what: format!("program {name}"), source })
+        .map_err(|source| Error::Program {
+            what: format!("program {name}"),
+            source,
+        })
 }
 
 fn xdp_prog(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     ebpf.program_mut(PROG_XDP)
         .ok_or_else(|| Error::BadArgument(format!("program {PROG_XDP} missing from the eBPF object")))?
         .try_into()
-        .map_err(|source| Error::Program { what: format!("program {PROG_XDP}"), source })
+        .map_err(|source| Error::Program {
+            what: format!("program {PROG_XDP}"),
+            source,
+        })
 }
 
 /// What `auto` means for this interface.
@@ -346,21 +397,35 @@ fn readopt(ebpf: &mut Ebpf, pin: &Path, hook: Hook) -> Option<Held> {
     let swapped: std::result::Result<FdLink, String> = match hook {
         Hook::Xdp => (|| {
             let p = xdp_prog(ebpf).map_err(|e| e.to_string())?;
-            let id = p.attach_to_link(XdpLink::try_from(fd).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let id = p
+                .attach_to_link(XdpLink::try_from(fd).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
             FdLink::try_from(p.take_link(id).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
         })(),
         Hook::TcIngress | Hook::TcEgress => (|| {
-            let name = if hook == Hook::TcIngress { PROG_TC_INGRESS } else { PROG_TC_EGRESS };
+            let name = if hook == Hook::TcIngress {
+                PROG_TC_INGRESS
+            } else {
+                PROG_TC_EGRESS
+            };
             let p = tc_prog(ebpf, name).map_err(|e| e.to_string())?;
-            let id = p.attach_to_link(SchedClassifierLink::try_from(fd).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let id = p
+                .attach_to_link(SchedClassifierLink::try_from(fd).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
             FdLink::try_from(p.take_link(id).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
         })(),
     };
     match swapped {
-        Ok(link) => Some(Held::Fd { link, pin: Some(pin.to_path_buf()) }),
+        Ok(link) => Some(Held::Fd {
+            link,
+            pin: Some(pin.to_path_buf()),
+        }),
         Err(e) => {
             // A link of a deleted device (defunct) cannot be updated: start afresh.
-            eprintln!("netpath: pinned link {} not re-adoptable ({e}); attaching anew", pin.display());
+            eprintln!(
+                "netpath: pinned link {} not re-adoptable ({e}); attaching anew",
+                pin.display()
+            );
             let _ = std::fs::remove_file(pin);
             None
         }
@@ -372,18 +437,29 @@ fn hold_fd(link: FdLink, pin: Option<PathBuf>) -> Result<Held> {
     match pin {
         None => Ok(Held::Fd { link, pin: None }),
         Some(path) => {
-            let pinned = link.pin(&path).map_err(|source| Error::Pin { path: path.clone(), source })?;
-            Ok(Held::Fd { link: pinned.into(), pin: Some(path) })
+            let pinned = link.pin(&path).map_err(|source| Error::Pin {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Held::Fd {
+                link: pinned.into(),
+                pin: Some(path),
+            })
         }
     }
 }
 
 /// The XDP program currently attached to an interface (id, name), as iproute2 reports it.
 pub fn current_xdp(iface: &str) -> Option<(u32, String)> {
-    let out = std::process::Command::new("ip").args(["-j", "-d", "link", "show", "dev", iface]).output().ok()?;
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-d", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let xdp = &v.get(0)?["xdp"];
-    let id = xdp["prog"]["id"].as_u64().or_else(|| xdp["attached"].get(0).and_then(|a| a["prog"]["id"].as_u64()))?;
+    let id = xdp["prog"]["id"]
+        .as_u64()
+        .or_else(|| xdp["attached"].get(0).and_then(|a| a["prog"]["id"].as_u64()))?;
     let name = aya::programs::loaded_programs()
         .filter_map(|p| p.ok())
         .find(|p| p.id() == id as u32)
@@ -407,22 +483,37 @@ pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOpti
         } else {
             if let Some((id, name)) = current_xdp(&iface.name) {
                 if !opts.force {
-                    return Err(Error::ForeignXdp { iface: iface.name.clone(), prog_id: id, prog_name: name });
+                    return Err(Error::ForeignXdp {
+                        iface: iface.name.clone(),
+                        prog_id: id,
+                        prog_name: name,
+                    });
                 }
                 eprintln!("netpath: {}: --force: removing XDP program {id} ({name})", iface.name);
                 for m in ["xdp", "xdpgeneric", "xdpdrv"] {
-                    let _ = std::process::Command::new("ip").args(["link", "set", "dev", &iface.name, m, "off"]).status();
+                    let _ = std::process::Command::new("ip")
+                        .args(["link", "set", "dev", &iface.name, m, "off"])
+                        .status();
                 }
             }
-            let xdp_mode = if mode == Mode::Xdp { XdpMode::Driver } else { XdpMode::Skb };
+            let xdp_mode = if mode == Mode::Xdp {
+                XdpMode::Driver
+            } else {
+                XdpMode::Skb
+            };
             let p = xdp_prog(ebpf)?;
             match p.attach_to_if_index(iface.ifindex, xdp_mode) {
                 Ok(id) => {
-                    let link = p.take_link(id).map_err(prog_err(format!("taking XDP link of {}", iface.name)))?;
+                    let link = p
+                        .take_link(id)
+                        .map_err(prog_err(format!("taking XDP link of {}", iface.name)))?;
                     match FdLink::try_from(link) {
                         Ok(fd) => links.held.push((Hook::Xdp, hold_fd(fd, pin(Hook::Xdp))?)),
                         // Kernels without XDP links (< 5.9) attach by netlink; aya detaches on drop.
-                        Err(_) => eprintln!("netpath: {}: XDP attached without a bpf link; it cannot be pinned", iface.name),
+                        Err(_) => eprintln!(
+                            "netpath: {}: XDP attached without a bpf link; it cannot be pinned",
+                            iface.name
+                        ),
                     }
                 }
                 // auto on a NIC whose driver has no native XDP: TC still sees everything.
@@ -431,7 +522,10 @@ pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOpti
                     mode = Mode::Tc;
                 }
                 Err(source) => {
-                    return Err(Error::Program { what: format!("attaching XDP ({mode}) to {}", iface.name), source });
+                    return Err(Error::Program {
+                        what: format!("attaching XDP ({mode}) to {}", iface.name),
+                        source,
+                    });
                 }
             }
         }
@@ -478,7 +572,9 @@ pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOpti
             }),
         };
         let p = tc_prog(ebpf, name)?;
-        let res = p.attach_with_options(&iface.name, dir, options).and_then(|id| p.take_link(id));
+        let res = p
+            .attach_with_options(&iface.name, dir, options)
+            .and_then(|id| p.take_link(id));
         match res {
             Ok(link) => {
                 let held = match hook {
@@ -498,11 +594,24 @@ pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOpti
             }
             Err(source) => {
                 links.detach();
-                return Err(Error::Program { what: format!("attaching {name} ({hook:?}) to {}", iface.name), source });
+                return Err(Error::Program {
+                    what: format!("attaching {name} ({hook:?}) to {}", iface.name),
+                    source,
+                });
             }
         }
     }
-    Ok((Attached { iface: iface.name.clone(), ifindex: iface.ifindex, mode, tc_hook: hook, driver, readopted }, links))
+    Ok((
+        Attached {
+            iface: iface.name.clone(),
+            ifindex: iface.ifindex,
+            mode,
+            tc_hook: hook,
+            driver,
+            readopted,
+        },
+        links,
+    ))
 }
 
 /// Remove pinned links in `dir` that are not in `keep` (interfaces no longer wanted, or gone):
@@ -529,11 +638,26 @@ mod tests {
 
     #[test]
     fn iface_spec_parses_optional_mode() {
-        assert_eq!("cni0".parse::<IfaceSpec>().unwrap(), IfaceSpec { name: "cni0".into(), mode: None });
-        assert_eq!("ul0:xdp".parse::<IfaceSpec>().unwrap(), IfaceSpec { name: "ul0".into(), mode: Some(Mode::Xdp) });
+        assert_eq!(
+            "cni0".parse::<IfaceSpec>().unwrap(),
+            IfaceSpec {
+                name: "cni0".into(),
+                mode: None
+            }
+        );
+        assert_eq!(
+            "ul0:xdp".parse::<IfaceSpec>().unwrap(),
+            IfaceSpec {
+                name: "ul0".into(),
+                mode: Some(Mode::Xdp)
+            }
+        );
         assert_eq!(
             "eth1:xdp-generic".parse::<IfaceSpec>().unwrap(),
-            IfaceSpec { name: "eth1".into(), mode: Some(Mode::XdpGeneric) }
+            IfaceSpec {
+                name: "eth1".into(),
+                mode: Some(Mode::XdpGeneric)
+            }
         );
         // Not a mode: part of the name (aliases like eth0:1 are rejected later as unknown).
         assert_eq!("eth0:1".parse::<IfaceSpec>().unwrap().name, "eth0:1");
@@ -544,11 +668,20 @@ mod tests {
 
     #[test]
     fn link_pins_round_trip() {
-        let iface = Iface { name: "flannel.1%".into(), ifindex: 42 };
+        let iface = Iface {
+            name: "flannel.1%".into(),
+            ifindex: 42,
+        };
         let p = link_pin(Path::new("/x"), &iface, Hook::TcEgress);
         assert_eq!(p, Path::new("/x/flannel%2e1%25:42:tc_out"));
-        assert!(!p.file_name().unwrap().to_str().unwrap().contains('.'), "bpffs refuses dots");
-        assert_eq!(parse_link_pin("flannel%2e1%25:42:tc_out"), Some(("flannel.1%".into(), 42, Hook::TcEgress)));
+        assert!(
+            !p.file_name().unwrap().to_str().unwrap().contains('.'),
+            "bpffs refuses dots"
+        );
+        assert_eq!(
+            parse_link_pin("flannel%2e1%25:42:tc_out"),
+            Some(("flannel.1%".into(), 42, Hook::TcEgress))
+        );
         assert_eq!(parse_link_pin("NP_FLOWS"), None);
         assert_eq!(parse_link_pin("eth0:x:xdp"), None);
     }

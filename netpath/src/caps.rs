@@ -27,7 +27,11 @@ pub fn missing_from(caps: u64, needed: &[(u32, &'static str)]) -> Vec<&'static s
 /// Loading and attaching programs needs CAP_BPF, CAP_PERFMON (pointer arithmetic on packets) and
 /// CAP_NET_ADMIN (attaching to interfaces).
 pub fn require_datapath() -> Result<()> {
-    require(&[(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_NET_ADMIN, "CAP_NET_ADMIN")])
+    require(&[
+        (CAP_BPF, "CAP_BPF"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+    ])
 }
 
 /// Reading pinned maps needs CAP_BPF (bpffs objects are root-owned too).
@@ -46,7 +50,9 @@ fn require(needed: &[(u32, &'static str)]) -> Result<()> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::Privileges { missing: missing.join(", ") })
+        Err(Error::Privileges {
+            missing: missing.join(", "),
+        })
     }
 }
 

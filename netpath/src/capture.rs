@@ -41,13 +41,16 @@
 //! refused with the first's pid. On exit, error or panic a guard turns capture off first and then
 //! removes the interfaces it added; a capture killed with SIGKILL cannot, and the next capture
 //! (which then holds the lock, so nobody else owns that state) resets it before arming.
-use crate::{
-    api::{self, ApiClient},
-    caps,
-    cli::CaptureArgs,
-    error::{Error, Result},
-    ifaces, netns,
+use std::{
+    borrow::Cow,
+    fs::File,
+    io::{BufWriter, IsTerminal as _, Write},
+    mem::size_of,
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    time::Duration,
 };
+
 use aya::maps::{
     perf::{PerfEvent, PerfEventArray, PerfEventArrayBuffer},
     Array, HashMap, Map, MapData,
@@ -68,14 +71,13 @@ use pcap_file::{
     },
     DataLink, Endianness, PcapError,
 };
-use std::{
-    borrow::Cow,
-    fs::File,
-    io::{BufWriter, IsTerminal as _, Write},
-    mem::size_of,
-    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
-    path::{Path, PathBuf},
-    time::Duration,
+
+use crate::{
+    api::{self, ApiClient},
+    caps,
+    cli::CaptureArgs,
+    error::{Error, Result},
+    ifaces, netns,
 };
 
 /// How long a record waits for older records from other CPUs before it is written.
@@ -131,7 +133,12 @@ pub fn class_mask(kinds: &[String]) -> Result<u32> {
         let k = k.trim();
         match class::from_name(k) {
             Some(c) => mask |= 1 << c,
-            None => return Err(Error::BadArgument(format!("unknown class '{k}' in --kind (classes: {})", class::NAMES.join(", ")))),
+            None => {
+                return Err(Error::BadArgument(format!(
+                    "unknown class '{k}' in --kind (classes: {})",
+                    class::NAMES.join(", ")
+                )))
+            }
         }
     }
     Ok(mask)
@@ -227,7 +234,11 @@ fn daemon_rows(socket: &Path) -> Result<Option<serde_json::Value>> {
 }
 
 fn describe(row: &serde_json::Value) -> Option<String> {
-    match (row["pod_namespace"].as_str(), row["pod"].as_str(), row["peer_netns"].as_str()) {
+    match (
+        row["pod_namespace"].as_str(),
+        row["pod"].as_str(),
+        row["peer_netns"].as_str(),
+    ) {
         (Some(ns), Some(p), Some(n)) => Some(format!("pod {ns}/{p} (netns {n})")),
         (Some(ns), Some(p), None) => Some(format!("pod {ns}/{p}")),
         (_, _, Some(n)) => Some(format!("netns {n}")),
@@ -237,14 +248,21 @@ fn describe(row: &serde_json::Value) -> Option<String> {
 
 /// `--pod` matches a pod name, `namespace/name`, or the network namespace behind the veth.
 fn pod_matches(want: &str, row: &serde_json::Value) -> bool {
-    let (ns, pod, netns) = (row["pod_namespace"].as_str(), row["pod"].as_str(), row["peer_netns"].as_str());
+    let (ns, pod, netns) = (
+        row["pod_namespace"].as_str(),
+        row["pod"].as_str(),
+        row["peer_netns"].as_str(),
+    );
     pod == Some(want) || netns == Some(want) || matches!((ns, pod), (Some(ns), Some(p)) if format!("{ns}/{p}") == want)
 }
 
 /// Whether a row shows netpath's programs attached: the daemon's `mode`, or the kernel's list.
 fn row_attached(row: &serde_json::Value) -> bool {
     !row["mode"].is_null()
-        || row["programs"].as_array().is_some_and(|a| a.iter().any(|p| p["program"].as_str().is_some_and(|n| n.starts_with("netpath_"))))
+        || row["programs"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|p| p["program"].as_str().is_some_and(|n| n.starts_with("netpath_")))
+        })
 }
 
 /// The interfaces of `rows` (daemon or kernel view) behind `--pod want`.
@@ -254,34 +272,58 @@ pub fn pod_targets(want: &str, rows: &serde_json::Value) -> Result<Vec<Target>> 
     if hits.is_empty() {
         let mut known: Vec<String> = rows
             .iter()
-            .filter_map(|r| match (r["pod_namespace"].as_str(), r["pod"].as_str(), r["peer_netns"].as_str()) {
-                (Some(ns), Some(p), _) => Some(format!("{ns}/{p}")),
-                (_, _, Some(n)) => Some(format!("netns {n}")),
-                _ => None,
-            })
+            .filter_map(
+                |r| match (r["pod_namespace"].as_str(), r["pod"].as_str(), r["peer_netns"].as_str()) {
+                    (Some(ns), Some(p), _) => Some(format!("{ns}/{p}")),
+                    (_, _, Some(n)) => Some(format!("netns {n}")),
+                    _ => None,
+                },
+            )
             .collect();
         known.sort();
         known.dedup();
         return Err(Error::BadArgument(format!(
             "no interface here leads to pod or network namespace '{want}'; known: {}",
-            if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "(none)".to_string()
+            } else {
+                known.join(", ")
+            }
         )));
     }
     // A bare name may be a pod in several Kubernetes namespaces: refuse to guess.
-    let mut owners: Vec<String> =
-        hits.iter().map(|r| format!("{}/{}", r["pod_namespace"].as_str().unwrap_or("-"), r["pod"].as_str().unwrap_or("-"))).collect();
+    let mut owners: Vec<String> = hits
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["pod_namespace"].as_str().unwrap_or("-"),
+                r["pod"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
     owners.sort();
     owners.dedup();
     if owners.len() > 1 && hits.iter().all(|r| r["pod"].as_str() == Some(want)) {
-        return Err(Error::BadArgument(format!("pod '{want}' is ambiguous: {}; give NAMESPACE/NAME", owners.join(", "))));
+        return Err(Error::BadArgument(format!(
+            "pod '{want}' is ambiguous: {}; give NAMESPACE/NAME",
+            owners.join(", ")
+        )));
     }
     let mut out: Vec<Target> = Vec::new();
     for r in hits {
-        let (Some(name), Some(ifindex)) = (r["iface"].as_str(), r["ifindex"].as_u64()) else { continue };
+        let (Some(name), Some(ifindex)) = (r["iface"].as_str(), r["ifindex"].as_u64()) else {
+            continue;
+        };
         if out.iter().any(|t| t.ifindex == ifindex as u32) {
             continue;
         }
-        out.push(Target { name: name.to_string(), ifindex: ifindex as u32, description: describe(r), attached: Some(row_attached(r)) });
+        out.push(Target {
+            name: name.to_string(),
+            ifindex: ifindex as u32,
+            description: describe(r),
+            attached: Some(row_attached(r)),
+        });
     }
     Ok(out)
 }
@@ -300,20 +342,26 @@ fn resolve_targets(args: &CaptureArgs) -> Result<Vec<Target>> {
         if out.iter().any(|t| t.ifindex == i.ifindex) {
             continue;
         }
-        let row = daemon
-            .as_ref()
-            .and_then(|d| d.as_array())
-            .and_then(|rows| rows.iter().find(|r| r["ifindex"].as_u64() == Some(i.ifindex as u64) && r["iface"] == i.name.as_str()));
+        let row = daemon.as_ref().and_then(|d| d.as_array()).and_then(|rows| {
+            rows.iter()
+                .find(|r| r["ifindex"].as_u64() == Some(i.ifindex as u64) && r["iface"] == i.name.as_str())
+        });
         let (description, attached) = match row {
             Some(r) => (describe(r), Some(row_attached(r))),
             None => {
-                let ours =
-                    crate::node::kernel_programs(&i.name).iter().any(|p| p["program"].as_str().is_some_and(|n| n.starts_with("netpath_")));
+                let ours = crate::node::kernel_programs(&i.name)
+                    .iter()
+                    .any(|p| p["program"].as_str().is_some_and(|n| n.starts_with("netpath_")));
                 // tcx and XDP only: a legacy clsact attachment is invisible here, so only "yes" is sure.
                 (None, ours.then_some(true))
             }
         };
-        out.push(Target { name: i.name, ifindex: i.ifindex, description, attached });
+        out.push(Target {
+            name: i.name,
+            ifindex: i.ifindex,
+            description,
+            attached,
+        });
     }
     if let Some(pod) = &args.pod {
         let rows = match daemon {
@@ -359,11 +407,18 @@ fn flock_nb(fd: &OwnedFd, retry: bool) -> std::io::Result<()> {
 fn lock_holder(path: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt as _;
     let md = std::fs::metadata(path).ok()?;
-    let want = format!("{:02x}:{:02x}:{}", libc::major(md.dev()), libc::minor(md.dev()), md.ino());
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(md.dev()),
+        libc::minor(md.dev()),
+        md.ino()
+    );
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     locks.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str())).then(|| f.get(4)?.parse().ok()).flatten()
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+            .then(|| f.get(4)?.parse().ok())
+            .flatten()
     })
 }
 
@@ -379,7 +434,8 @@ impl CaptureLock {
                 // No flock on this file system: a lock file named after the pin directory.
                 let name = pin_dir.to_string_lossy().trim_matches('/').replace('/', "_");
                 let path = PathBuf::from(FALLBACK_LOCK_DIR).join(format!("capture-{name}.lock"));
-                std::fs::create_dir_all(FALLBACK_LOCK_DIR).map_err(|e| Error::Other(format!("creating {FALLBACK_LOCK_DIR}: {e}")))?;
+                std::fs::create_dir_all(FALLBACK_LOCK_DIR)
+                    .map_err(|e| Error::Other(format!("creating {FALLBACK_LOCK_DIR}: {e}")))?;
                 let f = File::options()
                     .create(true)
                     .truncate(false)
@@ -409,10 +465,16 @@ impl CaptureLock {
 /// abandoned capture does not make every frame pay for a copy nobody reads. Returns whether it
 /// reset anything.
 pub fn reset_abandoned(pin_dir: &Path) -> Result<bool> {
-    let Ok(_lock) = CaptureLock::acquire(pin_dir, false) else { return Ok(false) };
+    let Ok(_lock) = CaptureLock::acquire(pin_dir, false) else {
+        return Ok(false);
+    };
     let mut ctl = Control {
-        cfg: open_pinned(pin_dir, maps::CAPTURE_CFG)?.try_into().map_err(map_err("NP_CAPTURE_CFG".into()))?,
-        ifaces: open_pinned(pin_dir, maps::CAPTURE_IFACES)?.try_into().map_err(map_err("NP_CAPTURE_IFACES".into()))?,
+        cfg: open_pinned(pin_dir, maps::CAPTURE_CFG)?
+            .try_into()
+            .map_err(map_err("NP_CAPTURE_CFG".into()))?,
+        ifaces: open_pinned(pin_dir, maps::CAPTURE_IFACES)?
+            .try_into()
+            .map_err(map_err("NP_CAPTURE_IFACES".into()))?,
     };
     ctl.reset_stale()
 }
@@ -450,7 +512,9 @@ impl Control {
         let keys: Vec<u32> = self.ifaces.keys().filter_map(|k| k.ok()).collect();
         let stale = cur.enabled != 0 || !keys.is_empty();
         if cur != CaptureConfig::default() {
-            self.cfg.set(0, CaptureConfig::default(), 0).map_err(map_err("writing NP_CAPTURE_CFG".into()))?;
+            self.cfg
+                .set(0, CaptureConfig::default(), 0)
+                .map_err(map_err("writing NP_CAPTURE_CFG".into()))?;
         }
         for k in keys {
             let _ = self.ifaces.remove(&k);
@@ -460,12 +524,24 @@ impl Control {
 
     /// Program the filter: interface entries first, the config with `enabled` last.
     fn arm(self, targets: &[Target], cfg: CaptureConfig) -> Result<Armed> {
-        let mut armed = Armed { ctl: self, added: Vec::new(), active: true };
+        let mut armed = Armed {
+            ctl: self,
+            added: Vec::new(),
+            active: true,
+        };
         for t in targets {
-            armed.ctl.ifaces.insert(t.ifindex, 1u8, 0).map_err(map_err(format!("adding {} to NP_CAPTURE_IFACES", t.name)))?;
+            armed
+                .ctl
+                .ifaces
+                .insert(t.ifindex, 1u8, 0)
+                .map_err(map_err(format!("adding {} to NP_CAPTURE_IFACES", t.name)))?;
             armed.added.push(t.ifindex);
         }
-        armed.ctl.cfg.set(0, cfg, 0).map_err(map_err("writing NP_CAPTURE_CFG".into()))?;
+        armed
+            .ctl
+            .cfg
+            .set(0, cfg, 0)
+            .map_err(map_err("writing NP_CAPTURE_CFG".into()))?;
         Ok(armed)
     }
 }
@@ -476,7 +552,11 @@ impl Armed {
             return Ok(());
         }
         self.active = false;
-        let off = self.ctl.cfg.set(0, CaptureConfig::default(), 0).map_err(map_err("switching capture off in NP_CAPTURE_CFG".into()));
+        let off = self
+            .ctl
+            .cfg
+            .set(0, CaptureConfig::default(), 0)
+            .map_err(map_err("switching capture off in NP_CAPTURE_CFG".into()));
         for k in self.added.drain(..) {
             let _ = self.ctl.ifaces.remove(&k);
         }
@@ -538,7 +618,11 @@ impl Collector<'_> {
             ts: meta.ts,
             seq: self.seq,
             interface_id: interface_id as u32,
-            flags: if meta.direction == DIR_EGRESS { EPB_OUTBOUND } else { EPB_INBOUND },
+            flags: if meta.direction == DIR_EGRESS {
+                EPB_OUTBOUND
+            } else {
+                EPB_INBOUND
+            },
             original_len: meta.len.max(data.len() as u32),
             data,
         });
@@ -603,10 +687,14 @@ impl Sink {
         };
         let section = SectionHeaderBlock {
             endianness: Endianness::native(),
-            options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!("netpath {} capture", env!("CARGO_PKG_VERSION"))))],
+            options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
+                "netpath {} capture",
+                env!("CARGO_PKG_VERSION")
+            )))],
             ..Default::default()
         };
-        let mut w = PcapNgWriter::with_section_header(BufWriter::with_capacity(1 << 16, file), section).map_err(pcap_err)?;
+        let mut w =
+            PcapNgWriter::with_section_header(BufWriter::with_capacity(1 << 16, file), section).map_err(pcap_err)?;
         for t in targets {
             let mut options = vec![InterfaceDescriptionOption::IfName(Cow::Owned(t.name.clone()))];
             if let Some(d) = &t.description {
@@ -614,10 +702,19 @@ impl Sink {
             }
             // EPB timestamps are written in nanoseconds; the pcapng default is microseconds.
             options.push(InterfaceDescriptionOption::IfTsResol(9));
-            w.write_pcapng_block(InterfaceDescriptionBlock { linktype: DataLink::ETHERNET, snaplen, options }).map_err(pcap_err)?;
+            w.write_pcapng_block(InterfaceDescriptionBlock {
+                linktype: DataLink::ETHERNET,
+                snaplen,
+                options,
+            })
+            .map_err(pcap_err)?;
         }
         w.get_mut().flush()?;
-        Ok(Sink { w, flush_each, wall_offset: wall_offset_ns() })
+        Ok(Sink {
+            w,
+            flush_each,
+            wall_offset: wall_offset_ns(),
+        })
     }
 
     fn write(&mut self, r: &Record) -> std::io::Result<()> {
@@ -671,7 +768,11 @@ impl Signals {
         rx.set_nonblocking(true)?;
         tx.set_nonblocking(true)?;
         let mut ids = Vec::new();
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        for sig in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
             ids.push(signal_hook::low_level::pipe::register(sig, tx.try_clone()?)?);
         }
         Ok(Signals { rx, ids })
@@ -691,7 +792,8 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     let class_mask = class_mask(&args.kind)?;
     if args.iface.is_empty() && args.pod.is_none() {
         return Err(Error::BadArgument(
-            "say where to capture: --iface IF (repeatable) or --pod POD (name, namespace/name, or the pod's netns)".into(),
+            "say where to capture: --iface IF (repeatable) or --pod POD (name, namespace/name, or the pod's netns)"
+                .into(),
         ));
     }
     if args.count == Some(0) {
@@ -703,10 +805,16 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     if args.duration == Some(Duration::ZERO) {
         return Err(Error::BadArgument("--duration must be longer than 0".into()));
     }
-    let snaplen = if args.snaplen == 0 { DEFAULT_SNAPLEN } else { args.snaplen };
+    let snaplen = if args.snaplen == 0 {
+        DEFAULT_SNAPLEN
+    } else {
+        args.snaplen
+    };
     caps::require_capture()?;
     if !args.pin_dir.join(maps::CAPTURE).exists() {
-        return Err(Error::NotRunning { dir: args.pin_dir.clone() });
+        return Err(Error::NotRunning {
+            dir: args.pin_dir.clone(),
+        });
     }
     if let Some(ns) = &args.netns {
         netns::enter(ns)?;
@@ -716,14 +824,19 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         return Err(Error::BadArgument("no interface to capture on".into()));
     }
     if targets.len() > 256 {
-        return Err(Error::BadArgument(format!("{} interfaces: the datapath's capture filter holds 256", targets.len())));
+        return Err(Error::BadArgument(format!(
+            "{} interfaces: the datapath's capture filter holds 256",
+            targets.len()
+        )));
     }
 
     // From here on we change things: lock, reset, open buffers, create the file, arm.
     let _lock = CaptureLock::acquire(&args.pin_dir, true)?;
     let mut ctl = Control {
-        cfg: Array::try_from(open_pinned(&args.pin_dir, maps::CAPTURE_CFG)?).map_err(map_err(maps::CAPTURE_CFG.into()))?,
-        ifaces: HashMap::try_from(open_pinned(&args.pin_dir, maps::CAPTURE_IFACES)?).map_err(map_err(maps::CAPTURE_IFACES.into()))?,
+        cfg: Array::try_from(open_pinned(&args.pin_dir, maps::CAPTURE_CFG)?)
+            .map_err(map_err(maps::CAPTURE_CFG.into()))?,
+        ifaces: HashMap::try_from(open_pinned(&args.pin_dir, maps::CAPTURE_IFACES)?)
+            .map_err(map_err(maps::CAPTURE_IFACES.into()))?,
     };
     let mut perf: PerfEventArray<MapData> =
         PerfEventArray::try_from(open_pinned(&args.pin_dir, maps::CAPTURE)?).map_err(map_err(maps::CAPTURE.into()))?;
@@ -733,12 +846,22 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     let cpus = aya::util::online_cpus().map_err(|(what, e)| Error::Other(format!("reading {what}: {e}")))?;
     let mut bufs = Vec::with_capacity(cpus.len());
     for cpu in cpus {
-        bufs.push(perf.open(cpu, Some(perf_pages())).map_err(|e| Error::Other(format!("opening the perf buffer of CPU {cpu}: {e}")))?);
+        bufs.push(
+            perf.open(cpu, Some(perf_pages()))
+                .map_err(|e| Error::Other(format!("opening the perf buffer of CPU {cpu}: {e}")))?,
+        );
     }
     let mut sink = Sink::create(&args.write, &targets, snaplen)?;
     let signals = Signals::register()?;
-    let mut armed =
-        ctl.arm(&targets, CaptureConfig { enabled: 1, snaplen: snaplen.min(MAX_KERNEL_CAPLEN), class_mask, iface_filter: 1 })?;
+    let mut armed = ctl.arm(
+        &targets,
+        CaptureConfig {
+            enabled: 1,
+            snaplen: snaplen.min(MAX_KERNEL_CAPLEN),
+            class_mask,
+            iface_filter: 1,
+        },
+    )?;
 
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let on: Vec<String> = targets
@@ -748,13 +871,30 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
             None => format!("{} (ifindex {})", t.name, t.ifindex),
         })
         .collect();
-    let kinds = if class_mask == 0 { "every class".to_string() } else { format!("classes {}", args.kind.join(",")) };
+    let kinds = if class_mask == 0 {
+        "every class".to_string()
+    } else {
+        format!("classes {}", args.kind.join(","))
+    };
     for t in targets.iter().filter(|t| t.attached == Some(false)) {
-        eprintln!("netpath capture: warning: netpath's programs are not attached to {}: nothing will be captured there", t.name);
+        eprintln!(
+            "netpath capture: warning: netpath's programs are not attached to {}: nothing will be captured there",
+            t.name
+        );
     }
-    eprintln!("netpath capture: capturing on {}, snaplen {snaplen}, {kinds}", on.join(", "));
+    eprintln!(
+        "netpath capture: capturing on {}, snaplen {snaplen}, {kinds}",
+        on.join(", ")
+    );
 
-    let mut col = Collector { targets: &targets, snaplen, pending: Vec::new(), seq: 0, lost: 0, ignored: 0 };
+    let mut col = Collector {
+        targets: &targets,
+        snaplen,
+        pending: Vec::new(),
+        seq: 0,
+        lost: 0,
+        ignored: 0,
+    };
     let mut written = 0u64;
     let deadline = args.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
     let window = REORDER_WINDOW.as_nanos() as u64;
@@ -764,16 +904,34 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         if deadline.is_some_and(|d| now >= d) {
             break Stop::Duration;
         }
-        let mut timeout_ms: i64 = if col.pending.is_empty() { 200 } else { (REORDER_WINDOW.as_millis() as i64).max(1) };
+        let mut timeout_ms: i64 = if col.pending.is_empty() {
+            200
+        } else {
+            (REORDER_WINDOW.as_millis() as i64).max(1)
+        };
         if let Some(d) = deadline {
             timeout_ms = timeout_ms.min((d - now).div_ceil(1_000_000) as i64);
         }
-        let mut fds: Vec<libc::pollfd> =
-            bufs.iter().map(|b| libc::pollfd { fd: b.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        fds.push(libc::pollfd { fd: signals.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        let mut fds: Vec<libc::pollfd> = bufs
+            .iter()
+            .map(|b| libc::pollfd {
+                fd: b.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        fds.push(libc::pollfd {
+            fd: signals.rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
         if let Some(fd) = stdout_fd {
             // No events asked: a pipe whose reader went away reports POLLERR anyway.
-            fds.push(libc::pollfd { fd, events: 0, revents: 0 });
+            fds.push(libc::pollfd {
+                fd,
+                events: 0,
+                revents: 0,
+            });
         }
         // SAFETY: fds is a valid array of pollfd of the given length.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms as i32) };
@@ -790,7 +948,12 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         // `now` before draining: every record not drained yet was stamped after now - window.
         let now = monotonic_ns();
         col.drain(&mut bufs);
-        if let Some(s) = emit(&mut sink, col.ready(Some(now.saturating_sub(window))), &mut written, args.count)? {
+        if let Some(s) = emit(
+            &mut sink,
+            col.ready(Some(now.saturating_sub(window))),
+            &mut written,
+            args.count,
+        )? {
             break s;
         }
         if let Err(e) = sink.flush() {
@@ -827,7 +990,9 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     // The kernel cannot see a full perf buffer (aya's output() drops the helper's result); the
     // reader can: add what it lost to the pinned counter `netpath status` and the metrics report.
     if col.lost > 0 {
-        if let Err(e) = crate::maps::Maps::open_pinned(&args.pin_dir).and_then(|mut m| m.add_diag(netpath_common::diag::CAPTURE_LOST, col.lost)) {
+        if let Err(e) = crate::maps::Maps::open_pinned(&args.pin_dir)
+            .and_then(|mut m| m.add_diag(netpath_common::diag::CAPTURE_LOST, col.lost))
+        {
             eprintln!("netpath capture: recording {} lost packets: {e}", col.lost);
         }
     }
@@ -844,7 +1009,10 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         names.join(", ")
     );
     if col.ignored > 0 {
-        eprintln!("netpath capture: {} records ignored (another interface, or too short to decode)", col.ignored);
+        eprintln!(
+            "netpath capture: {} records ignored (another interface, or too short to decode)",
+            col.ignored
+        );
     }
     Ok(())
 }
@@ -858,7 +1026,14 @@ mod tests {
             Some((tci, proto)) => (1, tci, proto),
             None => (0, 0, 0),
         };
-        CaptureMeta { caplen, len: caplen + 4 * o as u32, vlan_offloaded: o, vlan_tci: tci, vlan_proto: proto, ..Default::default() }
+        CaptureMeta {
+            caplen,
+            len: caplen + 4 * o as u32,
+            vlan_offloaded: o,
+            vlan_tci: tci,
+            vlan_proto: proto,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -874,7 +1049,10 @@ mod tests {
         // Trimmed to the snaplen after the insertion, as libpcap does.
         assert_eq!(frame_bytes(&meta(40, Some((42, raw))), &pkt, 30).len(), 30);
         // Host-order TPIDs and 802.1ad.
-        assert_eq!(&frame_bytes(&meta(40, Some((7, 0x88a8))), &pkt, 100)[12..16], &[0x88, 0xa8, 0, 7]);
+        assert_eq!(
+            &frame_bytes(&meta(40, Some((7, 0x88a8))), &pkt, 100)[12..16],
+            &[0x88, 0xa8, 0, 7]
+        );
         assert_eq!(frame_bytes(&meta(40, None), &pkt, 100), pkt);
         // Too short to hold the MACs: left alone.
         assert_eq!(frame_bytes(&meta(8, Some((1, raw))), &pkt[..8], 100), &pkt[..8]);
@@ -882,9 +1060,14 @@ mod tests {
 
     #[test]
     fn samples_are_bounded_by_caplen_and_the_buffer() {
-        let m = CaptureMeta { caplen: 3, ifindex: 7, ..Default::default() };
+        let m = CaptureMeta {
+            caplen: 3,
+            ifindex: 7,
+            ..Default::default()
+        };
         // SAFETY: CaptureMeta is plain old data.
-        let bytes = unsafe { std::slice::from_raw_parts((&m as *const CaptureMeta).cast::<u8>(), size_of::<CaptureMeta>()) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&m as *const CaptureMeta).cast::<u8>(), size_of::<CaptureMeta>()) };
         let mut s = bytes.to_vec();
         s.extend_from_slice(&[1, 2, 3, 0, 0, 0, 0, 0]); // padded to 8
         let (got, pkt) = parse_sample(&s).unwrap();
@@ -895,7 +1078,10 @@ mod tests {
     #[test]
     fn kinds_to_mask() {
         assert_eq!(class_mask(&[]).unwrap(), 0);
-        assert_eq!(class_mask(&["icmp".into(), "udp".into()]).unwrap(), (1 << class::ICMP) | (1 << class::UDP));
+        assert_eq!(
+            class_mask(&["icmp".into(), "udp".into()]).unwrap(),
+            (1 << class::ICMP) | (1 << class::UDP)
+        );
         let e = class_mask(&["icmp".into(), "bogus".into()]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("'bogus'"), "{e}");
@@ -914,9 +1100,15 @@ mod tests {
         assert_eq!(pod_targets("cni-2", &rows).unwrap()[0].attached, Some(false));
         assert_eq!(pod_targets("lab-b", &rows).unwrap()[0].name, "veth3");
         let e = pod_targets("tea", &rows).unwrap_err();
-        assert!(e.to_string().contains("ambiguous") && e.to_string().contains("prod/tea"), "{e}");
+        assert!(
+            e.to_string().contains("ambiguous") && e.to_string().contains("prod/tea"),
+            "{e}"
+        );
         let e = pod_targets("nope", &rows).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("'nope'") && e.to_string().contains("default/tea"), "{e}");
+        assert!(
+            e.to_string().contains("'nope'") && e.to_string().contains("default/tea"),
+            "{e}"
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! The command line: what a person types, with help that teaches.
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
 use crate::{
     attach::{IfaceSpec, Mode, TcHookChoice, TcxOrder},
     flows::SortBy,
     loader::DEFAULT_PIN_DIR,
 };
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::{path::PathBuf, time::Duration};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,13 +1,15 @@
 //! The daemon's configuration: every `netpath run` flag, from a TOML file (`--config`) with the
 //! command line on top. SIGHUP re-reads the file; what can change without a restart is applied
 //! (interfaces, excludes, modes, VXLAN ports, interval), the rest is reported as needing one.
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
 use crate::{
     attach::{IfaceSpec, Mode, TcHookChoice, TcxOrder},
     cli::{Output, RunArgs},
     error::{Error, Result},
 };
-use serde::Deserialize;
-use std::{path::PathBuf, time::Duration};
 
 /// The file format. Field names follow the long flags with `_` for `-`.
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -76,7 +78,11 @@ pub fn read_file(path: &std::path::Path) -> Result<FileConfig> {
 impl Config {
     /// Merge: a flag given on the command line wins over the file, the file over defaults.
     /// `matches` tells which flags the user actually typed.
-    pub fn resolve(args: &RunArgs, file: Option<(&std::path::Path, FileConfig)>, given: &dyn Fn(&str) -> bool) -> Result<Config> {
+    pub fn resolve(
+        args: &RunArgs,
+        file: Option<(&std::path::Path, FileConfig)>,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Result<Config> {
         let mut c = Config {
             ifaces: args.ifaces.clone(),
             exclude: args.exclude.clone(),
@@ -128,19 +134,26 @@ impl Config {
                 "json" => Ok(Output::Json),
                 o => Err(bad(path, format!("output '{o}' (table, json)"))),
             });
-            take!("interval", interval, |v: String| humantime::parse_duration(&v).map_err(|e| bad(path, format!("interval: {e}"))));
+            take!("interval", interval, |v: String| humantime::parse_duration(&v)
+                .map_err(|e| bad(path, format!("interval: {e}"))));
             take!("pin-dir", pin_dir, |v: PathBuf| Ok::<_, Error>(v));
             take!("no-pin", no_pin, |v: bool| Ok::<_, Error>(v));
             take!("persist", persist, |v: bool| Ok::<_, Error>(v));
             take!("flow-table-size", flow_table_size, |v: u32| Ok::<_, Error>(v));
             take!("vxlan-port", vxlan_port, vxlan_ports, |v: Vec<u16>| Ok::<_, Error>(v));
             take!("socket", socket, |v: PathBuf| Ok::<_, Error>(v));
-            take!("tc-hook", tc_hook, |v: String| v.parse::<TcHookChoice>().map_err(|e| bad(path, e)));
-            take!("tcx-order", tcx_order, |v: String| v.parse::<TcxOrder>().map_err(|e| bad(path, e)));
+            take!("tc-hook", tc_hook, |v: String| v
+                .parse::<TcHookChoice>()
+                .map_err(|e| bad(path, e)));
+            take!("tcx-order", tcx_order, |v: String| v
+                .parse::<TcxOrder>()
+                .map_err(|e| bad(path, e)));
             take!("force", force, |v: bool| Ok::<_, Error>(v));
             take!("cri-socket", cri_socket, |v: PathBuf| Ok::<_, Error>(Some(v)));
             take!("quiet", quiet, |v: bool| Ok::<_, Error>(v));
-            take!("duration", duration, |v: String| humantime::parse_duration(&v).map(Some).map_err(|e| bad(path, format!("duration: {e}"))));
+            take!("duration", duration, |v: String| humantime::parse_duration(&v)
+                .map(Some)
+                .map_err(|e| bad(path, format!("duration: {e}"))));
             take!("metrics", metrics, |v: String| Ok::<_, Error>(v));
             take!("events-rate", events_rate, |v: u32| Ok::<_, Error>(v));
             take!("events-burst", events_burst, |v: u32| Ok::<_, Error>(v));
@@ -152,20 +165,29 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         if self.ifaces.is_empty() {
-            return Err(Error::BadArgument("no interface to observe: give --iface (or `iface = [...]` in the config file)".into()));
+            return Err(Error::BadArgument(
+                "no interface to observe: give --iface (or `iface = [...]` in the config file)".into(),
+            ));
         }
         if self.interval.is_zero() {
             return Err(Error::BadArgument("interval must be positive".into()));
         }
         if self.persist && self.no_pin {
-            return Err(Error::BadArgument("--persist keeps programs attached through pinned links; it cannot go with --no-pin".into()));
+            return Err(Error::BadArgument(
+                "--persist keeps programs attached through pinned links; it cannot go with --no-pin".into(),
+            ));
         }
         if self.persist && self.tc_hook == TcHookChoice::Clsact {
             return Err(Error::BadArgument(
                 "--persist needs tcx or XDP links (bpffs-pinnable); clsact filters cannot be pinned".into(),
             ));
         }
-        for p in self.ifaces.iter().map(|s| s.name.as_str()).chain(self.exclude.iter().map(String::as_str)) {
+        for p in self
+            .ifaces
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.exclude.iter().map(String::as_str))
+        {
             glob::Pattern::new(p).map_err(|e| Error::BadArgument(format!("bad interface pattern '{p}': {e}")))?;
         }
         self.datapath_config()?;
@@ -207,8 +229,9 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use clap::Parser as _;
+
+    use super::*;
 
     fn args(v: &[&str]) -> RunArgs {
         let mut full = vec!["netpath", "run"];
@@ -228,7 +251,10 @@ mod tests {
         let a = args(&["--config", "/x.toml", "--interval", "2s"]);
         let given = |flag: &str| flag == "interval";
         let c = Config::resolve(&a, Some((std::path::Path::new("/x.toml"), f)), &given).unwrap();
-        assert_eq!(c.ifaces.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["cni0", "veth*"]);
+        assert_eq!(
+            c.ifaces.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["cni0", "veth*"]
+        );
         assert_eq!(c.exclude, ["veth0"]);
         assert_eq!(c.mode, Mode::Tc);
         assert_eq!(c.interval, Duration::from_secs(2));
@@ -238,10 +264,21 @@ mod tests {
 
     #[test]
     fn bad_files_say_what_is_wrong() {
-        assert!(toml::from_str::<FileConfig>("ifacez = []").unwrap_err().to_string().contains("ifacez"));
+        assert!(toml::from_str::<FileConfig>("ifacez = []")
+            .unwrap_err()
+            .to_string()
+            .contains("ifacez"));
         let f: FileConfig = toml::from_str("iface = [\"a\"]\nmode = \"fast\"").unwrap();
-        let e = Config::resolve(&args(&["--config", "/x.toml"]), Some((std::path::Path::new("/x.toml"), f)), &|_| false).unwrap_err();
-        assert!(e.to_string().contains("fast") && e.to_string().contains("/x.toml"), "{e}");
+        let e = Config::resolve(
+            &args(&["--config", "/x.toml"]),
+            Some((std::path::Path::new("/x.toml"), f)),
+            &|_| false,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("fast") && e.to_string().contains("/x.toml"),
+            "{e}"
+        );
         let e = Config::resolve(&args(&["--config", "/x.toml"]), None, &|_| false).unwrap_err();
         assert!(e.to_string().contains("--iface"), "{e}");
         let e = Config::resolve(&args(&["-i", "a", "--persist", "--no-pin"]), None, &|_| false).unwrap_err();

@@ -22,7 +22,11 @@ use tonic::{
 use tonic_prost::ProstCodec;
 
 /// Where containerd and CRI-O listen by default, in the order [`CriClient::discover`] tries them.
-pub const DEFAULT_SOCKETS: &[&str] = &["/run/containerd/containerd.sock", "/var/run/crio/crio.sock", "/run/crio/crio.sock"];
+pub const DEFAULT_SOCKETS: &[&str] = &[
+    "/run/containerd/containerd.sock",
+    "/var/run/crio/crio.sock",
+    "/run/crio/crio.sock",
+];
 
 /// How long [`CriClient::connect`] waits for the socket to accept and speak HTTP/2.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -217,10 +221,19 @@ pub enum CriError {
     ConnectTimeout { socket: PathBuf, timeout: Duration },
 
     #[error("CRI {method} on {}: {code:?}: {message}", socket.display())]
-    Call { socket: PathBuf, method: &'static str, code: tonic::Code, message: String },
+    Call {
+        socket: PathBuf,
+        method: &'static str,
+        code: tonic::Code,
+        message: String,
+    },
 
     #[error("CRI {method} on {}: no answer within {timeout:?}", socket.display())]
-    CallTimeout { socket: PathBuf, method: &'static str, timeout: Duration },
+    CallTimeout {
+        socket: PathBuf,
+        method: &'static str,
+        timeout: Duration,
+    },
 }
 
 /// A connection to one CRI runtime socket (`runtime.v1.RuntimeService`).
@@ -233,7 +246,10 @@ pub struct CriClient {
 
 impl std::fmt::Debug for CriClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CriClient").field("socket", &self.socket).field("runtime", &self.runtime).finish()
+        f.debug_struct("CriClient")
+            .field("socket", &self.socket)
+            .field("runtime", &self.runtime)
+            .finish()
     }
 }
 
@@ -276,7 +292,10 @@ impl CriClient {
         let socket = socket_path(socket);
         match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(socket.clone())).await {
             Ok(r) => r,
-            Err(_) => Err(CriError::ConnectTimeout { socket, timeout: CONNECT_TIMEOUT }),
+            Err(_) => Err(CriError::ConnectTimeout {
+                socket,
+                timeout: CONNECT_TIMEOUT,
+            }),
         }
     }
 
@@ -293,12 +312,24 @@ impl CriClient {
         let channel = endpoint
             .connect_with_connector(connector)
             .await
-            .map_err(|e| CriError::Connect { detail: chain(&e), socket: socket.clone() })?;
-        let mut client = CriClient { socket, grpc: tonic::client::Grpc::new(channel), runtime: RuntimeVersion::default() };
+            .map_err(|e| CriError::Connect {
+                detail: chain(&e),
+                socket: socket.clone(),
+            })?;
+        let mut client = CriClient {
+            socket,
+            grpc: tonic::client::Grpc::new(channel),
+            runtime: RuntimeVersion::default(),
+        };
         // HTTP/2 does not wait for the server's first frame: only an answer proves a CRI runtime.
         client.runtime = match client.version_within(CONNECT_TIMEOUT).await {
             Ok(v) => v,
-            Err(CriError::CallTimeout { socket, .. }) => return Err(CriError::ConnectTimeout { socket, timeout: CONNECT_TIMEOUT }),
+            Err(CriError::CallTimeout { socket, .. }) => {
+                return Err(CriError::ConnectTimeout {
+                    socket,
+                    timeout: CONNECT_TIMEOUT,
+                })
+            }
             Err(e) => return Err(e),
         };
         Ok(client)
@@ -341,12 +372,21 @@ impl CriClient {
     {
         let name = method;
         let fut = async {
-            self.grpc.ready().await.map_err(|e| tonic::Status::unavailable(chain(&e)))?;
+            self.grpc
+                .ready()
+                .await
+                .map_err(|e| tonic::Status::unavailable(chain(&e)))?;
             let codec: ProstCodec<Req, Resp> = ProstCodec::default();
-            self.grpc.unary(tonic::Request::new(req), PathAndQuery::from_static(path), codec).await
+            self.grpc
+                .unary(tonic::Request::new(req), PathAndQuery::from_static(path), codec)
+                .await
         };
         match tokio::time::timeout(timeout, fut).await {
-            Err(_) => Err(CriError::CallTimeout { socket: self.socket.clone(), method: name, timeout }),
+            Err(_) => Err(CriError::CallTimeout {
+                socket: self.socket.clone(),
+                method: name,
+                timeout,
+            }),
             Ok(Err(status)) => Err(CriError::Call {
                 socket: self.socket.clone(),
                 method: name,
@@ -377,18 +417,30 @@ impl CriClient {
     pub async fn ready_sandboxes(&mut self) -> Result<Vec<proto::PodSandbox>, CriError> {
         let req = proto::ListPodSandboxRequest {
             filter: Some(proto::PodSandboxFilter {
-                state: Some(proto::PodSandboxStateValue { state: proto::PodSandboxState::SandboxReady as i32 }),
+                state: Some(proto::PodSandboxStateValue {
+                    state: proto::PodSandboxState::SandboxReady as i32,
+                }),
                 ..Default::default()
             }),
         };
-        let resp: proto::ListPodSandboxResponse = self.call("ListPodSandbox", paths::LIST_POD_SANDBOX, req, CALL_TIMEOUT).await?;
-        Ok(resp.items.into_iter().filter(|s| s.state == proto::PodSandboxState::SandboxReady as i32).collect())
+        let resp: proto::ListPodSandboxResponse = self
+            .call("ListPodSandbox", paths::LIST_POD_SANDBOX, req, CALL_TIMEOUT)
+            .await?;
+        Ok(resp
+            .items
+            .into_iter()
+            .filter(|s| s.state == proto::PodSandboxState::SandboxReady as i32)
+            .collect())
     }
 
     /// PodSandboxStatus with verbose info.
     pub async fn sandbox_status(&mut self, id: &str) -> Result<proto::PodSandboxStatusResponse, CriError> {
-        let req = proto::PodSandboxStatusRequest { pod_sandbox_id: id.to_string(), verbose: true };
-        self.call("PodSandboxStatus", paths::POD_SANDBOX_STATUS, req, CALL_TIMEOUT).await
+        let req = proto::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: true,
+        };
+        self.call("PodSandboxStatus", paths::POD_SANDBOX_STATUS, req, CALL_TIMEOUT)
+            .await
     }
 
     /// Ready pod sandboxes -> their network namespace inode (st_ino of the nsfs file).
@@ -423,7 +475,13 @@ impl CriClient {
                 // Removed since the listing (NotFound), or trouble with this one sandbox. When no
                 // status call at all succeeds, the runtime is the problem: that error is returned.
                 Err(e) => {
-                    if !matches!(e, CriError::Call { code: tonic::Code::NotFound, .. }) {
+                    if !matches!(
+                        e,
+                        CriError::Call {
+                            code: tonic::Code::NotFound,
+                            ..
+                        }
+                    ) {
                         first_err.get_or_insert(e);
                     } else {
                         answered = true;
@@ -432,12 +490,24 @@ impl CriClient {
                 }
             };
             answered = true;
-            let Some(ino) = sandbox_netns_inode(&status) else { continue };
+            let Some(ino) = sandbox_netns_inode(&status) else {
+                continue;
+            };
             if Some(ino) == own_netns {
                 continue;
             }
-            let meta = status.status.as_ref().and_then(|s| s.metadata.clone()).or(sb.metadata).unwrap_or_default();
-            let pod = PodRef { namespace: meta.namespace, name: meta.name, uid: meta.uid, sandbox_id: sb.id };
+            let meta = status
+                .status
+                .as_ref()
+                .and_then(|s| s.metadata.clone())
+                .or(sb.metadata)
+                .unwrap_or_default();
+            let pod = PodRef {
+                namespace: meta.namespace,
+                name: meta.name,
+                uid: meta.uid,
+                sandbox_id: sb.id,
+            };
             match out.get(&ino) {
                 Some((created, _)) if *created > sb.created_at => {}
                 _ => {
@@ -474,7 +544,11 @@ fn netns_location(status: &proto::PodSandboxStatusResponse) -> Option<NetnsLocat
     }
     let info: serde_json::Value = serde_json::from_str(status.info.get("info")?).ok()?;
     let info = info.as_object()?;
-    let pid = info.get("pid").and_then(|p| p.as_u64()).filter(|&p| p > 0 && p <= u32::MAX as u64).map(|p| p as u32);
+    let pid = info
+        .get("pid")
+        .and_then(|p| p.as_u64())
+        .filter(|&p| p > 0 && p <= u32::MAX as u64)
+        .map(|p| p as u32);
     let namespaces = info
         .get("runtimeSpec")
         .and_then(|s| s.get("linux"))
@@ -483,9 +557,16 @@ fn netns_location(status: &proto::PodSandboxStatusResponse) -> Option<NetnsLocat
     let path = match namespaces {
         Some(list) => {
             // A runtime spec without a network namespace entry runs in the host's.
-            let net = list.iter().find(|n| n.get("type").and_then(|t| t.as_str()) == Some("network"));
-            let Some(net) = net else { return Some(NetnsLocation::Host) };
-            net.get("path").and_then(|p| p.as_str()).filter(|p| !p.is_empty()).map(PathBuf::from)
+            let net = list
+                .iter()
+                .find(|n| n.get("type").and_then(|t| t.as_str()) == Some("network"));
+            let Some(net) = net else {
+                return Some(NetnsLocation::Host);
+            };
+            net.get("path")
+                .and_then(|p| p.as_str())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
         }
         None => None,
     };
@@ -526,12 +607,17 @@ mod tests {
             status: Some(proto::PodSandboxStatus {
                 linux: network.map(|m| proto::LinuxPodSandboxStatus {
                     namespaces: Some(proto::Namespace {
-                        options: Some(proto::NamespaceOption { network: m as i32, ..Default::default() }),
+                        options: Some(proto::NamespaceOption {
+                            network: m as i32,
+                            ..Default::default()
+                        }),
                     }),
                 }),
                 ..Default::default()
             }),
-            info: info.map(|i| HashMap::from([("info".to_string(), i.to_string())])).unwrap_or_default(),
+            info: info
+                .map(|i| HashMap::from([("info".to_string(), i.to_string())]))
+                .unwrap_or_default(),
         }
     }
 
@@ -540,14 +626,32 @@ mod tests {
         let spec = r#"{"pid":7,"runtimeSpec":{"linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/var/run/netns/cni-1"}]}}}"#;
         assert_eq!(
             netns_location(&status(Some(proto::NamespaceMode::Pod), Some(spec))),
-            Some(NetnsLocation::At { path: Some("/var/run/netns/cni-1".into()), pid: Some(7) })
+            Some(NetnsLocation::At {
+                path: Some("/var/run/netns/cni-1".into()),
+                pid: Some(7)
+            })
         );
-        assert_eq!(netns_location(&status(Some(proto::NamespaceMode::Node), Some(spec))), Some(NetnsLocation::Host));
+        assert_eq!(
+            netns_location(&status(Some(proto::NamespaceMode::Node), Some(spec))),
+            Some(NetnsLocation::Host)
+        );
         let host = r#"{"pid":7,"runtimeSpec":{"linux":{"namespaces":[{"type":"pid"},{"type":"ipc"}]}}}"#;
         assert_eq!(netns_location(&status(None, Some(host))), Some(NetnsLocation::Host));
-        assert_eq!(netns_location(&status(None, Some(r#"{"pid":9}"#))), Some(NetnsLocation::At { path: None, pid: Some(9) }));
+        assert_eq!(
+            netns_location(&status(None, Some(r#"{"pid":9}"#))),
+            Some(NetnsLocation::At {
+                path: None,
+                pid: Some(9)
+            })
+        );
         let new_ns = r#"{"pid":9,"runtimeSpec":{"linux":{"namespaces":[{"type":"network"}]}}}"#;
-        assert_eq!(netns_location(&status(None, Some(new_ns))), Some(NetnsLocation::At { path: None, pid: Some(9) }));
+        assert_eq!(
+            netns_location(&status(None, Some(new_ns))),
+            Some(NetnsLocation::At {
+                path: None,
+                pid: Some(9)
+            })
+        );
         assert_eq!(netns_location(&status(None, Some("{not json"))), None);
         assert_eq!(netns_location(&status(None, Some("[]"))), None);
         assert_eq!(netns_location(&status(None, Some(r#"{"pid":0}"#))), None);
@@ -558,7 +662,11 @@ mod tests {
     fn proto_roundtrip_uses_cri_tags() {
         use prost::Message;
         // PodSandboxStatusRequest{pod_sandbox_id: "ab", verbose: true}: field 1 (len), field 2 (varint).
-        let b = proto::PodSandboxStatusRequest { pod_sandbox_id: "ab".into(), verbose: true }.encode_to_vec();
+        let b = proto::PodSandboxStatusRequest {
+            pod_sandbox_id: "ab".into(),
+            verbose: true,
+        }
+        .encode_to_vec();
         assert_eq!(b, [0x0a, 2, b'a', b'b', 0x10, 1]);
         // ListPodSandboxRequest{filter{state{state: READY}}}: READY is 0, so state is an empty message.
         let b = proto::ListPodSandboxRequest {
@@ -573,7 +681,10 @@ mod tests {
 
     #[test]
     fn unix_prefix() {
-        assert_eq!(socket_path(Path::new("unix:///run/x.sock")), PathBuf::from("/run/x.sock"));
+        assert_eq!(
+            socket_path(Path::new("unix:///run/x.sock")),
+            PathBuf::from("/run/x.sock")
+        );
         assert_eq!(socket_path(Path::new("/run/x.sock")), PathBuf::from("/run/x.sock"));
     }
 

@@ -2,6 +2,21 @@
 //! links as they come and go (rtnetlink notifications, no polling), names the namespace and pod
 //! behind every veth, serves the control API, and leaves the node as it found it (or, with
 //! `--persist`, leaves its programs attached for the next daemon to re-adopt).
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use netpath_common::{
+    diag,
+    event::{end_reason, kind, Event},
+};
+use tokio::signal::unix::{signal, SignalKind};
+
 use crate::{
     api::{ApiError, ApiServer, Backend, FastpathRequest},
     attach::{self, AttachOptions, Attached, IfaceLinks},
@@ -24,19 +39,6 @@ use crate::{
     select,
     stats::{self, StatRow},
 };
-use std::{
-    collections::{BTreeMap, HashMap},
-    io::Write as _,
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
-use aya::maps::{MapData, RingBuf};
-use netpath_common::{
-    diag,
-    event::{end_reason, kind, Event},
-};
-use tokio::signal::unix::{signal, SignalKind};
 
 /// A flow silent this long has ended (`flow_end` reason `aged`).
 pub const FLOW_IDLE: Duration = Duration::from_secs(30);
@@ -72,7 +74,12 @@ struct View {
 
 impl View {
     fn owner(&self, ifindex: u32) -> Owner {
-        let Some(ns) = self.links.get(&ifindex).and_then(|l| l.link_netnsid).and_then(|id| self.netns.get(&id)) else {
+        let Some(ns) = self
+            .links
+            .get(&ifindex)
+            .and_then(|l| l.link_netnsid)
+            .and_then(|id| self.netns.get(&id))
+        else {
             return Owner::default();
         };
         let pod = self.pods.get(&ns.inode);
@@ -84,7 +91,10 @@ impl View {
     }
 
     fn name(&self, ifindex: u32) -> String {
-        self.links.get(&ifindex).map(|l| l.name.clone()).unwrap_or_else(|| report::iface_name(ifindex))
+        self.links
+            .get(&ifindex)
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| report::iface_name(ifindex))
     }
 }
 
@@ -124,7 +134,8 @@ impl Shared {
         // 100k flows to keep 100 cost a scrape hundreds of milliseconds.
         if let Some(n) = filter.top {
             all.retain(|(k, _)| {
-                filter.class.is_none_or(|c| flows::class_of(k) == c) && filter.iface.as_deref().is_none_or(|i| view.name(k.ifindex) == i)
+                filter.class.is_none_or(|c| flows::class_of(k) == c)
+                    && filter.iface.as_deref().is_none_or(|i| view.name(k.ifindex) == i)
             });
             let by = filter.sort.unwrap_or(flows::SortBy::Bytes);
             let weight = |v: &netpath_common::FlowValue| match by {
@@ -181,8 +192,11 @@ impl Shared {
         let mut v = report::status_json(&self.maps.lock().unwrap())?;
         {
             let c = self.event_counts.lock().unwrap();
-            let by_kind: serde_json::Map<String, serde_json::Value> =
-                kind::NAMES.iter().zip(c.by_kind.iter()).map(|(n, c)| (n.to_string(), (*c).into())).collect();
+            let by_kind: serde_json::Map<String, serde_json::Value> = kind::NAMES
+                .iter()
+                .zip(c.by_kind.iter())
+                .map(|(n, c)| (n.to_string(), (*c).into()))
+                .collect();
             let ev = &mut v["events"];
             let delivered = ev["delivered"].as_u64().unwrap_or(0) + c.unflushed_delivered;
             ev["delivered"] = delivered.into();
@@ -252,7 +266,9 @@ impl Backend for Shared {
     }
     fn add_rule(&self, spec: RuleSpec) -> std::result::Result<RuleRow, ApiError> {
         let mut guard = self.rules.lock().unwrap();
-        let table = guard.as_mut().ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+        let table = guard
+            .as_mut()
+            .ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
         let current = table.read().map_err(internal)?;
         let id = rules::next_id(&current);
         let rule = rules::build(&spec, id, &ViewResolver(self)).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -265,7 +281,9 @@ impl Backend for Shared {
     }
     fn del_rule(&self, id: u32) -> std::result::Result<RuleRow, ApiError> {
         let mut guard = self.rules.lock().unwrap();
-        let table = guard.as_mut().ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+        let table = guard
+            .as_mut()
+            .ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
         let current = table.read().map_err(internal)?;
         let Some(gone) = current.iter().find(|r| r.id == id).copied() else {
             return Err(ApiError::NotFound(format!("no rule {id}")));
@@ -284,7 +302,11 @@ impl Backend for Shared {
                     let link = view.links.values().find(|l| &l.name == b).ok_or_else(|| {
                         ApiError::BadRequest(format!(
                             "no interface '{b}' here (interfaces: {})",
-                            view.links.values().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+                            view.links
+                                .values()
+                                .map(|l| l.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ))
                     })?;
                     if link.kind.as_deref() != Some("bridge") {
@@ -301,14 +323,18 @@ impl Backend for Shared {
             };
             {
                 let mut guard = self.rules.lock().unwrap();
-                let table = guard.as_mut().ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+                let table = guard
+                    .as_mut()
+                    .ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
                 table.set_fastpath(bridge.as_ref().map(|b| b.1)).map_err(internal)?;
             }
             *self.fastpath_bridge.lock().unwrap() = bridge.map(|b| b.0);
             self.learn_fastpath();
         }
         let guard = self.rules.lock().unwrap();
-        let table = guard.as_ref().ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+        let table = guard
+            .as_ref()
+            .ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
         let view = self.view.lock().unwrap();
         let entries: Vec<serde_json::Value> = table
             .fastpath_entries()
@@ -348,11 +374,22 @@ impl rules::Resolver for ViewResolver<'_> {
         Err(Error::UnknownInterface {
             name: name.into(),
             ns: " (nor a pod or namespace behind a veth)".into(),
-            available: view.links.values().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+            available: view
+                .links
+                .values()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
     fn is_veth(&self, ifindex: u32) -> bool {
-        self.0.view.lock().unwrap().links.get(&ifindex).is_some_and(|l| l.kind.as_deref() == Some("veth"))
+        self.0
+            .view
+            .lock()
+            .unwrap()
+            .links
+            .get(&ifindex)
+            .is_some_and(|l| l.kind.as_deref() == Some("veth"))
     }
     fn is_xdp(&self, ifindex: u32) -> bool {
         self.0
@@ -368,9 +405,15 @@ impl rules::Resolver for ViewResolver<'_> {
 impl Shared {
     fn rule_rows(&self) -> Result<Vec<RuleRow>> {
         let guard = self.rules.lock().unwrap();
-        let Some(table) = guard.as_ref() else { return Ok(Vec::new()) };
+        let Some(table) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
         let view = self.view.lock().unwrap();
-        Ok(table.read()?.iter().map(|r| rules::row(r, &|i| view.name(i), table.hits(r.id))).collect())
+        Ok(table
+            .read()?
+            .iter()
+            .map(|r| rules::row(r, &|i| view.name(i), table.hits(r.id)))
+            .collect())
     }
 
     /// Disable the rules that use a departed interface (a reused ifindex must never receive
@@ -391,8 +434,15 @@ impl Shared {
     /// Learn which pod MAC sits behind which bridge port from the bridge's forwarding database
     /// (dynamic entries: the MACs pods sent from), restricted to ports netpath observes with TC.
     fn learn_fastpath(&self) {
-        let Some(bridge) = self.fastpath_bridge.lock().unwrap().clone() else { return };
-        let Ok(out) = std::process::Command::new("bridge").args(["-j", "fdb", "show", "br", &bridge]).output() else { return };
+        let Some(bridge) = self.fastpath_bridge.lock().unwrap().clone() else {
+            return;
+        };
+        let Ok(out) = std::process::Command::new("bridge")
+            .args(["-j", "fdb", "show", "br", &bridge])
+            .output()
+        else {
+            return;
+        };
         let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let mut want = std::collections::HashMap::new();
         {
@@ -402,9 +452,20 @@ impl Shared {
                 if e["state"] == "permanent" || is_self {
                     continue;
                 }
-                let (Some(mac), Some(dev)) = (e["mac"].as_str(), e["ifname"].as_str()) else { continue };
-                let Some(port) = view.links.values().find(|l| l.name == dev && l.kind.as_deref() == Some("veth")) else { continue };
-                let tc = view.attached.get(&port.ifindex).is_some_and(|a| a.mode == crate::attach::Mode::Tc);
+                let (Some(mac), Some(dev)) = (e["mac"].as_str(), e["ifname"].as_str()) else {
+                    continue;
+                };
+                let Some(port) = view
+                    .links
+                    .values()
+                    .find(|l| l.name == dev && l.kind.as_deref() == Some("veth"))
+                else {
+                    continue;
+                };
+                let tc = view
+                    .attached
+                    .get(&port.ifindex)
+                    .is_some_and(|a| a.mode == crate::attach::Mode::Tc);
                 if let (true, Ok(mac)) = (tc, rules::parse_mac(mac)) {
                     want.insert(mac, port.ifindex);
                 }
@@ -511,7 +572,10 @@ impl Daemon {
             if self.links.contains_key(&ifindex) {
                 continue;
             }
-            let iface = Iface { name: name.clone(), ifindex };
+            let iface = Iface {
+                name: name.clone(),
+                ifindex,
+            };
             match attach::attach(&mut self.ebpf, &iface, mode, &opts) {
                 Ok((a, l)) => {
                     let ms = event_at.map(|t| t.elapsed().as_secs_f64() * 1e3);
@@ -522,7 +586,11 @@ impl Daemon {
                         a.mode,
                         a.tc_hook,
                         a.driver.as_deref().map(|d| format!(", driver {d}")).unwrap_or_default(),
-                        if a.readopted.is_empty() { String::new() } else { format!(", re-adopted {}", a.readopted.join("+")) },
+                        if a.readopted.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", re-adopted {}", a.readopted.join("+"))
+                        },
                         ms.map(|m| format!(", {m:.1} ms after the event")).unwrap_or_default(),
                     );
                     let mut view = self.shared.view.lock().unwrap();
@@ -566,7 +634,10 @@ impl Daemon {
                     r.iface = name.to_string();
                     self.shared.publish(r);
                 }
-                eprintln!("netpath: {name} (ifindex {ifindex}) removed: {} flows, {} packets, {} bytes accounted", a.flows, a.packets, a.bytes);
+                eprintln!(
+                    "netpath: {name} (ifindex {ifindex}) removed: {} flows, {} packets, {} bytes accounted",
+                    a.flows, a.packets, a.bytes
+                );
                 let mut view = self.shared.view.lock().unwrap();
                 view.departed.interfaces += 1;
                 view.departed.flows += a.flows;
@@ -581,7 +652,11 @@ impl Daemon {
     async fn refresh_owners(&mut self) {
         let wanted: Vec<i32> = {
             let view = self.shared.view.lock().unwrap();
-            view.links.values().filter_map(|l| l.link_netnsid).filter(|id| !view.netns.contains_key(id)).collect()
+            view.links
+                .values()
+                .filter_map(|l| l.link_netnsid)
+                .filter(|id| !view.netns.contains_key(id))
+                .collect()
         };
         if wanted.is_empty() {
             return;
@@ -618,17 +693,35 @@ impl Daemon {
             return;
         };
         let given = self.given.clone();
-        let new = config::read_file(&path).and_then(|f| Config::resolve(&self.args, Some((&path, f)), &|flag| given.iter().any(|g| g == flag)));
+        let new = config::read_file(&path)
+            .and_then(|f| Config::resolve(&self.args, Some((&path, f)), &|flag| given.iter().any(|g| g == flag)));
         match new {
             Err(e) => eprintln!("netpath: SIGHUP: keeping the running configuration: {e}"),
             Ok(new) => {
                 let restart = self.cfg.needs_restart(&new);
                 if !restart.is_empty() {
-                    eprintln!("netpath: SIGHUP: {} change only on restart; keeping the running values", restart.join(", "));
+                    eprintln!(
+                        "netpath: SIGHUP: {} change only on restart; keeping the running values",
+                        restart.join(", ")
+                    );
                 }
-                let keep = (self.cfg.netns.clone(), self.cfg.pin_dir.clone(), self.cfg.no_pin, self.cfg.flow_table_size, self.cfg.socket.clone(), self.cfg.persist);
+                let keep = (
+                    self.cfg.netns.clone(),
+                    self.cfg.pin_dir.clone(),
+                    self.cfg.no_pin,
+                    self.cfg.flow_table_size,
+                    self.cfg.socket.clone(),
+                    self.cfg.persist,
+                );
                 self.cfg = new;
-                (self.cfg.netns, self.cfg.pin_dir, self.cfg.no_pin, self.cfg.flow_table_size, self.cfg.socket, self.cfg.persist) = keep;
+                (
+                    self.cfg.netns,
+                    self.cfg.pin_dir,
+                    self.cfg.no_pin,
+                    self.cfg.flow_table_size,
+                    self.cfg.socket,
+                    self.cfg.persist,
+                ) = keep;
                 if let Ok(c) = self.cfg.datapath_config() {
                     if let Err(e) = self.shared.maps.lock().unwrap().write_config(c) {
                         eprintln!("netpath: SIGHUP: datapath configuration: {e}");
@@ -657,16 +750,26 @@ impl Daemon {
         let n = self.links.len();
         let persist = self.cfg.persist;
         for (_, l) in self.links {
-            if persist { l.release() } else { l.detach() }
+            if persist {
+                l.release()
+            } else {
+                l.detach()
+            }
         }
         drop(self.ebpf);
         if persist {
-            eprintln!("netpath: left {n} interface(s) attached (pinned links in {}); `netpath down` removes them", links_dir(&self.cfg.pin_dir).display());
+            eprintln!(
+                "netpath: left {n} interface(s) attached (pinned links in {}); `netpath down` removes them",
+                links_dir(&self.cfg.pin_dir).display()
+            );
         } else {
             eprintln!("netpath: detached from {n} interface(s)");
         }
         if !self.cfg.no_pin && !persist {
-            eprintln!("netpath: counters stay pinned in {} (`netpath down` removes them)", self.cfg.pin_dir.display());
+            eprintln!(
+                "netpath: counters stay pinned in {} (`netpath down` removes them)",
+                self.cfg.pin_dir.display()
+            );
         }
     }
 }
@@ -695,7 +798,13 @@ pub fn main(args: RunArgs, given: Vec<String>) -> Result<()> {
     rt.block_on(async_main(args, given, cfg, api_path, metrics))
 }
 
-async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Option<PathBuf>, metrics: Option<MetricsServer>) -> Result<()> {
+async fn async_main(
+    args: RunArgs,
+    given: Vec<String>,
+    cfg: Config,
+    api_path: Option<PathBuf>,
+    metrics: Option<MetricsServer>,
+) -> Result<()> {
     // First of all: a signal that arrives while we attach is then handled (queued), not fatal.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -703,7 +812,10 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
     // Subscribe before the dump so no link slips between them.
     let mut events = netlink::subscribe().map_err(|e| Error::Other(format!("rtnetlink subscribe: {e}")))?;
     let nl = Netlink::connect().map_err(|e| Error::Other(format!("rtnetlink: {e}")))?;
-    let links = nl.links().await.map_err(|e| Error::Other(format!("listing links: {e}")))?;
+    let links = nl
+        .links()
+        .await
+        .map_err(|e| Error::Other(format!("listing links: {e}")))?;
     let missing = select::missing_names(&links, &cfg.ifaces);
     if let Some(name) = missing.first() {
         // Same message as a single lookup would give: names the interface, lists the others.
@@ -719,7 +831,11 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
     attach::load_programs(&mut ebpf)?;
     if cfg.persist {
         let dir = links_dir(&cfg.pin_dir);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Bpffs { what: "creating link pin directory", path: dir, source: e })?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Bpffs {
+            what: "creating link pin directory",
+            path: dir,
+            source: e,
+        })?;
     }
     let programs = crate::node::program_ids(&ebpf);
     let maps = Maps::take(&mut ebpf)?;
@@ -727,7 +843,10 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
         .take_map(netpath_common::maps::EVENTS)
         .ok_or_else(|| Error::Other("event ring buffer missing from the object".into()))?
         .try_into()
-        .map_err(|source| Error::Map { what: "event ring buffer".into(), source })?;
+        .map_err(|source| Error::Map {
+            what: "event ring buffer".into(),
+            source,
+        })?;
     let rule_table = match RuleTable::take(&mut ebpf) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -741,15 +860,28 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
         fastpath_bridge: Mutex::new(None),
         events: tokio::sync::broadcast::channel(4096).0,
         event_counts: Mutex::new(EventCounts::default()),
-        view: Mutex::new(View { links: links.into_iter().map(|l| (l.ifindex, l)).collect(), ..View::default() }),
+        view: Mutex::new(View {
+            links: links.into_iter().map(|l| (l.ifindex, l)).collect(),
+            ..View::default()
+        }),
         programs,
         started: Instant::now(),
         pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
         persist: cfg.persist,
     });
     let cri = match &cfg.cri_socket {
-        Some(p) => CriClient::connect(p).await.map_err(|e| eprintln!("netpath: CRI {}: {e}; pods will not be named", p.display())).ok(),
-        None => CriClient::discover(&crate::cri::DEFAULT_SOCKETS.iter().map(PathBuf::from).collect::<Vec<_>>()).await.map(|(_, c)| c),
+        Some(p) => CriClient::connect(p)
+            .await
+            .map_err(|e| eprintln!("netpath: CRI {}: {e}; pods will not be named", p.display()))
+            .ok(),
+        None => CriClient::discover(
+            &crate::cri::DEFAULT_SOCKETS
+                .iter()
+                .map(PathBuf::from)
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .map(|(_, c)| c),
     };
     // Before attaching anything: a socket another daemon answers on stops us here, unchanged.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -768,13 +900,26 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
     let (mstop_tx, mstop_rx) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = metrics.map(|m| {
         eprintln!("netpath: Prometheus metrics on http://{}/metrics", m.local_addr());
-        let opts = MetricsOptions { top_flows: cfg.metrics_flows, ..MetricsOptions::default() };
+        let opts = MetricsOptions {
+            top_flows: cfg.metrics_flows,
+            ..MetricsOptions::default()
+        };
         tokio::spawn(m.serve(Arc::clone(&shared) as Arc<dyn Backend>, opts, async move {
             let _ = mstop_rx.await;
         }))
     });
     let event_reader = tokio::spawn(read_events(Arc::clone(&shared), ring));
-    let mut d = Daemon { cfg, args, given, ebpf, shared: Arc::clone(&shared), links: HashMap::new(), nl, cri, ager: Ager::new(FLOW_IDLE) };
+    let mut d = Daemon {
+        cfg,
+        args,
+        given,
+        ebpf,
+        shared: Arc::clone(&shared),
+        links: HashMap::new(),
+        nl,
+        cri,
+        ager: Ager::new(FLOW_IDLE),
+    };
     if let Err(e) = d.reconcile(None) {
         d.shutdown();
         return Err(e);
@@ -782,7 +927,8 @@ async fn async_main(args: RunArgs, given: Vec<String>, cfg: Config, api_path: Op
     if d.cfg.persist {
         // Pins of interfaces no longer selected (or gone) from an earlier daemon: detach them.
         let view = shared.view.lock().unwrap();
-        let keep = |name: &str, ifindex: u32, _h: attach::Hook| view.attached.get(&ifindex).is_some_and(|a| a.iface == name);
+        let keep =
+            |name: &str, ifindex: u32, _h: attach::Hook| view.attached.get(&ifindex).is_some_and(|a| a.iface == name);
         for p in attach::sweep_links(&links_dir(&d.cfg.pin_dir), &keep) {
             eprintln!("netpath: removed stale pinned link {p}");
         }

@@ -5,10 +5,18 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("interface '{name}' not found{ns}; interfaces here: {available}")]
-    UnknownInterface { name: String, ns: String, available: String },
+    UnknownInterface {
+        name: String,
+        ns: String,
+        available: String,
+    },
 
     #[error("network namespace '{name}' not found (looked for {path}); named namespaces: {available}")]
-    UnknownNetns { name: String, path: PathBuf, available: String },
+    UnknownNetns {
+        name: String,
+        path: PathBuf,
+        available: String,
+    },
 
     #[error("cannot enter network namespace '{name}': {source}")]
     EnterNetns { name: String, source: std::io::Error },
@@ -19,18 +27,31 @@ pub enum Error {
     #[error(
         "{iface} already has XDP program {prog_id} ({prog_name}) that netpath did not load; refusing to replace it (use --force, or --mode tc for this interface)"
     )]
-    ForeignXdp { iface: String, prog_id: u32, prog_name: String },
+    ForeignXdp {
+        iface: String,
+        prog_id: u32,
+        prog_name: String,
+    },
 
     #[error("bad argument: {0}")]
     BadArgument(String),
 
     #[error("bpffs: {what} at {path}: {source}")]
-    Bpffs { what: &'static str, path: PathBuf, source: std::io::Error },
+    Bpffs {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error(
         "pinned map {name} at {path} does not match this build ({detail}); `netpath down --pin-dir {dir}` removes the old pins (their counters are lost)"
     )]
-    IncompatiblePin { name: &'static str, path: PathBuf, dir: PathBuf, detail: String },
+    IncompatiblePin {
+        name: &'static str,
+        path: PathBuf,
+        dir: PathBuf,
+        detail: String,
+    },
 
     #[error("no pinned netpath maps under {dir}: is `netpath run` running, or was it given another --pin-dir?")]
     NotRunning { dir: PathBuf },
@@ -39,7 +60,10 @@ pub enum Error {
     Load(#[from] aya::EbpfError),
 
     #[error("{what}: {source}")]
-    Program { what: String, source: aya::programs::ProgramError },
+    Program {
+        what: String,
+        source: aya::programs::ProgramError,
+    },
 
     #[error("{what}: {source}")]
     Map { what: String, source: aya::maps::MapError },

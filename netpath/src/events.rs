@@ -5,19 +5,21 @@
 //! The ring buffer has a single consumer position, so exactly one reader may drain it: the
 //! daemon. `watch` subscribes to the daemon's stream; only when no daemon runs does it read the
 //! pinned ring buffer itself.
-use crate::{
-    cli::{WatchArgs, WatchOutput},
-    error::{Error, Result},
-    flows::{self, Clock},
-};
-use netpath_common::{
-    event::{end_reason, kind, Event},
-    malformed, FlowKey, DIRECTIONS, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_NONE,
-};
 use std::{
     collections::{HashMap, HashSet},
     fmt::Write as _,
     time::{Duration, Instant},
+};
+
+use netpath_common::{
+    event::{end_reason, kind, Event},
+    malformed, FlowKey, DIRECTIONS, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_NONE,
+};
+
+use crate::{
+    cli::{WatchArgs, WatchOutput},
+    error::{Error, Result},
+    flows::{self, Clock},
 };
 
 /// One event as users see it. JSON field names are stable; absent fields are omitted.
@@ -110,7 +112,11 @@ fn family_name(f: u8) -> &'static str {
 }
 
 fn proto_of(family: u8, proto: u8) -> String {
-    flows::proto_name(&FlowKey { family, proto, ..FlowKey::default() })
+    flows::proto_name(&FlowKey {
+        family,
+        proto,
+        ..FlowKey::default()
+    })
 }
 
 fn arp_op_name(op: u8, gratuitous: bool) -> &'static str {
@@ -150,13 +156,20 @@ pub fn decode(e: &Event, clock: &Clock) -> EventRow {
         kind: kind::name(e.kind).into(),
         iface: String::new(),
         ifindex: e.ifindex,
-        direction: DIRECTIONS.get(e.direction as usize).copied().unwrap_or("unknown").into(),
+        direction: DIRECTIONS
+            .get(e.direction as usize)
+            .copied()
+            .unwrap_or("unknown")
+            .into(),
         ..EventRow::default()
     };
     match e.kind {
         kind::MALFORMED => r.reason = malformed::NAMES.get(e.reason as usize).map(|s| s.to_string()),
         kind::ARP => {
-            let (spa, tpa) = (flows::addr(FAMILY_IPV4, &e.key.src), flows::addr(FAMILY_IPV4, &e.key.dst));
+            let (spa, tpa) = (
+                flows::addr(FAMILY_IPV4, &e.key.src),
+                flows::addr(FAMILY_IPV4, &e.key.dst),
+            );
             r.arp_op = Some(arp_op_name(e.key.arp_op, spa == tpa).into());
             r.sender_mac = Some(mac(&e.arp_sha));
             r.target_mac = Some(mac(&e.arp_tha));
@@ -230,10 +243,14 @@ impl Deriver {
     pub fn feed(&mut self, r: &EventRow, now: Instant) -> Vec<EventRow> {
         let mut out = Vec::new();
         if r.kind == "arp" {
-            let (Some(spa), Some(tpa), Some(sha)) = (&r.sender_ip, &r.target_ip, &r.sender_mac) else { return out };
+            let (Some(spa), Some(tpa), Some(sha)) = (&r.sender_ip, &r.target_ip, &r.sender_mac) else {
+                return out;
+            };
             match r.arp_op.as_deref() {
                 Some("request") => {
-                    self.pending.entry((spa.clone(), tpa.clone())).or_insert_with(|| (now, r.clone()));
+                    self.pending
+                        .entry((spa.clone(), tpa.clone()))
+                        .or_insert_with(|| (now, r.clone()));
                 }
                 Some("reply") => {
                     self.pending.remove(&(tpa.clone(), spa.clone()));
@@ -242,7 +259,10 @@ impl Deriver {
             }
             // 0.0.0.0 is a probe (RFC 5227), not a claim.
             if spa != "0.0.0.0" {
-                let stale = self.owners.get(spa).is_some_and(|(_, seen)| now.duration_since(*seen) > self.arp_memory);
+                let stale = self
+                    .owners
+                    .get(spa)
+                    .is_some_and(|(_, seen)| now.duration_since(*seen) > self.arp_memory);
                 match self.owners.get(spa) {
                     Some((first, _)) if first != sha && !stale => {
                         let key = (spa.clone(), first.clone(), sha.clone());
@@ -279,8 +299,12 @@ impl Deriver {
     /// Requests whose time ran out.
     pub fn tick(&mut self, now: Instant) -> Vec<EventRow> {
         let timeout = self.arp_timeout;
-        let expired: Vec<(String, String)> =
-            self.pending.iter().filter(|(_, (t, _))| now.duration_since(*t) >= timeout).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<(String, String)> = self
+            .pending
+            .iter()
+            .filter(|(_, (t, _))| now.duration_since(*t) >= timeout)
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut out = Vec::new();
         for k in expired {
             if let Some((t, mut r)) = self.pending.remove(&k) {
@@ -305,7 +329,10 @@ pub struct Ager {
 
 impl Ager {
     pub fn new(idle: Duration) -> Self {
-        Self { idle, known: HashMap::new() }
+        Self {
+            idle,
+            known: HashMap::new(),
+        }
     }
 
     /// One scan: `flows` is the table now, `now_ns` CLOCK_MONOTONIC; `deleted` holds keys netpath
@@ -334,7 +361,10 @@ impl Ager {
         for k in gone {
             if let Some((last, ended)) = self.known.remove(&k) {
                 if !ended {
-                    let v = netpath_common::FlowValue { last_seen: last, ..Default::default() };
+                    let v = netpath_common::FlowValue {
+                        last_seen: last,
+                        ..Default::default()
+                    };
                     out.push((k, v, end_reason::EVICTED));
                 }
             }
@@ -354,7 +384,11 @@ pub fn flow_end_row(k: &FlowKey, v: &netpath_common::FlowValue, reason: u8, cloc
         time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
         kind: "flow_end".into(),
         ifindex: k.ifindex,
-        direction: DIRECTIONS.get(k.direction as usize).copied().unwrap_or("unknown").into(),
+        direction: DIRECTIONS
+            .get(k.direction as usize)
+            .copied()
+            .unwrap_or("unknown")
+            .into(),
         reason: end_reason::NAMES.get(reason as usize).map(|s| s.to_string()),
         ..EventRow::default()
     };
@@ -379,7 +413,10 @@ impl EventFilter {
     pub fn parse_kinds(kinds: &[String]) -> Result<Vec<String>> {
         for k in kinds {
             if kind::from_name(k).is_none() {
-                return Err(Error::BadArgument(format!("unknown event kind '{k}' (one of {})", kind::NAMES.join(", "))));
+                return Err(Error::BadArgument(format!(
+                    "unknown event kind '{k}' (one of {})",
+                    kind::NAMES.join(", ")
+                )));
             }
         }
         Ok(kinds.to_vec())
@@ -387,14 +424,23 @@ impl EventFilter {
 
     pub fn matches(&self, r: &EventRow) -> bool {
         self.iface.as_deref().is_none_or(|i| r.iface == i)
-            && self.kinds.is_empty().then_some(true).unwrap_or_else(|| self.kinds.iter().any(|k| *k == r.kind))
+            && self
+                .kinds
+                .is_empty()
+                .then_some(true)
+                .unwrap_or_else(|| self.kinds.iter().any(|k| *k == r.kind))
             && self.pod.as_deref().is_none_or(|p| r.owner.matches(p))
     }
 }
 
 /// tcpdump-like text: `12:00:01.123456 veth3a1f0c2e (default/tea) ARP who-has 10.244.0.3 tell 10.244.0.2`.
 pub fn text(r: &EventRow) -> String {
-    let t = r.time.split('T').nth(1).map(|t| t.trim_end_matches('Z')).unwrap_or(&r.time);
+    let t = r
+        .time
+        .split('T')
+        .nth(1)
+        .map(|t| t.trim_end_matches('Z'))
+        .unwrap_or(&r.time);
     let who = r.owner.suffix();
     let dir = if r.direction == "ingress" { "in" } else { "out" };
     let mut s = format!("{t} {}{who} {dir} ", r.iface);
@@ -403,7 +449,12 @@ pub fn text(r: &EventRow) -> String {
         (Some(a), _) => a.clone(),
         _ => "?".into(),
     };
-    let flow = format!("{} {} > {}", r.proto.as_deref().or(r.family.as_deref()).unwrap_or("?"), ep(&r.src, r.sport), ep(&r.dst, r.dport));
+    let flow = format!(
+        "{} {} > {}",
+        r.proto.as_deref().or(r.family.as_deref()).unwrap_or("?"),
+        ep(&r.src, r.sport),
+        ep(&r.dst, r.dport)
+    );
     let vni = r.vni.map(|v| format!(" vni {v}")).unwrap_or_default();
     let _ = match r.kind.as_str() {
         "arp" => match r.arp_op.as_deref() {
@@ -446,9 +497,17 @@ pub fn text(r: &EventRow) -> String {
             s,
             "flow end ({}) {flow}{vni}{}",
             opt(&r.reason),
-            r.packets.map(|p| format!(", {p} packets {} bytes", r.bytes.unwrap_or(0))).unwrap_or_default()
+            r.packets
+                .map(|p| format!(", {p} packets {} bytes", r.bytes.unwrap_or(0)))
+                .unwrap_or_default()
         ),
-        "vxlan_peer" => write!(s, "VXLAN peer vni {} {} > {}", r.vni.unwrap_or(0), opt(&r.outer_src), opt(&r.outer_dst)),
+        "vxlan_peer" => write!(
+            s,
+            "VXLAN peer vni {} {} > {}",
+            r.vni.unwrap_or(0),
+            opt(&r.outer_src),
+            opt(&r.outer_dst)
+        ),
         "malformed" => write!(s, "malformed frame: {}", opt(&r.reason)),
         k => write!(s, "{k}"),
     };
@@ -462,11 +521,17 @@ fn opt(v: &Option<String>) -> &str {
 /// `netpath watch`: stream the daemon's events (or, with no daemon, read the pinned ring
 /// buffer), filtered, as text or JSON lines.
 pub fn watch(args: &WatchArgs) -> Result<()> {
-    let filter = EventFilter { iface: args.iface.clone(), pod: args.pod.clone(), kinds: EventFilter::parse_kinds(&args.kind)? };
+    let filter = EventFilter {
+        iface: args.iface.clone(),
+        pod: args.pod.clone(),
+        kinds: EventFilter::parse_kinds(&args.kind)?,
+    };
     crate::caps::require_read()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let client = crate::api::ApiClient::connect(&args.socket).await.map_err(|e| Error::Other(e.to_string()))?;
+        let client = crate::api::ApiClient::connect(&args.socket)
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?;
         let Some(client) = client else {
             return Err(Error::Other(format!(
                 "no netpath daemon answers on {}: events come from the daemon (it is the ring buffer's only reader)",
@@ -483,7 +548,11 @@ pub fn watch(args: &WatchArgs) -> Result<()> {
         if !filter.kinds.is_empty() {
             query.push(format!("kind={}", filter.kinds.join(",")));
         }
-        let path = if query.is_empty() { "/v1/events".to_string() } else { format!("/v1/events?{}", query.join("&")) };
+        let path = if query.is_empty() {
+            "/v1/events".to_string()
+        } else {
+            format!("/v1/events?{}", query.join("&"))
+        };
         let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
         let mut seen = 0u64;
         let mut stream = client.stream(&path).await.map_err(|e| Error::Other(e.to_string()))?;
@@ -496,8 +565,11 @@ pub fn watch(args: &WatchArgs) -> Result<()> {
                 }
             };
             let Some(item) = next.await else { break };
-            let Some(v) = item.map_err(|e| Error::Other(e.to_string()))? else { break };
-            let row: EventRow = serde_json::from_value(v).map_err(|e| Error::Other(format!("bad event from the daemon: {e}")))?;
+            let Some(v) = item.map_err(|e| Error::Other(e.to_string()))? else {
+                break;
+            };
+            let row: EventRow =
+                serde_json::from_value(v).map_err(|e| Error::Other(format!("bad event from the daemon: {e}")))?;
             let line = match args.output {
                 WatchOutput::Json => serde_json::to_string(&row).map_err(std::io::Error::other)?,
                 WatchOutput::Text => text(&row),
@@ -534,13 +606,23 @@ mod tests {
     fn unanswered_arp_after_timeout_and_answered_arp_never() {
         let mut d = Deriver::new(Duration::from_millis(500), Duration::from_secs(60));
         let t0 = Instant::now();
-        assert!(d.feed(&arp("request", "10.0.0.2", "10.0.0.9", "02:00:00:00:00:02"), t0).is_empty());
-        assert!(d.feed(&arp("request", "10.0.0.2", "10.0.0.3", "02:00:00:00:00:02"), t0).is_empty());
-        d.feed(&arp("reply", "10.0.0.3", "10.0.0.2", "02:00:00:00:00:03"), t0 + Duration::from_millis(10));
+        assert!(d
+            .feed(&arp("request", "10.0.0.2", "10.0.0.9", "02:00:00:00:00:02"), t0)
+            .is_empty());
+        assert!(d
+            .feed(&arp("request", "10.0.0.2", "10.0.0.3", "02:00:00:00:00:02"), t0)
+            .is_empty());
+        d.feed(
+            &arp("reply", "10.0.0.3", "10.0.0.2", "02:00:00:00:00:03"),
+            t0 + Duration::from_millis(10),
+        );
         assert!(d.tick(t0 + Duration::from_millis(100)).is_empty());
         let u = d.tick(t0 + Duration::from_millis(600));
         assert_eq!(u.len(), 1);
-        assert_eq!((u[0].kind.as_str(), u[0].target_ip.as_deref()), ("arp_unanswered", Some("10.0.0.9")));
+        assert_eq!(
+            (u[0].kind.as_str(), u[0].target_ip.as_deref()),
+            ("arp_unanswered", Some("10.0.0.9"))
+        );
         assert!(d.tick(t0 + Duration::from_secs(2)).is_empty(), "reported once");
     }
 
@@ -548,13 +630,22 @@ mod tests {
     fn conflict_when_a_second_mac_claims_an_ip_once() {
         let mut d = Deriver::default();
         let t = Instant::now();
-        assert!(d.feed(&arp("reply", "10.0.0.3", "10.0.0.2", "02:00:00:00:00:03"), t).is_empty());
+        assert!(d
+            .feed(&arp("reply", "10.0.0.3", "10.0.0.2", "02:00:00:00:00:03"), t)
+            .is_empty());
         let c = d.feed(&arp("reply", "10.0.0.3", "10.0.0.2", "02:66:66:66:66:66"), t);
         assert_eq!(c.len(), 1);
-        assert_eq!((c[0].kind.as_str(), c[0].previous_mac.as_deref()), ("arp_conflict", Some("02:00:00:00:00:03")));
-        assert!(d.feed(&arp("reply", "10.0.0.3", "10.0.0.2", "02:66:66:66:66:66"), t).is_empty());
+        assert_eq!(
+            (c[0].kind.as_str(), c[0].previous_mac.as_deref()),
+            ("arp_conflict", Some("02:00:00:00:00:03"))
+        );
+        assert!(d
+            .feed(&arp("reply", "10.0.0.3", "10.0.0.2", "02:66:66:66:66:66"), t)
+            .is_empty());
         // Probes (sender 0.0.0.0) claim nothing.
-        assert!(d.feed(&arp("request", "0.0.0.0", "10.0.0.3", "02:77:77:77:77:77"), t).is_empty());
+        assert!(d
+            .feed(&arp("request", "0.0.0.0", "10.0.0.3", "02:77:77:77:77:77"), t)
+            .is_empty());
     }
 
     #[test]
@@ -575,15 +666,33 @@ mod tests {
     #[test]
     fn ager_reports_idle_and_evicted_flows_once() {
         let mut a = Ager::new(Duration::from_secs(10));
-        let k1 = FlowKey { ifindex: 1, sport: 1, ..FlowKey::default() };
-        let k2 = FlowKey { ifindex: 1, sport: 2, ..FlowKey::default() };
-        let v = |last: u64| netpath_common::FlowValue { packets: 1, last_seen: last, ..Default::default() };
+        let k1 = FlowKey {
+            ifindex: 1,
+            sport: 1,
+            ..FlowKey::default()
+        };
+        let k2 = FlowKey {
+            ifindex: 1,
+            sport: 2,
+            ..FlowKey::default()
+        };
+        let v = |last: u64| netpath_common::FlowValue {
+            packets: 1,
+            last_seen: last,
+            ..Default::default()
+        };
         let s = 1_000_000_000u64;
         assert!(a.scan(&[(k1, v(100 * s)), (k2, v(100 * s))], 101 * s).is_empty());
         let ended = a.scan(&[(k1, v(100 * s))], 111 * s);
         let reasons: Vec<u8> = ended.iter().map(|e| e.2).collect();
-        assert!(reasons.contains(&end_reason::AGED) && reasons.contains(&end_reason::EVICTED), "{reasons:?}");
-        assert!(a.scan(&[(k1, v(100 * s))], 120 * s).is_empty(), "each end reported once");
+        assert!(
+            reasons.contains(&end_reason::AGED) && reasons.contains(&end_reason::EVICTED),
+            "{reasons:?}"
+        );
+        assert!(
+            a.scan(&[(k1, v(100 * s))], 120 * s).is_empty(),
+            "each end reported once"
+        );
         // Active again, then idle again: a new end.
         assert!(a.scan(&[(k1, v(121 * s))], 122 * s).is_empty());
         assert_eq!(a.scan(&[(k1, v(121 * s))], 140 * s).len(), 1);
@@ -591,7 +700,11 @@ mod tests {
 
     #[test]
     fn decode_and_text_of_an_arp_request() {
-        let mut e = Event { kind: kind::ARP, ifindex: 5, ..Event::default() };
+        let mut e = Event {
+            kind: kind::ARP,
+            ifindex: 5,
+            ..Event::default()
+        };
         e.key.family = FAMILY_ARP;
         e.key.arp_op = 1;
         e.key.src[..4].copy_from_slice(&[10, 244, 0, 2]);
@@ -603,10 +716,21 @@ mod tests {
         r.owner.pod_namespace = Some("default".into());
         assert_eq!(r.arp_op.as_deref(), Some("request"));
         let t = text(&r);
-        assert!(t.contains("veth3a1f0c2e (default/tea-6fb46d)") && t.ends_with("ARP who-has 10.244.0.3 tell 10.244.0.2"), "{t}");
-        let f = EventFilter { pod: Some("default/tea-6fb46d".into()), kinds: vec!["arp".into()], ..Default::default() };
+        assert!(
+            t.contains("veth3a1f0c2e (default/tea-6fb46d)") && t.ends_with("ARP who-has 10.244.0.3 tell 10.244.0.2"),
+            "{t}"
+        );
+        let f = EventFilter {
+            pod: Some("default/tea-6fb46d".into()),
+            kinds: vec!["arp".into()],
+            ..Default::default()
+        };
         assert!(f.matches(&r));
-        assert!(!EventFilter { kinds: vec!["flow_new".into()], ..Default::default() }.matches(&r));
+        assert!(!EventFilter {
+            kinds: vec!["flow_new".into()],
+            ..Default::default()
+        }
+        .matches(&r));
         assert!(EventFilter::parse_kinds(&["nope".into()]).is_err());
     }
 }

@@ -1,15 +1,17 @@
 //! Flows as rows: filtering, sorting and the JSON contract of `netpath flows`.
-use crate::node::Owner;
-use netpath_common::{
-    class,
-    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
-    FlowKey, FlowValue, DIRECTIONS, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6,
-};
 use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, SystemTime},
 };
+
+use netpath_common::{
+    class,
+    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    FlowKey, FlowValue, DIRECTIONS, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6,
+};
+
+use crate::node::Owner;
 
 /// One flow. The field names are a stable JSON contract; `arp_op` is an addition for ARP flows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -87,8 +89,16 @@ pub fn proto_name(k: &FlowKey) -> String {
 }
 
 pub fn tcp_flags(f: u8) -> String {
-    const NAMES: [(u8, char); 8] =
-        [(0x01, 'F'), (0x02, 'S'), (0x04, 'R'), (0x08, 'P'), (0x10, 'A'), (0x20, 'U'), (0x40, 'E'), (0x80, 'C')];
+    const NAMES: [(u8, char); 8] = [
+        (0x01, 'F'),
+        (0x02, 'S'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x10, 'A'),
+        (0x20, 'U'),
+        (0x40, 'E'),
+        (0x80, 'C'),
+    ];
     NAMES.iter().filter(|(b, _)| f & b != 0).map(|(_, c)| *c).collect()
 }
 
@@ -104,7 +114,10 @@ impl Clock {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: valid out-pointer.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        Clock { mono_now: Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32), wall_now: SystemTime::now() }
+        Clock {
+            mono_now: Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+            wall_now: SystemTime::now(),
+        }
     }
 
     pub fn wall(&self, mono_ns: u64) -> SystemTime {
@@ -126,7 +139,11 @@ pub fn row(k: &FlowKey, v: &FlowValue, iface: String, clock: &Clock) -> FlowRow 
     FlowRow {
         iface,
         ifindex: k.ifindex,
-        direction: DIRECTIONS.get(k.direction as usize).copied().unwrap_or("unknown").into(),
+        direction: DIRECTIONS
+            .get(k.direction as usize)
+            .copied()
+            .unwrap_or("unknown")
+            .into(),
         family: match k.family {
             FAMILY_IPV4 => "ipv4",
             FAMILY_IPV6 => "ipv6",
@@ -203,7 +220,10 @@ pub fn table(rows: &[FlowRow]) -> String {
     for r in rows {
         let ports = matches!(r.proto.as_str(), "tcp" | "udp");
         let (src, dst) = match (r.icmp_type, r.arp_op.as_deref()) {
-            (Some(t), _) => (format!("{} id {}", r.src, r.sport), format!("{} type {t}/{}", r.dst, r.icmp_code.unwrap_or(0))),
+            (Some(t), _) => (
+                format!("{} id {}", r.src, r.sport),
+                format!("{} type {t}/{}", r.dst, r.icmp_code.unwrap_or(0)),
+            ),
             (_, Some(op)) => (r.src.clone(), format!("{} ({op})", r.dst)),
             _ => (endpoint(&r.src, r.sport, ports), endpoint(&r.dst, r.dport, ports)),
         };
@@ -226,8 +246,9 @@ pub fn table(rows: &[FlowRow]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use netpath_common::parse::v4_mapped;
+
+    use super::*;
 
     fn key(proto: u8, vni: u32) -> FlowKey {
         FlowKey {
@@ -244,32 +265,92 @@ mod tests {
 
     #[test]
     fn rows_carry_the_contract_fields() {
-        let v = FlowValue { packets: 2, bytes: 196, outer_family: FAMILY_IPV4, outer_src: v4_mapped([172, 27, 0, 11]).into(), outer_dst: v4_mapped([172, 27, 16, 10]).into(), ..Default::default() };
+        let v = FlowValue {
+            packets: 2,
+            bytes: 196,
+            outer_family: FAMILY_IPV4,
+            outer_src: v4_mapped([172, 27, 0, 11]).into(),
+            outer_dst: v4_mapped([172, 27, 16, 10]).into(),
+            ..Default::default()
+        };
         let mut k = key(IPPROTO_ICMP, 1);
         k.icmp_type = 8;
         k.sport = 77;
         let r = row(&k, &v, "ul0".into(), &Clock::now());
-        assert_eq!((r.src.as_str(), r.dst.as_str(), r.proto.as_str()), ("10.244.0.2", "10.244.1.3", "icmp"));
+        assert_eq!(
+            (r.src.as_str(), r.dst.as_str(), r.proto.as_str()),
+            ("10.244.0.2", "10.244.1.3", "icmp")
+        );
         assert_eq!((r.icmp_type, r.vni, r.class), (Some(8), 1, class::VXLAN));
         assert_eq!(r.outer_src.as_deref(), Some("172.27.0.11"));
         let json = serde_json::to_value(&r).unwrap();
         for f in [
-            "iface", "ifindex", "direction", "family", "src", "dst", "proto", "sport", "dport", "icmp_type", "icmp_code",
-            "vni", "vlan", "outer_src", "outer_dst", "packets", "bytes", "tcp_flags", "first_seen", "last_seen",
+            "iface",
+            "ifindex",
+            "direction",
+            "family",
+            "src",
+            "dst",
+            "proto",
+            "sport",
+            "dport",
+            "icmp_type",
+            "icmp_code",
+            "vni",
+            "vlan",
+            "outer_src",
+            "outer_dst",
+            "packets",
+            "bytes",
+            "tcp_flags",
+            "first_seen",
+            "last_seen",
         ] {
             assert!(json.get(f).is_some(), "missing {f}");
         }
-        assert!(r.first_seen.ends_with('Z') && r.first_seen.contains('T'), "{}", r.first_seen);
+        assert!(
+            r.first_seen.ends_with('Z') && r.first_seen.contains('T'),
+            "{}",
+            r.first_seen
+        );
     }
 
     #[test]
     fn select_filters_sorts_and_truncates() {
         let clock = Clock::now();
-        let mk = |proto, bytes, iface: &str| row(&key(proto, 0), &FlowValue { packets: 1, bytes, ..Default::default() }, iface.into(), &clock);
-        let rows = vec![mk(IPPROTO_TCP, 10, "a"), mk(IPPROTO_UDP, 30, "a"), mk(IPPROTO_TCP, 20, "b")];
-        let r = select(rows.clone(), &Filter { class: Some(class::TCP), ..Default::default() });
+        let mk = |proto, bytes, iface: &str| {
+            row(
+                &key(proto, 0),
+                &FlowValue {
+                    packets: 1,
+                    bytes,
+                    ..Default::default()
+                },
+                iface.into(),
+                &clock,
+            )
+        };
+        let rows = vec![
+            mk(IPPROTO_TCP, 10, "a"),
+            mk(IPPROTO_UDP, 30, "a"),
+            mk(IPPROTO_TCP, 20, "b"),
+        ];
+        let r = select(
+            rows.clone(),
+            &Filter {
+                class: Some(class::TCP),
+                ..Default::default()
+            },
+        );
         assert_eq!(r.iter().map(|r| r.bytes).collect::<Vec<_>>(), vec![20, 10]);
-        let r = select(rows.clone(), &Filter { iface: Some("a".into()), top: Some(1), ..Default::default() });
+        let r = select(
+            rows.clone(),
+            &Filter {
+                iface: Some("a".into()),
+                top: Some(1),
+                ..Default::default()
+            },
+        );
         assert_eq!(r.iter().map(|r| r.bytes).collect::<Vec<_>>(), vec![30]);
     }
 

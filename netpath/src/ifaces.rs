@@ -1,8 +1,9 @@
 //! Interfaces of the current network namespace: names, indexes and the driver that backs them.
 //! Everything here asks the kernel through the current network namespace (if_nameindex, ethtool
 //! ioctl); /sys/class/net is avoided because it shows the namespace /sys was mounted in, not ours.
-use crate::error::{Error, Result};
 use std::ffi::{CStr, CString};
+
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Iface {
@@ -21,7 +22,10 @@ pub fn list() -> Vec<Iface> {
         }
         let mut p = head;
         while (*p).if_index != 0 && !(*p).if_name.is_null() {
-            out.push(Iface { name: CStr::from_ptr((*p).if_name).to_string_lossy().into_owned(), ifindex: (*p).if_index });
+            out.push(Iface {
+                name: CStr::from_ptr((*p).if_name).to_string_lossy().into_owned(),
+                ifindex: (*p).if_index,
+            });
             p = p.add(1);
         }
         libc::if_freenameindex(head);
@@ -39,11 +43,16 @@ pub fn resolve(name: &str, netns: Option<&str>) -> Result<Iface> {
         let available: Vec<String> = list().into_iter().map(|i| i.name).collect();
         return Err(Error::UnknownInterface {
             name: name.to_string(),
-            ns: netns.map(|n| format!(" in network namespace '{n}'")).unwrap_or_default(),
+            ns: netns
+                .map(|n| format!(" in network namespace '{n}'"))
+                .unwrap_or_default(),
             available: crate::netns::list_or_none(available),
         });
     }
-    Ok(Iface { name: name.to_string(), ifindex })
+    Ok(Iface {
+        name: name.to_string(),
+        ifindex,
+    })
 }
 
 /// Name of an interface index in the current namespace.
@@ -104,7 +113,11 @@ pub fn driver(name: &str) -> Option<String> {
         eedump_len: 0,
         regdump_len: 0,
     };
-    let mut req = Ifreq { name: [0; libc::IF_NAMESIZE], data: &mut info as *mut _ as *mut libc::c_void, _pad: [0; 16] };
+    let mut req = Ifreq {
+        name: [0; libc::IF_NAMESIZE],
+        data: &mut info as *mut _ as *mut libc::c_void,
+        _pad: [0; 16],
+    };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     // SAFETY: a datagram socket only to carry the ioctl; closed below.
     unsafe {
@@ -125,8 +138,23 @@ pub fn driver(name: &str) -> Option<String> {
 /// Drivers of virtual devices: TC is the right hook for them (native XDP on a veth defeats GSO/GRO
 /// and cut pod-to-pod TCP from 10.2 to 2.5 Gbit/s on the reference machine).
 pub const VIRTUAL_DRIVERS: &[&str] = &[
-    "veth", "bridge", "vxlan", "geneve", "tun", "macvlan", "ipvlan", "dummy", "802.1Q VLAN Support",
-    "wireguard", "openvswitch", "bonding", "team", "nlmon", "ifb", "gre", "ipip",
+    "veth",
+    "bridge",
+    "vxlan",
+    "geneve",
+    "tun",
+    "macvlan",
+    "ipvlan",
+    "dummy",
+    "802.1Q VLAN Support",
+    "wireguard",
+    "openvswitch",
+    "bonding",
+    "team",
+    "nlmon",
+    "ifb",
+    "gre",
+    "ipip",
 ];
 
 pub fn is_virtual(name: &str) -> bool {

@@ -34,7 +34,6 @@
 //! - Everything is driven by the `ip`, `bridge` and `sh` binaries (iproute2), each wrapped in
 //!   `timeout` so a stuck command cannot hang a test. Traffic generation only ever addresses lab
 //!   IPs from inside lab namespaces.
-use serde::Serialize;
 use std::{
     fmt,
     io::Read,
@@ -43,6 +42,8 @@ use std::{
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
+
+use serde::Serialize;
 
 /// Upper bound for any single setup/inspection command.
 const CMD_TIMEOUT_SECS: u64 = 20;
@@ -100,7 +101,11 @@ pub enum LabError {
     Spawn { cmd: String, source: std::io::Error },
 
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command { cmd: String, status: String, stderr: String },
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
 
     #[error("`{cmd}` did not finish within {secs}s")]
     Timeout { cmd: String, secs: u64 },
@@ -154,8 +159,10 @@ struct NodePlan {
     bridge_mac: String,
 }
 
-const NODES: [(Ipv4Addr, &str); 2] =
-    [(Ipv4Addr::new(172, 27, 0, 11), "0e:6e:70:66:00:01"), (Ipv4Addr::new(172, 27, 16, 10), "0e:6e:70:66:00:02")];
+const NODES: [(Ipv4Addr, &str); 2] = [
+    (Ipv4Addr::new(172, 27, 0, 11), "0e:6e:70:66:00:01"),
+    (Ipv4Addr::new(172, 27, 16, 10), "0e:6e:70:66:00:02"),
+];
 const UNDERLAY_PREFIX_LEN: u8 = 20;
 const PODS_PER_NODE: [&[char]; 2] = [&['a', 'b', 'c'], &['a', 'b']];
 
@@ -195,7 +202,9 @@ fn ns_exists(existing: &[String], name: &str) -> bool {
 
 impl Lab {
     pub fn new(prefix: &str) -> Lab {
-        Lab { prefix: prefix.to_string() }
+        Lab {
+            prefix: prefix.to_string(),
+        }
     }
 
     /// The shared lab, prefix `np`.
@@ -266,7 +275,12 @@ impl Lab {
 
     fn validate(&self) -> Result<(), LabError> {
         let p = &self.prefix;
-        let bad = |reason: &str| Err(LabError::InvalidPrefix { prefix: p.clone(), reason: reason.into() });
+        let bad = |reason: &str| {
+            Err(LabError::InvalidPrefix {
+                prefix: p.clone(),
+                reason: reason.into(),
+            })
+        };
         if p.is_empty() {
             return bad("empty");
         }
@@ -298,7 +312,10 @@ impl Lab {
         let (status, problems) = self.inspect()?;
         if !status.up {
             let _ = self.down();
-            return Err(LabError::NotUp { prefix: self.prefix.clone(), problems });
+            return Err(LabError::NotUp {
+                prefix: self.prefix.clone(),
+                problems,
+            });
         }
         Ok(status)
     }
@@ -346,17 +363,57 @@ impl Lab {
         ])?;
         for (n, peer) in [(n1, n2), (n2, n1)] {
             let ns = n.netns.as_str();
-            run(&["ip", "-n", ns, "addr", "add", &format!("{}/{}", n.underlay, UNDERLAY_PREFIX_LEN), "dev", "ul0"])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/{}", n.underlay, UNDERLAY_PREFIX_LEN),
+                "dev",
+                "ul0",
+            ])?;
             run(&["ip", "-n", ns, "link", "set", "ul0", "up"])?;
             // The peer is in another /20: reach it with a host route over the link.
-            run(&["ip", "-n", ns, "route", "add", &format!("{}/32", peer.underlay), "dev", "ul0"])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "route",
+                "add",
+                &format!("{}/32", peer.underlay),
+                "dev",
+                "ul0",
+            ])?;
         }
 
         for n in &nodes {
             let ns = n.netns.as_str();
             let mtu = POD_MTU.to_string();
-            run(&["ip", "-n", ns, "link", "add", "cni0", "address", &n.bridge_mac, "mtu", &mtu, "type", "bridge"])?;
-            run(&["ip", "-n", ns, "addr", "add", &format!("{}/24", n.gateway()), "dev", "cni0"])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "cni0",
+                "address",
+                &n.bridge_mac,
+                "mtu",
+                &mtu,
+                "type",
+                "bridge",
+            ])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", n.gateway()),
+                "dev",
+                "cni0",
+            ])?;
             run(&["ip", "-n", ns, "link", "set", "cni0", "up"])?;
 
             run(&[
@@ -382,7 +439,16 @@ impl Lab {
                 "ul0",
                 "nolearning",
             ])?;
-            run(&["ip", "-n", ns, "addr", "add", &format!("{}/32", n.vtep_ip()), "dev", "flannel.1"])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/32", n.vtep_ip()),
+                "dev",
+                "flannel.1",
+            ])?;
             run(&["ip", "-n", ns, "link", "set", "flannel.1", "up"])?;
         }
 
@@ -390,7 +456,19 @@ impl Lab {
         for (n, peer) in [(n1, n2), (n2, n1)] {
             let ns = n.netns.as_str();
             let peer_vtep = peer.vtep_ip().to_string();
-            run(&["ip", "-n", ns, "route", "add", &peer.pod_cidr(), "via", &peer_vtep, "dev", "flannel.1", "onlink"])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "route",
+                "add",
+                &peer.pod_cidr(),
+                "via",
+                &peer_vtep,
+                "dev",
+                "flannel.1",
+                "onlink",
+            ])?;
             run(&[
                 "ip",
                 "-n",
@@ -444,10 +522,40 @@ impl Lab {
                 "address",
                 &mac,
             ])?;
-            run(&["ip", "-n", &p.node_netns, "link", "set", &p.host_veth, "master", "cni0", "up"])?;
-            run(&["ip", "-n", &p.netns, "addr", "add", &format!("{}/24", p.ip), "dev", "eth0"])?;
+            run(&[
+                "ip",
+                "-n",
+                &p.node_netns,
+                "link",
+                "set",
+                &p.host_veth,
+                "master",
+                "cni0",
+                "up",
+            ])?;
+            run(&[
+                "ip",
+                "-n",
+                &p.netns,
+                "addr",
+                "add",
+                &format!("{}/24", p.ip),
+                "dev",
+                "eth0",
+            ])?;
             run(&["ip", "-n", &p.netns, "link", "set", "eth0", "up"])?;
-            run(&["ip", "-n", &p.netns, "route", "add", "default", "via", &node.gateway().to_string(), "dev", "eth0"])?;
+            run(&[
+                "ip",
+                "-n",
+                &p.netns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &node.gateway().to_string(),
+                "dev",
+                "eth0",
+            ])?;
         }
         Ok(())
     }
@@ -458,7 +566,12 @@ impl Lab {
     pub fn down(&self) -> Result<(), LabError> {
         self.validate()?;
         let existing = list_netns()?;
-        let mine: Vec<String> = self.all_namespaces().into_iter().rev().filter(|n| ns_exists(&existing, n)).collect();
+        let mine: Vec<String> = self
+            .all_namespaces()
+            .into_iter()
+            .rev()
+            .filter(|n| ns_exists(&existing, n))
+            .collect();
         for ns in &mine {
             kill_netns_processes(ns);
         }
@@ -493,7 +606,11 @@ impl Lab {
         let nodes = self.nodes();
         let mut pods = self.pods();
         let mut problems = Vec::new();
-        let namespaces: Vec<String> = self.all_namespaces().into_iter().filter(|n| ns_exists(&existing, n)).collect();
+        let namespaces: Vec<String> = self
+            .all_namespaces()
+            .into_iter()
+            .filter(|n| ns_exists(&existing, n))
+            .collect();
         let mut underlay = [String::new(), String::new()];
 
         for n in &nodes {
@@ -503,7 +620,10 @@ impl Lab {
                 continue;
             }
             let peer = &nodes[2 - n.index];
-            let mut p = Probe { ns: &n.netns, problems: &mut problems };
+            let mut p = Probe {
+                ns: &n.netns,
+                problems: &mut problems,
+            };
             let links = match p.json(&["ip", "-d", "-j", "-n", &n.netns, "addr", "show"]) {
                 Some(l) => l,
                 None => continue,
@@ -516,10 +636,22 @@ impl Lab {
             }
             p.link(&links, "lo", None, None, &[], None);
             p.link(&links, "ul0", Some("veth"), Some(UNDERLAY_MTU), &[ul.as_str()], None);
-            p.link(&links, "cni0", Some("bridge"), Some(POD_MTU), &[&format!("{}/24", n.gateway())], None);
-            if let Some(l) =
-                p.link(&links, "flannel.1", Some("vxlan"), Some(POD_MTU), &[&format!("{}/32", n.vtep_ip())], None)
-            {
+            p.link(
+                &links,
+                "cni0",
+                Some("bridge"),
+                Some(POD_MTU),
+                &[&format!("{}/24", n.gateway())],
+                None,
+            );
+            if let Some(l) = p.link(
+                &links,
+                "flannel.1",
+                Some("vxlan"),
+                Some(POD_MTU),
+                &[&format!("{}/32", n.vtep_ip())],
+                None,
+            ) {
                 let d = &l["linkinfo"]["info_data"];
                 if l["address"].as_str() != Some(n.vtep_mac)
                     || d["id"].as_u64() != Some(1)
@@ -549,10 +681,16 @@ impl Lab {
                         && r["gateway"].as_str() == Some(peer_vtep.as_str())
                         && r["dev"].as_str() == Some("flannel.1")
                 }) {
-                    p.problem(format!("route {} via {} dev flannel.1 missing", peer.pod_cidr(), peer_vtep));
+                    p.problem(format!(
+                        "route {} via {} dev flannel.1 missing",
+                        peer.pod_cidr(),
+                        peer_vtep
+                    ));
                 }
                 let peer_ul = peer.underlay.to_string();
-                if !arr.iter().any(|r| r["dst"].as_str() == Some(peer_ul.as_str()) && r["dev"].as_str() == Some("ul0"))
+                if !arr
+                    .iter()
+                    .any(|r| r["dst"].as_str() == Some(peer_ul.as_str()) && r["dev"].as_str() == Some("ul0"))
                 {
                     p.problem(format!("route {} dev ul0 missing", peer_ul));
                 }
@@ -561,7 +699,11 @@ impl Lab {
                 let ok = neigh.as_array().into_iter().flatten().any(|e| {
                     e["dst"].as_str() == Some(peer.vtep_ip().to_string().as_str())
                         && e["lladdr"].as_str() == Some(peer.vtep_mac)
-                        && e["state"].as_array().into_iter().flatten().any(|s| s.as_str() == Some("PERMANENT"))
+                        && e["state"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|s| s.as_str() == Some("PERMANENT"))
                 });
                 if !ok {
                     p.problem(format!(
@@ -577,7 +719,10 @@ impl Lab {
                         && e["dst"].as_str() == Some(peer.underlay.to_string().as_str())
                 });
                 if !ok {
-                    p.problem(format!("fdb {} dst {} on flannel.1 missing", peer.vtep_mac, peer.underlay));
+                    p.problem(format!(
+                        "fdb {} dst {} on flannel.1 missing",
+                        peer.vtep_mac, peer.underlay
+                    ));
                 }
             }
         }
@@ -589,11 +734,20 @@ impl Lab {
                 continue;
             }
             let gw = nodes[pod.node - 1].gateway().to_string();
-            let mut p = Probe { ns: &pod.netns, problems: &mut problems };
+            let mut p = Probe {
+                ns: &pod.netns,
+                problems: &mut problems,
+            };
             if let Some(links) = p.json(&["ip", "-d", "-j", "-n", &pod.netns, "addr", "show"]) {
                 p.link(&links, "lo", None, None, &[], None);
-                if let Some(l) = p.link(&links, "eth0", Some("veth"), Some(POD_MTU), &[&format!("{}/24", pod.ip)], None)
-                {
+                if let Some(l) = p.link(
+                    &links,
+                    "eth0",
+                    Some("veth"),
+                    Some(POD_MTU),
+                    &[&format!("{}/24", pod.ip)],
+                    None,
+                ) {
                     pod.mac = l["address"].as_str().map(str::to_string);
                     if pod.mac != planned_mac {
                         p.problem(format!("eth0 has MAC {:?}, planned {:?}", pod.mac, planned_mac));
@@ -613,7 +767,15 @@ impl Lab {
         }
 
         let up = problems.is_empty();
-        Ok((LabStatus { up, namespaces, pods, underlay }, problems))
+        Ok((
+            LabStatus {
+                up,
+                namespaces,
+                pods,
+                underlay,
+            },
+            problems,
+        ))
     }
 
     /// Generate a little of every kind of traffic a pod network carries, all bounded in count and
@@ -623,22 +785,33 @@ impl Lab {
         self.validate()?;
         let (status, problems) = self.inspect()?;
         if !status.up {
-            return Err(LabError::NotUp { prefix: self.prefix.clone(), problems });
+            return Err(LabError::NotUp {
+                prefix: self.prefix.clone(),
+                problems,
+            });
         }
         let pods = self.pods();
         let find = |name: &str| pods.iter().find(|p| p.name == name).expect("planned pod");
         let (a1, b1, c1, a2) = (find("n1-pod-a"), find("n1-pod-b"), find("n1-pod-c"), find("n2-pod-a"));
-        let budget =
-            Budget { deadline: Instant::now() + Duration::from_secs(u64::from(opts.seconds)), total: opts.seconds };
+        let budget = Budget {
+            deadline: Instant::now() + Duration::from_secs(u64::from(opts.seconds)),
+            total: opts.seconds,
+        };
         let mut r = TrafficReport::default();
 
         let ping = |from: &PodInfo, to: &PodInfo, errors: &mut Vec<String>| -> bool {
             let what = format!("ping {} -> {}", from.name, to.name);
-            let Some(t) = budget.slot(&what, 4.0, errors) else { return false };
+            let Some(t) = budget.slot(&what, 4.0, errors) else {
+                return false;
+            };
             let ip = to.ip.to_string();
             step_ok(
                 &what,
-                run_bounded(&from.netns, t, &["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", &ip]),
+                run_bounded(
+                    &from.netns,
+                    t,
+                    &["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", &ip],
+                ),
                 errors,
             )
         };
@@ -713,7 +886,12 @@ impl Probe<'_> {
             self.problem(format!("link {name} missing"));
             return None;
         };
-        let flags: Vec<&str> = l["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+        let flags: Vec<&str> = l["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .collect();
         if !flags.contains(&"UP") || (name != "lo" && !flags.contains(&"LOWER_UP")) {
             self.problem(format!("link {name} is not up (flags {flags:?})"));
         }
@@ -748,7 +926,11 @@ fn find_link<'v>(links: &'v serde_json::Value, name: &str) -> Option<&'v serde_j
 fn has_inet(link: &serde_json::Value, cidr: &str) -> bool {
     link["addr_info"].as_array().into_iter().flatten().any(|a| {
         a["family"].as_str() == Some("inet")
-            && format!("{}/{}", a["local"].as_str().unwrap_or(""), a["prefixlen"].as_u64().unwrap_or(99)) == cidr
+            && format!(
+                "{}/{}",
+                a["local"].as_str().unwrap_or(""),
+                a["prefixlen"].as_u64().unwrap_or(99)
+            ) == cidr
     })
 }
 
@@ -774,9 +956,15 @@ fn run(args: &[&str]) -> Result<String, LabError> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| LabError::Spawn { cmd: cmd.clone(), source })?;
+        .map_err(|source| LabError::Spawn {
+            cmd: cmd.clone(),
+            source,
+        })?;
     if out.status.code() == Some(124) || out.status.code() == Some(137) {
-        return Err(LabError::Timeout { cmd, secs: CMD_TIMEOUT_SECS });
+        return Err(LabError::Timeout {
+            cmd,
+            secs: CMD_TIMEOUT_SECS,
+        });
     }
     if !out.status.success() {
         return Err(LabError::Command {
@@ -785,7 +973,10 @@ fn run(args: &[&str]) -> Result<String, LabError> {
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    String::from_utf8(out.stdout).map_err(|e| LabError::Parse { cmd, reason: e.to_string() })
+    String::from_utf8(out.stdout).map_err(|e| LabError::Parse {
+        cmd,
+        reason: e.to_string(),
+    })
 }
 
 /// Run a shell snippet inside a namespace (for /proc/sys writes).
@@ -799,16 +990,27 @@ fn list_netns() -> Result<Vec<String>, LabError> {
     if s.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&s).map_err(|e| LabError::Parse { cmd: args.join(" "), reason: e.to_string() })?;
-    Ok(v.as_array().into_iter().flatten().filter_map(|e| e["name"].as_str().map(str::to_string)).collect())
+    let v: serde_json::Value = serde_json::from_str(&s).map_err(|e| LabError::Parse {
+        cmd: args.join(" "),
+        reason: e.to_string(),
+    })?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect())
 }
 
 /// Terminate what still runs inside a lab namespace: SIGTERM, up to 1 s grace, then SIGKILL.
 fn kill_netns_processes(ns: &str) {
     let pids = |ns: &str| -> Vec<i32> {
         run(&["ip", "netns", "pids", ns])
-            .map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).filter(|&p: &i32| p > 1).collect())
+            .map(|s| {
+                s.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .filter(|&p: &i32| p > 1)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let first = pids(ns);
@@ -848,7 +1050,10 @@ impl Budget {
     fn slot(&self, what: &str, cap: f64, errors: &mut Vec<String>) -> Option<f64> {
         let left = self.remaining();
         if left < 1.0 {
-            errors.push(format!("{what}: skipped, the {} s traffic budget is used up", self.total));
+            errors.push(format!(
+                "{what}: skipped, the {} s traffic budget is used up",
+                self.total
+            ));
             return None;
         }
         Some(cap.min(left))
@@ -867,7 +1072,9 @@ fn bounded_command(ns: &str, secs: f64, args: &[&str]) -> Command {
 
 /// Run a traffic command inside `ns`, at most `secs` seconds.
 fn run_bounded(ns: &str, secs: f64, args: &[&str]) -> Result<Output, String> {
-    bounded_command(ns, secs, args).output().map_err(|e| format!("cannot run `{}`: {e}", shell_join(args)))
+    bounded_command(ns, secs, args)
+        .output()
+        .map_err(|e| format!("cannot run `{}`: {e}", shell_join(args)))
 }
 
 /// Record a failed step; true on exit status 0.
@@ -909,7 +1116,11 @@ fn arping_is_iputils() -> bool {
         .stdin(Stdio::null())
         .output()
         .map(|o| {
-            let s = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            let s = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
             s.contains("iputils")
         })
         .unwrap_or(false)
@@ -960,19 +1171,37 @@ pub fn stop_process_group(child: &mut std::process::Child) {
 
 /// True once something listens on TCP `port` inside `ns`.
 fn listening(ns: &str, port: u16) -> bool {
-    run(&["ip", "netns", "exec", ns, "ss", "-H", "-l", "-t", "-n", &format!("sport = :{port}")])
-        .map(|s| !s.trim().is_empty())
-        .unwrap_or(false)
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "ss",
+        "-H",
+        "-l",
+        "-t",
+        "-n",
+        &format!("sport = :{port}"),
+    ])
+    .map(|s| !s.trim().is_empty())
+    .unwrap_or(false)
 }
 
 /// One iperf3 stream from `client` to `server`: a one-off server (`-s -1`) in the server pod,
 /// killed afterwards if it is still there, and a client whose JSON result must show data received.
 fn iperf(budget: &Budget, client: &PodInfo, server: &PodInfo, udp: bool, errors: &mut Vec<String>) -> bool {
-    let what = format!("iperf3 {} {} -> {}", if udp { "UDP" } else { "TCP" }, client.name, server.name);
+    let what = format!(
+        "iperf3 {} {} -> {}",
+        if udp { "UDP" } else { "TCP" },
+        client.name,
+        server.name
+    );
     // Server start (<= 1 s), the stream and its wrap-up must fit.
     let left = budget.remaining();
     let secs: u32 = if left >= 5.0 { 2 } else { 1 };
-    let Some(cap) = budget.slot(&what, f64::from(secs) + 4.0, errors) else { return false };
+    let Some(cap) = budget.slot(&what, f64::from(secs) + 4.0, errors) else {
+        return false;
+    };
     if cap < f64::from(secs) + 1.0 {
         errors.push(format!("{what}: skipped, only {cap:.1} s of the traffic budget left"));
         return false;
@@ -1036,7 +1265,11 @@ fn iperf(budget: &Budget, client: &PodInfo, server: &PodInfo, udp: bool, errors:
     let end = &j["end"];
     let received = if udp {
         // iperf 3.12 reports UDP totals in end.sum; the receiver's view is packets - lost_packets.
-        let s = if end["sum_received"].is_object() { &end["sum_received"] } else { &end["sum"] };
+        let s = if end["sum_received"].is_object() {
+            &end["sum_received"]
+        } else {
+            &end["sum"]
+        };
         let packets = s["packets"].as_u64().unwrap_or(0);
         let lost = s["lost_packets"].as_u64().unwrap_or(0);
         packets.saturating_sub(lost)
@@ -1058,7 +1291,11 @@ impl fmt::Display for LabStatus {
             writeln!(f, "  {ns}")?;
         }
         writeln!(f, "pods:")?;
-        writeln!(f, "  {:<10} {:<5} {:<24} {:<13} {:<12} MAC", "POD", "NODE", "NETNS", "HOST VETH", "IP")?;
+        writeln!(
+            f,
+            "  {:<10} {:<5} {:<24} {:<13} {:<12} MAC",
+            "POD", "NODE", "NETNS", "HOST VETH", "IP"
+        )?;
         for p in &self.pods {
             writeln!(
                 f,
@@ -1092,7 +1329,9 @@ mod tests {
             assert_eq!(x.host_veth, y.host_veth);
             assert_eq!(x.host_veth.len(), 12);
             assert!(x.host_veth.starts_with("veth"));
-            assert!(x.host_veth[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(x.host_veth[4..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         }
         assert_eq!(a[0].netns, "np-n1-pod-a");
         assert_eq!(a[0].node_netns, "np-node1");

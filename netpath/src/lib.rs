@@ -1,8 +1,8 @@
 //! netpath user space: loading and attaching the datapath, reading its maps, and the CLI.
 pub mod api;
 pub mod attach;
-pub mod capture;
 pub mod caps;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod cri;

@@ -1,6 +1,5 @@
 //! Loading the embedded eBPF object: map sizes, pins under bpffs (so counters survive a restart),
 //! and the runtime configuration the datapath reads.
-use crate::error::{Error, Result};
 use aya::{
     maps::{Array, MapInfo, MapType},
     Ebpf, EbpfLoader,
@@ -8,6 +7,8 @@ use aya::{
 use netpath_common::{
     diag, event::CaptureConfig, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE,
 };
+
+use crate::error::{Error, Result};
 
 /// Size of the event ring buffer (as in the eBPF object).
 pub const EVENTS_RING_BYTES: u32 = 1 << 20;
@@ -40,7 +41,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { pin_dir: None, flow_table_size: netpath_common::DEFAULT_FLOW_TABLE_SIZE, config: Config::default() }
+        Self {
+            pin_dir: None,
+            flow_table_size: netpath_common::DEFAULT_FLOW_TABLE_SIZE,
+            config: Config::default(),
+        }
     }
 }
 
@@ -68,7 +73,13 @@ fn expected(flow_table_size: u32) -> [Expected; 7] {
             value_size: size_of::<FlowValue>() as u32,
             max_entries: flow_table_size,
         },
-        Expected { name: maps::DIAG, map_type: MapType::PerCpuArray, key_size: 4, value_size: 8, max_entries: diag::COUNT },
+        Expected {
+            name: maps::DIAG,
+            map_type: MapType::PerCpuArray,
+            key_size: 4,
+            value_size: 8,
+            max_entries: diag::COUNT,
+        },
         Expected {
             name: maps::CONFIG,
             map_type: MapType::Array,
@@ -76,7 +87,13 @@ fn expected(flow_table_size: u32) -> [Expected; 7] {
             value_size: size_of::<Config>() as u32,
             max_entries: 1,
         },
-        Expected { name: maps::EVENTS, map_type: MapType::RingBuf, key_size: 0, value_size: 0, max_entries: EVENTS_RING_BYTES },
+        Expected {
+            name: maps::EVENTS,
+            map_type: MapType::RingBuf,
+            key_size: 0,
+            value_size: 0,
+            max_entries: EVENTS_RING_BYTES,
+        },
         Expected {
             name: maps::CAPTURE_CFG,
             map_type: MapType::Array,
@@ -84,7 +101,13 @@ fn expected(flow_table_size: u32) -> [Expected; 7] {
             value_size: size_of::<CaptureConfig>() as u32,
             max_entries: 1,
         },
-        Expected { name: maps::CAPTURE_IFACES, map_type: MapType::Hash, key_size: 4, value_size: 1, max_entries: 256 },
+        Expected {
+            name: maps::CAPTURE_IFACES,
+            map_type: MapType::Hash,
+            key_size: 4,
+            value_size: 1,
+            max_entries: 256,
+        },
     ]
 }
 
@@ -97,17 +120,30 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
         // SAFETY: plain mount(2) with static NUL-terminated strings.
         let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
         if rc != 0 {
-            return Err(Error::Bpffs { what: "mounting bpffs", path: root.into(), source: std::io::Error::last_os_error() });
+            return Err(Error::Bpffs {
+                what: "mounting bpffs",
+                path: root.into(),
+                source: std::io::Error::last_os_error(),
+            });
         }
     }
     if !dir.starts_with(root) || !is_bpffs(dir.parent().unwrap_or(root)) {
-        return Err(Error::BadArgument(format!("--pin-dir {} must be inside a bpffs mount such as {BPFFS_ROOT}", dir.display())));
+        return Err(Error::BadArgument(format!(
+            "--pin-dir {} must be inside a bpffs mount such as {BPFFS_ROOT}",
+            dir.display()
+        )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::Bpffs { what: "creating pin directory", path: dir.into(), source: e })
+    std::fs::create_dir_all(dir).map_err(|e| Error::Bpffs {
+        what: "creating pin directory",
+        path: dir.into(),
+        source: e,
+    })
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid path and out-pointer.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
@@ -122,7 +158,10 @@ fn check_pins(dir: &Path, flow_table_size: u32) -> Result<()> {
         if !path.exists() {
             continue;
         }
-        let info = MapInfo::from_pin(&path).map_err(|source| Error::Map { what: format!("reading pinned map {}", path.display()), source })?;
+        let info = MapInfo::from_pin(&path).map_err(|source| Error::Map {
+            what: format!("reading pinned map {}", path.display()),
+            source,
+        })?;
         let mut diffs = Vec::new();
         match info.map_type() {
             Ok(t) if t == e.map_type => {}
@@ -144,7 +183,12 @@ fn check_pins(dir: &Path, flow_table_size: u32) -> Result<()> {
             }
         }
         if !diffs.is_empty() {
-            return Err(Error::IncompatiblePin { name: e.name, path, dir: dir.into(), detail: diffs.join("; ") });
+            return Err(Error::IncompatiblePin {
+                name: e.name,
+                path,
+                dir: dir.into(),
+                detail: diffs.join("; "),
+            });
         }
     }
     Ok(())
@@ -168,10 +212,17 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     }
     let mut ebpf = loader.load(OBJECT)?;
     let mut config: Array<_, Config> = Array::try_from(
-        ebpf.map_mut(maps::CONFIG).ok_or_else(|| Error::BadArgument(format!("map {} missing from object", maps::CONFIG)))?,
+        ebpf.map_mut(maps::CONFIG)
+            .ok_or_else(|| Error::BadArgument(format!("map {} missing from object", maps::CONFIG)))?,
     )
-    .map_err(|source| Error::Map { what: "opening config map".into(), source })?;
-    config.set(0, opts.config, 0).map_err(|source| Error::Map { what: "writing config".into(), source })?;
+    .map_err(|source| Error::Map {
+        what: "opening config map".into(),
+        source,
+    })?;
+    config.set(0, opts.config, 0).map_err(|source| Error::Map {
+        what: "writing config".into(),
+        source,
+    })?;
     Ok(ebpf)
 }
 
@@ -202,7 +253,13 @@ pub fn unpin_all(dir: &Path) -> Result<Vec<PathBuf>> {
         match std::fs::remove_file(&p) {
             Ok(()) => removed.push(p),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Bpffs { what: "removing pin", path: p, source: e }),
+            Err(e) => {
+                return Err(Error::Bpffs {
+                    what: "removing pin",
+                    path: p,
+                    source: e,
+                })
+            }
         }
     }
     match std::fs::remove_dir(dir) {

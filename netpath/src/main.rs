@@ -13,7 +13,12 @@ fn main() {
     let matches = Cli::command().get_matches();
     let given: Vec<String> = matches
         .subcommand_matches("run")
-        .map(|m| m.ids().filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine)).map(|id| id.as_str().replace('_', "-")).collect())
+        .map(|m| {
+            m.ids()
+                .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                .map(|id| id.as_str().replace('_', "-"))
+                .collect()
+        })
         .unwrap_or_default();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Err(e) = dispatch(cli, given) {
@@ -46,7 +51,10 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
         Command::Stats(read) => {
             let rt = runtime()?;
             let out = match daemon(&read, &rt)? {
-                Some(c) => report::render_stats(&serde_json::from_value::<Vec<netpath::stats::StatRow>>(rt.block_on(c.stats())?)?, read.output)?,
+                Some(c) => report::render_stats(
+                    &serde_json::from_value::<Vec<netpath::stats::StatRow>>(rt.block_on(c.stats())?)?,
+                    read.output,
+                )?,
                 None => report::stats(&open(&read)?, read.output)?,
             };
             print!("{out}");
@@ -61,10 +69,18 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
         }
         Command::Flows(args) => {
             let class = args.class.as_deref().map(report::parse_class).transpose()?;
-            let filter = Filter { iface: args.iface.clone(), class, top: args.top, sort: Some(args.sort) };
+            let filter = Filter {
+                iface: args.iface.clone(),
+                class,
+                top: args.top,
+                sort: Some(args.sort),
+            };
             let rt = runtime()?;
             let out = match daemon(&args.read, &rt)? {
-                Some(c) => report::render_flows(&serde_json::from_value::<Vec<netpath::flows::FlowRow>>(rt.block_on(c.flows(&filter))?)?, args.read.output)?,
+                Some(c) => report::render_flows(
+                    &serde_json::from_value::<Vec<netpath::flows::FlowRow>>(rt.block_on(c.flows(&filter))?)?,
+                    args.read.output,
+                )?,
                 None => report::flows(&open(&args.read)?, &filter, args.read.output)?,
             };
             print!("{out}");
@@ -114,7 +130,11 @@ fn lab_cmd(args: netpath::cli::LabArgs) -> anyhow::Result<()> {
     match args.action {
         LabAction::Up => {
             let st = lab.up()?;
-            if json { println!("{}", serde_json::to_string_pretty(&st)?) } else { print!("{st}") }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?)
+            } else {
+                print!("{st}")
+            }
         }
         LabAction::Down => {
             lab.down()?;
@@ -122,7 +142,11 @@ fn lab_cmd(args: netpath::cli::LabArgs) -> anyhow::Result<()> {
         }
         LabAction::Status => {
             let st = lab.status()?;
-            if json { println!("{}", serde_json::to_string_pretty(&st)?) } else { print!("{st}") }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?)
+            } else {
+                print!("{st}")
+            }
         }
         LabAction::Traffic => {
             let r = lab.drive_traffic(&TrafficOpts::default())?;
@@ -136,13 +160,18 @@ fn lab_cmd(args: netpath::cli::LabArgs) -> anyhow::Result<()> {
 fn require_daemon(rt: &tokio::runtime::Runtime, socket: &std::path::Path) -> anyhow::Result<ApiClient> {
     caps::require_read()?;
     rt.block_on(ApiClient::connect(socket))?.ok_or_else(|| {
-        anyhow::anyhow!("no netpath daemon answers on {}: rules and the fast path are managed by `netpath run`", socket.display())
+        anyhow::anyhow!(
+            "no netpath daemon answers on {}: rules and the fast path are managed by `netpath run`",
+            socket.display()
+        )
     })
 }
 
 fn api_err(e: netpath::api::ApiError) -> anyhow::Error {
     match e {
-        netpath::api::ApiError::Daemon { status, message } if (400..500).contains(&status) => netpath::Error::BadArgument(message).into(),
+        netpath::api::ApiError::Daemon { status, message } if (400..500).contains(&status) => {
+            netpath::Error::BadArgument(message).into()
+        }
         e => e.into(),
     }
 }
@@ -153,7 +182,9 @@ fn rule_cmd(args: netpath::cli::RuleArgs) -> anyhow::Result<()> {
     let c = require_daemon(&rt, &args.socket)?;
     let rows: Vec<rules::RuleRow> = match args.action {
         RuleAction::List => serde_json::from_value(rt.block_on(c.get("/v1/rules")).map_err(api_err)?)?,
-        RuleAction::Del { id } => vec![serde_json::from_value(rt.block_on(c.delete(&format!("/v1/rules/{id}"))).map_err(api_err)?)?],
+        RuleAction::Del { id } => vec![serde_json::from_value(
+            rt.block_on(c.delete(&format!("/v1/rules/{id}"))).map_err(api_err)?,
+        )?],
         RuleAction::Add(a) => {
             let (action, target) = match (a.pass, a.drop, a.redirect, a.mirror) {
                 (true, ..) => ("pass", None),
@@ -174,7 +205,10 @@ fn rule_cmd(args: netpath::cli::RuleArgs) -> anyhow::Result<()> {
                 target,
                 priority: a.priority,
             };
-            vec![serde_json::from_value(rt.block_on(c.post("/v1/rules", serde_json::to_value(&spec)?)).map_err(api_err)?)?]
+            vec![serde_json::from_value(
+                rt.block_on(c.post("/v1/rules", serde_json::to_value(&spec)?))
+                    .map_err(api_err)?,
+            )?]
         }
     };
     match args.output {
@@ -189,7 +223,9 @@ fn fastpath_cmd(args: netpath::cli::FastpathArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let c = require_daemon(&rt, &args.socket)?;
     let v = match args.action {
-        FastpathAction::Enable { bridge } => rt.block_on(c.post("/v1/fastpath", serde_json::json!({ "enable": true, "bridge": bridge }))),
+        FastpathAction::Enable { bridge } => {
+            rt.block_on(c.post("/v1/fastpath", serde_json::json!({ "enable": true, "bridge": bridge })))
+        }
         FastpathAction::Disable => rt.block_on(c.post("/v1/fastpath", serde_json::json!({ "enable": false }))),
         FastpathAction::Status => rt.block_on(c.get("/v1/fastpath")),
     }
@@ -204,7 +240,12 @@ fn fastpath_cmd(args: netpath::cli::FastpathArgs) -> anyhow::Result<()> {
                 v["redirected"]
             );
             for e in v["entries"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                println!("  {} -> {} ({})", e["mac"].as_str().unwrap_or("?"), e["iface"].as_str().unwrap_or("?"), e["netns"].as_str().unwrap_or("-"));
+                println!(
+                    "  {} -> {} ({})",
+                    e["mac"].as_str().unwrap_or("?"),
+                    e["iface"].as_str().unwrap_or("?"),
+                    e["netns"].as_str().unwrap_or("-")
+                );
             }
         }
     }

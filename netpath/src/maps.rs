@@ -1,12 +1,14 @@
 //! Reading the datapath's maps, from a live loader or from the pins of a running `netpath run`,
 //! and folding the per-CPU values into one view.
-use crate::error::{Error, Result};
+use std::path::Path;
+
 use aya::{
     maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     Ebpf,
 };
 use netpath_common::{diag, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, DIRECTIONS};
-use std::path::Path;
+
+use crate::error::{Error, Result};
 
 pub struct Maps {
     pub iface: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
@@ -19,16 +21,25 @@ pub struct Maps {
 }
 
 fn map_err(what: &str) -> impl FnOnce(aya::maps::MapError) -> Error + '_ {
-    move |source| Error::Map { what: what.to_string(), source }
+    move |source| Error::Map {
+        what: what.to_string(),
+        source,
+    }
 }
 
 impl Maps {
     /// Take the maps out of a loaded object (the programs keep their own references).
     pub fn take(ebpf: &mut Ebpf) -> Result<Maps> {
         let mut take = |name: &str| {
-            ebpf.take_map(name).ok_or_else(|| Error::BadArgument(format!("map {name} missing from the eBPF object")))
+            ebpf.take_map(name)
+                .ok_or_else(|| Error::BadArgument(format!("map {name} missing from the eBPF object")))
         };
-        let (iface, flows, diag, config) = (take(maps::IFACE_STATS)?, take(maps::FLOWS)?, take(maps::DIAG)?, take(maps::CONFIG)?);
+        let (iface, flows, diag, config) = (
+            take(maps::IFACE_STATS)?,
+            take(maps::FLOWS)?,
+            take(maps::DIAG)?,
+            take(maps::CONFIG)?,
+        );
         Self::from_maps(iface, flows, diag, config)
     }
 
@@ -42,12 +53,19 @@ impl Maps {
             let data = MapData::from_pin(&path).map_err(map_err(&format!("opening {}", path.display())))?;
             Map::from_map_data(data).map_err(map_err(&format!("opening {}", path.display())))
         };
-        Self::from_maps(open(maps::IFACE_STATS)?, open(maps::FLOWS)?, open(maps::DIAG)?, open(maps::CONFIG)?)
+        Self::from_maps(
+            open(maps::IFACE_STATS)?,
+            open(maps::FLOWS)?,
+            open(maps::DIAG)?,
+            open(maps::CONFIG)?,
+        )
     }
 
     fn from_maps(iface: Map, flows: Map, diag: Map, config: Map) -> Result<Maps> {
         let (flow_capacity, flow_map_id) = match &flows {
-            Map::PerCpuLruHashMap(d) | Map::PerCpuHashMap(d) => d.info().map(|i| (i.max_entries(), i.id())).unwrap_or((0, 0)),
+            Map::PerCpuLruHashMap(d) | Map::PerCpuHashMap(d) => {
+                d.info().map(|i| (i.max_entries(), i.id())).unwrap_or((0, 0))
+            }
             _ => (0, 0),
         };
         let flows: PerCpuHashMap<MapData, FlowKey, FlowValue> = flows.try_into().map_err(map_err("flow table"))?;
@@ -94,7 +112,10 @@ impl Maps {
     pub fn diag(&self) -> Result<Vec<u64>> {
         let mut out = vec![0u64; diag::COUNT as usize];
         for (i, slot) in out.iter_mut().enumerate() {
-            let values = self.diag.get(&(i as u32), 0).map_err(map_err("reading diagnostic counters"))?;
+            let values = self
+                .diag
+                .get(&(i as u32), 0)
+                .map_err(map_err("reading diagnostic counters"))?;
             *slot = values.iter().sum();
         }
         Ok(out)
@@ -116,7 +137,11 @@ impl Maps {
     /// (so a reused ifindex starts from zero), and record the deletions for the eviction count.
     pub fn forget_ifindex(&mut self, ifindex: u32) -> Result<Accounted> {
         let mut acc = Accounted::default();
-        let doomed: Vec<(FlowKey, FlowValue)> = self.flows()?.into_iter().filter(|(k, _)| k.ifindex == ifindex).collect();
+        let doomed: Vec<(FlowKey, FlowValue)> = self
+            .flows()?
+            .into_iter()
+            .filter(|(k, _)| k.ifindex == ifindex)
+            .collect();
         for (k, v) in doomed {
             if self.flows.remove(&k).is_ok() {
                 acc.flows += 1;
@@ -137,11 +162,16 @@ impl Maps {
         if n == 0 {
             return Ok(());
         }
-        let current = self.diag.get(&index, 0).map_err(map_err("reading diagnostic counters"))?;
+        let current = self
+            .diag
+            .get(&index, 0)
+            .map_err(map_err("reading diagnostic counters"))?;
         let mut values: Vec<u64> = current.iter().copied().collect();
         values[0] += n;
         let values = PerCpuValues::try_from(values).map_err(Error::Io)?;
-        self.diag.set(index, values, 0).map_err(map_err("writing diagnostic counters"))
+        self.diag
+            .set(index, values, 0)
+            .map_err(map_err("writing diagnostic counters"))
     }
 
     /// Replace the datapath's runtime configuration (VXLAN ports).
@@ -198,7 +228,11 @@ pub struct FlowTableStatus {
 
 impl FlowTableStatus {
     pub fn new(capacity: u32, active: u64, created: u64, deleted: u64, insert_failed: u64) -> Self {
-        let fill_ratio = if capacity == 0 { 0.0 } else { active as f64 / f64::from(capacity) };
+        let fill_ratio = if capacity == 0 {
+            0.0
+        } else {
+            active as f64 / f64::from(capacity)
+        };
         Self {
             capacity,
             active,
@@ -217,11 +251,36 @@ mod tests {
 
     #[test]
     fn merge_takes_extremes_and_sums() {
-        let a = FlowValue { packets: 2, bytes: 200, first_seen: 50, last_seen: 90, tcp_flags: 0x02, ..Default::default() };
-        let b = FlowValue { packets: 1, bytes: 60, first_seen: 40, last_seen: 70, tcp_flags: 0x10, outer_family: 4, ..Default::default() };
+        let a = FlowValue {
+            packets: 2,
+            bytes: 200,
+            first_seen: 50,
+            last_seen: 90,
+            tcp_flags: 0x02,
+            ..Default::default()
+        };
+        let b = FlowValue {
+            packets: 1,
+            bytes: 60,
+            first_seen: 40,
+            last_seen: 70,
+            tcp_flags: 0x10,
+            outer_family: 4,
+            ..Default::default()
+        };
         let zero = FlowValue::default();
         let m = merge_flow([a, zero, b].iter());
-        assert_eq!((m.packets, m.bytes, m.first_seen, m.last_seen, m.tcp_flags, m.outer_family), (3, 260, 40, 90, 0x12, 4));
+        assert_eq!(
+            (
+                m.packets,
+                m.bytes,
+                m.first_seen,
+                m.last_seen,
+                m.tcp_flags,
+                m.outer_family
+            ),
+            (3, 260, 40, 90, 0x12, 4)
+        );
     }
 
     #[test]

@@ -55,11 +55,15 @@
 //! [`Exporter`] is the pure part (a [`Backend`] in, text out), usable by tests and benchmarks
 //! without a server; [`MetricsServer`] serves it over HTTP, calling the backend on tokio's
 //! blocking pool.
-use crate::{
-    api::{ApiError, Backend},
-    flows::{Filter, FlowRow, SortBy},
-    stats::StatRow,
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::IntoFuture as _,
+    hash::Hash,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
+
 use axum::{
     extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode},
@@ -73,13 +77,11 @@ use prometheus_client::{
     metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
     registry::Registry,
 };
-use std::{
-    collections::{BTreeMap, HashMap},
-    future::IntoFuture as _,
-    hash::Hash,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+
+use crate::{
+    api::{ApiError, Backend},
+    flows::{Filter, FlowRow, SortBy},
+    stats::StatRow,
 };
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
@@ -115,7 +117,10 @@ pub struct MetricsOptions {
 
 impl Default for MetricsOptions {
     fn default() -> Self {
-        Self { top_flows: 100, grace: Duration::from_secs(300) }
+        Self {
+            top_flows: 100,
+            grace: Duration::from_secs(300),
+        }
     }
 }
 
@@ -135,7 +140,13 @@ struct IfaceLabels {
 impl IfaceLabels {
     fn of(r: &StatRow) -> IfaceLabels {
         let (pod, namespace) = owner(&r.owner);
-        IfaceLabels { iface: r.iface.clone(), direction: r.direction.clone(), class: r.class.clone(), pod, namespace }
+        IfaceLabels {
+            iface: r.iface.clone(),
+            direction: r.direction.clone(),
+            class: r.class.clone(),
+            pod,
+            namespace,
+        }
     }
 
     fn pairs(&self) -> [(&'static str, &str); 5] {
@@ -269,7 +280,10 @@ struct Tracker<I, L> {
 
 impl<I, L> Default for Tracker<I, L> {
     fn default() -> Self {
-        Tracker { sources: HashMap::new(), series: HashMap::new() }
+        Tracker {
+            sources: HashMap::new(),
+            series: HashMap::new(),
+        }
     }
 }
 
@@ -279,23 +293,40 @@ impl<I: Hash + Eq, L: Hash + Eq> Tracker<I, L> {
             Some((k, _)) => Arc::clone(k),
             None => {
                 let k = Arc::new(labels);
-                self.series.insert(Arc::clone(&k), Series { packets: 0, bytes: 0, last_seen: now, generation });
+                self.series.insert(
+                    Arc::clone(&k),
+                    Series {
+                        packets: 0,
+                        bytes: 0,
+                        last_seen: now,
+                        generation,
+                    },
+                );
                 k
             }
         };
         let (dp, db) = match self.sources.get_mut(&id) {
             Some(s) => {
-                let delta = if (Arc::ptr_eq(&s.labels, &key) || s.labels == key) && packets >= s.packets && bytes >= s.bytes {
-                    (packets - s.packets, bytes - s.bytes)
-                } else {
-                    // Moved to other labels, or restarted from zero: everything it has is new here.
-                    (packets, bytes)
-                };
+                let delta =
+                    if (Arc::ptr_eq(&s.labels, &key) || s.labels == key) && packets >= s.packets && bytes >= s.bytes {
+                        (packets - s.packets, bytes - s.bytes)
+                    } else {
+                        // Moved to other labels, or restarted from zero: everything it has is new here.
+                        (packets, bytes)
+                    };
                 (s.labels, s.packets, s.bytes, s.last_seen) = (Arc::clone(&key), packets, bytes, now);
                 delta
             }
             None => {
-                self.sources.insert(id, Source { labels: Arc::clone(&key), packets, bytes, last_seen: now });
+                self.sources.insert(
+                    id,
+                    Source {
+                        labels: Arc::clone(&key),
+                        packets,
+                        bytes,
+                        last_seen: now,
+                    },
+                );
                 (packets, bytes)
             }
         };
@@ -313,7 +344,8 @@ impl<I: Hash + Eq, L: Hash + Eq> Tracker<I, L> {
         let fresh = |t: Instant| now.saturating_duration_since(t) <= grace;
         self.series.retain(|_, s| fresh(s.last_seen));
         if self.series.len() > max {
-            let mut by_age: Vec<(Instant, Arc<L>)> = self.series.iter().map(|(l, s)| (s.last_seen, Arc::clone(l))).collect();
+            let mut by_age: Vec<(Instant, Arc<L>)> =
+                self.series.iter().map(|(l, s)| (s.last_seen, Arc::clone(l))).collect();
             by_age.sort_by_key(|(t, _)| *t);
             for (_, l) in by_age.into_iter().take(self.series.len() - max) {
                 self.series.remove(&l);
@@ -321,7 +353,8 @@ impl<I: Hash + Eq, L: Hash + Eq> Tracker<I, L> {
         }
         // A source seen within the grace period fed a series seen at least as recently.
         let series = &self.series;
-        self.sources.retain(|_, s| fresh(s.last_seen) || series.contains_key(&s.labels));
+        self.sources
+            .retain(|_, s| fresh(s.last_seen) || series.contains_key(&s.labels));
         if self.sources.len() > max {
             let mut ages: Vec<Instant> = self.sources.values().map(|s| s.last_seen).collect();
             ages.sort();
@@ -356,7 +389,8 @@ fn raise(c: &mut u64, v: Option<u64>) {
 }
 
 fn json_u64(v: &serde_json::Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+    v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
 }
 
 fn json_string(v: &serde_json::Value) -> String {
@@ -371,13 +405,15 @@ impl ExportState {
     fn update(&mut self, d: &Data, opts: &MetricsOptions, now: Instant, generation: u64) {
         for r in &d.stats {
             let id = (r.ifindex, r.direction.clone(), r.class.clone());
-            self.ifaces.observe(id, IfaceLabels::of(r), r.packets, r.bytes, now, generation);
+            self.ifaces
+                .observe(id, IfaceLabels::of(r), r.packets, r.bytes, now, generation);
         }
         // Interface series are bounded by the interfaces (the daemon's table), not by us.
         self.ifaces.expire(now, opts.grace, usize::MAX);
 
         for r in &d.flows {
-            self.flows.observe(FlowId::of(r), FlowLabels::of(r), r.packets, r.bytes, now, generation);
+            self.flows
+                .observe(FlowId::of(r), FlowLabels::of(r), r.packets, r.bytes, now, generation);
         }
         let keep = opts.top_flows.saturating_mul(4).saturating_add(1024);
         self.flows.expire(now, opts.grace, keep);
@@ -386,10 +422,19 @@ impl ExportState {
         let mut shown: Vec<(&Arc<FlowLabels>, &Series)> = self.flows.series.iter().collect();
         shown.sort_by(|a, b| {
             let current = |s: &Series| s.generation == generation;
-            current(b.1).cmp(&current(a.1)).then(b.1.last_seen.cmp(&a.1.last_seen)).then(b.1.bytes.cmp(&a.1.bytes)).then(a.0.cmp(b.0))
+            current(b.1)
+                .cmp(&current(a.1))
+                .then(b.1.last_seen.cmp(&a.1.last_seen))
+                .then(b.1.bytes.cmp(&a.1.bytes))
+                .then(a.0.cmp(b.0))
         });
         shown.truncate(opts.top_flows);
-        shown.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(b.1.packets.cmp(&a.1.packets)).then(a.0.cmp(b.0)));
+        shown.sort_by(|a, b| {
+            b.1.bytes
+                .cmp(&a.1.bytes)
+                .then(b.1.packets.cmp(&a.1.packets))
+                .then(a.0.cmp(b.0))
+        });
         self.shown_flows = shown.into_iter().map(|(l, s)| (Arc::clone(l), *s)).collect();
 
         let st = &d.status;
@@ -423,7 +468,13 @@ impl ExportState {
             .map(Vec::as_slice)
             .unwrap_or_default()
             .iter()
-            .map(|p| [json_string(&p["program"]), json_string(&p["id"]), json_string(&p["hook"])])
+            .map(|p| {
+                [
+                    json_string(&p["program"]),
+                    json_string(&p["id"]),
+                    json_string(&p["hook"]),
+                ]
+            })
             .collect();
         self.programs.sort();
         self.programs.dedup();
@@ -435,25 +486,102 @@ impl ExportState {
         ifaces.sort_by(|a, b| a.0.cmp(b.0));
         let flows = &self.shown_flows;
 
-        family(enc, "netpath_packets", "Packets seen per interface, direction and traffic class.", Counter, ifaces.iter().map(|(l, s)| (l.pairs(), s.packets)))?;
-        family(enc, "netpath_bytes", "Bytes (whole frames) seen per interface, direction and traffic class.", Counter, ifaces.iter().map(|(l, s)| (l.pairs(), s.bytes)))?;
-        family(enc, "netpath_flow_packets", "Packets of the heaviest flows by bytes (at most --metrics-flows series).", Counter, flows.iter().map(|(l, s)| (l.pairs(), s.packets)))?;
-        family(enc, "netpath_flow_bytes", "Bytes of the heaviest flows by bytes (at most --metrics-flows series).", Counter, flows.iter().map(|(l, s)| (l.pairs(), s.bytes)))?;
-        scalar(enc, "netpath_flows_active", "Flows currently in the flow table.", Gauge, self.flows_active)?;
-        scalar(enc, "netpath_flow_evictions", "Flows the flow table evicted to make room (LRU).", Counter, self.evictions)?;
-        family(enc, "netpath_map_fill_ratio", "Fill ratio of a BPF map (entries over capacity, 0 to 1).", Gauge, [([("map", "flows")], self.fill_ratio)])?;
-        family(enc, "netpath_events", "Datapath events emitted, by kind.", Counter, self.events.iter().map(|(k, v)| ([("kind", k.as_str())], *v)))?;
-        scalar(enc, "netpath_events_lost", "Datapath events lost before user space read them.", Counter, self.events_lost)?;
-        scalar(enc, "netpath_capture_lost", "Captured packets lost before user space read them.", Counter, self.capture_lost)?;
-        family(enc, "netpath_attached_interfaces", "Interfaces netpath is attached to, by attach mode.", Gauge, self.attached.iter().map(|(m, n)| ([("mode", m.as_str())], *n)))?;
+        family(
+            enc,
+            "netpath_packets",
+            "Packets seen per interface, direction and traffic class.",
+            Counter,
+            ifaces.iter().map(|(l, s)| (l.pairs(), s.packets)),
+        )?;
+        family(
+            enc,
+            "netpath_bytes",
+            "Bytes (whole frames) seen per interface, direction and traffic class.",
+            Counter,
+            ifaces.iter().map(|(l, s)| (l.pairs(), s.bytes)),
+        )?;
+        family(
+            enc,
+            "netpath_flow_packets",
+            "Packets of the heaviest flows by bytes (at most --metrics-flows series).",
+            Counter,
+            flows.iter().map(|(l, s)| (l.pairs(), s.packets)),
+        )?;
+        family(
+            enc,
+            "netpath_flow_bytes",
+            "Bytes of the heaviest flows by bytes (at most --metrics-flows series).",
+            Counter,
+            flows.iter().map(|(l, s)| (l.pairs(), s.bytes)),
+        )?;
+        scalar(
+            enc,
+            "netpath_flows_active",
+            "Flows currently in the flow table.",
+            Gauge,
+            self.flows_active,
+        )?;
+        scalar(
+            enc,
+            "netpath_flow_evictions",
+            "Flows the flow table evicted to make room (LRU).",
+            Counter,
+            self.evictions,
+        )?;
+        family(
+            enc,
+            "netpath_map_fill_ratio",
+            "Fill ratio of a BPF map (entries over capacity, 0 to 1).",
+            Gauge,
+            [([("map", "flows")], self.fill_ratio)],
+        )?;
+        family(
+            enc,
+            "netpath_events",
+            "Datapath events emitted, by kind.",
+            Counter,
+            self.events.iter().map(|(k, v)| ([("kind", k.as_str())], *v)),
+        )?;
+        scalar(
+            enc,
+            "netpath_events_lost",
+            "Datapath events lost before user space read them.",
+            Counter,
+            self.events_lost,
+        )?;
+        scalar(
+            enc,
+            "netpath_capture_lost",
+            "Captured packets lost before user space read them.",
+            Counter,
+            self.capture_lost,
+        )?;
+        family(
+            enc,
+            "netpath_attached_interfaces",
+            "Interfaces netpath is attached to, by attach mode.",
+            Gauge,
+            self.attached.iter().map(|(m, n)| ([("mode", m.as_str())], *n)),
+        )?;
         family(
             enc,
             "netpath_program_info",
             "The BPF programs the daemon loaded (value 1).",
             Gauge,
-            self.programs.iter().map(|[p, id, hook]| ([("program", p.as_str()), ("id", id.as_str()), ("hook", hook.as_str())], 1u64)),
+            self.programs.iter().map(|[p, id, hook]| {
+                (
+                    [("program", p.as_str()), ("id", id.as_str()), ("hook", hook.as_str())],
+                    1u64,
+                )
+            }),
         )?;
-        family(enc, "netpath_build_info", "Version of the running netpath (value 1).", Gauge, [([("version", env!("CARGO_PKG_VERSION"))], 1u64)])?;
+        family(
+            enc,
+            "netpath_build_info",
+            "Version of the running netpath (value 1).",
+            Gauge,
+            [([("version", env!("CARGO_PKG_VERSION"))], 1u64)],
+        )?;
         Ok(())
     }
 }
@@ -502,7 +630,13 @@ fn family<S: EncodeLabelSet, V: Value>(
 }
 
 /// A metric family of one series without labels.
-fn scalar<V: Value>(enc: &mut DescriptorEncoder, name: &str, help: &str, ty: MetricType, v: V) -> Result<(), std::fmt::Error> {
+fn scalar<V: Value>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    ty: MetricType,
+    v: V,
+) -> Result<(), std::fmt::Error> {
     v.encode_as(ty, enc.encode_descriptor(name, help, None, ty)?)
 }
 
@@ -534,7 +668,13 @@ impl Data {
         let flows = if top_flows == 0 {
             Vec::new()
         } else {
-            source.flows(&Filter { top: Some(top_flows), sort: Some(SortBy::Bytes), ..Default::default() }).map_err(err("flows"))?
+            source
+                .flows(&Filter {
+                    top: Some(top_flows),
+                    sort: Some(SortBy::Bytes),
+                    ..Default::default()
+                })
+                .map_err(err("flows"))?
         };
         Ok(Data {
             stats: source.stats().map_err(err("interface counters"))?,
@@ -560,7 +700,10 @@ pub struct Exporter {
 
 impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exporter").field("opts", &self.opts).field("generation", &self.generation).finish()
+        f.debug_struct("Exporter")
+            .field("opts", &self.opts)
+            .field("generation", &self.generation)
+            .finish()
     }
 }
 
@@ -569,7 +712,12 @@ impl Exporter {
         let state = Arc::new(Mutex::new(ExportState::default()));
         let mut registry = Registry::default();
         registry.register_collector(Box::new(StateCollector(Arc::clone(&state))));
-        Exporter { opts, state, registry, generation: 0 }
+        Exporter {
+            opts,
+            state,
+            registry,
+            generation: 0,
+        }
     }
 
     pub fn options(&self) -> &MetricsOptions {
@@ -587,7 +735,10 @@ impl Exporter {
     /// Take in one reading of the backend (what [`Exporter::render`] does before encoding).
     pub fn update(&mut self, data: &Data, now: Instant) {
         self.generation += 1;
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).update(data, &self.opts, now, self.generation);
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(data, &self.opts, now, self.generation);
     }
 
     /// Encode the current state.
@@ -595,7 +746,11 @@ impl Exporter {
         let mut om = String::new();
         prometheus_client::encoding::text::encode(&mut om, &self.registry)
             .map_err(|_| MetricsError::Other("encoding the exposition failed".into()))?;
-        Ok(if openmetrics { om } else { openmetrics_to_prometheus(&om) })
+        Ok(if openmetrics {
+            om
+        } else {
+            openmetrics_to_prometheus(&om)
+        })
     }
 
     /// How many flow series the exposition shows now.
@@ -697,7 +852,10 @@ struct AppState {
 impl MetricsServer {
     /// Bind now (before the daemon enters a network namespace, so the address is the host's).
     pub fn bind(addr: &str) -> Result<MetricsServer, MetricsError> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr: addr.into(), source })?;
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind {
+            addr: addr.into(),
+            source,
+        })?;
         Ok(MetricsServer { listener })
     }
 
@@ -714,10 +872,16 @@ impl MetricsServer {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), MetricsError> {
         let addr = self.local_addr().to_string();
-        let io_err = |source| MetricsError::Bind { addr: addr.clone(), source };
+        let io_err = |source| MetricsError::Bind {
+            addr: addr.clone(),
+            source,
+        };
         self.listener.set_nonblocking(true).map_err(io_err)?;
         let listener = tokio::net::TcpListener::from_std(self.listener).map_err(io_err)?;
-        let state = AppState { source, exporter: Arc::new(Mutex::new(Exporter::new(opts))) };
+        let state = AppState {
+            source,
+            exporter: Arc::new(Mutex::new(Exporter::new(opts))),
+        };
         let app = router(state);
         let (signal, deadline) = crate::api::graceful_shutdown(shutdown);
         let graceful = axum::serve(listener, app).with_graceful_shutdown(signal);
@@ -742,23 +906,45 @@ async fn index() -> Response {
         "<!DOCTYPE html>\n<html><head><title>netpath exporter</title></head><body>\n<h1>netpath {}</h1>\n<p>Prometheus metrics: <a href=\"/metrics\">/metrics</a> (health: <a href=\"/healthz\">/healthz</a>)</p>\n</body></html>\n",
         env!("CARGO_PKG_VERSION")
     );
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     let openmetrics = wants_openmetrics(&accept.join(","));
     let rendered = tokio::task::spawn_blocking(move || {
-        st.exporter.lock().unwrap_or_else(|p| p.into_inner()).render(&*st.source, openmetrics, Instant::now())
+        st.exporter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .render(&*st.source, openmetrics, Instant::now())
     })
     .await;
     match rendered {
         Ok(Ok(body)) => {
-            let ct = if openmetrics { OPENMETRICS_CONTENT_TYPE } else { PROMETHEUS_CONTENT_TYPE };
+            let ct = if openmetrics {
+                OPENMETRICS_CONTENT_TYPE
+            } else {
+                PROMETHEUS_CONTENT_TYPE
+            };
             ([(header::CONTENT_TYPE, HeaderValue::from_static(ct))], body).into_response()
         }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics: rendering failed: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics: rendering failed: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -790,7 +976,15 @@ mod tests {
         }
     }
 
-    fn stat(iface: &str, ifindex: u32, direction: &str, class: &str, packets: u64, netns: Option<&str>, pod: Option<(&str, &str)>) -> StatRow {
+    fn stat(
+        iface: &str,
+        ifindex: u32,
+        direction: &str,
+        class: &str,
+        packets: u64,
+        netns: Option<&str>,
+        pod: Option<(&str, &str)>,
+    ) -> StatRow {
         StatRow {
             iface: iface.into(),
             ifindex,
@@ -829,7 +1023,10 @@ mod tests {
             first_seen: String::new(),
             last_seen: String::new(),
             arp_op: None,
-            owner: crate::node::Owner { netns: Some("np-n1-pod-a".into()), ..Default::default() },
+            owner: crate::node::Owner {
+                netns: Some("np-n1-pod-a".into()),
+                ..Default::default()
+            },
             class: netpath_common::class::TCP,
         }
     }
@@ -838,10 +1035,22 @@ mod tests {
         let f = Fake::default();
         *f.stats.lock().unwrap() = vec![
             stat("vethaaaa", 5, "ingress", "icmp", 3, Some("np-n1-pod-a"), None),
-            stat("vethbbbb", 6, "egress", "tcp", 10, Some("cni-1234"), Some(("default", "web-0"))),
+            stat(
+                "vethbbbb",
+                6,
+                "egress",
+                "tcp",
+                10,
+                Some("cni-1234"),
+                Some(("default", "web-0")),
+            ),
             stat("ul0", 2, "egress", "vxlan", 7, None, None),
         ];
-        *f.flows.lock().unwrap() = vec![flow("vethaaaa", 5, 40000, 5201, 5000), flow("vethaaaa", 5, 40001, 5201, 3000), flow("vethaaaa", 5, 40002, 80, 100)];
+        *f.flows.lock().unwrap() = vec![
+            flow("vethaaaa", 5, 40000, 5201, 5000),
+            flow("vethaaaa", 5, 40001, 5201, 3000),
+            flow("vethaaaa", 5, 40002, 80, 100),
+        ];
         *f.status.lock().unwrap() = serde_json::json!({
             "flow_table": { "capacity": 1000, "active": 3, "created": 10, "evictions": 4, "deleted": 3, "insert_failed": 0, "fill_ratio": 0.003 },
             "daemon": { "programs": [
@@ -860,11 +1069,15 @@ mod tests {
 
     /// The value of the sample line starting with `prefix` (name and labels), if present.
     fn sample(text: &str, prefix: &str) -> Option<f64> {
-        text.lines().find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' ')).map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
     }
 
     fn count(text: &str, name: &str) -> usize {
-        text.lines().filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))).count()
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .count()
     }
 
     /// `promtool check metrics` on `text`: fails the test on any problem; skipped without promtool.
@@ -913,17 +1126,44 @@ mod tests {
             ("netpath_program_info", "gauge"),
             ("netpath_build_info", "gauge"),
         ] {
-            assert!(t.contains(&format!("\n# TYPE {name} {ty}\n")), "no TYPE for {name}:\n{t}");
+            assert!(
+                t.contains(&format!("\n# TYPE {name} {ty}\n")),
+                "no TYPE for {name}:\n{t}"
+            );
             assert!(t.contains(&format!("# HELP {name} ")), "no HELP for {name}:\n{t}");
             assert!(count(&t, name) > 0, "no samples of {name}:\n{t}");
         }
         // Pod from the peer's netns when the CRI does not know it; the CRI's name when it does.
-        assert_eq!(sample(&t, r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="np-n1-pod-a",namespace=""}"#), Some(3.0), "{t}");
-        assert_eq!(sample(&t, r#"netpath_bytes_total{iface="vethbbbb",direction="egress",class="tcp",pod="web-0",namespace="default"}"#), Some(1000.0), "{t}");
-        assert_eq!(sample(&t, r#"netpath_packets_total{iface="ul0",direction="egress",class="vxlan",pod="",namespace=""}"#), Some(7.0), "{t}");
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="np-n1-pod-a",namespace=""}"#
+            ),
+            Some(3.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_bytes_total{iface="vethbbbb",direction="egress",class="tcp",pod="web-0",namespace="default"}"#
+            ),
+            Some(1000.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_packets_total{iface="ul0",direction="egress",class="vxlan",pod="",namespace=""}"#
+            ),
+            Some(7.0),
+            "{t}"
+        );
         // Flows differing only in the source port share a series.
         assert_eq!(
-            sample(&t, r#"netpath_flow_bytes_total{iface="vethaaaa",direction="ingress",family="ipv4",src="10.244.0.2",dst="10.244.1.2",proto="tcp",dport="5201",vni="0",pod="np-n1-pod-a",namespace=""}"#),
+            sample(
+                &t,
+                r#"netpath_flow_bytes_total{iface="vethaaaa",direction="ingress",family="ipv4",src="10.244.0.2",dst="10.244.1.2",proto="tcp",dport="5201",vni="0",pod="np-n1-pod-a",namespace=""}"#
+            ),
             Some(8000.0),
             "{t}"
         );
@@ -932,14 +1172,31 @@ mod tests {
         assert_eq!(sample(&t, "netpath_flow_evictions_total"), Some(4.0));
         assert_eq!(sample(&t, r#"netpath_map_fill_ratio{map="flows"}"#), Some(0.003));
         assert_eq!(sample(&t, r#"netpath_events_total{kind="arp"}"#), Some(0.0), "{t}");
-        assert_eq!(sample(&t, r#"netpath_events_total{kind="arp_unanswered"}"#), Some(0.0), "{t}");
+        assert_eq!(
+            sample(&t, r#"netpath_events_total{kind="arp_unanswered"}"#),
+            Some(0.0),
+            "{t}"
+        );
         assert_eq!(sample(&t, "netpath_events_lost_total"), Some(0.0));
         assert_eq!(sample(&t, "netpath_capture_lost_total"), Some(0.0));
         assert_eq!(sample(&t, r#"netpath_attached_interfaces{mode="tc"}"#), Some(2.0));
         assert_eq!(sample(&t, r#"netpath_attached_interfaces{mode="xdp"}"#), Some(1.0));
-        assert_eq!(sample(&t, r#"netpath_attached_interfaces{mode="xdp-generic"}"#), Some(0.0));
-        assert_eq!(sample(&t, r#"netpath_program_info{program="netpath_xdp",id="41",hook="xdp"}"#), Some(1.0), "{t}");
-        assert_eq!(sample(&t, &format!(r#"netpath_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"))), Some(1.0));
+        assert_eq!(
+            sample(&t, r#"netpath_attached_interfaces{mode="xdp-generic"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&t, r#"netpath_program_info{program="netpath_xdp",id="41",hook="xdp"}"#),
+            Some(1.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                &format!(r#"netpath_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"))
+            ),
+            Some(1.0)
+        );
         assert!(!t.contains("# EOF") && !t.contains("# UNIT"), "{t}");
         promtool(&t);
 
@@ -966,15 +1223,25 @@ mod tests {
         assert!(t.lines().any(|l| l.starts_with("netpath_packets_total{")), "{t}");
         // The Prometheus text is the same samples.
         let p = e.encode(false).unwrap();
-        let samples = |s: &str| s.lines().filter(|l| !l.starts_with('#')).map(String::from).collect::<Vec<_>>();
+        let samples = |s: &str| {
+            s.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(samples(&t), samples(&p));
     }
 
     #[test]
     fn top_n_caps_flow_series() {
         let f = fake();
-        *f.flows.lock().unwrap() = (0..50u16).map(|i| flow("vethaaaa", 5, 40000, 1000 + i, 100 * (u64::from(i) + 1))).collect();
-        let opts = MetricsOptions { top_flows: 10, grace: Duration::from_secs(300) };
+        *f.flows.lock().unwrap() = (0..50u16)
+            .map(|i| flow("vethaaaa", 5, 40000, 1000 + i, 100 * (u64::from(i) + 1)))
+            .collect();
+        let opts = MetricsOptions {
+            top_flows: 10,
+            grace: Duration::from_secs(300),
+        };
         let mut e = Exporter::new(opts);
         let t0 = Instant::now();
         let t = e.render(&f, false, t0).unwrap();
@@ -982,11 +1249,17 @@ mod tests {
         assert_eq!(count(&t, "netpath_flow_packets_total"), 10, "{t}");
         // The heaviest: dports 1040..=1049.
         for i in 40..50 {
-            assert!(t.contains(&format!("dport=\"{}\"", 1000 + i)), "dport {} missing:\n{t}", 1000 + i);
+            assert!(
+                t.contains(&format!("dport=\"{}\"", 1000 + i)),
+                "dport {} missing:\n{t}",
+                1000 + i
+            );
         }
         assert!(!t.contains("dport=\"1039\""), "{t}");
         // Other flows become the heaviest: the cap holds although the old ones are in grace.
-        *f.flows.lock().unwrap() = (0..50u16).map(|i| flow("vethaaaa", 5, 40000, 2000 + i, 100_000 + u64::from(i))).collect();
+        *f.flows.lock().unwrap() = (0..50u16)
+            .map(|i| flow("vethaaaa", 5, 40000, 2000 + i, 100_000 + u64::from(i)))
+            .collect();
         let t = e.render(&f, false, t0 + Duration::from_secs(1)).unwrap();
         assert_eq!(count(&t, "netpath_flow_bytes_total"), 10, "{t}");
         assert!(t.contains("dport=\"2049\"") && !t.contains("dport=\"1049\""), "{t}");
@@ -998,7 +1271,10 @@ mod tests {
         assert_eq!(e.flow_series(), 10);
         promtool(&t);
         // top_flows 0: no flow series at all.
-        let mut e = Exporter::new(MetricsOptions { top_flows: 0, ..MetricsOptions::default() });
+        let mut e = Exporter::new(MetricsOptions {
+            top_flows: 0,
+            ..MetricsOptions::default()
+        });
         let t = e.render(&f, false, t0).unwrap();
         assert_eq!(count(&t, "netpath_flow_bytes_total"), 0, "{t}");
         promtool(&t);
@@ -1028,7 +1304,13 @@ mod tests {
         assert!(!t.contains(vflow), "flow gone after grace:\n{t}");
         assert_eq!(count(&t, "netpath_flow_bytes_total"), 0, "{t}");
         // Series of interfaces that stay are unaffected.
-        assert_eq!(sample(&t, r#"netpath_packets_total{iface="ul0",direction="egress",class="vxlan",pod="",namespace=""}"#), Some(7.0));
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_packets_total{iface="ul0",direction="egress",class="vxlan",pod="",namespace=""}"#
+            ),
+            Some(7.0)
+        );
         promtool(&t);
     }
 
@@ -1041,33 +1323,65 @@ mod tests {
         assert_eq!(sample(&e.render(&f, false, t0).unwrap(), ul0), Some(7.0));
         // ul0 goes, and a new ul0 (same name and ifindex) counts from zero within the grace period.
         f.stats.lock().unwrap().retain(|r| r.iface != "ul0");
-        assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(1)).unwrap(), ul0), Some(7.0));
-        f.stats.lock().unwrap().push(stat("ul0", 2, "egress", "vxlan", 2, None, None));
-        assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(2)).unwrap(), ul0), Some(9.0));
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(1)).unwrap(), ul0),
+            Some(7.0)
+        );
+        f.stats
+            .lock()
+            .unwrap()
+            .push(stat("ul0", 2, "egress", "vxlan", 2, None, None));
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(2)).unwrap(), ul0),
+            Some(9.0)
+        );
         f.stats.lock().unwrap().last_mut().unwrap().packets = 5;
-        assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(3)).unwrap(), ul0), Some(12.0));
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(3)).unwrap(), ul0),
+            Some(12.0)
+        );
         // The same interface under another pod name: a new series from its full value.
-        let pod_b = r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="b",namespace="ns"}"#;
+        let pod_b =
+            r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="b",namespace="ns"}"#;
         f.stats.lock().unwrap()[0].owner.pod = Some("b".into());
         f.stats.lock().unwrap()[0].owner.pod_namespace = Some("ns".into());
-        assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(4)).unwrap(), pod_b), Some(3.0));
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(4)).unwrap(), pod_b),
+            Some(3.0)
+        );
         // A flow evicted and re-created: its new bytes add to the series.
         let fl = r#"netpath_flow_bytes_total{iface="vethaaaa",direction="ingress",family="ipv4",src="10.244.0.2",dst="10.244.1.2",proto="tcp",dport="80",vni="0",pod="np-n1-pod-a",namespace=""}"#;
         assert_eq!(sample(&e.encode(false).unwrap(), fl), Some(100.0));
         f.flows.lock().unwrap()[2].bytes = 40;
-        assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(5)).unwrap(), fl), Some(140.0));
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(5)).unwrap(), fl),
+            Some(140.0)
+        );
         // A daemon counter read lower than before (a racy computation) holds its value.
         f.status.lock().unwrap()["flow_table"]["evictions"] = 2.into();
-        assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(6)).unwrap(), "netpath_flow_evictions_total"), Some(4.0));
+        assert_eq!(
+            sample(
+                &e.render(&f, false, t0 + Duration::from_secs(6)).unwrap(),
+                "netpath_flow_evictions_total"
+            ),
+            Some(4.0)
+        );
         f.status.lock().unwrap()["flow_table"]["evictions"] = 6.into();
-        assert_eq!(sample(&e.render(&f, false, t0 + Duration::from_secs(7)).unwrap(), "netpath_flow_evictions_total"), Some(6.0));
+        assert_eq!(
+            sample(
+                &e.render(&f, false, t0 + Duration::from_secs(7)).unwrap(),
+                "netpath_flow_evictions_total"
+            ),
+            Some(6.0)
+        );
     }
 
     #[test]
     fn odd_label_values_are_escaped_and_promtool_clean() {
         let f = fake();
         f.stats.lock().unwrap()[1].owner.pod = Some("we\"ird\\pod\nname".into());
-        f.status.lock().unwrap()["daemon"]["programs"] = serde_json::json!([{ "program": "p", "hook": "xdp", "id": null }]);
+        f.status.lock().unwrap()["daemon"]["programs"] =
+            serde_json::json!([{ "program": "p", "hook": "xdp", "id": null }]);
         let mut e = Exporter::new(MetricsOptions::default());
         let t = e.render(&f, false, Instant::now()).unwrap();
         assert!(t.contains(r#"pod="we\"ird\\pod\nname""#), "{t}");
@@ -1097,8 +1411,12 @@ mod tests {
         assert!(!wants_openmetrics("*/*"));
         assert!(!wants_openmetrics("text/plain"));
         assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
-        assert!(!wants_openmetrics("application/openmetrics-text;q=0.2, text/plain;q=0.9"));
-        assert!(wants_openmetrics("text/plain;q=0.5, Application/OpenMetrics-Text;version=1.0.0"));
+        assert!(!wants_openmetrics(
+            "application/openmetrics-text;q=0.2, text/plain;q=0.9"
+        ));
+        assert!(wants_openmetrics(
+            "text/plain;q=0.5, Application/OpenMetrics-Text;version=1.0.0"
+        ));
     }
 
     #[test]
@@ -1115,7 +1433,9 @@ mod tests {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n").as_bytes()).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();
         let text = String::from_utf8(buf).unwrap();
@@ -1126,7 +1446,10 @@ mod tests {
 
     #[test]
     fn server_answers_metrics_health_and_index() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let server = MetricsServer::bind("127.0.0.1:0").unwrap();
             let addr = server.local_addr();
@@ -1137,7 +1460,10 @@ mod tests {
             let (st, h, body) = get(addr, "/metrics", None).await;
             assert!(st.contains(" 200 "), "{st}");
             assert!(h.contains("content-type: text/plain; version=0.0.4"), "{h}");
-            assert!(body.contains("# TYPE netpath_packets_total counter") && !body.contains("# EOF"), "{body}");
+            assert!(
+                body.contains("# TYPE netpath_packets_total counter") && !body.contains("# EOF"),
+                "{body}"
+            );
             promtool(&body);
             let (st, h, body) = get(addr, "/metrics", Some("application/openmetrics-text; version=1.0.0")).await;
             assert!(st.contains(" 200 "), "{st}");
@@ -1146,11 +1472,18 @@ mod tests {
             let (st, _, body) = get(addr, "/healthz", None).await;
             assert!(st.contains(" 200 ") && body == "ok\n", "{st} {body}");
             let (st, h, body) = get(addr, "/", None).await;
-            assert!(st.contains(" 200 ") && h.contains("text/html") && body.contains("/metrics"), "{st} {body}");
+            assert!(
+                st.contains(" 200 ") && h.contains("text/html") && body.contains("/metrics"),
+                "{st} {body}"
+            );
             let (st, _, _) = get(addr, "/nope", None).await;
             assert!(st.contains(" 404 "), "{st}");
             tx.send(()).unwrap();
-            tokio::time::timeout(Duration::from_secs(5), task).await.expect("server stops").unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("server stops")
+                .unwrap()
+                .unwrap();
         });
     }
 
@@ -1171,7 +1504,9 @@ mod tests {
                 Ok(serde_json::json!([]))
             }
         }
-        let e = Exporter::new(MetricsOptions::default()).render(&Broken, false, Instant::now()).unwrap_err();
+        let e = Exporter::new(MetricsOptions::default())
+            .render(&Broken, false, Instant::now())
+            .unwrap_err();
         assert!(e.to_string().contains("map gone"), "{e}");
     }
 }

@@ -101,14 +101,21 @@ pub enum NetlinkError {
     Protocol { op: &'static str, detail: String },
 
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn rtnl_err(op: &'static str, e: rtnetlink::Error) -> NetlinkError {
     match e {
         rtnetlink::Error::RequestFailed => NetlinkError::ConnectionClosed { op },
         rtnetlink::Error::NetlinkError(m) => NetlinkError::Kernel { op, source: m.to_io() },
-        other => NetlinkError::Protocol { op, detail: other.to_string() },
+        other => NetlinkError::Protocol {
+            op,
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -123,7 +130,13 @@ fn current_runtime() -> Result<tokio::runtime::Handle, NetlinkError> {
 /// Inode of the network namespace the calling thread is in.
 fn thread_netns_inode() -> Result<u64, NetlinkError> {
     let path = "/proc/thread-self/ns/net";
-    std::fs::metadata(path).map(|m| m.ino()).map_err(|source| NetlinkError::Io { what: "stat", path: path.into(), source })
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|source| NetlinkError::Io {
+            what: "stat",
+            path: path.into(),
+            source,
+        })
 }
 
 /// A request socket in the network namespace that was current when it was opened.
@@ -140,7 +153,8 @@ impl Netlink {
     pub fn connect() -> Result<Netlink, NetlinkError> {
         let rt = current_runtime()?;
         let netns_inode = thread_netns_inode()?;
-        let (conn, handle, _unsolicited) = rtnetlink::new_connection_with_strict_check().map_err(NetlinkError::Socket)?;
+        let (conn, handle, _unsolicited) =
+            rtnetlink::new_connection_with_strict_check().map_err(NetlinkError::Socket)?;
         rt.spawn(conn);
         Ok(Netlink { handle, netns_inode })
     }
@@ -163,7 +177,11 @@ impl Netlink {
 
     /// Links without addresses (one dump), optionally only the ports of `master`.
     async fn dump_links(&self, master: Option<u32>) -> Result<Vec<LinkInfo>, NetlinkError> {
-        let mut req = self.handle.link().get().set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats]);
+        let mut req = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats]);
         if let Some(m) = master {
             // A kernel-side filter with strict checking (older kernels ignore it: filtered below too).
             req.message_mut().attributes.push(LinkAttribute::Controller(m));
@@ -210,7 +228,11 @@ impl Netlink {
             Err(e) => return Err(e),
         };
         let mut info = link_info(&msg);
-        info.addresses = self.addresses(Some(info.ifindex)).await?.remove(&info.ifindex).unwrap_or_default();
+        info.addresses = self
+            .addresses(Some(info.ifindex))
+            .await?
+            .remove(&info.ifindex)
+            .unwrap_or_default();
         Ok(Some(info))
     }
 
@@ -264,9 +286,19 @@ impl Netlink {
                     // NETNSA_NSID_NOT_ASSIGNED is -1.
                     return Ok(id.filter(|id| *id >= 0));
                 }
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(NetlinkError::Kernel { op: OP, source: e.to_io() }),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(NetlinkError::Kernel {
+                        op: OP,
+                        source: e.to_io(),
+                    })
+                }
                 NetlinkPayload::Error(_) | NetlinkPayload::Done(_) | NetlinkPayload::Noop => {}
-                other => return Err(NetlinkError::Protocol { op: OP, detail: format!("{other:?}") }),
+                other => {
+                    return Err(NetlinkError::Protocol {
+                        op: OP,
+                        detail: format!("{other:?}"),
+                    })
+                }
             }
         }
         Ok(None)
@@ -331,7 +363,8 @@ fn address_string(m: &AddressMessage) -> Option<String> {
     address.map(|ip| format!("{ip}/{}", m.header.prefix_len))
 }
 
-type Unsolicited = futures::channel::mpsc::UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)>;
+type Unsolicited =
+    futures::channel::mpsc::UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)>;
 
 /// Subscribe to RTNLGRP_LINK notifications on a new socket in the current network namespace
 /// (its tasks run on the current tokio runtime). Events arrive in kernel order. Subscribe BEFORE
@@ -351,7 +384,10 @@ pub fn subscribe_with_buffer(rcvbuf: usize) -> Result<mpsc::UnboundedReceiver<Li
     let rt = current_runtime()?;
     let (mut conn, _handle, messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(NetlinkError::Socket)?;
-    set_rcvbuf(conn.socket_mut().socket_mut().as_fd(), rcvbuf.min(libc::c_int::MAX as usize) as libc::c_int);
+    set_rcvbuf(
+        conn.socket_mut().socket_mut().as_fd(),
+        rcvbuf.min(libc::c_int::MAX as usize) as libc::c_int,
+    );
     // Opened now, on this thread, so the re-dumps see the same namespace as the notifications.
     let dumper = Netlink::connect()?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -409,9 +445,15 @@ async fn follow(mut messages: Unsolicited, tx: &mpsc::UnboundedSender<LinkEvent>
                 return;
             }
         }
-        let Ok(links) = dumper.dump_links(None).await else { return };
+        let Ok(links) = dumper.dump_links(None).await else {
+            return;
+        };
         let present: HashSet<u32> = links.iter().map(|l| l.ifindex).collect();
-        let mut gone: Vec<(u32, String)> = known.iter().filter(|(i, _)| !present.contains(i)).map(|(i, n)| (*i, n.clone())).collect();
+        let mut gone: Vec<(u32, String)> = known
+            .iter()
+            .filter(|(i, _)| !present.contains(i))
+            .map(|(i, n)| (*i, n.clone()))
+            .collect();
         gone.sort();
         for (ifindex, name) in gone {
             known.remove(&ifindex);
@@ -429,17 +471,28 @@ async fn follow(mut messages: Unsolicited, tx: &mpsc::UnboundedSender<LinkEvent>
 }
 
 /// Send the event for one notification; false once the receiver is gone.
-fn forward(msg: NetlinkMessage<RouteNetlinkMessage>, tx: &mpsc::UnboundedSender<LinkEvent>, known: &mut HashMap<u32, String>) -> bool {
+fn forward(
+    msg: NetlinkMessage<RouteNetlinkMessage>,
+    tx: &mpsc::UnboundedSender<LinkEvent>,
+    known: &mut HashMap<u32, String>,
+) -> bool {
     let event = match msg.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) if m.header.interface_family == AddressFamily::Unspec => {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m))
+            if m.header.interface_family == AddressFamily::Unspec =>
+        {
             let l = link_info(&m);
             known.insert(l.ifindex, l.name.clone());
             LinkEvent::Changed(l)
         }
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) if m.header.interface_family == AddressFamily::Unspec => {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m))
+            if m.header.interface_family == AddressFamily::Unspec =>
+        {
             let l = link_info(&m);
             known.remove(&l.ifindex);
-            LinkEvent::Removed { ifindex: l.ifindex, name: l.name }
+            LinkEvent::Removed {
+                ifindex: l.ifindex,
+                name: l.name,
+            }
         }
         _ => return true,
     };
@@ -534,9 +587,16 @@ fn scan_namespaces(own: u64, tx: &mpsc::Sender<Candidate>) {
         if tx.is_closed() {
             return; // everything wanted was found
         }
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         let path = Path::new("/proc").join(e.file_name()).join("ns").join("net");
-        let ns = |inode| NetnsName { inode, name: None, path: Some(path.to_string_lossy().into_owned()), pid: Some(pid) };
+        let ns = |inode| NetnsName {
+            inode,
+            name: None,
+            path: Some(path.to_string_lossy().into_owned()),
+            pid: Some(pid),
+        };
         if !offer(&path, &mut seen, ns, tx) {
             return;
         }
@@ -545,7 +605,12 @@ fn scan_namespaces(own: u64, tx: &mpsc::Sender<Candidate>) {
 
 /// Open `path` if it is a network namespace not seen yet and send it; false once the receiver is
 /// gone. Files that vanish, or are not namespaces (a stray file in /run/netns), are skipped.
-fn offer(path: &Path, seen: &mut HashSet<u64>, ns: impl FnOnce(u64) -> NetnsName, tx: &mpsc::Sender<Candidate>) -> bool {
+fn offer(
+    path: &Path,
+    seen: &mut HashSet<u64>,
+    ns: impl FnOnce(u64) -> NetnsName,
+    tx: &mpsc::Sender<Candidate>,
+) -> bool {
     // stat first: most processes share a few namespaces, and stat is cheaper than open.
     let Ok(meta) = std::fs::metadata(path) else { return true };
     if !seen.insert(meta.ino()) {
@@ -553,7 +618,9 @@ fn offer(path: &Path, seen: &mut HashSet<u64>, ns: impl FnOnce(u64) -> NetnsName
     }
     let Ok(file) = File::open(path) else { return true };
     // The process may have exited and its pid been reused between stat and open: trust the fd.
-    let Ok(inode) = file.metadata().map(|m| m.ino()) else { return true };
+    let Ok(inode) = file.metadata().map(|m| m.ino()) else {
+        return true;
+    };
     if inode != meta.ino() && !seen.insert(inode) {
         return true;
     }
@@ -566,7 +633,7 @@ fn offer(path: &Path, seen: &mut HashSet<u64>, ns: impl FnOnce(u64) -> NetnsName
 /// Whether `file` is a network namespace (NS_GET_NSTYPE), so RTM_GETNSID is only asked about those.
 fn is_netns(file: &File) -> bool {
     const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
-    // SAFETY: an argument-less ioctl on a valid fd; non-nsfs files answer with an error.
+                                                 // SAFETY: an argument-less ioctl on a valid fd; non-nsfs files answer with an error.
     let t = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
     t == libc::CLONE_NEWNET
 }

@@ -1,15 +1,20 @@
 //! Entering a named network namespace. Only the network namespace is switched (setns with
 //! CLONE_NEWNET), never the mount namespace: `ip netns exec` remounts /sys, which would hide the
 //! bpffs pins under /sys/fs/bpf that netpath reads and writes.
-use crate::error::{Error, Result};
 use std::{fs::File, os::fd::AsRawFd, path::PathBuf};
+
+use crate::error::{Error, Result};
 
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
 /// Names under /run/netns, sorted.
 pub fn named() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(NETNS_RUN_DIR)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -28,16 +33,26 @@ pub fn enter(name: &str) -> Result<()> {
             path: path.clone(),
             available: list_or_none(named()),
         },
-        _ => Error::EnterNetns { name: name.to_string(), source: e },
+        _ => Error::EnterNetns {
+            name: name.to_string(),
+            source: e,
+        },
     })?;
     // SAFETY: setns on a valid fd we own; CLONE_NEWNET restricts it to a network namespace.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     if rc != 0 {
-        return Err(Error::EnterNetns { name: name.to_string(), source: std::io::Error::last_os_error() });
+        return Err(Error::EnterNetns {
+            name: name.to_string(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
 
 pub(crate) fn list_or_none(v: Vec<String>) -> String {
-    if v.is_empty() { "(none)".to_string() } else { v.join(", ") }
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.join(", ")
+    }
 }

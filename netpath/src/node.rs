@@ -1,14 +1,15 @@
 //! `netpath ifaces`: every link of the namespace with the veth peer, the namespace and pod behind
 //! it, and what is attached (netpath's programs and anyone else's). It automates the manual
 //! matching of `ip link` peer indexes across namespaces.
+use aya::{
+    programs::{SchedClassifier, TcAttachType},
+    Ebpf,
+};
+
 use crate::{
     attach::{current_xdp, Mode, TcHook},
     loader::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
     netlink::LinkInfo,
-};
-use aya::{
-    programs::{SchedClassifier, TcAttachType},
-    Ebpf,
 };
 
 /// Who lives behind an interface: the network namespace its veth peer is in, and the Kubernetes
@@ -45,19 +46,26 @@ impl Owner {
 
 /// Ids of netpath's loaded programs, for `status` and `ifaces`.
 pub fn program_ids(ebpf: &Ebpf) -> Vec<serde_json::Value> {
-    [(PROG_XDP, "xdp"), (PROG_TC_INGRESS, "tc-ingress"), (PROG_TC_EGRESS, "tc-egress")]
-        .iter()
-        .filter_map(|(name, hook)| {
-            let info = ebpf.program(name)?.info().ok()?;
-            Some(serde_json::json!({ "program": name, "hook": hook, "id": info.id() }))
-        })
-        .collect()
+    [
+        (PROG_XDP, "xdp"),
+        (PROG_TC_INGRESS, "tc-ingress"),
+        (PROG_TC_EGRESS, "tc-egress"),
+    ]
+    .iter()
+    .filter_map(|(name, hook)| {
+        let info = ebpf.program(name)?.info().ok()?;
+        Some(serde_json::json!({ "program": name, "hook": hook, "id": info.id() }))
+    })
+    .collect()
 }
 
 /// Programs attached to a link as the kernel reports them (tcx per direction, XDP), with names.
 pub fn kernel_programs(name: &str) -> Vec<serde_json::Value> {
     let mut v = Vec::new();
-    for (hook, t) in [("tcx-ingress", TcAttachType::Ingress), ("tcx-egress", TcAttachType::Egress)] {
+    for (hook, t) in [
+        ("tcx-ingress", TcAttachType::Ingress),
+        ("tcx-egress", TcAttachType::Egress),
+    ] {
         if let Ok((_, progs)) = SchedClassifier::query_tcx(name, t) {
             for p in progs {
                 v.push(serde_json::json!({ "hook": hook, "id": p.id(), "program": p.name_as_str().unwrap_or("") }));
@@ -99,7 +107,11 @@ pub fn iface_row(
 /// A table of `ifaces` rows.
 pub fn table(rows: &serde_json::Value) -> String {
     use std::fmt::Write as _;
-    let s_or = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() });
+    let s_or = |v: &serde_json::Value| {
+        v.as_str()
+            .map(String::from)
+            .unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() })
+    };
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -115,10 +127,25 @@ pub fn table(rows: &serde_json::Value) -> String {
             (Some(m), Some(h)) => format!("{m}/{h}"),
             _ => "-".into(),
         };
-        let addrs = r["addresses"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        let addrs = r["addresses"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+            .unwrap_or_default();
         let progs = r["programs"]
             .as_array()
-            .map(|a| a.iter().map(|p| format!("{}:{}#{}", p["hook"].as_str().unwrap_or("?"), p["program"].as_str().unwrap_or("?"), p["id"])).collect::<Vec<_>>().join(" "))
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        format!(
+                            "{}:{}#{}",
+                            p["hook"].as_str().unwrap_or("?"),
+                            p["program"].as_str().unwrap_or("?"),
+                            p["id"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_default();
         let _ = writeln!(
             s,
@@ -148,7 +175,10 @@ pub async fn collect() -> crate::Result<serde_json::Value> {
     let links = nl.links().await.map_err(|e| io("listing links", &e))?;
     let ids: Vec<i32> = links.iter().filter_map(|l| l.link_netnsid).collect();
     let netns = resolve_netnsids(&nl, &ids).await.unwrap_or_default();
-    let sockets: Vec<std::path::PathBuf> = crate::cri::DEFAULT_SOCKETS.iter().map(std::path::PathBuf::from).collect();
+    let sockets: Vec<std::path::PathBuf> = crate::cri::DEFAULT_SOCKETS
+        .iter()
+        .map(std::path::PathBuf::from)
+        .collect();
     let pods = match crate::cri::CriClient::discover(&sockets).await {
         Some((_, mut c)) => c.pods_by_netns_inode().await.unwrap_or_default(),
         None => Default::default(),
@@ -165,7 +195,9 @@ pub async fn collect() -> crate::Result<serde_json::Value> {
                 pod_namespace: pod.map(|p| p.namespace.clone()),
             };
             let programs = kernel_programs(&l.name);
-            let ours = programs.iter().any(|p| p["program"].as_str().is_some_and(|n| n.starts_with("netpath_")));
+            let ours = programs
+                .iter()
+                .any(|p| p["program"].as_str().is_some_and(|n| n.starts_with("netpath_")));
             let attached = ours.then(|| {
                 let xdp = programs.iter().any(|p| p["hook"] == "xdp" && p["program"] == PROG_XDP);
                 (if xdp { Mode::Xdp } else { Mode::Tc }, TcHook::Tcx)

@@ -1,4 +1,8 @@
 //! What the read commands print: stats, flows and status, as tables or JSON.
+use std::time::Duration;
+
+use netpath_common::{diag, malformed};
+
 use crate::{
     cli::Output,
     error::{Error, Result},
@@ -7,8 +11,6 @@ use crate::{
     maps::{FlowTableStatus, Maps},
     stats,
 };
-use netpath_common::{diag, malformed};
-use std::time::Duration;
 
 pub fn iface_name(ifindex: u32) -> String {
     ifaces::name_of(ifindex).unwrap_or_else(|| format!("if{ifindex}"))
@@ -44,7 +46,11 @@ pub fn stats(maps: &Maps, output: Output) -> Result<String> {
 
 pub fn flows(maps: &Maps, filter: &Filter, output: Output) -> Result<String> {
     let clock = Clock::now();
-    let rows = maps.flows()?.iter().map(|(k, v)| flows::row(k, v, iface_name(k.ifindex), &clock)).collect();
+    let rows = maps
+        .flows()?
+        .iter()
+        .map(|(k, v)| flows::row(k, v, iface_name(k.ifindex), &clock))
+        .collect();
     render_flows(&flows::select(rows, filter), output)
 }
 
@@ -64,7 +70,10 @@ pub fn render_flows(rows: &[flows::FlowRow], output: Output) -> Result<String> {
 
 pub fn parse_class(name: &str) -> Result<u8> {
     netpath_common::class::from_name(name).ok_or_else(|| {
-        Error::BadArgument(format!("unknown class '{name}' (one of {})", netpath_common::class::NAMES.join(", ")))
+        Error::BadArgument(format!(
+            "unknown class '{name}' (one of {})",
+            netpath_common::class::NAMES.join(", ")
+        ))
     })
 }
 
@@ -72,7 +81,12 @@ pub fn parse_class(name: &str) -> Result<u8> {
 pub fn status_json(maps: &Maps) -> Result<serde_json::Value> {
     let d = maps.diag()?;
     let reasons: serde_json::Map<String, serde_json::Value> = (1..malformed::COUNT)
-        .map(|r| (malformed::NAMES[r].to_string(), d[diag::MALFORMED_BASE as usize + r].into()))
+        .map(|r| {
+            (
+                malformed::NAMES[r].to_string(),
+                d[diag::MALFORMED_BASE as usize + r].into(),
+            )
+        })
         .collect();
     Ok(serde_json::json!({
         "flow_table": maps.flow_table()?,

@@ -4,13 +4,15 @@
 //! and published by flipping `Config::rules_bank`, so the datapath never sees a half-written
 //! table, and the rules survive daemon restarts with the pins. Invalid rules are refused before
 //! anything is written.
-use crate::error::{Error, Result};
+use std::net::IpAddr;
+
 use netpath_common::{
     class,
     rule::{action, disabled, Rule, CLASS_ANY, DIR_ANY, MAX_RULES},
     DIR_EGRESS, DIR_INGRESS, FAMILY_IPV4, FAMILY_IPV6,
 };
-use std::net::IpAddr;
+
+use crate::error::{Error, Result};
 
 /// A rule as a person writes it (CLI flags, API JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,7 +71,10 @@ pub struct RuleRow {
 pub fn parse_cidr(s: &str) -> Result<(u8, [u8; 16], u8)> {
     let bad = |why: &str| Error::BadArgument(format!("bad CIDR '{s}': {why}"));
     let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| bad("prefix length is not a number"))?)),
+        Some((a, l)) => (
+            a,
+            Some(l.parse::<u8>().map_err(|_| bad("prefix length is not a number"))?),
+        ),
         None => (s, None),
     };
     let ip: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
@@ -114,20 +119,36 @@ pub fn build(spec: &RuleSpec, id: u32, resolver: &dyn Resolver) -> Result<Rule> 
         "drop" => action::DROP,
         "redirect" => action::REDIRECT,
         "mirror" => action::MIRROR,
-        a => return Err(Error::BadArgument(format!("unknown action '{a}' (pass, drop, redirect, mirror)"))),
+        a => {
+            return Err(Error::BadArgument(format!(
+                "unknown action '{a}' (pass, drop, redirect, mirror)"
+            )))
+        }
     };
     let direction = match spec.direction.as_deref().unwrap_or("any") {
         "ingress" => DIR_INGRESS,
         "egress" => DIR_EGRESS,
         "any" => DIR_ANY,
-        d => return Err(Error::BadArgument(format!("unknown direction '{d}' (ingress, egress, any)"))),
+        d => {
+            return Err(Error::BadArgument(format!(
+                "unknown direction '{d}' (ingress, egress, any)"
+            )))
+        }
     };
     let class = match spec.class.as_deref().unwrap_or("any") {
         "any" => CLASS_ANY,
         c => class::from_name(c)
             .ok_or_else(|| Error::BadArgument(format!("unknown class '{c}' (any, {})", class::NAMES.join(", "))))?,
     };
-    let mut r = Rule { id, priority: spec.priority.unwrap_or(1000), enabled: 1, action: act, direction, class, ..Rule::default() };
+    let mut r = Rule {
+        id,
+        priority: spec.priority.unwrap_or(1000),
+        enabled: 1,
+        action: act,
+        direction,
+        class,
+        ..Rule::default()
+    };
     if let Some(i) = &spec.iface {
         r.ifindex = resolver.ifindex(i)?;
     }
@@ -135,7 +156,9 @@ pub fn build(spec: &RuleSpec, id: u32, resolver: &dyn Resolver) -> Result<Rule> 
         if let Some(c) = cidr {
             let (family, addr, len) = parse_cidr(c)?;
             if r.family != 0 && r.family != family {
-                return Err(Error::BadArgument("src and dst CIDRs are of different address families".into()));
+                return Err(Error::BadArgument(
+                    "src and dst CIDRs are of different address families".into(),
+                ));
             }
             r.family = family;
             if which == "src" {
@@ -151,10 +174,15 @@ pub fn build(spec: &RuleSpec, id: u32, resolver: &dyn Resolver) -> Result<Rule> 
     }
     if let Some(p) = spec.port {
         if p == 0 {
-            return Err(Error::BadArgument("port 0 matches nothing; leave --port out to match any".into()));
+            return Err(Error::BadArgument(
+                "port 0 matches nothing; leave --port out to match any".into(),
+            ));
         }
         if !matches!(class, CLASS_ANY) && class != class::TCP && class != class::UDP {
-            return Err(Error::BadArgument(format!("--port needs class tcp, udp or any, not {}", class::name(class))));
+            return Err(Error::BadArgument(format!(
+                "--port needs class tcp, udp or any, not {}",
+                class::name(class)
+            )));
         }
         r.port = p;
     }
@@ -165,7 +193,10 @@ pub fn build(spec: &RuleSpec, id: u32, resolver: &dyn Resolver) -> Result<Rule> 
         (action::REDIRECT | action::MIRROR, Some(t)) => {
             r.target_ifindex = resolver.ifindex(t)?;
             if r.ifindex != 0 && r.target_ifindex == r.ifindex {
-                return Err(Error::BadArgument(format!("{} to {t}, the interface the rule matches on, would loop", spec.action)));
+                return Err(Error::BadArgument(format!(
+                    "{} to {t}, the interface the rule matches on, would loop",
+                    spec.action
+                )));
             }
             if r.ifindex != 0 && resolver.is_xdp(r.ifindex) {
                 return Err(Error::BadArgument(format!(
@@ -193,7 +224,9 @@ pub fn sorted(mut rules: Vec<Rule>) -> Vec<Rule> {
 /// Add a rule to a table (or refuse: full).
 pub fn with_added(existing: &[Rule], rule: Rule) -> Result<Vec<Rule>> {
     if existing.len() >= MAX_RULES {
-        return Err(Error::BadArgument(format!("the rule table is full ({MAX_RULES} rules); delete one first")));
+        return Err(Error::BadArgument(format!(
+            "the rule table is full ({MAX_RULES} rules); delete one first"
+        )));
     }
     let mut v = existing.to_vec();
     v.push(rule);
@@ -226,7 +259,13 @@ pub fn row(r: &Rule, name_of: &dyn Fn(u32) -> String, hits: (u64, u64)) -> RuleR
         id: r.id,
         priority: r.priority,
         enabled: r.enabled != 0,
-        disabled_reason: (r.enabled == 0).then(|| disabled::NAMES.get(r.disabled_reason as usize).copied().unwrap_or("").to_string()),
+        disabled_reason: (r.enabled == 0).then(|| {
+            disabled::NAMES
+                .get(r.disabled_reason as usize)
+                .copied()
+                .unwrap_or("")
+                .to_string()
+        }),
         iface: (r.ifindex != 0).then(|| name_of(r.ifindex)),
         direction: match r.direction {
             DIR_INGRESS => "ingress",
@@ -234,10 +273,20 @@ pub fn row(r: &Rule, name_of: &dyn Fn(u32) -> String, hits: (u64, u64)) -> RuleR
             _ => "any",
         }
         .into(),
-        class: if r.class == CLASS_ANY { "any".into() } else { class::name(r.class).into() },
+        class: if r.class == CLASS_ANY {
+            "any".into()
+        } else {
+            class::name(r.class).into()
+        },
         src: cidr(&r.src, r.src_prefix),
         dst: cidr(&r.dst, r.dst_prefix),
-        dst_mac: (r.match_mac != 0).then(|| r.dst_mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+        dst_mac: (r.match_mac != 0).then(|| {
+            r.dst_mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        }),
         port: (r.port != 0).then_some(r.port),
         action: action::NAMES.get(r.action as usize).copied().unwrap_or("?").into(),
         target: (r.target_ifindex != 0).then(|| name_of(r.target_ifindex)),
@@ -257,7 +306,11 @@ pub fn table(rows: &[RuleRow]) -> String {
     );
     for r in rows {
         let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-        let state = if r.enabled { "on".to_string() } else { format!("off:{}", r.disabled_reason.as_deref().unwrap_or("")) };
+        let state = if r.enabled {
+            "on".to_string()
+        } else {
+            format!("off:{}", r.disabled_reason.as_deref().unwrap_or(""))
+        };
         let target = match (&r.target, r.peer) {
             (Some(t), true) => format!("{t} (peer)"),
             (t, _) => dash(t),
@@ -297,7 +350,11 @@ mod tests {
                 "vethA" => Ok(5),
                 "vethB" => Ok(6),
                 "ul0" => Ok(2),
-                n => Err(Error::UnknownInterface { name: n.into(), ns: String::new(), available: "vethA, vethB, ul0".into() }),
+                n => Err(Error::UnknownInterface {
+                    name: n.into(),
+                    ns: String::new(),
+                    available: "vethA, vethB, ul0".into(),
+                }),
             }
         }
         fn is_veth(&self, i: u32) -> bool {
@@ -309,41 +366,137 @@ mod tests {
     }
 
     fn spec(action: &str) -> RuleSpec {
-        RuleSpec { action: action.into(), ..RuleSpec::default() }
+        RuleSpec {
+            action: action.into(),
+            ..RuleSpec::default()
+        }
     }
 
     #[test]
     fn the_examples_from_the_docs_build() {
-        let r = build(&RuleSpec { iface: Some("vethA".into()), class: Some("icmp".into()), target: Some("vethB".into()), ..spec("redirect") }, 1, &Fake).unwrap();
-        assert_eq!((r.ifindex, r.class, r.action, r.target_ifindex, r.peer), (5, class::ICMP, action::REDIRECT, 6, 1));
-        let r = build(&RuleSpec { class: Some("arp".into()), target: Some("vethB".into()), ..spec("mirror") }, 2, &Fake).unwrap();
+        let r = build(
+            &RuleSpec {
+                iface: Some("vethA".into()),
+                class: Some("icmp".into()),
+                target: Some("vethB".into()),
+                ..spec("redirect")
+            },
+            1,
+            &Fake,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.ifindex, r.class, r.action, r.target_ifindex, r.peer),
+            (5, class::ICMP, action::REDIRECT, 6, 1)
+        );
+        let r = build(
+            &RuleSpec {
+                class: Some("arp".into()),
+                target: Some("vethB".into()),
+                ..spec("mirror")
+            },
+            2,
+            &Fake,
+        )
+        .unwrap();
         assert_eq!((r.ifindex, r.action, r.peer), (0, action::MIRROR, 0));
-        let r = build(&RuleSpec { src: Some("10.244.0.0/16".into()), dst: Some("10.244.1.3".into()), port: Some(80), class: Some("tcp".into()), ..spec("drop") }, 3, &Fake).unwrap();
-        assert_eq!((r.family, r.src_prefix, r.dst_prefix, r.port), (FAMILY_IPV4, 16, 32, 80));
+        let r = build(
+            &RuleSpec {
+                src: Some("10.244.0.0/16".into()),
+                dst: Some("10.244.1.3".into()),
+                port: Some(80),
+                class: Some("tcp".into()),
+                ..spec("drop")
+            },
+            3,
+            &Fake,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.family, r.src_prefix, r.dst_prefix, r.port),
+            (FAMILY_IPV4, 16, 32, 80)
+        );
     }
 
     #[test]
     fn bad_rules_say_why() {
         let err = |s: RuleSpec| build(&s, 1, &Fake).unwrap_err().to_string();
-        assert!(err(RuleSpec { iface: Some("nope0".into()), ..spec("drop") }).contains("nope0"));
-        assert!(err(RuleSpec { src: Some("10.0.0.0/33".into()), ..spec("drop") }).contains("exceeds 32"));
-        assert!(err(RuleSpec { src: Some("10.0.0.x/8".into()), ..spec("drop") }).contains("not an IP"));
-        assert!(err(RuleSpec { src: Some("10.0.0.0/8".into()), dst: Some("fd00::/8".into()), ..spec("drop") }).contains("families"));
-        assert!(err(RuleSpec { iface: Some("vethA".into()), target: Some("vethA".into()), ..spec("redirect") }).contains("loop"));
+        assert!(err(RuleSpec {
+            iface: Some("nope0".into()),
+            ..spec("drop")
+        })
+        .contains("nope0"));
+        assert!(err(RuleSpec {
+            src: Some("10.0.0.0/33".into()),
+            ..spec("drop")
+        })
+        .contains("exceeds 32"));
+        assert!(err(RuleSpec {
+            src: Some("10.0.0.x/8".into()),
+            ..spec("drop")
+        })
+        .contains("not an IP"));
+        assert!(err(RuleSpec {
+            src: Some("10.0.0.0/8".into()),
+            dst: Some("fd00::/8".into()),
+            ..spec("drop")
+        })
+        .contains("families"));
+        assert!(err(RuleSpec {
+            iface: Some("vethA".into()),
+            target: Some("vethA".into()),
+            ..spec("redirect")
+        })
+        .contains("loop"));
         assert!(err(spec("redirect")).contains("target"));
         assert!(err(spec("teleport")).contains("unknown action"));
-        assert!(err(RuleSpec { class: Some("sctp".into()), ..spec("drop") }).contains("unknown class"));
-        assert!(err(RuleSpec { iface: Some("ul0".into()), target: Some("vethB".into()), ..spec("redirect") }).contains("XDP"));
-        assert!(err(RuleSpec { dst_mac: Some("zz".into()), ..spec("drop") }).contains("MAC"));
-        assert!(err(RuleSpec { port: Some(53), class: Some("icmp".into()), ..spec("drop") }).contains("--port"));
-        let full: Vec<Rule> = (1..=MAX_RULES as u32).map(|id| Rule { id, ..Rule::default() }).collect();
-        assert!(with_added(&full, Rule::default()).unwrap_err().to_string().contains("full"));
+        assert!(err(RuleSpec {
+            class: Some("sctp".into()),
+            ..spec("drop")
+        })
+        .contains("unknown class"));
+        assert!(err(RuleSpec {
+            iface: Some("ul0".into()),
+            target: Some("vethB".into()),
+            ..spec("redirect")
+        })
+        .contains("XDP"));
+        assert!(err(RuleSpec {
+            dst_mac: Some("zz".into()),
+            ..spec("drop")
+        })
+        .contains("MAC"));
+        assert!(err(RuleSpec {
+            port: Some(53),
+            class: Some("icmp".into()),
+            ..spec("drop")
+        })
+        .contains("--port"));
+        let full: Vec<Rule> = (1..=MAX_RULES as u32)
+            .map(|id| Rule { id, ..Rule::default() })
+            .collect();
+        assert!(with_added(&full, Rule::default())
+            .unwrap_err()
+            .to_string()
+            .contains("full"));
     }
 
     #[test]
     fn table_order_ids_and_interface_loss() {
-        let a = Rule { id: 1, priority: 500, enabled: 1, ifindex: 5, target_ifindex: 6, ..Rule::default() };
-        let b = Rule { id: 2, priority: 100, enabled: 1, ..Rule::default() };
+        let a = Rule {
+            id: 1,
+            priority: 500,
+            enabled: 1,
+            ifindex: 5,
+            target_ifindex: 6,
+            ..Rule::default()
+        };
+        let b = Rule {
+            id: 2,
+            priority: 100,
+            enabled: 1,
+            ..Rule::default()
+        };
         let t = with_added(&[a], b).unwrap();
         assert_eq!(t.iter().map(|r| r.id).collect::<Vec<_>>(), [2, 1]);
         assert_eq!(next_id(&t), 3);
@@ -351,7 +504,10 @@ mod tests {
         assert_eq!(disable_for_ifindex(&mut t, 6), [1]);
         assert_eq!((t[1].enabled, t[1].disabled_reason), (0, disabled::INTERFACE_GONE));
         let r = row(&t[1], &|i| format!("if{i}"), (3, 300));
-        assert_eq!((r.enabled, r.disabled_reason.as_deref(), r.target.as_deref()), (false, Some("interface_gone"), Some("if6")));
+        assert_eq!(
+            (r.enabled, r.disabled_reason.as_deref(), r.target.as_deref()),
+            (false, Some("interface_gone"), Some("if6"))
+        );
     }
 }
 
@@ -364,13 +520,19 @@ pub struct RuleTable {
 }
 
 fn map_err(what: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
-    move |source| Error::Map { what: what.to_string(), source }
+    move |source| Error::Map {
+        what: what.to_string(),
+        source,
+    }
 }
 
 impl RuleTable {
     /// Take the rule maps out of a loaded object.
     pub fn take(ebpf: &mut aya::Ebpf) -> Result<RuleTable> {
-        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| Error::Other(format!("map {name} missing from the eBPF object")));
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| Error::Other(format!("map {name} missing from the eBPF object")))
+        };
         let (r, c, h, f) = (
             take(netpath_common::rule::MAP_RULES)?,
             take(netpath_common::rule::MAP_RULE_CTL)?,
@@ -387,8 +549,14 @@ impl RuleTable {
             if !path.exists() {
                 return Err(Error::NotRunning { dir: dir.into() });
             }
-            let data = aya::maps::MapData::from_pin(&path).map_err(|source| Error::Map { what: format!("opening {}", path.display()), source })?;
-            aya::maps::Map::from_map_data(data).map_err(|source| Error::Map { what: format!("opening {}", path.display()), source })
+            let data = aya::maps::MapData::from_pin(&path).map_err(|source| Error::Map {
+                what: format!("opening {}", path.display()),
+                source,
+            })?;
+            aya::maps::Map::from_map_data(data).map_err(|source| Error::Map {
+                what: format!("opening {}", path.display()),
+                source,
+            })
         };
         Self::from_maps(
             open(netpath_common::rule::MAP_RULES)?,
@@ -415,23 +583,31 @@ impl RuleTable {
     pub fn read(&self) -> Result<Vec<Rule>> {
         let ctl = self.ctl()?;
         let base = (ctl.bank % 2) * MAX_RULES as u32;
-        (0..ctl.count.min(MAX_RULES as u32)).map(|i| self.rules.get(&(base + i), 0).map_err(map_err("reading a rule"))).collect()
+        (0..ctl.count.min(MAX_RULES as u32))
+            .map(|i| self.rules.get(&(base + i), 0).map_err(map_err("reading a rule")))
+            .collect()
     }
 
     /// Publish a new table: write the inactive bank, then flip to it in one word.
     pub fn publish(&mut self, rules: &[Rule]) -> Result<()> {
         if rules.len() > MAX_RULES {
-            return Err(Error::BadArgument(format!("the rule table is full ({MAX_RULES} rules)")));
+            return Err(Error::BadArgument(format!(
+                "the rule table is full ({MAX_RULES} rules)"
+            )));
         }
         let mut ctl = self.ctl()?;
         let next = (ctl.bank + 1) % 2;
         let base = next * MAX_RULES as u32;
         for (i, r) in rules.iter().enumerate() {
-            self.rules.set(base + i as u32, *r, 0).map_err(map_err("writing a rule"))?;
+            self.rules
+                .set(base + i as u32, *r, 0)
+                .map_err(map_err("writing a rule"))?;
         }
         // An empty slot after the last rule ends the datapath's walk early.
         if rules.len() < MAX_RULES {
-            self.rules.set(base + rules.len() as u32, Rule::default(), 0).map_err(map_err("writing a rule"))?;
+            self.rules
+                .set(base + rules.len() as u32, Rule::default(), 0)
+                .map_err(map_err("writing a rule"))?;
         }
         ctl.bank = next;
         ctl.count = rules.len() as u32;
@@ -449,8 +625,11 @@ impl RuleTable {
     /// Zero a rule's hit counters (a new rule reusing the slot of an old id starts at zero).
     pub fn reset_hits(&mut self, id: u32) -> Result<()> {
         let n = aya::util::nr_cpus().map_err(|(_, e)| Error::Io(e))?;
-        let zeros = aya::maps::PerCpuValues::try_from(vec![netpath_common::Counter::default(); n]).map_err(Error::Io)?;
-        self.hits.set(id % netpath_common::rule::MAX_RULE_IDS, zeros, 0).map_err(map_err("resetting rule hits"))
+        let zeros =
+            aya::maps::PerCpuValues::try_from(vec![netpath_common::Counter::default(); n]).map_err(Error::Io)?;
+        self.hits
+            .set(id % netpath_common::rule::MAX_RULE_IDS, zeros, 0)
+            .map_err(map_err("resetting rule hits"))
     }
 
     /// Enable or disable the pod-to-pod fast path of a bridge.
@@ -475,9 +654,14 @@ impl RuleTable {
             }
         }
         for (mac, ifindex) in want {
-            let key = MacKey { mac: *mac, _pad: [0; 2] };
+            let key = MacKey {
+                mac: *mac,
+                _pad: [0; 2],
+            };
             if !have.iter().any(|(k, v)| k == &key && v.ifindex == *ifindex) {
-                self.fast.insert(key, FastTarget { ifindex: *ifindex }, 0).map_err(map_err("writing the fast path table"))?;
+                self.fast
+                    .insert(key, FastTarget { ifindex: *ifindex }, 0)
+                    .map_err(map_err("writing the fast path table"))?;
             }
         }
         Ok(())
@@ -485,6 +669,10 @@ impl RuleTable {
 
     /// The fast path's MAC table.
     pub fn fastpath_entries(&self) -> Vec<([u8; 6], u32)> {
-        self.fast.iter().filter_map(|e| e.ok()).map(|(k, v)| (k.mac, v.ifindex)).collect()
+        self.fast
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(k, v)| (k.mac, v.ifindex))
+            .collect()
     }
 }

@@ -1,19 +1,25 @@
 //! `netpath run` entry and its argument checks.
 //! `netpath run`: load, attach, report every interval, detach on SIGINT/SIGTERM.
+use netpath_common::{Config, MAX_VXLAN_PORTS};
+
 use crate::{
     cli::RunArgs,
     error::{Error, Result},
 };
-use netpath_common::{Config, MAX_VXLAN_PORTS};
 
 pub fn vxlan_config(ports: &[u16]) -> Result<Config> {
     if ports.len() > MAX_VXLAN_PORTS {
-        return Err(Error::BadArgument(format!("at most {MAX_VXLAN_PORTS} --vxlan-port values")));
+        return Err(Error::BadArgument(format!(
+            "at most {MAX_VXLAN_PORTS} --vxlan-port values"
+        )));
     }
     if ports.contains(&0) {
         return Err(Error::BadArgument("--vxlan-port 0 is not a port".into()));
     }
-    let mut c = Config { vxlan_ports: [0; MAX_VXLAN_PORTS], ..Config::default() };
+    let mut c = Config {
+        vxlan_ports: [0; MAX_VXLAN_PORTS],
+        ..Config::default()
+    };
     c.vxlan_ports[..ports.len()].copy_from_slice(ports);
     Ok(c)
 }

@@ -1,14 +1,17 @@
 //! Which links the daemon observes: names and globs from `--iface`, a bridge pulling in every port
 //! it has (the way a CNI bridge gains and loses pod veths), minus `--exclude`. Pure, so it is
 //! recomputed from the link table on every netlink event and tested on the host.
+use std::collections::BTreeMap;
+
 use crate::{
     attach::{IfaceSpec, Mode},
     netlink::LinkInfo,
 };
-use std::collections::BTreeMap;
 
 fn matches(pattern: &str, name: &str) -> bool {
-    glob::Pattern::new(pattern).map(|p| p.matches(name)).unwrap_or(pattern == name)
+    glob::Pattern::new(pattern)
+        .map(|p| p.matches(name))
+        .unwrap_or(pattern == name)
 }
 
 fn is_glob(pattern: &str) -> bool {
@@ -16,7 +19,12 @@ fn is_glob(pattern: &str) -> bool {
 }
 
 /// ifindex -> (name, mode) of every link to observe.
-pub fn desired(links: &[LinkInfo], specs: &[IfaceSpec], exclude: &[String], default_mode: Mode) -> BTreeMap<u32, (String, Mode)> {
+pub fn desired(
+    links: &[LinkInfo],
+    specs: &[IfaceSpec],
+    exclude: &[String],
+    default_mode: Mode,
+) -> BTreeMap<u32, (String, Mode)> {
     let mut out = BTreeMap::new();
     let excluded = |name: &str| exclude.iter().any(|p| matches(p, name));
     for spec in specs {
@@ -27,8 +35,12 @@ pub fn desired(links: &[LinkInfo], specs: &[IfaceSpec], exclude: &[String], defa
             let mode = spec.mode.unwrap_or(default_mode);
             out.entry(l.ifindex).or_insert_with(|| (l.name.clone(), mode));
             if l.kind.as_deref() == Some("bridge") {
-                for port in links.iter().filter(|p| p.master == Some(l.ifindex) && !excluded(&p.name)) {
-                    out.entry(port.ifindex).or_insert_with(|| (port.name.clone(), default_mode));
+                for port in links
+                    .iter()
+                    .filter(|p| p.master == Some(l.ifindex) && !excluded(&p.name))
+                {
+                    out.entry(port.ifindex)
+                        .or_insert_with(|| (port.name.clone(), default_mode));
                 }
             }
         }
@@ -88,7 +100,12 @@ mod tests {
 
     #[test]
     fn globs_excludes_and_per_interface_modes() {
-        let d = desired(&node(), &[spec("veth*"), spec("ul0:xdp")], &["veth2222*".into()], Mode::Tc);
+        let d = desired(
+            &node(),
+            &[spec("veth*"), spec("ul0:xdp")],
+            &["veth2222*".into()],
+            Mode::Tc,
+        );
         assert_eq!(d.get(&2), Some(&("ul0".to_string(), Mode::Xdp)));
         assert_eq!(d.keys().copied().collect::<Vec<_>>(), [2, 4, 6]);
         assert_eq!(d[&4].1, Mode::Tc);

@@ -1,7 +1,9 @@
 //! Per-interface, per-direction, per-class counters as rows, tables and JSON.
-use crate::node::Owner;
-use netpath_common::{class, IfaceCounters, IfaceKey, DIRECTIONS};
 use std::fmt::Write as _;
+
+use netpath_common::{class, IfaceCounters, IfaceKey, DIRECTIONS};
+
+use crate::node::Owner;
 
 /// One counter row. The field names are a stable JSON contract.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,7 +31,11 @@ pub fn rows(counters: &[(IfaceKey, IfaceCounters)], name_of: impl Fn(u32) -> Str
             out.push(StatRow {
                 iface: iface.clone(),
                 ifindex: k.ifindex,
-                direction: DIRECTIONS.get(k.direction as usize).copied().unwrap_or("unknown").into(),
+                direction: DIRECTIONS
+                    .get(k.direction as usize)
+                    .copied()
+                    .unwrap_or("unknown")
+                    .into(),
                 class: class::name(i as u8).into(),
                 packets: counter.packets,
                 bytes: counter.bytes,
@@ -46,9 +52,14 @@ pub fn table(rows: &[StatRow]) -> String {
     use std::collections::BTreeMap;
     let mut lines: BTreeMap<(u32, usize), (String, [u64; class::COUNT], u64)> = BTreeMap::new();
     for r in rows {
-        let dir = DIRECTIONS.iter().position(|d| *d == r.direction).unwrap_or(DIRECTIONS.len());
+        let dir = DIRECTIONS
+            .iter()
+            .position(|d| *d == r.direction)
+            .unwrap_or(DIRECTIONS.len());
         let name = format!("{}{}", r.iface, r.owner.suffix());
-        let e = lines.entry((r.ifindex, dir)).or_insert_with(|| (name, [0; class::COUNT], 0));
+        let e = lines
+            .entry((r.ifindex, dir))
+            .or_insert_with(|| (name, [0; class::COUNT], 0));
         if let Some(c) = class::from_name(&r.class) {
             e.1[c as usize] += r.packets;
         }
@@ -62,7 +73,13 @@ pub fn table(rows: &[StatRow]) -> String {
     }
     let _ = writeln!(s, " {:>12}", "BYTES");
     for ((ifindex, dir), (name, packets, bytes)) in &lines {
-        let _ = write!(s, "{:<width$} {:>7} {:<7}", name, ifindex, DIRECTIONS.get(*dir).copied().unwrap_or("?"));
+        let _ = write!(
+            s,
+            "{:<width$} {:>7} {:<7}",
+            name,
+            ifindex,
+            DIRECTIONS.get(*dir).copied().unwrap_or("?")
+        );
         for p in packets {
             let _ = write!(s, " {:>9}", p);
         }
@@ -76,8 +93,9 @@ pub fn table(rows: &[StatRow]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use netpath_common::Counter;
+
+    use super::*;
 
     #[test]
     fn rows_skip_zero_classes_and_name_everything() {

@@ -1,9 +1,6 @@
 //! A fake CRI runtime (containerd/CRI-O stand-in) for tests: a tonic gRPC server on a unix socket
 //! in a temp dir serving `runtime.v1.RuntimeService` Version, ListPodSandbox and PodSandboxStatus.
 //! No protoc here: the messages are netpath's hand-written CRI protos.
-use crate::unique;
-use futures::future::BoxFuture;
-use netpath::cri::{paths, proto, PodRef};
 use std::{
     collections::HashMap,
     convert::Infallible,
@@ -12,8 +9,13 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
+
+use futures::future::BoxFuture;
+use netpath::cri::{paths, proto, PodRef};
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
+
+use crate::unique;
 
 impl Default for TempDir {
     fn default() -> Self {
@@ -52,11 +54,21 @@ impl FakeSandbox {
     }
 
     pub fn metadata(&self) -> proto::PodSandboxMetadata {
-        proto::PodSandboxMetadata { name: self.name.clone(), uid: self.uid.clone(), namespace: self.namespace.clone(), attempt: 0 }
+        proto::PodSandboxMetadata {
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            namespace: self.namespace.clone(),
+            attempt: 0,
+        }
     }
 
     pub fn pod_ref(&self) -> PodRef {
-        PodRef { namespace: self.namespace.clone(), name: self.name.clone(), uid: self.uid.clone(), sandbox_id: self.id.clone() }
+        PodRef {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            sandbox_id: self.id.clone(),
+        }
     }
 }
 
@@ -91,7 +103,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                 let svc = tower::service_fn(move |r: tonic::Request<proto::VersionRequest>| {
                     let calls = me.calls.clone();
                     async move {
-                        calls.lock().unwrap().push((paths::VERSION.into(), r.into_inner().version));
+                        calls
+                            .lock()
+                            .unwrap()
+                            .push((paths::VERSION.into(), r.into_inner().version));
                         Ok::<_, tonic::Status>(tonic::Response::new(proto::VersionResponse {
                             version: "0.1.0".into(),
                             runtime_name: "fakecri".into(),
@@ -108,7 +123,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                     let me = me.clone();
                     async move {
                         let state = r.into_inner().filter.and_then(|f| f.state).map(|s| s.state);
-                        me.calls.lock().unwrap().push((paths::LIST_POD_SANDBOX.into(), format!("state={state:?}")));
+                        me.calls
+                            .lock()
+                            .unwrap()
+                            .push((paths::LIST_POD_SANDBOX.into(), format!("state={state:?}")));
                         let items = me
                             .sandboxes
                             .iter()
@@ -123,7 +141,8 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                         Ok::<_, tonic::Status>(tonic::Response::new(proto::ListPodSandboxResponse { items }))
                     }
                 });
-                let codec: ProstCodec<proto::ListPodSandboxResponse, proto::ListPodSandboxRequest> = ProstCodec::default();
+                let codec: ProstCodec<proto::ListPodSandboxResponse, proto::ListPodSandboxRequest> =
+                    ProstCodec::default();
                 Ok(tonic::server::Grpc::new(codec).unary(svc, req).await)
             }),
             paths::POD_SANDBOX_STATUS => Box::pin(async move {
@@ -131,9 +150,15 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                     let me = me.clone();
                     async move {
                         let r = r.into_inner();
-                        me.calls.lock().unwrap().push((paths::POD_SANDBOX_STATUS.into(), format!("{} verbose={}", r.pod_sandbox_id, r.verbose)));
+                        me.calls.lock().unwrap().push((
+                            paths::POD_SANDBOX_STATUS.into(),
+                            format!("{} verbose={}", r.pod_sandbox_id, r.verbose),
+                        ));
                         let Some(s) = me.sandboxes.iter().find(|s| s.id == r.pod_sandbox_id) else {
-                            return Err(tonic::Status::not_found(format!("sandbox {} not found", r.pod_sandbox_id)));
+                            return Err(tonic::Status::not_found(format!(
+                                "sandbox {} not found",
+                                r.pod_sandbox_id
+                            )));
                         };
                         if let Some(code) = s.fail {
                             return Err(tonic::Status::new(code, format!("fake failure for {}", s.id)));
@@ -145,7 +170,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                             created_at: 1,
                             linux: Some(proto::LinuxPodSandboxStatus {
                                 namespaces: Some(proto::Namespace {
-                                    options: Some(proto::NamespaceOption { network: s.network as i32, ..Default::default() }),
+                                    options: Some(proto::NamespaceOption {
+                                        network: s.network as i32,
+                                        ..Default::default()
+                                    }),
                                 }),
                             }),
                         };
@@ -153,10 +181,14 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                             (Some(i), true) => HashMap::from([("info".to_string(), i.clone())]),
                             _ => HashMap::new(),
                         };
-                        Ok(tonic::Response::new(proto::PodSandboxStatusResponse { status: Some(status), info }))
+                        Ok(tonic::Response::new(proto::PodSandboxStatusResponse {
+                            status: Some(status),
+                            info,
+                        }))
                     }
                 });
-                let codec: ProstCodec<proto::PodSandboxStatusResponse, proto::PodSandboxStatusRequest> = ProstCodec::default();
+                let codec: ProstCodec<proto::PodSandboxStatusResponse, proto::PodSandboxStatusRequest> =
+                    ProstCodec::default();
                 Ok(tonic::server::Grpc::new(codec).unary(svc, req).await)
             }),
             other => {
@@ -199,7 +231,10 @@ impl FakeServer {
     pub fn start(rt: &tokio::runtime::Runtime, dir: TempDir, sandboxes: Vec<FakeSandbox>) -> FakeServer {
         let socket = dir.0.join("cri.sock");
         let calls = CallLog::default();
-        let svc = FakeCri { sandboxes: Arc::new(sandboxes), calls: calls.clone() };
+        let svc = FakeCri {
+            sandboxes: Arc::new(sandboxes),
+            calls: calls.clone(),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let listener = {
             let _g = rt.enter();
@@ -216,11 +251,24 @@ impl FakeServer {
                 eprintln!("fake CRI server: {e}");
             }
         });
-        FakeServer { socket, calls, shutdown: Some(tx), task: Some(task), rt: rt.handle().clone(), _dir: dir }
+        FakeServer {
+            socket,
+            calls,
+            shutdown: Some(tx),
+            task: Some(task),
+            rt: rt.handle().clone(),
+            _dir: dir,
+        }
     }
 
     pub fn calls(&self, path: &str) -> Vec<String> {
-        self.calls.lock().unwrap().iter().filter(|(p, _)| p == path).map(|(_, d)| d.clone()).collect()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, d)| d.clone())
+            .collect()
     }
 }
 
@@ -231,8 +279,9 @@ impl Drop for FakeServer {
         }
         if let Some(task) = self.task.take() {
             // Give open connections a moment to close, then stop regardless.
-            let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), task).await });
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(2), task).await });
         }
     }
 }
-

@@ -13,13 +13,21 @@ pub mod testrun;
 
 pub fn require_root() {
     // SAFETY: no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "these tests need root (BPF, netns); run them with `cargo xtask test`");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "these tests need root (BPF, netns); run them with `cargo xtask test`"
+    );
 }
 
 /// A short name unique to this process and call: `{tag}{pid}{n}`.
 pub fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{tag}{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{tag}{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The netpath binary under test (`cargo xtask test` sets NETPATH_BIN).
@@ -34,8 +42,16 @@ pub fn netpath_bin() -> PathBuf {
 
 /// Run a command, panic with its output unless it succeeds.
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -54,7 +70,11 @@ impl Netns {
 
     /// Run a command inside the namespace (only for traffic tools: `ip netns exec` remounts /sys).
     pub fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip").args(["netns", "exec", &self.name]).args(args).output().expect("ip netns exec")
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
     }
 
     pub fn ip(&self, args: &[&str]) -> String {
@@ -90,20 +110,32 @@ pub const PAIR_B_IP: &str = "10.77.0.2";
 impl Pair {
     pub fn new() -> Pair {
         let (a, b) = (Netns::new("npa"), Netns::new("npb"));
-        a.ip(&["link", "add", "name", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", &b.name]);
+        a.ip(&[
+            "link", "add", "name", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", &b.name,
+        ]);
         a.ip(&["addr", "add", &format!("{PAIR_A_IP}/24"), "dev", "veth-a"]);
         b.ip(&["addr", "add", &format!("{PAIR_B_IP}/24"), "dev", "veth-b"]);
         // No IPv6 on the link: router solicitations and DAD would add icmp6 noise to exact counts.
         for (ns, dev) in [(&a, "veth-a"), (&b, "veth-b")] {
-            let _ = ns.exec(&["sh", "-c", &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6")]);
+            let _ = ns.exec(&[
+                "sh",
+                "-c",
+                &format!("echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6"),
+            ]);
             ns.ip(&["link", "set", dev, "up"]);
         }
         Pair { a, b }
     }
 
     pub fn ping_from_a(&self, count: u32) {
-        let out = self.a.exec(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", PAIR_B_IP]);
-        assert!(out.status.success(), "ping failed: {}", String::from_utf8_lossy(&out.stdout));
+        let out = self
+            .a
+            .exec(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", PAIR_B_IP]);
+        assert!(
+            out.status.success(),
+            "ping failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -123,7 +155,10 @@ pub struct PinDir {
 impl PinDir {
     pub fn new() -> PinDir {
         let name = unique("netpath-test-");
-        PinDir { path: PathBuf::from("/sys/fs/bpf").join(&name), socket: std::env::temp_dir().join(format!("{name}.sock")) }
+        PinDir {
+            path: PathBuf::from("/sys/fs/bpf").join(&name),
+            socket: std::env::temp_dir().join(format!("{name}.sock")),
+        }
     }
     pub fn arg(&self) -> &str {
         self.path.to_str().expect("utf-8 path")
@@ -166,7 +201,11 @@ impl Daemon {
     /// Start `netpath run ARGS` and wait for `want` "attached to" lines. Without `--metrics` in
     /// ARGS the exporter is off, so test daemons never compete for its port.
     pub fn start_expecting(args: &[&str], want: usize) -> Daemon {
-        let metrics_off: &[&str] = if args.contains(&"--metrics") { &[] } else { &["--metrics", "none"] };
+        let metrics_off: &[&str] = if args.contains(&"--metrics") {
+            &[]
+        } else {
+            &["--metrics", "none"]
+        };
         let mut child = Command::new(netpath_bin())
             .arg("run")
             .args(args)
@@ -238,8 +277,17 @@ pub fn netpath_json(args: &[&str]) -> serde_json::Value {
     let mut v = args.to_vec();
     v.extend(["-o", "json"]);
     let out = netpath(&v);
-    assert!(out.status.success(), "netpath {v:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("netpath {v:?} printed bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "netpath {v:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "netpath {v:?} printed bad JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Sum of `packets` over stats rows matching iface/direction/class.
@@ -271,16 +319,28 @@ pub fn attached_programs(ns: &Netns, dev: &str) -> Vec<String> {
     use aya::programs::{SchedClassifier, TcAttachType};
     let mut names: Vec<String> = in_netns(&ns.name, || {
         let mut v = Vec::new();
-        for (dir, t) in [("tcx-ingress", TcAttachType::Ingress), ("tcx-egress", TcAttachType::Egress)] {
+        for (dir, t) in [
+            ("tcx-ingress", TcAttachType::Ingress),
+            ("tcx-egress", TcAttachType::Egress),
+        ] {
             if let Ok((_, progs)) = SchedClassifier::query_tcx(dev, t) {
-                v.extend(progs.iter().map(|p| format!("{dir}:{}", p.name_as_str().unwrap_or("?"))));
+                v.extend(
+                    progs
+                        .iter()
+                        .map(|p| format!("{dir}:{}", p.name_as_str().unwrap_or("?"))),
+                );
             }
         }
         v
     });
     let link = ns.ip(&["-d", "link", "show", "dev", dev]);
-    if let Some(id) = link.split("prog/xdp id ").nth(1).and_then(|s| s.split_whitespace().next()) {
-        let info: serde_json::Value = serde_json::from_str(&sh(&["bpftool", "-j", "prog", "show", "id", id])).expect("bpftool json");
+    if let Some(id) = link
+        .split("prog/xdp id ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+    {
+        let info: serde_json::Value =
+            serde_json::from_str(&sh(&["bpftool", "-j", "prog", "show", "id", id])).expect("bpftool json");
         names.push(format!("xdp:{}", info["name"].as_str().unwrap_or("?")));
     }
     names.sort();
@@ -308,7 +368,8 @@ impl Watch {
         std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("watch printed bad JSON ({e}): {line}"));
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("watch printed bad JSON ({e}): {line}"));
                 sink.lock().unwrap().push(v);
             }
         });
@@ -318,7 +379,12 @@ impl Watch {
     }
 
     /// Wait until an event satisfies `pred` (or panic after `timeout`, listing what came).
-    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = self.events.lock().unwrap().iter().find(|v| pred(v)) {
@@ -326,7 +392,11 @@ impl Watch {
             }
             if Instant::now() > deadline {
                 let seen: Vec<String> = self.events.lock().unwrap().iter().map(|v| v.to_string()).collect();
-                panic!("no {what} event within {timeout:?}; saw {} events:\n{}", seen.len(), seen.join("\n"));
+                panic!(
+                    "no {what} event within {timeout:?}; saw {} events:\n{}",
+                    seen.len(),
+                    seen.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

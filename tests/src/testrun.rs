@@ -1,4 +1,6 @@
 //! The real eBPF object, loaded privately (no pins, no attach) and driven by BPF_PROG_TEST_RUN.
+use std::time::Duration;
+
 use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
@@ -9,7 +11,6 @@ use netpath::{
     maps::Maps,
 };
 use netpath_common::{IfaceCounters, IfaceKey};
-use std::time::Duration;
 
 pub const XDP_PASS: u32 = 2;
 /// TC_ACT_UNSPEC (-1): "continue", what netpath's TC programs return.
@@ -29,7 +30,11 @@ pub struct Run {
 
 impl Datapath {
     pub fn load(flow_table_size: u32) -> Datapath {
-        let mut ebpf = loader::load(&LoadOptions { flow_table_size, ..LoadOptions::default() }).expect("load eBPF object");
+        let mut ebpf = loader::load(&LoadOptions {
+            flow_table_size,
+            ..LoadOptions::default()
+        })
+        .expect("load eBPF object");
         attach::load_programs(&mut ebpf).expect("verifier accepts the datapath programs");
         for name in [PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY] {
             let p: &mut Xdp = ebpf.program_mut(name).expect(name).try_into().expect("xdp program");
@@ -42,17 +47,31 @@ impl Datapath {
     pub fn xdp(&self, name: &str, frame: &[u8], repeat: u32) -> Run {
         let p: &Xdp = self.ebpf.program(name).expect(name).try_into().expect("xdp program");
         let r = p
-            .test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() })
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::default()
+            })
             .unwrap_or_else(|e| panic!("test_run {name} on a {}-byte frame: {e}", frame.len()));
-        Run { ret: r.return_value, duration: r.duration }
+        Run {
+            ret: r.return_value,
+            duration: r.duration,
+        }
     }
 
     pub fn tc(&self, name: &str, frame: &[u8], repeat: u32) -> Run {
         let p: &SchedClassifier = self.ebpf.program(name).expect(name).try_into().expect("tc program");
         let r = p
-            .test_run(TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() })
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::default()
+            })
             .unwrap_or_else(|e| panic!("test_run {name} on a {}-byte frame: {e}", frame.len()));
-        Run { ret: r.return_value, duration: r.duration }
+        Run {
+            ret: r.return_value,
+            duration: r.duration,
+        }
     }
 
     /// Run the netpath program of a hook: "xdp", "tc-ingress" or "tc-egress".

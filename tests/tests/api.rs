@@ -1,13 +1,6 @@
 //! The control API end to end on a real unix socket: a fake Backend with fixed rows behind
 //! `ApiServer`, `ApiClient` and raw HTTP (and curl / python3 as an unprivileged user) in front.
 //! Needs root (to switch to uid 65534 for the access-control checks); no BPF, no namespaces.
-use netpath::{
-    api::{block_on, ApiClient, ApiError, ApiServer, Backend, ServerHandle},
-    flows::{Filter, FlowRow, SortBy},
-    stats::StatRow,
-};
-use netpath_common::class;
-use netpath_tests::{require_root, unique};
 use std::{
     io::{Read as _, Write as _},
     os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
@@ -18,6 +11,14 @@ use std::{
         Arc, Mutex,
     },
 };
+
+use netpath::{
+    api::{block_on, ApiClient, ApiError, ApiServer, Backend, ServerHandle},
+    flows::{Filter, FlowRow, SortBy},
+    stats::StatRow,
+};
+use netpath_common::class;
+use netpath_tests::{require_root, unique};
 
 /// A directory under /tmp (mode 0755, so uid 65534 may traverse it), removed on drop.
 struct TempDir(PathBuf);
@@ -52,7 +53,11 @@ fn stat_row() -> StatRow {
         class: "icmp".into(),
         packets: 5,
         bytes: 490,
-        owner: netpath::node::Owner { netns: Some("cni-0a1b".into()), pod: Some("web-1".into()), pod_namespace: Some("default".into()) },
+        owner: netpath::node::Owner {
+            netns: Some("cni-0a1b".into()),
+            pod: Some("web-1".into()),
+            pod_namespace: Some("default".into()),
+        },
     }
 }
 
@@ -98,7 +103,10 @@ impl Backend for Fake {
     fn flows(&self, filter: &Filter) -> Result<Vec<FlowRow>, ApiError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.filters.lock().unwrap().push(filter.clone());
-        Ok(netpath::flows::select(vec![flow_row("tcp", 100), flow_row("udp", 300), flow_row("tcp", 200)], filter))
+        Ok(netpath::flows::select(
+            vec![flow_row("tcp", 100), flow_row("udp", 300), flow_row("tcp", 200)],
+            filter,
+        ))
     }
 
     fn ifaces(&self) -> Result<serde_json::Value, ApiError> {
@@ -114,13 +122,20 @@ fn serve(sock: &Path) -> (Arc<Fake>, ServerHandle) {
 }
 
 fn client(sock: &Path) -> ApiClient {
-    block_on(ApiClient::connect(sock)).unwrap().unwrap_or_else(|e| panic!("{e}")).expect("a daemon answers")
+    block_on(ApiClient::connect(sock))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("a daemon answers")
 }
 
 /// One HTTP/1.1 exchange by hand: (status, headers, body).
 fn raw(sock: &Path, method: &str, path: &str) -> (u16, String, String) {
     let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
@@ -149,44 +164,110 @@ fn api_round_trips_rows_and_filters() {
             c.stats().await.unwrap(),
             c.flows(&Filter::default()).await.unwrap(),
             c.ifaces().await.unwrap(),
-            c.flows(&Filter { class: Some(class::TCP), top: Some(1), ..Default::default() }).await.unwrap(),
+            c.flows(&Filter {
+                class: Some(class::TCP),
+                top: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
         )
     })
     .unwrap();
     assert_eq!(status["flow_table"]["capacity"], 65536, "{status}");
     assert_eq!(stats, serde_json::to_value(vec![stat_row()]).unwrap());
-    for f in ["iface", "ifindex", "direction", "class", "packets", "bytes", "netns", "pod", "pod_namespace"] {
+    for f in [
+        "iface",
+        "ifindex",
+        "direction",
+        "class",
+        "packets",
+        "bytes",
+        "netns",
+        "pod",
+        "pod_namespace",
+    ] {
         assert!(stats[0].get(f).is_some(), "stats row lacks {f}: {stats}");
     }
-    assert_eq!(flows.as_array().unwrap().iter().map(|r| r["bytes"].as_u64().unwrap()).collect::<Vec<_>>(), [300, 200, 100]);
+    assert_eq!(
+        flows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["bytes"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [300, 200, 100]
+    );
     for f in [
-        "iface", "ifindex", "direction", "family", "src", "dst", "proto", "sport", "dport", "icmp_type", "icmp_code", "vni",
-        "vlan", "outer_src", "outer_dst", "packets", "bytes", "tcp_flags", "first_seen", "last_seen",
+        "iface",
+        "ifindex",
+        "direction",
+        "family",
+        "src",
+        "dst",
+        "proto",
+        "sport",
+        "dport",
+        "icmp_type",
+        "icmp_code",
+        "vni",
+        "vlan",
+        "outer_src",
+        "outer_dst",
+        "packets",
+        "bytes",
+        "tcp_flags",
+        "first_seen",
+        "last_seen",
     ] {
         assert!(flows[0].get(f).is_some(), "flow row lacks {f}: {flows}");
     }
-    assert!(flows[0].get("class").is_none(), "class is not part of the flow contract: {flows}");
+    assert!(
+        flows[0].get("class").is_none(),
+        "class is not part of the flow contract: {flows}"
+    );
     assert_eq!(ifaces[0]["name"], "veth-a", "{ifaces}");
     assert_eq!(top1.as_array().unwrap().len(), 1, "{top1}");
-    assert_eq!((top1[0]["proto"].as_str(), top1[0]["bytes"].as_u64()), (Some("tcp"), Some(200)), "{top1}");
+    assert_eq!(
+        (top1[0]["proto"].as_str(), top1[0]["bytes"].as_u64()),
+        (Some("tcp"), Some(200)),
+        "{top1}"
+    );
     {
         let filters = fake.filters.lock().unwrap();
         assert_eq!(filters.len(), 2);
         let d = &filters[0];
         assert_eq!((d.iface.as_deref(), d.class, d.top, d.sort), (None, None, None, None));
         let f = &filters[1];
-        assert_eq!((f.iface.as_deref(), f.class, f.top, f.sort), (None, Some(class::TCP), Some(1), None));
+        assert_eq!(
+            (f.iface.as_deref(), f.class, f.top, f.sort),
+            (None, Some(class::TCP), Some(1), None)
+        );
     }
 
     // The generic GET, with every parameter (and a name that needs escaping).
-    let all = Filter { iface: Some("veth a".into()), class: Some(class::UDP), top: Some(2), sort: Some(SortBy::Packets) };
-    let r = block_on(async { (c.flows(&all).await.unwrap(), c.get("/v1/flows?iface=veth-a&sort=bytes").await.unwrap()) }).unwrap();
+    let all = Filter {
+        iface: Some("veth a".into()),
+        class: Some(class::UDP),
+        top: Some(2),
+        sort: Some(SortBy::Packets),
+    };
+    let r = block_on(async {
+        (
+            c.flows(&all).await.unwrap(),
+            c.get("/v1/flows?iface=veth-a&sort=bytes").await.unwrap(),
+        )
+    })
+    .unwrap();
     assert_eq!(r.0, serde_json::json!([]), "no flows on 'veth a'");
     assert_eq!(r.1.as_array().unwrap().len(), 3);
     {
         let filters = fake.filters.lock().unwrap();
         let f = &filters[2];
-        assert_eq!((f.iface.as_deref(), f.class, f.top, f.sort), (Some("veth a"), Some(class::UDP), Some(2), Some(SortBy::Packets)));
+        assert_eq!(
+            (f.iface.as_deref(), f.class, f.top, f.sort),
+            (Some("veth a"), Some(class::UDP), Some(2), Some(SortBy::Packets))
+        );
         let f = &filters[3];
         assert_eq!((f.iface.as_deref(), f.sort), (Some("veth-a"), Some(SortBy::Bytes)));
     }
@@ -199,7 +280,10 @@ fn api_round_trips_rows_and_filters() {
     drop(c);
     server.shutdown().unwrap();
     assert!(!sock.exists(), "shutdown left {}", sock.display());
-    assert!(block_on(ApiClient::connect(&sock)).unwrap().unwrap().is_none(), "a client connected to a stopped server");
+    assert!(
+        block_on(ApiClient::connect(&sock)).unwrap().unwrap().is_none(),
+        "a client connected to a stopped server"
+    );
 }
 
 #[test]
@@ -211,14 +295,23 @@ fn api_bad_requests_are_4xx_json_and_reach_no_backend() {
     let c = client(&sock);
     let before = fake.calls.load(Ordering::SeqCst);
     for (q, reason) in [
-        ("/v1/flows?class=nope", "unknown class 'nope' (one of arp, icmp, icmp6, tcp, udp, vxlan"),
+        (
+            "/v1/flows?class=nope",
+            "unknown class 'nope' (one of arp, icmp, icmp6, tcp, udp, vxlan",
+        ),
         ("/v1/flows?top=0", "top must be a positive integer, got '0'"),
         ("/v1/flows?top=x", "top must be a positive integer, got 'x'"),
         ("/v1/flows?sort=size", "unknown sort 'size' (one of bytes, packets)"),
-        ("/v1/flows?bogus=1", "unknown query parameter 'bogus' (this endpoint takes: iface, class, top, sort)"),
+        (
+            "/v1/flows?bogus=1",
+            "unknown query parameter 'bogus' (this endpoint takes: iface, class, top, sort)",
+        ),
         ("/v1/flows?top=1&top=2", "'top' given more than once"),
         ("/v1/flows?iface=", "iface must not be empty"),
-        ("/v1/status?bogus=1", "unknown query parameter 'bogus' (this endpoint takes none)"),
+        (
+            "/v1/status?bogus=1",
+            "unknown query parameter 'bogus' (this endpoint takes none)",
+        ),
         ("/v1/stats?top=3", "unknown query parameter 'top'"),
     ] {
         let (status, message) = daemon_error(block_on(c.get(q)).unwrap());
@@ -227,22 +320,48 @@ fn api_bad_requests_are_4xx_json_and_reach_no_backend() {
         // The raw answer is JSON {"error": ...}.
         let (code, head, body) = raw(&sock, "GET", q);
         assert_eq!(code, 400, "{head}");
-        assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"], message.as_str());
+        assert!(
+            head.to_ascii_lowercase().contains("content-type: application/json"),
+            "{head}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"],
+            message.as_str()
+        );
     }
     let (status, message) = daemon_error(block_on(c.get("/v2/flows")).unwrap());
     assert_eq!(status, 404);
-    assert!(message.contains("no endpoint GET /v2/flows") && message.contains("/v1/flows"), "{message}");
+    assert!(
+        message.contains("no endpoint GET /v2/flows") && message.contains("/v1/flows"),
+        "{message}"
+    );
     let (code, head, body) = raw(&sock, "POST", "/v1/flows");
     assert_eq!(code, 405, "{head}");
     assert!(head.to_ascii_lowercase().contains("allow: get,head"), "{head}");
     let err = serde_json::from_str::<serde_json::Value>(&body).unwrap();
-    assert!(err["error"].as_str().unwrap().contains("method POST not allowed on /v1/flows (allowed: GET, HEAD)"), "{body}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("method POST not allowed on /v1/flows (allowed: GET, HEAD)"),
+        "{body}"
+    );
     assert_eq!(raw(&sock, "DELETE", "/nope").0, 404);
-    assert_eq!(fake.calls.load(Ordering::SeqCst), before, "a bad request reached the backend");
+    assert_eq!(
+        fake.calls.load(Ordering::SeqCst),
+        before,
+        "a bad request reached the backend"
+    );
     assert!(fake.filters.lock().unwrap().is_empty());
     let e = daemon_error(block_on(c.get("/v1/flows?top=x")).unwrap());
-    assert_eq!(ApiError::Daemon { status: e.0, message: e.1 }.exit_code(), 2);
+    assert_eq!(
+        ApiError::Daemon {
+            status: e.0,
+            message: e.1
+        }
+        .exit_code(),
+        2
+    );
     drop(c);
     server.shutdown().unwrap();
     assert!(!sock.exists());
@@ -250,7 +369,10 @@ fn api_bad_requests_are_4xx_json_and_reach_no_backend() {
 
 /// The HTTP clients available to run as another user: curl and/or python3.
 fn tools() -> Vec<&'static str> {
-    let t: Vec<_> = ["/usr/bin/curl", "/usr/bin/python3"].into_iter().filter(|p| Path::new(p).exists()).collect();
+    let t: Vec<_> = ["/usr/bin/curl", "/usr/bin/python3"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect();
     assert!(!t.is_empty(), "neither /usr/bin/curl nor /usr/bin/python3 exists");
     t
 }
@@ -271,7 +393,17 @@ fn get_with(tool: &str, sock: &Path, path: &str, as_nobody: bool) -> (bool, u16,
         Command::new("env")
     };
     if tool.ends_with("curl") {
-        cmd.args(["/usr/bin/curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", "--unix-socket"]).arg(sock).arg(format!("http://x{path}"));
+        cmd.args([
+            "/usr/bin/curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(sock)
+        .arg(format!("http://x{path}"));
     } else {
         const PY: &str = "import socket,sys\n\
 s=socket.socket(socket.AF_UNIX)\n\
@@ -281,11 +413,17 @@ d=b''\nwhile True:\n  c=s.recv(65536)\n  if not c: break\n  d+=c\n\
 h,_,b=d.decode().partition('\\r\\n\\r\\n')\nsys.stdout.write(b+'\\n'+h.split()[1])\n";
         cmd.args(["/usr/bin/python3", "-c", PY]).arg(sock).arg(path);
     }
-    let out = cmd.output().expect("running the unprivileged client (setpriv from util-linux, curl or python3)");
+    let out = cmd
+        .output()
+        .expect("running the unprivileged client (setpriv from util-linux, curl or python3)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
     let code = code.trim().parse().unwrap_or(0);
-    let body = if out.status.success() { body.to_string() } else { format!("{body}{}", String::from_utf8_lossy(&out.stderr)) };
+    let body = if out.status.success() {
+        body.to_string()
+    } else {
+        format!("{body}{}", String::from_utf8_lossy(&out.stderr))
+    };
     (out.status.success() && code != 0, code, body)
 }
 
@@ -298,15 +436,28 @@ fn api_socket_is_0600_and_refuses_other_users() {
     let meta = std::fs::metadata(&sock).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "socket mode");
-    assert_eq!(std::fs::metadata(sock.parent().unwrap()).unwrap().permissions().mode() & 0o7777, 0o755, "created parent dir mode");
+    assert_eq!(
+        std::fs::metadata(sock.parent().unwrap()).unwrap().permissions().mode() & 0o7777,
+        0o755,
+        "created parent dir mode"
+    );
 
     // The file mode stops uid 65534 at connect().
     for tool in tools() {
         let (ok, code, out) = get_with(tool, &sock, "/v1/status", true);
-        assert!(!ok && code == 0, "{tool}: uid 65534 got through a 0600 socket: {code} {out}");
-        assert!(out.contains("Permission denied") || out.contains("Couldn't connect"), "{tool}: {out}");
+        assert!(
+            !ok && code == 0,
+            "{tool}: uid 65534 got through a 0600 socket: {code} {out}"
+        );
+        assert!(
+            out.contains("Permission denied") || out.contains("Couldn't connect"),
+            "{tool}: {out}"
+        );
     }
-    assert!(block_on(ApiClient::connect(&sock)).unwrap().unwrap().is_some(), "root is refused");
+    assert!(
+        block_on(ApiClient::connect(&sock)).unwrap().unwrap().is_some(),
+        "root is refused"
+    );
 
     // With the mode opened up, the peer-credential check answers 403.
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -314,7 +465,13 @@ fn api_socket_is_0600_and_refuses_other_users() {
         let (ok, code, body) = get_with(tool, &sock, "/v1/status", true);
         assert!(ok && code == 403, "{tool}: uid 65534 on a 0666 socket: {code} {body}");
         let err = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{tool}: {e}: {body}"));
-        assert!(err["error"].as_str().unwrap().contains("uid 65534 may not use the netpath API"), "{tool}: {body}");
+        assert!(
+            err["error"]
+                .as_str()
+                .unwrap()
+                .contains("uid 65534 may not use the netpath API"),
+            "{tool}: {body}"
+        );
         let (ok, code, _) = get_with(tool, &sock, "/v1/status", false);
         assert!(ok && code == 200, "{tool}: root after chmod: {code}");
     }
@@ -336,7 +493,10 @@ fn api_bind_refuses_a_live_socket_and_replaces_a_stale_one() {
     let (_fake, first) = serve(&sock);
     let e = ApiServer::bind(&sock, Arc::new(Fake::default())).unwrap_err();
     assert!(matches!(e, ApiError::AlreadyRunning { .. }), "{e:?}");
-    assert!(e.to_string().contains("already answers on") && e.to_string().contains(sock.to_str().unwrap()), "{e}");
+    assert!(
+        e.to_string().contains("already answers on") && e.to_string().contains(sock.to_str().unwrap()),
+        "{e}"
+    );
     let c = client(&sock);
     assert_eq!(block_on(c.stats()).unwrap().unwrap()[0]["iface"], "veth-a");
     drop(c);
@@ -346,7 +506,10 @@ fn api_bind_refuses_a_live_socket_and_replaces_a_stale_one() {
     // A stale socket file (its listener is gone) is replaced.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
-    assert!(block_on(ApiClient::connect(&sock)).unwrap().unwrap().is_none(), "a stale socket counts as no daemon");
+    assert!(
+        block_on(ApiClient::connect(&sock)).unwrap().unwrap().is_none(),
+        "a stale socket counts as no daemon"
+    );
     let (_fake, second) = serve(&sock);
     assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o7777, 0o600);
     let c = client(&sock);
@@ -363,6 +526,9 @@ fn api_bind_refuses_a_live_socket_and_replaces_a_stale_one() {
 
     // Nothing but what the test made is left in the directory.
     std::fs::remove_file(&sock).unwrap();
-    let left: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -2,8 +2,6 @@
 //! order, as tcpdump sees on the same interface; filters by class, interface and pod; direction
 //! flags; offloaded VLAN tags put back; live pcapng on stdout; bad input refused with exit 2; and
 //! the datapath's capture switch always off again afterwards (read from the pinned map).
-use netpath_common::event::CaptureConfig;
-use netpath_tests::*;
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -12,6 +10,9 @@ use std::{
     thread::JoinHandle,
     time::{Duration, Instant},
 };
+
+use netpath_common::event::CaptureConfig;
+use netpath_tests::*;
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -47,7 +48,10 @@ struct Proc {
 impl Proc {
     /// Spawn `cmd` (stderr piped) and wait for a stderr line containing `ready`.
     fn spawn(name: &'static str, mut cmd: Command, ready: &str) -> Proc {
-        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
         let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -59,7 +63,13 @@ impl Proc {
                 let _ = tx.send(line);
             }
         });
-        let mut p = Proc { name, child: Some(child), lines, log, reader: Some(reader) };
+        let mut p = Proc {
+            name,
+            child: Some(child),
+            lines,
+            log,
+            reader: Some(reader),
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             match p.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -94,7 +104,11 @@ impl Proc {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("{} did not exit within {timeout:?}: {}", self.name, self.log.lock().unwrap().join("\n"));
+                panic!(
+                    "{} did not exit within {timeout:?}: {}",
+                    self.name,
+                    self.log.lock().unwrap().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -141,8 +155,22 @@ impl Drop for Proc {
 /// tcpdump on `iface` inside `ns`, packet-buffered so SIGINT leaves a complete file.
 fn tcpdump(ns: &Netns, iface: &str, snaplen: u32, file: &str) -> Proc {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns.name, "tcpdump", "--immediate-mode", "-U", "-n", "-i", iface, "-s", &snaplen.to_string(), "-w", file])
-        .stdout(Stdio::null());
+    cmd.args([
+        "netns",
+        "exec",
+        &ns.name,
+        "tcpdump",
+        "--immediate-mode",
+        "-U",
+        "-n",
+        "-i",
+        iface,
+        "-s",
+        &snaplen.to_string(),
+        "-w",
+        file,
+    ])
+    .stdout(Stdio::null());
     Proc::spawn("tcpdump", cmd, "listening on")
 }
 
@@ -155,7 +183,11 @@ fn capture(args: &[&str]) -> Proc {
 
 /// tshark's stderr without the line it prints whenever it runs as root.
 fn tshark_complaints(stderr: &[u8]) -> String {
-    String::from_utf8_lossy(stderr).lines().filter(|l| !l.starts_with("Running as user \"root\"")).collect::<Vec<_>>().join("\n")
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| !l.starts_with("Running as user \"root\""))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `tshark -r FILE -T fields -e F...` (with `-Y FILTER` if given): one row per packet. Asserts
@@ -171,8 +203,15 @@ fn fields(file: &str, filter: Option<&str>, names: &[&str]) -> Vec<Vec<String>> 
     }
     let out = cmd.output().expect("tshark");
     let complaints = tshark_complaints(&out.stderr);
-    assert!(out.status.success() && complaints.is_empty(), "tshark -r {file}: {:?}: {complaints}", out.status);
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('|').map(str::to_string).collect()).collect()
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "tshark -r {file}: {:?}: {complaints}",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
 }
 
 /// One packet as tshark reads it.
@@ -184,35 +223,57 @@ struct Frame {
 }
 
 fn frames(file: &str) -> Vec<Frame> {
-    let out = Command::new("tshark").args(["-n", "-r", file, "-T", "json", "-x"]).output().expect("tshark");
+    let out = Command::new("tshark")
+        .args(["-n", "-r", file, "-T", "json", "-x"])
+        .output()
+        .expect("tshark");
     let complaints = tshark_complaints(&out.stderr);
-    assert!(out.status.success() && complaints.is_empty(), "tshark -r {file}: {:?}: {complaints}", out.status);
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "tshark -r {file}: {:?}: {complaints}",
+        out.status
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tshark JSON");
     let raws: Vec<String> = v
         .as_array()
         .expect("packets")
         .iter()
-        .map(|p| p["_source"]["layers"]["frame_raw"][0].as_str().expect("frame_raw").to_string())
+        .map(|p| {
+            p["_source"]["layers"]["frame_raw"][0]
+                .as_str()
+                .expect("frame_raw")
+                .to_string()
+        })
         .collect();
     let lens = fields(file, None, &["frame.len", "frame.cap_len"]);
     assert_eq!(raws.len(), lens.len());
     raws.into_iter()
         .zip(lens)
-        .map(|(hex, l)| Frame { len: l[0].parse().expect("len"), cap_len: l[1].parse().expect("cap_len"), hex })
+        .map(|(hex, l)| Frame {
+            len: l[0].parse().expect("len"),
+            cap_len: l[1].parse().expect("cap_len"),
+            hex,
+        })
         .collect()
 }
 
 /// Wall-clock timestamps (s) of every packet.
 fn times(file: &str) -> Vec<f64> {
-    fields(file, None, &["frame.time_epoch"]).iter().map(|r| r[0].parse().expect("epoch")).collect()
+    fields(file, None, &["frame.time_epoch"])
+        .iter()
+        .map(|r| r[0].parse().expect("epoch"))
+        .collect()
 }
 
 /// The pinned capture switch and how many interfaces its filter lists.
 fn capture_state(pins: &PinDir) -> (CaptureConfig, usize) {
     use aya::maps::{Array, HashMap, Map, MapData};
-    let open = |name: &str| Map::from_map_data(MapData::from_pin(pins.path.join(name)).expect("pinned map")).expect("map");
-    let cfg: Array<MapData, CaptureConfig> = Array::try_from(open(netpath_common::maps::CAPTURE_CFG)).expect("capture config map");
-    let ifaces: HashMap<MapData, u32, u8> = HashMap::try_from(open(netpath_common::maps::CAPTURE_IFACES)).expect("capture iface map");
+    let open =
+        |name: &str| Map::from_map_data(MapData::from_pin(pins.path.join(name)).expect("pinned map")).expect("map");
+    let cfg: Array<MapData, CaptureConfig> =
+        Array::try_from(open(netpath_common::maps::CAPTURE_CFG)).expect("capture config map");
+    let ifaces: HashMap<MapData, u32, u8> =
+        HashMap::try_from(open(netpath_common::maps::CAPTURE_IFACES)).expect("capture iface map");
     (cfg.get(&0, 0).expect("config slot"), ifaces.keys().count())
 }
 
@@ -229,12 +290,22 @@ fn udp(ns: &Netns, dst: &str, port: u16, sizes: &[usize]) {
         "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor n in {sizes:?}:\n  s.sendto(b'u'*n,('{dst}',{port}))\n  time.sleep(0.05)\n"
     );
     let out = ns.exec(&[PYTHON, "-c", &code]);
-    assert!(out.status.success(), "udp from {}: {}", ns.name, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "udp from {}: {}",
+        ns.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn ping(ns: &Netns, dst: &str, count: u32) {
     let out = ns.exec(&["ping", "-n", "-c", &count.to_string(), "-i", "0.2", "-W", "2", dst]);
-    assert!(out.status.success(), "ping {dst} from {}: {}", ns.name, String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "ping {dst} from {}: {}",
+        ns.name,
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 fn tc_daemon(pair: &Pair, pins: &PinDir, ifaces: &[&str], extra: &[&str]) -> Daemon {
@@ -276,7 +347,11 @@ fn capture_matches_tcpdump_packet_for_packet() {
         pins.args()[3],
     ]);
     let (cfg, n) = capture_state(&pins);
-    assert_eq!((cfg.enabled, cfg.snaplen, cfg.class_mask, cfg.iface_filter, n), (1, 200, 0, 1, 1), "armed: {cfg:?}");
+    assert_eq!(
+        (cfg.enabled, cfg.snaplen, cfg.class_mask, cfg.iface_filter, n),
+        (1, 200, 0, 1, 1),
+        "armed: {cfg:?}"
+    );
 
     // Both directions, both initiators, frames shorter and longer than the snaplen.
     ping(&pair.b, PAIR_A_IP, 5);
@@ -291,15 +366,31 @@ fn capture_matches_tcpdump_packet_for_packet() {
 
     let (t, o) = (frames(&theirs), frames(&ours));
     assert!(t.len() >= 21, "tcpdump saw only {} packets", t.len());
-    assert_eq!(o.len(), t.len(), "packet counts differ: netpath {} tcpdump {}", o.len(), t.len());
+    assert_eq!(
+        o.len(),
+        t.len(),
+        "packet counts differ: netpath {} tcpdump {}",
+        o.len(),
+        t.len()
+    );
     for (i, (a, b)) in o.iter().zip(&t).enumerate() {
         assert_eq!(a, b, "packet {} differs (netpath, tcpdump)", i + 1);
     }
-    assert!(o.iter().any(|f| f.cap_len == 200 && f.len > 200), "the snaplen cut nothing");
-    assert!(err.contains(&format!("{} packets captured, 0 lost", o.len())), "summary: {err}");
+    assert!(
+        o.iter().any(|f| f.cap_len == 200 && f.len > 200),
+        "the snaplen cut nothing"
+    );
+    assert!(
+        err.contains(&format!("{} packets captured, 0 lost", o.len())),
+        "summary: {err}"
+    );
     // Wall-clock timestamps from the monotonic ones: next to tcpdump's.
     for (i, (a, b)) in times(&ours).iter().zip(times(&theirs)).enumerate() {
-        assert!((a - b).abs() < 0.05, "packet {} at {a} (netpath) vs {b} (tcpdump)", i + 1);
+        assert!(
+            (a - b).abs() < 0.05,
+            "packet {} at {a} (netpath) vs {b} (tcpdump)",
+            i + 1
+        );
     }
     let names = fields(&ours, None, &["frame.interface_name"]);
     assert!(names.iter().all(|r| r[0] == "veth-a"), "{names:?}");
@@ -316,10 +407,14 @@ fn capture_pod_filter_and_kind_filter() {
     let pair = Pair::new();
     // A second veth from a to a third namespace, standing in for a second pod.
     let c = Netns::new("npc");
-    pair.a.ip(&["link", "add", "name", "veth-c", "type", "veth", "peer", "name", "veth-d", "netns", &c.name]);
+    pair.a.ip(&[
+        "link", "add", "name", "veth-c", "type", "veth", "peer", "name", "veth-d", "netns", &c.name,
+    ]);
     pair.a.ip(&["addr", "add", "10.78.0.1/24", "dev", "veth-c"]);
     c.ip(&["addr", "add", "10.78.0.2/24", "dev", "veth-d"]);
-    let _ = pair.a.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/veth-c/disable_ipv6"]);
+    let _ = pair
+        .a
+        .exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/veth-c/disable_ipv6"]);
     let _ = c.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/veth-d/disable_ipv6"]);
     pair.a.ip(&["link", "set", "veth-c", "up"]);
     c.ip(&["link", "set", "veth-d", "up"]);
@@ -337,45 +432,127 @@ fn capture_pod_filter_and_kind_filter() {
 
     // --kind icmp on both interfaces: ICMP only, from both, each with its own interface block.
     let f = tmp.file("icmp.pcapng");
-    let np =
-        capture(&["--iface", "veth-a", "--iface", "veth-c", "--netns", &pair.a.name, "--kind", "icmp", "-w", &f, p[0], p[1], p[2], p[3]]);
+    let np = capture(&[
+        "--iface",
+        "veth-a",
+        "--iface",
+        "veth-c",
+        "--netns",
+        &pair.a.name,
+        "--kind",
+        "icmp",
+        "-w",
+        &f,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+    ]);
     assert_eq!(capture_state(&pins).0.class_mask, 1 << netpath_common::class::ICMP);
     traffic();
     assert!(np.stop().0.success());
     assert_capture_off(&pins, "--kind icmp");
-    let rows = fields(&f, None, &["frame.interface_name", "frame.packet_flags_direction", "frame.protocols", "icmp.type"]);
-    assert!(!rows.is_empty() && rows.iter().all(|r| r[2].contains(":icmp")), "non-ICMP frames with --kind icmp: {rows:?}");
+    let rows = fields(
+        &f,
+        None,
+        &[
+            "frame.interface_name",
+            "frame.packet_flags_direction",
+            "frame.protocols",
+            "icmp.type",
+        ],
+    );
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r[2].contains(":icmp")),
+        "non-ICMP frames with --kind icmp: {rows:?}"
+    );
     for iface in ["veth-a", "veth-c"] {
-        let echo: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == iface && (r[3] == "8" || r[3] == "0")).collect();
+        let echo: Vec<&Vec<String>> = rows
+            .iter()
+            .filter(|r| r[0] == iface && (r[3] == "8" || r[3] == "0"))
+            .collect();
         assert_eq!(echo.len(), 6, "{iface}: echo requests and replies: {rows:?}");
         // Requests leave (egress: outbound), replies arrive (ingress: inbound).
         for r in echo {
             let want = if r[3] == "8" { 2 } else { 1 };
-            assert_eq!(direction(&r[1]), want, "{iface}: icmp type {} has direction {}", r[3], r[1]);
+            assert_eq!(
+                direction(&r[1]),
+                want,
+                "{iface}: icmp type {} has direction {}",
+                r[3],
+                r[1]
+            );
         }
     }
 
     // --iface picks one interface of the two the daemon watches.
     let f = tmp.file("one.pcapng");
-    let np = capture(&["--iface", "veth-a", "--netns", &pair.a.name, "-w", &f, p[0], p[1], p[2], p[3]]);
+    let np = capture(&[
+        "--iface",
+        "veth-a",
+        "--netns",
+        &pair.a.name,
+        "-w",
+        &f,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+    ]);
     traffic();
     assert!(np.stop().0.success());
-    let rows = fields(&f, None, &["frame.interface_name", "ip.addr", "frame.protocols", "frame.packet_flags_direction"]);
+    let rows = fields(
+        &f,
+        None,
+        &[
+            "frame.interface_name",
+            "ip.addr",
+            "frame.protocols",
+            "frame.packet_flags_direction",
+        ],
+    );
     assert!(rows.iter().any(|r| r[2].contains(":udp")), "{rows:?}");
-    assert!(rows.iter().all(|r| r[0] == "veth-a" && !r[1].contains("10.78.")), "other interface leaked in: {rows:?}");
+    assert!(
+        rows.iter().all(|r| r[0] == "veth-a" && !r[1].contains("10.78.")),
+        "other interface leaked in: {rows:?}"
+    );
     // UDP from a leaves veth-a: outbound.
-    assert!(rows.iter().filter(|r| r[2] == "eth:ethertype:ip:udp:data").all(|r| direction(&r[3]) == 2), "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r[2] == "eth:ethertype:ip:udp:data")
+            .all(|r| direction(&r[3]) == 2),
+        "{rows:?}"
+    );
 
     // --pod by the network namespace behind the veth (no CRI here): the daemon names it.
     let f = tmp.file("pod.pcapng");
-    let np = capture(&["--pod", &c.name, "--netns", &pair.a.name, "-w", &f, p[0], p[1], p[2], p[3]]);
+    let np = capture(&[
+        "--pod",
+        &c.name,
+        "--netns",
+        &pair.a.name,
+        "-w",
+        &f,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+    ]);
     traffic();
     let (st, err) = np.stop();
     assert!(st.success(), "{err}");
     assert!(err.contains("capturing on veth-c"), "{err}");
-    let rows = fields(&f, None, &["frame.interface_name", "frame.interface_description", "ip.addr"]);
+    let rows = fields(
+        &f,
+        None,
+        &["frame.interface_name", "frame.interface_description", "ip.addr"],
+    );
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|r| r[0] == "veth-c" && r[1].contains(&c.name) && !r[2].contains("10.77.")), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r[0] == "veth-c" && r[1].contains(&c.name) && !r[2].contains("10.77.")),
+        "{rows:?}"
+    );
     assert_capture_off(&pins, "--pod");
 }
 
@@ -394,7 +571,20 @@ fn capture_reinserts_offloaded_vlan_tag() {
         let (theirs, ours) = (tmp.file("tcpdump.pcap"), tmp.file("netpath.pcapng"));
         let td = tcpdump(&pair.a, "veth-a", 200, &theirs);
         let p = pins.args();
-        let np = capture(&["--iface", "veth-a", "--netns", &pair.a.name, "-s", "200", "-w", &ours, p[0], p[1], p[2], p[3]]);
+        let np = capture(&[
+            "--iface",
+            "veth-a",
+            "--netns",
+            &pair.a.name,
+            "-s",
+            "200",
+            "-w",
+            &ours,
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+        ]);
         let code = "from scapy.all import *\n\
                     for n in (20, 400):\n  sendp(Ether(dst='ff:ff:ff:ff:ff:ff')/Dot1Q(vlan=42, prio=5)/IP(dst='10.77.0.1')/UDP(dport=9)/(b'x'*n), iface='veth-b', count=3, verbose=0)\n";
         let out = pair.b.exec(&[PYTHON, "-c", code]);
@@ -408,14 +598,30 @@ fn capture_reinserts_offloaded_vlan_tag() {
         let rows = fields(
             &ours,
             Some("udp.dstport == 9"),
-            &["vlan.id", "vlan.priority", "frame.len", "frame.cap_len", "ip.dst", "frame.packet_flags_direction"],
+            &[
+                "vlan.id",
+                "vlan.priority",
+                "frame.len",
+                "frame.cap_len",
+                "ip.dst",
+                "frame.packet_flags_direction",
+            ],
         );
-        let got: Vec<(String, String, String, String)> =
-            rows.iter().map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone())).collect();
+        let got: Vec<(String, String, String, String)> = rows
+            .iter()
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone()))
+            .collect();
         let small = ("42".to_string(), "5".to_string(), "66".to_string(), "66".to_string());
         let large = ("42".to_string(), "5".to_string(), "446".to_string(), "200".to_string());
-        assert_eq!(got, [small.clone(), small.clone(), small, large.clone(), large.clone(), large], "{mode}: {rows:?}");
-        assert!(rows.iter().all(|r| r[4] == PAIR_A_IP && direction(&r[5]) == 1), "{mode}: {rows:?}");
+        assert_eq!(
+            got,
+            [small.clone(), small.clone(), small, large.clone(), large.clone(), large],
+            "{mode}: {rows:?}"
+        );
+        assert!(
+            rows.iter().all(|r| r[4] == PAIR_A_IP && direction(&r[5]) == 1),
+            "{mode}: {rows:?}"
+        );
         // And exactly what tcpdump (libpcap re-inserting the tag) wrote.
         assert_eq!(frames(&ours), frames(&theirs), "{mode}: netpath and tcpdump differ");
     }
@@ -428,20 +634,46 @@ fn capture_to_stdout_pipes_into_tshark() {
     let pins = PinDir::new();
     let _d = tc_daemon(&pair, &pins, &["veth-a"], &[]);
     let p = pins.args();
-    let base = ["--iface", "veth-a", "--netns", pair.a.name.as_str(), "-w", "-", p[0], p[1], p[2], p[3]];
+    let base = [
+        "--iface",
+        "veth-a",
+        "--netns",
+        pair.a.name.as_str(),
+        "-w",
+        "-",
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+    ];
 
     // -c 3 | tshark -r -: three packets, then netpath exits by itself.
     let mut cmd = Command::new(netpath_bin());
-    cmd.arg("capture").args(base).args(["-c", "3", "--kind", "icmp"]).stdout(Stdio::piped());
+    cmd.arg("capture")
+        .args(base)
+        .args(["-c", "3", "--kind", "icmp"])
+        .stdout(Stdio::piped());
     let mut np = Proc::spawn("netpath capture", cmd, "capturing on");
     let out = np.child.as_mut().unwrap().stdout.take().unwrap();
-    let tshark =
-        Command::new("tshark").args(["-n", "-r", "-"]).stdin(out).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("tshark");
+    let tshark = Command::new("tshark")
+        .args(["-n", "-r", "-"])
+        .stdin(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark");
     let mut pinger = pair.b.exec_spawn(&["ping", "-n", "-c", "30", "-i", "0.1", PAIR_A_IP]);
     let (st, err) = np.wait(Duration::from_secs(15));
     let t = tshark.wait_with_output().expect("tshark");
-    assert!(st.success() && err.contains("3 packets captured") && err.contains("count reached"), "{st:?}: {err}");
-    assert!(t.status.success() && tshark_complaints(&t.stderr).is_empty(), "tshark: {}", String::from_utf8_lossy(&t.stderr));
+    assert!(
+        st.success() && err.contains("3 packets captured") && err.contains("count reached"),
+        "{st:?}: {err}"
+    );
+    assert!(
+        t.status.success() && tshark_complaints(&t.stderr).is_empty(),
+        "tshark: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
     let lines: Vec<String> = String::from_utf8_lossy(&t.stdout).lines().map(str::to_string).collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines.iter().all(|l| l.contains("ICMP")), "{lines:?}");
@@ -496,7 +728,10 @@ fn capture_refuses_bad_input_and_always_switches_off() {
     let ns = pair.a.name.as_str();
     let bad: [(&[&str], &str); 5] = [
         (&["--iface", "veth-a", "--netns", ns, "--kind", "icmp,bogus"], "'bogus'"),
-        (&["--iface", "veth-a", "--netns", ns, "--kind", "icmp", "--iface", "nope0"], "'nope0' not found"),
+        (
+            &["--iface", "veth-a", "--netns", ns, "--kind", "icmp", "--iface", "nope0"],
+            "'nope0' not found",
+        ),
         (&["--netns", ns], "--iface"),
         (&["--pod", "no-such-pod", "--netns", ns], "'no-such-pod'"),
         (&["--iface", "veth-a", "--netns", ns, "-c", "0"], "-c"),
@@ -512,12 +747,23 @@ fn capture_refuses_bad_input_and_always_switches_off() {
 
     // One capture at a time: the second is refused, naming the first, which keeps running.
     let f1 = tmp.file("first.pcapng");
-    let first = capture(&["--iface", "veth-a", "--netns", ns, "--kind", "icmp", "-w", &f1, p[0], p[1], p[2], p[3]]);
-    let out = netpath(&["capture", "--iface", "veth-a", "--netns", ns, "-w", &f, p[0], p[1], p[2], p[3]]);
+    let first = capture(&[
+        "--iface", "veth-a", "--netns", ns, "--kind", "icmp", "-w", &f1, p[0], p[1], p[2], p[3],
+    ]);
+    let out = netpath(&[
+        "capture", "--iface", "veth-a", "--netns", ns, "-w", &f, p[0], p[1], p[2], p[3],
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("already capturing") && err.contains(&format!("pid {}", first.pid())), "{err}");
-    assert_eq!(capture_state(&pins).0.enabled, 1, "the refused capture touched the first one's filter");
+    assert!(
+        err.contains("already capturing") && err.contains(&format!("pid {}", first.pid())),
+        "{err}"
+    );
+    assert_eq!(
+        capture_state(&pins).0.enabled,
+        1,
+        "the refused capture touched the first one's filter"
+    );
     ping(&pair.a, PAIR_B_IP, 2);
     settle();
     let (st, err) = first.stop();
@@ -525,8 +771,25 @@ fn capture_refuses_bad_input_and_always_switches_off() {
     assert_capture_off(&pins, "SIGINT");
 
     // --duration ends a capture; SIGTERM too.
-    let out = netpath(&["capture", "--iface", "veth-a", "--netns", ns, "--duration", "300ms", "-w", &f, p[0], p[1], p[2], p[3]]);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("duration elapsed"), "{out:?}");
+    let out = netpath(&[
+        "capture",
+        "--iface",
+        "veth-a",
+        "--netns",
+        ns,
+        "--duration",
+        "300ms",
+        "-w",
+        &f,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+    ]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stderr).contains("duration elapsed"),
+        "{out:?}"
+    );
     assert_capture_off(&pins, "--duration");
     let np = capture(&["--iface", "veth-a", "--netns", ns, "-w", &f, p[0], p[1], p[2], p[3]]);
     np.signal(libc::SIGTERM);
@@ -544,7 +807,21 @@ fn capture_refuses_bad_input_and_always_switches_off() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_capture_off(&pins, "SIGKILL and the daemon's housekeeping");
-    let out = netpath(&["capture", "--iface", "veth-a", "--netns", ns, "--duration", "200ms", "-w", &f, p[0], p[1], p[2], p[3]]);
+    let out = netpath(&[
+        "capture",
+        "--iface",
+        "veth-a",
+        "--netns",
+        ns,
+        "--duration",
+        "200ms",
+        "-w",
+        &f,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert_capture_off(&pins, "a capture after the recovery");
 }
@@ -560,12 +837,31 @@ fn capture_without_daemon_reads_pins_and_finds_the_pod_by_netlink() {
     let tmp = TempDir::new();
     let f = tmp.file("pod.pcapng");
     let p = pins.args();
-    let np = capture(&["--pod", &pair.b.name, "--netns", &pair.a.name, "--kind", "icmp", "-w", &f, p[0], p[1], p[2], p[3]]);
+    let np = capture(&[
+        "--pod",
+        &pair.b.name,
+        "--netns",
+        &pair.a.name,
+        "--kind",
+        "icmp",
+        "-w",
+        &f,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+    ]);
     ping(&pair.a, PAIR_B_IP, 2);
     settle();
     let (st, err) = np.stop();
-    assert!(st.success() && err.contains("capturing on veth-a") && err.contains("4 packets captured"), "{err}");
+    assert!(
+        st.success() && err.contains("capturing on veth-a") && err.contains("4 packets captured"),
+        "{err}"
+    );
     let rows = fields(&f, None, &["frame.interface_name", "frame.interface_description"]);
-    assert!(rows.len() == 4 && rows.iter().all(|r| r[0] == "veth-a" && r[1].contains(&pair.b.name)), "{rows:?}");
+    assert!(
+        rows.len() == 4 && rows.iter().all(|r| r[0] == "veth-a" && r[1].contains(&pair.b.name)),
+        "{rows:?}"
+    );
     assert_capture_off(&pins, "a capture without daemon");
 }

@@ -2,8 +2,6 @@
 //! serving `runtime.v1.RuntimeService` Version, ListPodSandbox and PodSandboxStatus, with sandboxes
 //! whose network namespaces are real (`ip netns add`, a process in one). Guards remove the socket
 //! directory, the namespaces and the process even when a test panics.
-use netpath::cri::{paths, proto, CriClient, CriError};
-use netpath_tests::{fake_cri::*, *};
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
@@ -12,11 +10,18 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netpath::cri::{paths, proto, CriClient, CriError};
+use netpath_tests::{fake_cri::*, *};
+
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// A `sleep 30` inside a named namespace, killed and reaped on drop.
@@ -35,7 +40,12 @@ impl Sleeper {
         let want = ino(&format!("/run/netns/{}", ns.name));
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::fs::metadata(s.ns_path()).map(|m| m.ino()).ok() != Some(want) {
-            assert!(Instant::now() < deadline, "pid {} never entered namespace {}", s.pid(), ns.name);
+            assert!(
+                Instant::now() < deadline,
+                "pid {} never entered namespace {}",
+                s.pid(),
+                ns.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         s
@@ -58,7 +68,9 @@ impl Drop for Sleeper {
 }
 
 fn ino(path: &str) -> u64 {
-    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {path}: {e}")).ino()
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {path}: {e}"))
+        .ino()
 }
 
 /// containerd-style verbose info: the sandbox's OCI runtime spec with its namespaces.
@@ -99,13 +111,21 @@ fn cri_maps_ready_sandboxes_to_netns_inodes() {
         )),
     );
     // 2: only the sandbox process's pid.
-    let coredns = FakeSandbox::new("sb-coredns", "kube-system", "coredns-abc", Some(serde_json::json!({ "pid": sleeper.pid() }).to_string()));
+    let coredns = FakeSandbox::new(
+        "sb-coredns",
+        "kube-system",
+        "coredns-abc",
+        Some(serde_json::json!({ "pid": sleeper.pid() }).to_string()),
+    );
     // 3: host network (NamespaceOption NODE, and no network namespace in the spec).
     let mut host = FakeSandbox::new(
         "sb-host",
         "kube-system",
         "kube-proxy-xyz",
-        Some(info_with_spec(std::process::id(), serde_json::json!([{ "type": "pid" }, { "type": "ipc" }, { "type": "mount" }]))),
+        Some(info_with_spec(
+            std::process::id(),
+            serde_json::json!([{ "type": "pid" }, { "type": "ipc" }, { "type": "mount" }]),
+        )),
     );
     host.network = proto::NamespaceMode::Node;
     let (tea_ref, coredns_ref) = (tea.pod_ref(), coredns.pod_ref());
@@ -123,7 +143,10 @@ fn cri_maps_ready_sandboxes_to_netns_inodes() {
         assert_eq!(client.socket(), server.socket.as_path());
         assert_eq!(client.runtime().runtime_name, "fakecri");
         let v = client.version().await.expect("Version");
-        assert_eq!((v.runtime_name.as_str(), v.runtime_api_version.as_str()), ("fakecri", "v1"));
+        assert_eq!(
+            (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+            ("fakecri", "v1")
+        );
 
         let pods = client.pods_by_netns_inode().await.expect("pods_by_netns_inode");
         assert_eq!(pods.get(&ino1), Some(&tea_ref), "{pods:#?}");
@@ -136,10 +159,16 @@ fn cri_maps_ready_sandboxes_to_netns_inodes() {
     // The client asked for ready sandboxes and verbose status.
     let lists = server.calls(paths::LIST_POD_SANDBOX);
     assert_eq!(lists.len(), 1, "{lists:?}");
-    assert_eq!(lists, [format!("state=Some({})", proto::PodSandboxState::SandboxReady as i32)]);
+    assert_eq!(
+        lists,
+        [format!("state=Some({})", proto::PodSandboxState::SandboxReady as i32)]
+    );
     let mut statuses = server.calls(paths::POD_SANDBOX_STATUS);
     statuses.sort();
-    assert_eq!(statuses, ["sb-coredns verbose=true", "sb-host verbose=true", "sb-tea verbose=true"]);
+    assert_eq!(
+        statuses,
+        ["sb-coredns verbose=true", "sb-host verbose=true", "sb-tea verbose=true"]
+    );
     assert_eq!(server.calls(paths::VERSION).len(), 2);
     drop(server);
     drop(sleeper);
@@ -161,11 +190,19 @@ fn cri_skips_garbage_info_and_unusable_sandboxes() {
         "sb-good",
         "default",
         "good-1",
-        Some(info_with_spec(0, serde_json::json!([{ "type": "network", "path": netns1_path }]))),
+        Some(info_with_spec(
+            0,
+            serde_json::json!([{ "type": "network", "path": netns1_path }]),
+        )),
     );
     let good_ref = good.pod_ref();
     let mut sandboxes = vec![
-        FakeSandbox::new("sb-garbage", "default", "garbage", Some("{\"runtimeSpec\": {not json".into())),
+        FakeSandbox::new(
+            "sb-garbage",
+            "default",
+            "garbage",
+            Some("{\"runtimeSpec\": {not json".into()),
+        ),
         FakeSandbox::new("sb-array", "default", "array", Some("[1, 2, 3]".into())),
         FakeSandbox::new("sb-noinfo", "default", "noinfo", None),
         // Host network known only from the spec (NamespaceOption says POD): its pid must not be used.
@@ -173,34 +210,49 @@ fn cri_skips_garbage_info_and_unusable_sandboxes() {
             "sb-spechost",
             "default",
             "spechost",
-            Some(info_with_spec(std::process::id(), serde_json::json!([{ "type": "pid" }]))),
+            Some(info_with_spec(
+                std::process::id(),
+                serde_json::json!([{ "type": "pid" }]),
+            )),
         ),
         FakeSandbox::new(
             "sb-stale",
             "default",
             "stale",
-            Some(info_with_spec(0, serde_json::json!([{ "type": "network", "path": stale }]))),
+            Some(info_with_spec(
+                0,
+                serde_json::json!([{ "type": "network", "path": stale }]),
+            )),
         ),
         // Listed but removed before its status was asked: NotFound.
         FakeSandbox::new(
             "sb-gone",
             "default",
             "gone",
-            Some(info_with_spec(0, serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", ns2.name) }]))),
+            Some(info_with_spec(
+                0,
+                serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", ns2.name) }]),
+            )),
         ),
         // Its status call fails.
         FakeSandbox::new(
             "sb-broken",
             "default",
             "broken",
-            Some(info_with_spec(0, serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", ns2.name) }]))),
+            Some(info_with_spec(
+                0,
+                serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", ns2.name) }]),
+            )),
         ),
         // Not ready (the fake ignores the filter): skipped even though its namespace is real.
         FakeSandbox::new(
             "sb-notready",
             "default",
             "notready",
-            Some(info_with_spec(0, serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", ns2.name) }]))),
+            Some(info_with_spec(
+                0,
+                serde_json::json!([{ "type": "network", "path": format!("/run/netns/{}", ns2.name) }]),
+            )),
         ),
         good,
     ];
@@ -212,7 +264,10 @@ fn cri_skips_garbage_info_and_unusable_sandboxes() {
     let server = FakeServer::start(&rt, dir, sandboxes);
     let pods = rt.block_on(async {
         let mut client = CriClient::connect(&server.socket).await.expect("connect");
-        client.pods_by_netns_inode().await.expect("bad sandboxes must be skipped, not fail the call")
+        client
+            .pods_by_netns_inode()
+            .await
+            .expect("bad sandboxes must be skipped, not fail the call")
     });
     assert_eq!(pods, HashMap::from([(ino1, good_ref)]));
     let statuses = server.calls(paths::POD_SANDBOX_STATUS);
@@ -234,12 +289,21 @@ fn cri_reports_runtime_errors() {
         let mut client = CriClient::connect(&server.socket).await.expect("connect");
         client.pods_by_netns_inode().await.expect_err("all status calls failed")
     });
-    assert!(matches!(&err, CriError::Call { method: "PodSandboxStatus", socket, .. } if socket == &server.socket), "{err:?}");
+    assert!(
+        matches!(&err, CriError::Call { method: "PodSandboxStatus", socket, .. } if socket == &server.socket),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(server.socket.to_str().unwrap()), "{err}");
 
     // No sandboxes at all is an empty map, not an error.
     let empty = FakeServer::start(&rt, TempDir::new(), vec![]);
-    let pods = rt.block_on(async { CriClient::connect(&empty.socket).await.expect("connect").pods_by_netns_inode().await });
+    let pods = rt.block_on(async {
+        CriClient::connect(&empty.socket)
+            .await
+            .expect("connect")
+            .pods_by_netns_inode()
+            .await
+    });
     assert_eq!(pods.expect("empty runtime"), HashMap::new());
 }
 
@@ -264,22 +328,32 @@ fn cri_connect_to_dead_socket_fails_fast_naming_it() {
             assert!(took < Duration::from_millis(2500), "{} took {took:?}", path.display());
             let msg = err.to_string();
             assert!(msg.contains(named.to_str().unwrap()), "{msg}");
-            assert!(matches!(&err, CriError::Connect { socket, .. } if socket == named), "{err:?}");
+            assert!(
+                matches!(&err, CriError::Connect { socket, .. } if socket == named),
+                "{err:?}"
+            );
             eprintln!("{}: {msg} ({took:?})", path.display());
         }
 
         // The mute listener accepts, but HTTP/2 does not wait for the server: connect() proves the
         // runtime with Version, and gives up within the connect timeout.
         let t0 = Instant::now();
-        let err = CriClient::connect(&mute).await.expect_err("a mute socket is no CRI runtime");
+        let err = CriClient::connect(&mute)
+            .await
+            .expect_err("a mute socket is no CRI runtime");
         let took = t0.elapsed();
         assert!(took < Duration::from_millis(2500), "took {took:?}");
-        assert!(matches!(&err, CriError::ConnectTimeout { socket, .. } if socket == &mute), "{err:?}");
+        assert!(
+            matches!(&err, CriError::ConnectTimeout { socket, .. } if socket == &mute),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(mute.to_str().unwrap()), "{err}");
         eprintln!("{}: {err} ({took:?})", mute.display());
 
         let t0 = Instant::now();
-        assert!(CriClient::discover(&[missing.clone(), dead.clone(), mute.clone()]).await.is_none());
+        assert!(CriClient::discover(&[missing.clone(), dead.clone(), mute.clone()])
+            .await
+            .is_none());
         assert!(t0.elapsed() < Duration::from_millis(2500), "took {:?}", t0.elapsed());
     });
 }

@@ -1,6 +1,5 @@
 //! Control-plane reliability: restarts under load, hot-plugged veths, coexistence with other
 //! programs, configuration reload, access control. Root; throwaway namespaces only.
-use netpath_tests::*;
 use std::{
     net::UdpSocket,
     process::Command,
@@ -11,8 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netpath_tests::*;
+
 fn netpath_on(ns: &Netns, dev: &str) -> Vec<String> {
-    attached_programs(ns, dev).into_iter().filter(|p| p.contains("netpath_")).collect()
+    attached_programs(ns, dev)
+        .into_iter()
+        .filter(|p| p.contains("netpath_"))
+        .collect()
 }
 
 fn udp_ingress(maps: &netpath::maps::Maps, ifindex: u32) -> u64 {
@@ -32,12 +36,21 @@ fn daemon_survives_ten_kill9_restarts_without_losing_a_packet() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let run: Vec<&str> = ["--netns", pair.a.name.as_str(), "--iface", "veth-a", "--persist", "--quiet"]
-        .into_iter()
-        .chain(pins.args())
-        .collect();
+    let run: Vec<&str> = [
+        "--netns",
+        pair.a.name.as_str(),
+        "--iface",
+        "veth-a",
+        "--persist",
+        "--quiet",
+    ]
+    .into_iter()
+    .chain(pins.args())
+    .collect();
     let mut daemon = Some(Daemon::start(&run));
-    let ifindex: u32 = in_netns(&pair.a.name, || netpath::ifaces::resolve("veth-a", None).unwrap().ifindex);
+    let ifindex: u32 = in_netns(&pair.a.name, || {
+        netpath::ifaces::resolve("veth-a", None).unwrap().ifindex
+    });
     // The maps are pinned: one handle reads them across every daemon generation.
     let maps = netpath::maps::Maps::open_pinned(&pins.path).unwrap();
 
@@ -89,14 +102,21 @@ fn daemon_survives_ten_kill9_restarts_without_losing_a_packet() {
         daemon.take().unwrap().kill9();
         let t = Instant::now();
         daemon = Some(Daemon::start(&run));
-        eprintln!("restart {round}: re-adopted in {:?}, {} packets counted so far", t.elapsed(), udp_ingress(&maps, ifindex));
+        eprintln!(
+            "restart {round}: re-adopted in {:?}, {} packets counted so far",
+            t.elapsed(),
+            udp_ingress(&maps, ifindex)
+        );
     }
     sender.join().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let (samples, gaps, backwards) = sampler.join().unwrap();
     let counted = udp_ingress(&maps, ifindex);
-    eprintln!("sent {} packets, counted {counted}; {samples} samples, {gaps} without programs, {backwards} backwards", sent.load(Ordering::Relaxed));
+    eprintln!(
+        "sent {} packets, counted {counted}; {samples} samples, {gaps} without programs, {backwards} backwards",
+        sent.load(Ordering::Relaxed)
+    );
     assert!(samples > 500, "sampler ran only {samples} times");
     assert_eq!(gaps, 0, "programs left the interface");
     assert_eq!(backwards, 0, "counter went backwards");
@@ -117,7 +137,10 @@ fn daemon_follows_100_hotplugged_veths_and_leaks_nothing() {
     node.ip(&["link", "add", "name", "br0", "type", "bridge"]);
     node.ip(&["link", "set", "br0", "up"]);
     let pins = PinDir::new();
-    let run: Vec<&str> = ["--netns", node.name.as_str(), "--iface", "br0", "--persist", "--quiet"].into_iter().chain(pins.args()).collect();
+    let run: Vec<&str> = ["--netns", node.name.as_str(), "--iface", "br0", "--persist", "--quiet"]
+        .into_iter()
+        .chain(pins.args())
+        .collect();
     let d = Daemon::start(&run);
     let started = Instant::now();
     let mut latencies = Vec::new();
@@ -143,7 +166,10 @@ fn daemon_follows_100_hotplugged_veths_and_leaks_nothing() {
     let status = netpath_json(&["status", "--socket", pins.sock()]);
     assert_eq!(status["daemon"]["departed"]["interfaces"], 100, "{status:#}");
     assert_eq!(status["daemon"]["attached_interfaces"], 1, "only br0 left: {status:#}");
-    let pinned: Vec<String> = std::fs::read_dir(pins.path.join("links")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let pinned: Vec<String> = std::fs::read_dir(pins.path.join("links"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(pinned.len(), 2, "only br0's two links stay pinned: {pinned:?}");
     assert!(pinned.iter().all(|p| p.starts_with("br0:")), "{pinned:?}");
     let links = node.ip(&["-o", "link", "show"]);
@@ -161,16 +187,43 @@ fn daemon_leaves_a_foreign_xdp_program_alone() {
     // The "foreign" program: loaded and attached by this test process, not by the daemon.
     let foreign = netpath_tests::testrun::Datapath::load(16);
     let mut foreign = foreign.ebpf;
-    let ifindex: u32 = in_netns(&pair.a.name, || netpath::ifaces::resolve("veth-a", None).unwrap().ifindex);
-    let prog: &mut aya::programs::Xdp = foreign.program_mut(netpath::loader::PROG_XDP_EMPTY).unwrap().try_into().unwrap();
-    in_netns(&pair.a.name, || prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Skb).unwrap());
+    let ifindex: u32 = in_netns(&pair.a.name, || {
+        netpath::ifaces::resolve("veth-a", None).unwrap().ifindex
+    });
+    let prog: &mut aya::programs::Xdp = foreign
+        .program_mut(netpath::loader::PROG_XDP_EMPTY)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    in_netns(&pair.a.name, || {
+        prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Skb).unwrap()
+    });
     let id = prog.info().unwrap().id();
     let pins = PinDir::new();
-    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a:xdp", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--metrics", "none"]);
+    let out = netpath(&[
+        "run",
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a:xdp",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--metrics",
+        "none",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("XDP program {id} (netpath_xdp_nop)")) && err.contains("--force"), "{err}");
-    assert_eq!(attached_programs(&pair.a, "veth-a"), ["xdp:netpath_xdp_nop"], "foreign program touched");
+    assert!(
+        err.contains(&format!("XDP program {id} (netpath_xdp_nop)")) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        attached_programs(&pair.a, "veth-a"),
+        ["xdp:netpath_xdp_nop"],
+        "foreign program touched"
+    );
 }
 
 /// The socket is root's: another user cannot read through it.
@@ -179,7 +232,10 @@ fn daemon_socket_refuses_non_root() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let run: Vec<&str> = ["--netns", pair.a.name.as_str(), "--iface", "veth-a", "--quiet"].into_iter().chain(pins.args()).collect();
+    let run: Vec<&str> = ["--netns", pair.a.name.as_str(), "--iface", "veth-a", "--quiet"]
+        .into_iter()
+        .chain(pins.args())
+        .collect();
     let d = Daemon::start(&run);
     let root = netpath(&["status", "--socket", pins.sock(), "-o", "json"]);
     assert!(root.status.success(), "{}", String::from_utf8_lossy(&root.stderr));
@@ -189,7 +245,11 @@ fn daemon_socket_refuses_non_root() {
         .args(["status", "--socket", pins.sock(), "--pin-dir", pins.arg(), "-o", "json"])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "non-root read status: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "non-root read status: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(out.stdout.is_empty());
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&pins.socket).unwrap().permissions()) & 0o777;
     assert_eq!(mode, 0o600);
@@ -202,21 +262,30 @@ fn daemon_socket_refuses_non_root() {
 fn daemon_sighup_reloads_the_config_file() {
     require_root();
     let pair = Pair::new();
-    pair.a.ip(&["link", "add", "name", "extra0", "type", "veth", "peer", "name", "extra1"]);
+    pair.a.ip(&[
+        "link", "add", "name", "extra0", "type", "veth", "peer", "name", "extra1",
+    ]);
     pair.a.ip(&["link", "set", "extra0", "up"]);
     let pins = PinDir::new();
     let dir = std::env::temp_dir().join(unique("npcfg"));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("netpath.toml");
     std::fs::write(&cfg, "iface = [\"veth-a\"]\nquiet = true\n").unwrap();
-    let run: Vec<&str> = ["--netns", pair.a.name.as_str(), "--config", cfg.to_str().unwrap()].into_iter().chain(pins.args()).collect();
+    let run: Vec<&str> = ["--netns", pair.a.name.as_str(), "--config", cfg.to_str().unwrap()]
+        .into_iter()
+        .chain(pins.args())
+        .collect();
     let d = Daemon::start_expecting(&run, 1);
     assert_eq!(netpath_on(&pair.a, "veth-a").len(), 2);
     let hup = |d: &Daemon| unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
     let wait_for = |dev: &str, n: usize| {
         let t = Instant::now();
         while netpath_on(&pair.a, dev).len() != n {
-            assert!(t.elapsed() < Duration::from_secs(5), "{dev}: expected {n} programs, have {:?}", netpath_on(&pair.a, dev));
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{dev}: expected {n} programs, have {:?}",
+                netpath_on(&pair.a, dev)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
@@ -227,7 +296,11 @@ fn daemon_sighup_reloads_the_config_file() {
     std::fs::write(&cfg, "iface = [\"extra0\"\nthis is not toml").unwrap();
     hup(&d);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(netpath_on(&pair.a, "extra0").len(), 2, "a broken file must not change anything");
+    assert_eq!(
+        netpath_on(&pair.a, "extra0").len(),
+        2,
+        "a broken file must not change anything"
+    );
     assert!(d.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -241,19 +314,64 @@ fn daemon_clsact_coexists_with_other_filters() {
     pair.a.exec(&["tc", "qdisc", "add", "dev", "veth-a", "clsact"]);
     // Another tool's filter: a classic-BPF cls_bpf filter that classifies everything (the test
     // kernel has no matchall/u32 classifiers).
-    let out = pair.a.exec(&["tc", "filter", "add", "dev", "veth-a", "ingress", "prio", "7", "handle", "7", "bpf", "bytecode", "1,6 0 0 4294967295,", "classid", "1:1"]);
+    let out = pair.a.exec(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        "veth-a",
+        "ingress",
+        "prio",
+        "7",
+        "handle",
+        "7",
+        "bpf",
+        "bytecode",
+        "1,6 0 0 4294967295,",
+        "classid",
+        "1:1",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let pins = PinDir::new();
-    let run: Vec<&str> = ["--netns", pair.a.name.as_str(), "--iface", "veth-a", "--tc-hook", "clsact", "--quiet"].into_iter().chain(pins.args()).collect();
+    let run: Vec<&str> = [
+        "--netns",
+        pair.a.name.as_str(),
+        "--iface",
+        "veth-a",
+        "--tc-hook",
+        "clsact",
+        "--quiet",
+    ]
+    .into_iter()
+    .chain(pins.args())
+    .collect();
     let d = Daemon::start(&run);
-    let filters = String::from_utf8_lossy(&pair.a.exec(&["tc", "filter", "show", "dev", "veth-a", "ingress"]).stdout).into_owned();
-    assert!(filters.contains("netpath_tc_in") && filters.contains("bytecode"), "{filters}");
+    let filters = String::from_utf8_lossy(
+        &pair
+            .a
+            .exec(&["tc", "filter", "show", "dev", "veth-a", "ingress"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        filters.contains("netpath_tc_in") && filters.contains("bytecode"),
+        "{filters}"
+    );
     pair.ping_from_a(2);
     let rows = netpath_json(&["stats", "--socket", pins.sock()]);
     assert_eq!(stat(&rows, "veth-a", "ingress", "icmp", "packets"), 2, "{rows}");
     assert!(d.stop().success());
-    let filters = String::from_utf8_lossy(&pair.a.exec(&["tc", "filter", "show", "dev", "veth-a", "ingress"]).stdout).into_owned();
-    assert!(!filters.contains("netpath") && filters.contains("bytecode"), "{filters}");
+    let filters = String::from_utf8_lossy(
+        &pair
+            .a
+            .exec(&["tc", "filter", "show", "dev", "veth-a", "ingress"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !filters.contains("netpath") && filters.contains("bytecode"),
+        "{filters}"
+    );
     let qdisc = String::from_utf8_lossy(&pair.a.exec(&["tc", "qdisc", "show", "dev", "veth-a"]).stdout).into_owned();
     assert!(qdisc.contains("clsact"), "{qdisc}");
 }
@@ -265,7 +383,11 @@ fn daemon_names_pods_through_cri() {
     use netpath_tests::fake_cri::{FakeSandbox, FakeServer, TempDir};
     require_root();
     let pair = Pair::new();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let info = serde_json::json!({
         "pid": 1,
         "runtimeSpec": { "linux": { "namespaces": [
@@ -274,20 +396,55 @@ fn daemon_names_pods_through_cri() {
         ] } },
     })
     .to_string();
-    let cri = FakeServer::start(&rt, TempDir::new(), vec![FakeSandbox::new("sb1", "default", "tea-6fb46d", Some(info))]);
+    let cri = FakeServer::start(
+        &rt,
+        TempDir::new(),
+        vec![FakeSandbox::new("sb1", "default", "tea-6fb46d", Some(info))],
+    );
     let pins = PinDir::new();
     let cri_sock = cri.socket.to_str().unwrap().to_string();
-    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--quiet", "--cri-socket", &cri_sock, "--pin-dir", pins.arg(), "--socket", pins.sock()]);
+    let d = Daemon::start(&[
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a",
+        "--quiet",
+        "--cri-socket",
+        &cri_sock,
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+    ]);
     pair.ping_from_a(2);
     let ifaces = netpath_json(&["ifaces", "--socket", pins.sock()]);
-    let row = ifaces.as_array().unwrap().iter().find(|r| r["iface"] == "veth-a").expect("veth-a row").clone();
-    assert_eq!((row["pod"].as_str(), row["pod_namespace"].as_str()), (Some("tea-6fb46d"), Some("default")), "{row:#}");
+    let row = ifaces
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["iface"] == "veth-a")
+        .expect("veth-a row")
+        .clone();
+    assert_eq!(
+        (row["pod"].as_str(), row["pod_namespace"].as_str()),
+        (Some("tea-6fb46d"), Some("default")),
+        "{row:#}"
+    );
     assert_eq!(row["peer_netns"], pair.b.name.as_str(), "{row:#}");
     assert_eq!(row["mode"], "tc", "{row:#}");
     let rows = netpath_json(&["stats", "--socket", pins.sock()]);
-    assert!(rows.as_array().unwrap().iter().any(|r| r["iface"] == "veth-a" && r["pod"] == "tea-6fb46d" && r["pod_namespace"] == "default"), "{rows}");
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["iface"] == "veth-a" && r["pod"] == "tea-6fb46d" && r["pod_namespace"] == "default"),
+        "{rows}"
+    );
     let flows = netpath_json(&["flows", "--socket", pins.sock(), "--class", "icmp"]);
-    assert!(flows.as_array().unwrap().iter().all(|f| f["pod"] == "tea-6fb46d"), "{flows}");
+    assert!(
+        flows.as_array().unwrap().iter().all(|f| f["pod"] == "tea-6fb46d"),
+        "{flows}"
+    );
     let text = String::from_utf8(netpath(&["ifaces", "--socket", pins.sock()]).stdout).unwrap();
     assert!(text.contains("default/tea-6fb46d"), "{text}");
     assert!(d.stop().success());
@@ -301,21 +458,44 @@ fn daemon_honours_tcx_order() {
     let pair = Pair::new();
     // Another tool's tcx program on veth-a's ingress, attached by this test process.
     let mut other = netpath_tests::testrun::Datapath::load(16).ebpf;
-    let prog: &mut aya::programs::SchedClassifier = other.program_mut(netpath::loader::PROG_TC_EGRESS).unwrap().try_into().unwrap();
+    let prog: &mut aya::programs::SchedClassifier = other
+        .program_mut(netpath::loader::PROG_TC_EGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
     let other_id = prog.info().unwrap().id();
-    in_netns(&pair.a.name, || prog.attach("veth-a", aya::programs::TcAttachType::Ingress).unwrap());
+    in_netns(&pair.a.name, || {
+        prog.attach("veth-a", aya::programs::TcAttachType::Ingress).unwrap()
+    });
     let ingress_order = || -> Vec<u32> {
         in_netns(&pair.a.name, || {
-            let (_, progs) = aya::programs::SchedClassifier::query_tcx("veth-a", aya::programs::TcAttachType::Ingress).unwrap();
+            let (_, progs) =
+                aya::programs::SchedClassifier::query_tcx("veth-a", aya::programs::TcAttachType::Ingress).unwrap();
             progs.iter().map(|p| p.id()).collect()
         })
     };
     for (order, first_is_netpath) in [("first", true), ("last", false)] {
         let pins = PinDir::new();
-        let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--quiet", "--tcx-order", order, "--pin-dir", pins.arg(), "--socket", pins.sock()]);
+        let d = Daemon::start(&[
+            "--netns",
+            &pair.a.name,
+            "--iface",
+            "veth-a",
+            "--quiet",
+            "--tcx-order",
+            order,
+            "--pin-dir",
+            pins.arg(),
+            "--socket",
+            pins.sock(),
+        ]);
         let ids = ingress_order();
         assert_eq!(ids.len(), 2, "{ids:?}");
-        assert_eq!(ids[0] != other_id, first_is_netpath, "--tcx-order {order}: {ids:?} (other is {other_id})");
+        assert_eq!(
+            ids[0] != other_id,
+            first_is_netpath,
+            "--tcx-order {order}: {ids:?} (other is {other_id})"
+        );
         assert!(d.stop().success());
         assert_eq!(ingress_order(), [other_id], "netpath left, the other program stays");
     }

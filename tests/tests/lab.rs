@@ -3,14 +3,15 @@
 //! arping, iperf3 and tcpdump binaries. Each test builds a private lab under its own prefix, so the
 //! tests can run in parallel and never touch a developer's `np` lab; a Drop guard removes it even
 //! when an assertion fails.
-use netpath::lab::{Lab, TrafficOpts};
-use netpath_tests::LabGuard;
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
+
+use netpath::lab::{Lab, TrafficOpts};
+use netpath_tests::LabGuard;
 
 fn require_root() {
     let uid = Command::new("id").arg("-u").output().expect("run `id -u`");
@@ -28,8 +29,15 @@ fn prefix(tag: &str) -> String {
 
 /// Named namespaces belonging to `prefix` (`{prefix}-...`).
 fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().expect("run `ip netns list`");
-    assert!(out.status.success(), "ip netns list: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("run `ip netns list`");
+    assert!(
+        out.status.success(),
+        "ip netns list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -40,8 +48,15 @@ fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
 
 /// `ifindex: name` of every link in `ns`, to show a second `up()` recreated nothing.
 fn link_indexes(ns: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["-n", ns, "-o", "link", "show"]).output().expect("run ip link");
-    assert!(out.status.success(), "ip -n {ns} link show: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show"])
+        .output()
+        .expect("run ip link");
+    assert!(
+        out.status.success(),
+        "ip -n {ns} link show: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.splitn(3, ':').take(2).collect::<Vec<_>>().join(":"))
@@ -55,12 +70,26 @@ fn lab_cross_node_ping_rides_vxlan_underlay() {
     let lab = &guard.0;
 
     let status = lab.up().expect("lab up");
-    assert!(status.up, "lab not up after up():\n{status}\nproblems: {:?}", lab.problems());
+    assert!(
+        status.up,
+        "lab not up after up():\n{status}\nproblems: {:?}",
+        lab.problems()
+    );
     let status = lab.status().expect("lab status");
-    assert!(status.up, "status() says not up:\n{status}\nproblems: {:?}", lab.problems());
+    assert!(
+        status.up,
+        "status() says not up:\n{status}\nproblems: {:?}",
+        lab.problems()
+    );
     assert_eq!(status.namespaces.len(), 7, "{status}");
     assert_eq!(status.pods.len(), 5);
-    assert_eq!(status.underlay, ["node1 ul0 172.27.0.11/20".to_string(), "node2 ul0 172.27.16.10/20".to_string()]);
+    assert_eq!(
+        status.underlay,
+        [
+            "node1 ul0 172.27.0.11/20".to_string(),
+            "node2 ul0 172.27.16.10/20".to_string()
+        ]
+    );
 
     // A second up() finds the lab complete and leaves it alone.
     let node1 = lab.node_ns(1);
@@ -75,7 +104,9 @@ fn lab_cross_node_ping_rides_vxlan_underlay() {
 
     // Capture VXLAN on node1's underlay while pinging across nodes.
     let mut tcpdump = Command::new("ip")
-        .args(["netns", "exec", &node1, "timeout", "10", "tcpdump", "-i", "ul0", "-nn", "-l", "-c", "3"])
+        .args([
+            "netns", "exec", &node1, "timeout", "10", "tcpdump", "-i", "ul0", "-nn", "-l", "-c", "3",
+        ])
         .args(["udp", "port", "8472"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -101,7 +132,9 @@ fn lab_cross_node_ping_rides_vxlan_underlay() {
     }
 
     let ping = Command::new("ip")
-        .args(["netns", "exec", &src.netns, "timeout", "10", "ping", "-c", "3", "-i", "0.2", "-W", "1"])
+        .args([
+            "netns", "exec", &src.netns, "timeout", "10", "ping", "-c", "3", "-i", "0.2", "-W", "1",
+        ])
         .arg(dst.ip.to_string())
         .output()
         .expect("run ping");
@@ -154,7 +187,10 @@ fn lab_drive_traffic_succeeds_on_fresh_lab() {
 
     // No iperf3 server (or anything else) outlives drive_traffic in the lab's namespaces.
     for pod in lab.pods() {
-        let out = Command::new("ip").args(["netns", "pids", &pod.netns]).output().expect("ip netns pids");
+        let out = Command::new("ip")
+            .args(["netns", "pids", &pod.netns])
+            .output()
+            .expect("ip netns pids");
         let pids = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(pids.is_empty(), "processes still running in {}: {pids}", pod.netns);
     }

@@ -3,11 +3,6 @@
 //! Prometheus scrapes it every second while the lab carries traffic; then every PromQL expression
 //! of `deploy/grafana/netpath-node.json` must parse and return data, the exposition must pass
 //! `promtool check metrics`, and OpenMetrics must be negotiated on request.
-use netpath::{
-    api::percent_encode,
-    lab::{Lab, TrafficOpts},
-};
-use netpath_tests::*;
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -15,6 +10,12 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use netpath::{
+    api::percent_encode,
+    lab::{Lab, TrafficOpts},
+};
+use netpath_tests::*;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
@@ -68,7 +69,11 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
-        let mut p = Prometheus { child: Some(child), addr, dir };
+        let mut p = Prometheus {
+            child: Some(child),
+            addr,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok((200, _, _)) = http_get(p.addr, "/-/ready", None) {
@@ -77,7 +82,11 @@ impl Prometheus {
             if let Some(Ok(Some(st))) = p.child.as_mut().map(|c| c.try_wait()) {
                 panic!("prometheus exited ({st}) before it was ready:\n{}", p.log());
             }
-            assert!(Instant::now() < deadline, "prometheus not ready within 30s:\n{}", p.log());
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready within 30s:\n{}",
+                p.log()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         p
@@ -89,9 +98,14 @@ impl Prometheus {
 
     /// `GET /api/v1/query`: the HTTP status and the parsed answer.
     fn query(&self, expr: &str) -> (u16, serde_json::Value) {
-        let (status, _, body) = http_get(self.addr, &format!("/api/v1/query?query={}", percent_encode(expr)), None)
-            .unwrap_or_else(|e| panic!("querying prometheus for {expr}: {e}"));
-        let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("prometheus answered {status} with non-JSON ({e}): {body}"));
+        let (status, _, body) = http_get(
+            self.addr,
+            &format!("/api/v1/query?query={}", percent_encode(expr)),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("querying prometheus for {expr}: {e}"));
+        let v = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("prometheus answered {status} with non-JSON ({e}): {body}"));
         (status, v)
     }
 
@@ -132,9 +146,10 @@ fn result_count(data: &serde_json::Value) -> usize {
 
 /// A loopback address nobody listens on (right now).
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
 }
-
 
 /// One HTTP/1.0 GET (no chunked encoding, the server closes): status, lower-cased headers, body.
 fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> std::io::Result<(u16, String, String)> {
@@ -148,7 +163,11 @@ fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> std::io::Resu
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    let status = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     Ok((status, headers.to_ascii_lowercase(), body.to_string()))
 }
 
@@ -161,7 +180,12 @@ fn promtool_check(text: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("running {PROMTOOL}: {e}"));
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("feed promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
     let out = child.wait_with_output().expect("promtool");
     assert!(
         out.status.success(),
@@ -174,7 +198,9 @@ fn promtool_check(text: &str) {
 
 /// The value of the first sample line starting with `prefix` (metric name and labels).
 fn sample(text: &str, prefix: &str) -> Option<f64> {
-    text.lines().find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    text.lines()
+        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// Every `expr` in the dashboard (panel targets, also inside rows).
@@ -197,13 +223,25 @@ fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
 /// selector has series with that label: `count by (LABEL) (SELECTOR)`.
 fn variable_exprs(dashboard: &serde_json::Value) -> Vec<String> {
     let mut out = Vec::new();
-    for var in dashboard["templating"]["list"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         if var["type"] != "query" {
             continue;
         }
-        let q = var["query"]["query"].as_str().or_else(|| var["query"].as_str()).unwrap_or_default();
-        let inner = q.strip_prefix("label_values(").and_then(|s| s.strip_suffix(')')).unwrap_or_else(|| panic!("variable {}: unexpected query {q}", var["name"]));
-        let (selector, label) = inner.rsplit_once(',').unwrap_or_else(|| panic!("variable {}: label_values without a selector: {q}", var["name"]));
+        let q = var["query"]["query"]
+            .as_str()
+            .or_else(|| var["query"].as_str())
+            .unwrap_or_default();
+        let inner = q
+            .strip_prefix("label_values(")
+            .and_then(|s| s.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("variable {}: unexpected query {q}", var["name"]));
+        let (selector, label) = inner
+            .rsplit_once(',')
+            .unwrap_or_else(|| panic!("variable {}: label_values without a selector: {q}", var["name"]));
         out.push(format!("count by ({}) ({})", label.trim(), selector.trim()));
     }
     out
@@ -217,7 +255,10 @@ fn substitute(expr: &str, vars: &[(&str, String)]) -> String {
     for (name, value) in &vars {
         e = e.replace(&format!("${{{}}}", &name[1..]), value).replace(name, value);
     }
-    assert!(!e.contains('$'), "dashboard expression uses a variable the test does not know: {expr}");
+    assert!(
+        !e.contains('$'),
+        "dashboard expression uses a variable the test does not know: {expr}"
+    );
     e
 }
 
@@ -240,7 +281,8 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
         );
     }
     let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dashboard_path()).expect("read the dashboard")).expect("dashboard is JSON");
+        serde_json::from_str(&std::fs::read_to_string(dashboard_path()).expect("read the dashboard"))
+            .expect("dashboard is JSON");
 
     let lab = LabGuard(Lab::new(&unique("npm")));
     lab.0.up().expect("lab up");
@@ -251,7 +293,16 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
     let pins = PinDir::new();
     let metrics = free_addr();
     let metrics_arg = metrics.to_string();
-    let mut args = vec!["--netns", &node1, "--iface", "cni0", "--iface", "ul0:xdp", "--metrics", &metrics_arg];
+    let mut args = vec![
+        "--netns",
+        &node1,
+        "--iface",
+        "cni0",
+        "--iface",
+        "ul0:xdp",
+        "--metrics",
+        &metrics_arg,
+    ];
     args.extend(pins.args());
     let daemon = Daemon::start(&args);
 
@@ -265,7 +316,10 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
         if tc == Some(4.0) && xdp == Some(1.0) {
             break;
         }
-        assert!(Instant::now() < deadline, "not all of cni0, its 3 ports and ul0 attached within 20s (tc {tc:?}, xdp {xdp:?}):\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "not all of cni0, its 3 ports and ul0 attached within 20s (tc {tc:?}, xdp {xdp:?}):\n{body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -275,24 +329,53 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
 
     let traffic = lab.0.drive_traffic(&TrafficOpts { seconds: 8 }).expect("drive traffic");
     report(&format!("metrics test: traffic {traffic:?}"));
-    assert!(traffic.ping_same_node_ok && traffic.ping_cross_node_ok, "pings failed: {traffic:?}");
+    assert!(
+        traffic.ping_same_node_ok && traffic.ping_cross_node_ok,
+        "pings failed: {traffic:?}"
+    );
     // ICMP spread over several scrapes, so its rate is visible whatever the scrape phase.
     let out = Command::new("ip")
-        .args(["netns", "exec", &a1.netns, "ping", "-n", "-q", "-c", "5", "-i", "0.5", "-W", "1", &a2.ip.to_string()])
+        .args([
+            "netns",
+            "exec",
+            &a1.netns,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "5",
+            "-i",
+            "0.5",
+            "-W",
+            "1",
+            &a2.ip.to_string(),
+        ])
         .output()
         .expect("ping");
-    assert!(out.status.success(), "ping a1 -> a2: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "ping a1 -> a2: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     std::thread::sleep(Duration::from_secs(3));
 
     // The exposition as Prometheus saw it: the target is healthy (OpenMetrics negotiated).
     let (n, v) = prom.query_until_data(r#"scrape_samples_scraped{job="netpath"} > 0"#, Duration::from_secs(5));
     assert_eq!(n, 1, "{v}");
-    let (n, v) = prom.query_until_data(r#"rate(netpath_packets_total{class="icmp"}[1m]) > 0"#, Duration::from_secs(15));
-    report(&format!("metrics test: {n:>3} series  rate(netpath_packets_total{{class=\"icmp\"}}[1m]) > 0"));
+    let (n, v) = prom.query_until_data(
+        r#"rate(netpath_packets_total{class="icmp"}[1m]) > 0"#,
+        Duration::from_secs(15),
+    );
+    report(&format!(
+        "metrics test: {n:>3} series  rate(netpath_packets_total{{class=\"icmp\"}}[1m]) > 0"
+    ));
     assert!(n > 0, "no ICMP packet rate in prometheus: {v}");
     // Pod veths carry the pod's netns name (no CRI in the lab).
     let pod = a1.netns.clone();
-    let (n, v) = prom.query_until_data(&format!(r#"netpath_packets_total{{pod="{pod}", namespace=""}}"#), Duration::from_secs(5));
+    let (n, v) = prom.query_until_data(
+        &format!(r#"netpath_packets_total{{pod="{pod}", namespace=""}}"#),
+        Duration::from_secs(5),
+    );
     assert!(n > 0, "no series for pod {pod}: {v}");
 
     let (_, v) = prom.query(r#"sum by (kind) (netpath_events_total{job="netpath"})"#);
@@ -301,7 +384,13 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .map(|r| format!("{}={}", r["metric"]["kind"].as_str().unwrap_or("?"), r["value"][1].as_str().unwrap_or("?")))
+        .map(|r| {
+            format!(
+                "{}={}",
+                r["metric"]["kind"].as_str().unwrap_or("?"),
+                r["value"][1].as_str().unwrap_or("?")
+            )
+        })
         .collect();
     report(&format!("metrics test: events by kind: {}", kinds.join(" ")));
 
@@ -320,7 +409,10 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
     assert!(exprs.len() >= 10, "the dashboard has only {} expressions", exprs.len());
     exprs.extend(variable_exprs(&dashboard));
     let mut failures = Vec::new();
-    report(&format!("metrics test: {} dashboard expressions, variables {vars:?}", exprs.len()));
+    report(&format!(
+        "metrics test: {} dashboard expressions, variables {vars:?}",
+        exprs.len()
+    ));
     for e in &exprs {
         let q = substitute(e, &vars);
         let (n, v) = prom.query_until_data(&q, Duration::from_secs(10));
@@ -329,7 +421,11 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
             failures.push(format!("{q}: {v}"));
         }
     }
-    assert!(failures.is_empty(), "dashboard expressions without data in the lab:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "dashboard expressions without data in the lab:\n{}",
+        failures.join("\n")
+    );
 
     // A direct scrape: the Prometheus text format passes promtool, OpenMetrics is negotiated.
     let (status, headers, text) = http_get(metrics, "/metrics", None).expect("scrape /metrics");
@@ -339,7 +435,9 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
     promtool_check(&text);
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let series = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
-    report(&format!("metrics test: promtool check metrics clean on {families} families, {series} series"));
+    report(&format!(
+        "metrics test: promtool check metrics clean on {families} families, {series} series"
+    ));
     for family in [
         "netpath_packets_total",
         "netpath_bytes_total",
@@ -355,13 +453,23 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
         "netpath_program_info",
         "netpath_build_info",
     ] {
-        assert!(text.lines().any(|l| l.starts_with(family) && !l.starts_with('#')), "no {family} series:\n{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with(family) && !l.starts_with('#')),
+            "no {family} series:\n{text}"
+        );
     }
-    let flow_series = text.lines().filter(|l| l.starts_with("netpath_flow_bytes_total{")).count();
+    let flow_series = text
+        .lines()
+        .filter(|l| l.starts_with("netpath_flow_bytes_total{"))
+        .count();
     assert!((1..=100).contains(&flow_series), "{flow_series} flow series (cap 100)");
-    let (status, headers, om) = http_get(metrics, "/metrics", Some("application/openmetrics-text; version=1.0.0")).expect("scrape /metrics");
+    let (status, headers, om) =
+        http_get(metrics, "/metrics", Some("application/openmetrics-text; version=1.0.0")).expect("scrape /metrics");
     assert_eq!(status, 200, "{om}");
-    assert!(headers.contains("content-type: application/openmetrics-text"), "{headers}");
+    assert!(
+        headers.contains("content-type: application/openmetrics-text"),
+        "{headers}"
+    );
     assert!(om.ends_with("# EOF\n"), "OpenMetrics must end with # EOF:\n{om}");
     assert!(om.contains("# TYPE netpath_packets counter\n"), "{om}");
     let (status, _, body) = http_get(metrics, "/healthz", None).expect("healthz");

@@ -3,14 +3,15 @@
 //! the pod's namespace. Everything runs on a thread inside the node namespace, with a tokio runtime
 //! built there; the Netns guards delete all of it, also on panic. Namespaces are named npt* so that
 //! CI removes leftovers of an interrupted run.
-use netpath::netlink::{self, LinkEvent, LinkInfo, Netlink};
-use netpath_tests::*;
 use std::{
     collections::BTreeSet,
     fs::File,
     os::{fd::AsFd, unix::fs::MetadataExt},
     time::{Duration, Instant},
 };
+
+use netpath::netlink::{self, LinkEvent, LinkInfo, Netlink};
+use netpath_tests::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const BR_ADDR: &str = "10.244.0.1/24";
@@ -40,7 +41,18 @@ impl Node {
     /// A veth pair in the node, the peer moved into `pod`, the host side enslaved to br0.
     fn plug(&self, host: &str, pod: &Netns) {
         let peer = format!("p{host}");
-        self.node.ip(&["link", "add", host, "mtu", &VETH_MTU.to_string(), "type", "veth", "peer", "name", &peer]);
+        self.node.ip(&[
+            "link",
+            "add",
+            host,
+            "mtu",
+            &VETH_MTU.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
         self.node.ip(&["link", "set", &peer, "netns", &pod.name]);
         self.node.ip(&["link", "set", host, "master", "br0", "up"]);
     }
@@ -54,11 +66,18 @@ impl Node {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn find<'a>(links: &'a [LinkInfo], name: &str) -> &'a LinkInfo {
-    links.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("{name} missing from {links:#?}"))
+    links
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("{name} missing from {links:#?}"))
 }
 
 #[test]
@@ -66,8 +85,23 @@ fn netlink_links_ports_and_pod_namespaces() {
     require_root();
     let n = Node::new(2);
     let lonely = Netns::new("npt"); // never linked to the node: no nsid from there
-    // ifindexes are per namespace: a peer may carry the same number as its host end.
-    n.node.ip(&["link", "add", "vsame", "index", "77", "type", "veth", "peer", "name", "psame", "index", "77", "netns", &n.pods[1].name]);
+                                    // ifindexes are per namespace: a peer may carry the same number as its host end.
+    n.node.ip(&[
+        "link",
+        "add",
+        "vsame",
+        "index",
+        "77",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "psame",
+        "index",
+        "77",
+        "netns",
+        &n.pods[1].name,
+    ]);
     let ip_br = n.ip_link("br0");
     let ip_vh: Vec<serde_json::Value> = (0..2).map(|i| n.ip_link(&format!("vh{i}"))).collect();
     let pod_names: Vec<String> = n.pods.iter().map(|p| p.name.clone()).collect();
@@ -78,7 +112,10 @@ fn netlink_links_ports_and_pod_namespaces() {
             let t = Instant::now();
             let links = nl.links().await.expect("links");
             eprintln!("links(): {} links in {:?}", links.len(), t.elapsed());
-            assert!(links.windows(2).all(|w| w[0].ifindex < w[1].ifindex), "not sorted by ifindex: {links:#?}");
+            assert!(
+                links.windows(2).all(|w| w[0].ifindex < w[1].ifindex),
+                "not sorted by ifindex: {links:#?}"
+            );
             // (No exact count: with ipip/sit/gre modules loaded every namespace also gets tunl0, sit0, ...)
 
             let lo = find(&links, "lo");
@@ -90,7 +127,10 @@ fn netlink_links_ports_and_pod_namespaces() {
             assert_eq!(br.ifindex as u64, ip_br["ifindex"].as_u64().unwrap());
             assert_eq!(br.mac.as_deref(), ip_br["address"].as_str(), "{br:#?}");
             assert_eq!(br.mtu, ip_br["mtu"].as_u64().map(|m| m as u32), "{br:#?}");
-            assert!(br.up && br.master.is_none() && br.peer_ifindex.is_none() && br.link_netnsid.is_none(), "{br:#?}");
+            assert!(
+                br.up && br.master.is_none() && br.peer_ifindex.is_none() && br.link_netnsid.is_none(),
+                "{br:#?}"
+            );
             assert!(br.addresses.contains(&BR_ADDR.to_string()), "{br:#?}");
 
             let mut nsids = Vec::new();
@@ -102,8 +142,16 @@ fn netlink_links_ports_and_pod_namespaces() {
                 assert_eq!(vh.mtu, Some(VETH_MTU), "{vh:#?}");
                 assert_eq!(vh.mac.as_deref(), ip["address"].as_str(), "{vh:#?} vs {ip}");
                 assert!(vh.up, "{vh:#?}");
-                assert_eq!(vh.peer_ifindex.map(u64::from), ip["link_index"].as_u64(), "{vh:#?} vs {ip}");
-                assert_eq!(vh.link_netnsid.map(i64::from), ip["link_netnsid"].as_i64(), "{vh:#?} vs {ip}");
+                assert_eq!(
+                    vh.peer_ifindex.map(u64::from),
+                    ip["link_index"].as_u64(),
+                    "{vh:#?} vs {ip}"
+                );
+                assert_eq!(
+                    vh.link_netnsid.map(i64::from),
+                    ip["link_netnsid"].as_i64(),
+                    "{vh:#?} vs {ip}"
+                );
                 assert!(vh.peer_ifindex.is_some() && vh.link_netnsid.is_some(), "{vh:#?}");
                 nsids.push(vh.link_netnsid.unwrap());
 
@@ -111,15 +159,29 @@ fn netlink_links_ports_and_pod_namespaces() {
                 assert_eq!(nl.link(vh.ifindex).await.unwrap().as_ref(), Some(vh));
                 assert_eq!(nl.link_by_name(&vh.name).await.unwrap().as_ref(), Some(vh));
             }
-            assert_eq!(nl.link_by_name("br0").await.unwrap().as_ref(), Some(br), "with its address");
+            assert_eq!(
+                nl.link_by_name("br0").await.unwrap().as_ref(),
+                Some(br),
+                "with its address"
+            );
             assert_eq!(nl.link(999_999).await.unwrap(), None);
             assert_eq!(nl.link_by_name("no-such-link").await.unwrap(), None);
             assert_ne!(nsids[0], nsids[1], "two pods, two namespaces");
             let same = find(&links, "vsame");
-            assert_eq!((same.ifindex, same.peer_ifindex, same.link_netnsid), (77, Some(77), Some(nsids[1])), "{same:#?}");
+            assert_eq!(
+                (same.ifindex, same.peer_ifindex, same.link_netnsid),
+                (77, Some(77), Some(nsids[1])),
+                "{same:#?}"
+            );
 
             // Bridge ports: exactly the veths.
-            let ports: BTreeSet<String> = nl.ports_of(br.ifindex).await.unwrap().into_iter().map(|l| l.name).collect();
+            let ports: BTreeSet<String> = nl
+                .ports_of(br.ifindex)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.name)
+                .collect();
             assert_eq!(ports, BTreeSet::from(["vh0".to_string(), "vh1".to_string()]));
             assert!(nl.ports_of(lo.ifindex).await.unwrap().is_empty());
 
@@ -129,7 +191,11 @@ fn netlink_links_ports_and_pod_namespaces() {
                 assert_eq!(nl.nsid_of_fd(f.as_fd()).await.unwrap(), Some(nsids[i]), "{name}");
             }
             let f = File::open(format!("/run/netns/{}", lonely.name)).unwrap();
-            assert_eq!(nl.nsid_of_fd(f.as_fd()).await.unwrap(), None, "asking must not assign an nsid");
+            assert_eq!(
+                nl.nsid_of_fd(f.as_fd()).await.unwrap(),
+                None,
+                "asking must not assign an nsid"
+            );
 
             // nsid -> pod namespace.
             let t = Instant::now();
@@ -145,8 +211,13 @@ fn netlink_links_ports_and_pod_namespaces() {
             }
             // An id nobody has: the whole scan runs and resolves nothing.
             let t = Instant::now();
-            let unknown = netlink::resolve_netnsids(&nl, &[nsids[0], 4242]).await.expect("resolve");
-            eprintln!("resolve_netnsids with an unknown id (full /proc walk): {:?}", t.elapsed());
+            let unknown = netlink::resolve_netnsids(&nl, &[nsids[0], 4242])
+                .await
+                .expect("resolve");
+            eprintln!(
+                "resolve_netnsids with an unknown id (full /proc walk): {:?}",
+                t.elapsed()
+            );
             assert_eq!(unknown.keys().copied().collect::<Vec<_>>(), [nsids[0]]);
             assert!(netlink::resolve_netnsids(&nl, &[]).await.unwrap().is_empty());
         })
@@ -160,7 +231,12 @@ async fn wait_for(rx: &mut Stamped, what: &str, pred: impl Fn(&LinkEvent) -> boo
     wait_within(Duration::from_secs(1), rx, what, pred).await
 }
 
-async fn wait_within(within: Duration, rx: &mut Stamped, what: &str, pred: impl Fn(&LinkEvent) -> bool) -> (Instant, LinkEvent) {
+async fn wait_within(
+    within: Duration,
+    rx: &mut Stamped,
+    what: &str,
+    pred: impl Fn(&LinkEvent) -> bool,
+) -> (Instant, LinkEvent) {
     let got = tokio::time::timeout(within, async {
         loop {
             let (t, ev) = rx.recv().await.expect("subscription closed");
@@ -324,8 +400,13 @@ fn netlink_subscription_resyncs_after_overrun() {
     }
     in_netns(&node, || {
         // One thread: tasks run only inside block_on, so the socket is not read in between.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let mut sub = rt.block_on(async { netlink::subscribe_with_buffer(1) }).expect("subscribe");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut sub = rt
+            .block_on(async { netlink::subscribe_with_buffer(1) })
+            .expect("subscribe");
         // A change seen means the subscriber finished its initial dump.
         sh(&["ip", "-n", &node, "link", "add", "sync0", "type", "bridge"]);
         rt.block_on(async {
@@ -363,8 +444,13 @@ fn netlink_subscription_resyncs_after_overrun() {
                     }
                 }
             });
-            got.await.unwrap_or_else(|_| panic!("after the overrun: removed {gone:?}, added {came:?}, re-dump seen: {lo_seen}"));
+            got.await.unwrap_or_else(|_| {
+                panic!("after the overrun: removed {gone:?}, added {came:?}, re-dump seen: {lo_seen}")
+            });
         });
-        eprintln!("overrun recovered: all 10 changes reported {:?} after the runtime resumed", t.elapsed());
+        eprintln!(
+            "overrun recovered: all 10 changes reported {:?} after the runtime resumed",
+            t.elapsed()
+        );
     });
 }

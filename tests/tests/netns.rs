@@ -1,10 +1,14 @@
 //! Integration tests: throwaway namespaces and veths, the real `netpath` binary attached with TC or
 //! XDP, real traffic, asserted counters. Guards remove namespaces, pins and processes on panic.
-use netpath_tests::*;
 use std::process::Command;
 
+use netpath_tests::*;
+
 fn netpath_progs_on(ns: &Netns, dev: &str) -> Vec<String> {
-    attached_programs(ns, dev).into_iter().filter(|p| p.contains("netpath_")).collect()
+    attached_programs(ns, dev)
+        .into_iter()
+        .filter(|p| p.contains("netpath_"))
+        .collect()
 }
 
 #[test]
@@ -12,23 +16,63 @@ fn netns_tc_counts_real_ping_exactly_and_detaches() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--mode", "tc"]);
-    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), ["tcx-egress:netpath_tc_out", "tcx-ingress:netpath_tc_in"]);
+    let d = Daemon::start(&[
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--mode",
+        "tc",
+    ]);
+    assert_eq!(
+        netpath_progs_on(&pair.a, "veth-a"),
+        ["tcx-egress:netpath_tc_out", "tcx-ingress:netpath_tc_in"]
+    );
     pair.ping_from_a(5);
-    let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name]);
+    let rows = netpath_json(&[
+        "stats",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--netns",
+        &pair.a.name,
+    ]);
     // Echo requests leave veth-a (egress), replies arrive (ingress); nothing else is ICMP here.
     assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 5, "{rows}");
     assert_eq!(stat(&rows, "veth-a", "ingress", "icmp", "packets"), 5, "{rows}");
     // 14 Ethernet + 20 IPv4 + 8 ICMP + 56 payload.
     assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "bytes"), 5 * 98, "{rows}");
     assert!(stat(&rows, "veth-a", "egress", "arp", "packets") >= 1, "{rows}");
-    let flows = netpath_json(&["flows", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name, "--class", "icmp"]);
+    let flows = netpath_json(&[
+        "flows",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--netns",
+        &pair.a.name,
+        "--class",
+        "icmp",
+    ]);
     let f = flows.as_array().unwrap();
     assert!(
-        f.iter().any(|r| r["src"] == PAIR_A_IP && r["dst"] == PAIR_B_IP && r["icmp_type"] == 8 && r["packets"] == 5 && r["direction"] == "egress"),
+        f.iter().any(|r| r["src"] == PAIR_A_IP
+            && r["dst"] == PAIR_B_IP
+            && r["icmp_type"] == 8
+            && r["packets"] == 5
+            && r["direction"] == "egress"),
         "{flows}"
     );
-    assert!(f.iter().any(|r| r["src"] == PAIR_B_IP && r["icmp_type"] == 0 && r["packets"] == 5), "{flows}");
+    assert!(
+        f.iter()
+            .any(|r| r["src"] == PAIR_B_IP && r["icmp_type"] == 0 && r["packets"] == 5),
+        "{flows}"
+    );
     // The daemon picks the top N from the raw table: the heaviest flows, whatever else is there.
     let top = netpath_json(&["flows", "--socket", pins.sock(), "--top", "2", "--sort", "packets"]);
     let top = top.as_array().unwrap();
@@ -38,7 +82,11 @@ fn netns_tc_counts_real_ping_exactly_and_detaches() {
     assert_eq!(one.as_array().unwrap().len(), 1, "{one}");
     assert_eq!(one[0]["proto"], "arp", "{one}");
     assert!(d.stop().success());
-    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), Vec::<String>::new(), "programs left attached after SIGINT");
+    assert_eq!(
+        netpath_progs_on(&pair.a, "veth-a"),
+        Vec::<String>::new(),
+        "programs left attached after SIGINT"
+    );
 }
 
 #[test]
@@ -46,10 +94,30 @@ fn netns_xdp_mode_counts_ingress_with_xdp_and_egress_with_tc() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a:xdp", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
-    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), ["tcx-egress:netpath_tc_out", "xdp:netpath_xdp"]);
+    let d = Daemon::start(&[
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a:xdp",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+    ]);
+    assert_eq!(
+        netpath_progs_on(&pair.a, "veth-a"),
+        ["tcx-egress:netpath_tc_out", "xdp:netpath_xdp"]
+    );
     pair.ping_from_a(3);
-    let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name]);
+    let rows = netpath_json(&[
+        "stats",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--netns",
+        &pair.a.name,
+    ]);
     assert_eq!(stat(&rows, "veth-a", "ingress", "icmp", "packets"), 3, "{rows}");
     assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 3, "{rows}");
     assert!(d.stop().success());
@@ -62,11 +130,32 @@ fn netns_counters_survive_a_restart() {
     let pair = Pair::new();
     let pins = PinDir::new();
     for round in 1..=2u64 {
-        let d = Daemon::start(&["--netns", &pair.a.name, "--iface", "veth-a", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
+        let d = Daemon::start(&[
+            "--netns",
+            &pair.a.name,
+            "--iface",
+            "veth-a",
+            "--pin-dir",
+            pins.arg(),
+            "--socket",
+            pins.sock(),
+        ]);
         pair.ping_from_a(3);
         assert!(d.stop().success());
-        let rows = netpath_json(&["stats", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--netns", &pair.a.name]);
-        assert_eq!(stat(&rows, "veth-a", "egress", "icmp", "packets"), 3 * round, "round {round}: {rows}");
+        let rows = netpath_json(&[
+            "stats",
+            "--pin-dir",
+            pins.arg(),
+            "--socket",
+            pins.sock(),
+            "--netns",
+            &pair.a.name,
+        ]);
+        assert_eq!(
+            stat(&rows, "veth-a", "egress", "icmp", "packets"),
+            3 * round,
+            "round {round}: {rows}"
+        );
     }
     let out = netpath(&["down", "--pin-dir", pins.arg()]);
     assert!(out.status.success());
@@ -78,13 +167,44 @@ fn netns_unknown_interface_is_exit_2_names_it_and_changes_nothing() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let out = netpath(&["run", "--netns", &pair.a.name, "--iface", "veth-a", "--iface", "nope0", "--pin-dir", pins.arg(), "--socket", pins.sock(), "--metrics", "none"]);
+    let out = netpath(&[
+        "run",
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a",
+        "--iface",
+        "nope0",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--metrics",
+        "none",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("'nope0' not found") && err.contains("veth-a") && err.contains("lo"), "{err}");
+    assert!(
+        err.contains("'nope0' not found") && err.contains("veth-a") && err.contains("lo"),
+        "{err}"
+    );
     assert!(!pins.path.exists(), "bad input created pins");
-    assert_eq!(netpath_progs_on(&pair.a, "veth-a"), Vec::<String>::new(), "bad input attached something");
-    let out = netpath(&["run", "--netns", "no-such-ns-xyz", "--iface", "lo", "--metrics", "none", "--socket", "none"]);
+    assert_eq!(
+        netpath_progs_on(&pair.a, "veth-a"),
+        Vec::<String>::new(),
+        "bad input attached something"
+    );
+    let out = netpath(&[
+        "run",
+        "--netns",
+        "no-such-ns-xyz",
+        "--iface",
+        "lo",
+        "--metrics",
+        "none",
+        "--socket",
+        "none",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-ns-xyz"));
 }
@@ -108,12 +228,33 @@ fn netns_json_lines_every_interval() {
     require_root();
     let pair = Pair::new();
     let out = Command::new(netpath_bin())
-        .args(["run", "--netns", &pair.a.name, "--iface", "veth-a", "--no-pin", "--socket", "none", "--metrics", "none", "-o", "json", "--interval", "200ms", "--duration", "1s"])
+        .args([
+            "run",
+            "--netns",
+            &pair.a.name,
+            "--iface",
+            "veth-a",
+            "--no-pin",
+            "--socket",
+            "none",
+            "--metrics",
+            "none",
+            "-o",
+            "json",
+            "--interval",
+            "200ms",
+            "--duration",
+            "1s",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
     assert!((4..=7).contains(&lines.len()), "{} lines", lines.len());
-    assert!(lines.iter().all(|l| l["stats"].is_array() && l["time"].is_string() && l["flow_table"]["capacity"] == 65536));
+    assert!(lines
+        .iter()
+        .all(|l| l["stats"].is_array() && l["time"].is_string() && l["flow_table"]["capacity"] == 65536));
 }

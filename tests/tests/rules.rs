@@ -1,14 +1,19 @@
 //! Fast-path rules and the pod-to-pod fast path, in the lab: redirect, mirror, drop, interface
 //! loss, bad input, persistence across restarts, and real TCP through the fast path.
-use netpath::lab::Lab;
-use netpath_tests::*;
 use std::{
     process::{Command, Stdio},
     time::Duration,
 };
 
+use netpath::lab::Lab;
+use netpath_tests::*;
+
 fn in_pod(netns: &str, args: &[&str]) -> std::process::Output {
-    Command::new("ip").args(["netns", "exec", netns]).args(args).output().expect("ip netns exec")
+    Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(args)
+        .output()
+        .expect("ip netns exec")
 }
 
 fn rule(sock: &str, args: &[&str]) -> std::process::Output {
@@ -21,7 +26,11 @@ fn rule_json(sock: &str, args: &[&str]) -> serde_json::Value {
     let mut v = args.to_vec();
     v.extend(["-o", "json"]);
     let out = rule(sock, &v);
-    assert!(out.status.success(), "netpath rule {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "netpath rule {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -41,11 +50,30 @@ fn node1() -> Node {
 }
 
 fn start(lab: &Lab, pins: &PinDir) -> Daemon {
-    Daemon::start_expecting(&["--netns", &lab.node_ns(1), "--iface", "cni0", "--quiet", "--pin-dir", pins.arg(), "--socket", pins.sock()], 4)
+    Daemon::start_expecting(
+        &[
+            "--netns",
+            &lab.node_ns(1),
+            "--iface",
+            "cni0",
+            "--quiet",
+            "--pin-dir",
+            pins.arg(),
+            "--socket",
+            pins.sock(),
+        ],
+        4,
+    )
 }
 
 fn iface_stat(sock: &str, iface: &str, dir: &str, class: &str) -> u64 {
-    stat(&netpath_json(&["stats", "--socket", sock]), iface, dir, class, "packets")
+    stat(
+        &netpath_json(&["stats", "--socket", sock]),
+        iface,
+        dir,
+        class,
+        "packets",
+    )
 }
 
 #[test]
@@ -58,22 +86,50 @@ fn rules_redirect_drop_mirror_and_interface_loss() {
 
     // Redirect ICMP from pod A's veth straight into pod B: pings are answered, and pod B's veth
     // never transmitted them (the bridge was bypassed).
-    assert!(in_pod(&a.netns, &["ping", "-c", "1", "-W", "2", &ip_b]).status.success(), "warm-up ping (ARP)");
+    assert!(
+        in_pod(&a.netns, &["ping", "-c", "1", "-W", "2", &ip_b])
+            .status
+            .success(),
+        "warm-up ping (ARP)"
+    );
     let before = iface_stat(sock, &b.host_veth, "egress", "icmp");
-    let r = rule_json(sock, &["add", "--iface", &a.host_veth, "--direction", "ingress", "--class", "icmp", "--redirect", &b.host_veth]);
+    let r = rule_json(
+        sock,
+        &[
+            "add",
+            "--iface",
+            &a.host_veth,
+            "--direction",
+            "ingress",
+            "--class",
+            "icmp",
+            "--redirect",
+            &b.host_veth,
+        ],
+    );
     let id = r[0]["id"].as_u64().unwrap().to_string();
     assert_eq!(r[0]["peer"], true, "{r}");
     let out = in_pod(&a.netns, &["ping", "-c", "4", "-i", "0.2", "-W", "2", &ip_b]);
-    assert!(out.status.success(), "ping through the redirect: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "ping through the redirect: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let listed = rule_json(sock, &["list"]);
     assert_eq!(listed[0]["hits_packets"], 4, "{listed}");
-    assert_eq!(iface_stat(sock, &b.host_veth, "egress", "icmp"), before, "redirected frames must not cross the bridge");
+    assert_eq!(
+        iface_stat(sock, &b.host_veth, "egress", "icmp"),
+        before,
+        "redirected frames must not cross the bridge"
+    );
     assert!(rule(sock, &["del", &id]).status.success());
 
     // Drop: pings fail, and the rule counts what it dropped.
     let r = rule_json(sock, &["add", "--pod", &a.netns, "--class", "icmp", "--drop"]);
     let id = r[0]["id"].as_u64().unwrap().to_string();
-    assert!(!in_pod(&a.netns, &["ping", "-c", "3", "-i", "0.2", "-W", "1", &ip_c]).status.success());
+    assert!(!in_pod(&a.netns, &["ping", "-c", "3", "-i", "0.2", "-W", "1", &ip_c])
+        .status
+        .success());
     let listed = rule_json(sock, &["list"]);
     assert_eq!(listed[0]["hits_packets"], 3, "{listed}");
     assert!(rule(sock, &["del", &id]).status.success());
@@ -81,13 +137,17 @@ fn rules_redirect_drop_mirror_and_interface_loss() {
     // Mirror ARP to a capture veth: tcpdump on its far side sees the copies.
     let node = n.lab.0.node_ns(1);
     let cap = Netns::new("npcap");
-    sh(&["ip", "-n", &node, "link", "add", "name", "vmirror", "type", "veth", "peer", "name", "eth0", "netns", &cap.name]);
+    sh(&[
+        "ip", "-n", &node, "link", "add", "name", "vmirror", "type", "veth", "peer", "name", "eth0", "netns", &cap.name,
+    ]);
     sh(&["ip", "-n", &node, "link", "set", "vmirror", "up"]);
     sh(&["ip", "-n", &cap.name, "link", "set", "eth0", "up"]);
     let r = rule_json(sock, &["add", "--class", "arp", "--mirror", "vmirror"]);
     let mirror_id = r[0]["id"].as_u64().unwrap();
     let tcpdump = Command::new("ip")
-        .args(["netns", "exec", &cap.name, "timeout", "10", "tcpdump", "-i", "eth0", "-nn", "-c", "2", "-l", "arp"])
+        .args([
+            "netns", "exec", &cap.name, "timeout", "10", "tcpdump", "-i", "eth0", "-nn", "-c", "2", "-l", "arp",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -102,7 +162,13 @@ fn rules_redirect_drop_mirror_and_interface_loss() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let listed = rule_json(sock, &["list"]);
-        let r = listed.as_array().unwrap().iter().find(|r| r["id"] == mirror_id).unwrap().clone();
+        let r = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == mirror_id)
+            .unwrap()
+            .clone();
         if r["enabled"] == false {
             assert_eq!(r["disabled_reason"], "interface_gone", "{r}");
             break;
@@ -118,26 +184,58 @@ fn rules_bad_input_changes_nothing_and_rules_survive_restarts() {
     let mut n = node1();
     let sock = n.pins.sock().to_string();
     let pods: Vec<_> = n.lab.0.pods().into_iter().filter(|p| p.node == 1).collect();
-    let r = rule_json(&sock, &["add", "--iface", &pods[0].host_veth, "--class", "udp", "--port", "53", "--drop", "--priority", "10"]);
+    let r = rule_json(
+        &sock,
+        &[
+            "add",
+            "--iface",
+            &pods[0].host_veth,
+            "--class",
+            "udp",
+            "--port",
+            "53",
+            "--drop",
+            "--priority",
+            "10",
+        ],
+    );
     assert_eq!(r[0]["id"], 1);
     for (args, why) in [
         (vec!["add", "--iface", "nope0", "--drop"], "nope0"),
         (vec!["add", "--src", "10.0.0.0/40", "--drop"], "exceeds 32"),
-        (vec!["add", "--iface", &pods[0].host_veth, "--redirect", &pods[0].host_veth], "loop"),
+        (
+            vec!["add", "--iface", &pods[0].host_veth, "--redirect", &pods[0].host_veth],
+            "loop",
+        ),
         (vec!["add", "--class", "sctp", "--drop"], "unknown class"),
         (vec!["add", "--redirect", "nope1"], "nope1"),
     ] {
         let out = rule(&sock, &args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // A full table refuses the next rule.
     for _ in 1..netpath_common::rule::MAX_RULES {
-        assert!(rule(&sock, &["add", "--class", "tcp", "--port", "9", "--drop"]).status.success());
+        assert!(rule(&sock, &["add", "--class", "tcp", "--port", "9", "--drop"])
+            .status
+            .success());
     }
     let out = rule(&sock, &["add", "--class", "tcp", "--port", "9", "--drop"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("full"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("full"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed = rule_json(&sock, &["list"]);
     assert_eq!(listed.as_array().unwrap().len(), netpath_common::rule::MAX_RULES);
     assert_eq!(listed[0]["port"], 53, "priority 10 first");
@@ -145,7 +243,11 @@ fn rules_bad_input_changes_nothing_and_rules_survive_restarts() {
     assert!(n.daemon.take().unwrap().stop().success());
     n.daemon = Some(start(&n.lab.0, &n.pins));
     let again = rule_json(&sock, &["list"]);
-    assert_eq!(again.as_array().unwrap().len(), netpath_common::rule::MAX_RULES, "rules lost across a restart");
+    assert_eq!(
+        again.as_array().unwrap().len(),
+        netpath_common::rule::MAX_RULES,
+        "rules lost across a restart"
+    );
     assert_eq!(again[0]["port"], 53);
 }
 
@@ -158,30 +260,72 @@ fn fastpath_carries_real_tcp_between_pods_and_keeps_counting() {
     let out = netpath(&["fastpath", "--socket", sock, "enable", "--bridge", "cni0", "-o", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Traffic teaches the bridge (and so the fast path) where each pod's MAC lives.
-    assert!(in_pod(&a.netns, &["ping", "-c", "2", "-i", "0.2", &b.ip.to_string()]).status.success());
-    assert!(in_pod(&b.netns, &["ping", "-c", "2", "-i", "0.2", &a.ip.to_string()]).status.success());
+    assert!(in_pod(&a.netns, &["ping", "-c", "2", "-i", "0.2", &b.ip.to_string()])
+        .status
+        .success());
+    assert!(in_pod(&b.netns, &["ping", "-c", "2", "-i", "0.2", &a.ip.to_string()])
+        .status
+        .success());
     std::thread::sleep(Duration::from_millis(1500));
     let st = netpath_json(&["fastpath", "--socket", sock, "status"]);
-    let macs: Vec<&str> = st["entries"].as_array().unwrap().iter().filter_map(|e| e["iface"].as_str()).collect();
-    assert!(macs.contains(&a.host_veth.as_str()) && macs.contains(&b.host_veth.as_str()), "{st:#}");
+    let macs: Vec<&str> = st["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["iface"].as_str())
+        .collect();
+    assert!(
+        macs.contains(&a.host_veth.as_str()) && macs.contains(&b.host_veth.as_str()),
+        "{st:#}"
+    );
     let before = st["redirected"].as_u64().unwrap();
-    let server = Command::new("ip").args(["netns", "exec", &b.netns, "timeout", "20", "iperf3", "-s", "-1"]).stdout(Stdio::null()).spawn().unwrap();
+    let server = Command::new("ip")
+        .args(["netns", "exec", &b.netns, "timeout", "20", "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let client = in_pod(&a.netns, &["timeout", "20", "iperf3", "-c", &b.ip.to_string(), "-t", "2", "-J"]);
+    let client = in_pod(
+        &a.netns,
+        &["timeout", "20", "iperf3", "-c", &b.ip.to_string(), "-t", "2", "-J"],
+    );
     let _ = server.wait_with_output();
-    assert!(client.status.success(), "iperf3 through the fast path: {}", String::from_utf8_lossy(&client.stdout));
+    assert!(
+        client.status.success(),
+        "iperf3 through the fast path: {}",
+        String::from_utf8_lossy(&client.stdout)
+    );
     let report: serde_json::Value = serde_json::from_slice(&client.stdout).unwrap();
     let gbps = report["end"]["sum_received"]["bits_per_second"].as_f64().unwrap() / 1e9;
     let st = netpath_json(&["fastpath", "--socket", sock, "status"]);
     let redirected = st["redirected"].as_u64().unwrap() - before;
     let flows = netpath_json(&["flows", "--socket", sock, "--class", "tcp", "--iface", &a.host_veth]);
-    let counted: u64 = flows.as_array().unwrap().iter().filter_map(|f| f["packets"].as_u64()).sum();
-    eprintln!("fast path: iperf3 {gbps:.2} Gbit/s, {redirected} frames redirected, {counted} TCP packets counted on {}", a.host_veth);
-    assert!(redirected > 100, "the TCP stream did not take the fast path ({redirected} frames)");
-    assert!(counted >= redirected / 2, "netpath kept counting: {counted} packets vs {redirected} redirected");
+    let counted: u64 = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["packets"].as_u64())
+        .sum();
+    eprintln!(
+        "fast path: iperf3 {gbps:.2} Gbit/s, {redirected} frames redirected, {counted} TCP packets counted on {}",
+        a.host_veth
+    );
+    assert!(
+        redirected > 100,
+        "the TCP stream did not take the fast path ({redirected} frames)"
+    );
+    assert!(
+        counted >= redirected / 2,
+        "netpath kept counting: {counted} packets vs {redirected} redirected"
+    );
     assert!(netpath(&["fastpath", "--socket", sock, "disable"]).status.success());
     let st = netpath_json(&["fastpath", "--socket", sock, "status"]);
     assert_eq!(st["enabled"], false);
     assert!(st["entries"].as_array().unwrap().is_empty());
-    assert!(in_pod(&a.netns, &["ping", "-c", "1", "-W", "2", &b.ip.to_string()]).status.success(), "the bridge works again");
+    assert!(
+        in_pod(&a.netns, &["ping", "-c", "1", "-W", "2", &b.ip.to_string()])
+            .status
+            .success(),
+        "the bridge works again"
+    );
 }

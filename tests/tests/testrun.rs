@@ -19,9 +19,11 @@ fn expected(frame: &[u8]) -> parse::Parsed {
 #[test]
 fn bpf_testrun_every_class_on_every_hook() {
     require_root();
-    for (hook, dir, want_ret) in
-        [("xdp", DIR_INGRESS, XDP_PASS), ("tc-ingress", DIR_INGRESS, TC_ACT_UNSPEC), ("tc-egress", DIR_EGRESS, TC_ACT_UNSPEC)]
-    {
+    for (hook, dir, want_ret) in [
+        ("xdp", DIR_INGRESS, XDP_PASS),
+        ("tc-ingress", DIR_INGRESS, TC_ACT_UNSPEC),
+        ("tc-egress", DIR_EGRESS, TC_ACT_UNSPEC),
+    ] {
         let dp = Datapath::load(1024);
         let mut seen = [false; class::COUNT];
         for (name, frame, _) in sample_frames() {
@@ -31,27 +33,63 @@ fn bpf_testrun_every_class_on_every_hook() {
             assert_eq!(r.ret, want_ret, "{hook} {name}: verdict");
             let after = dp.counters(dir);
             for c in 0..class::COUNT {
-                let (dp_, db) = (after.class[c].packets - before.class[c].packets, after.class[c].bytes - before.class[c].bytes);
+                let (dp_, db) = (
+                    after.class[c].packets - before.class[c].packets,
+                    after.class[c].bytes - before.class[c].bytes,
+                );
                 if c == want.class as usize {
-                    assert_eq!((dp_, db), (1, frame.len() as u64), "{hook} {name}: class {}", class::name(c as u8));
+                    assert_eq!(
+                        (dp_, db),
+                        (1, frame.len() as u64),
+                        "{hook} {name}: class {}",
+                        class::name(c as u8)
+                    );
                 } else {
-                    assert_eq!(dp_, 0, "{hook} {name}: counted in {} instead of {}", class::name(c as u8), class::name(want.class));
+                    assert_eq!(
+                        dp_,
+                        0,
+                        "{hook} {name}: counted in {} instead of {}",
+                        class::name(c as u8),
+                        class::name(want.class)
+                    );
                 }
             }
             seen[want.class as usize] = true;
             if want.has_flow() {
-                let mut key = FlowKey { ifindex: TEST_IFINDEX, direction: dir, ..FlowKey::default() };
+                let mut key = FlowKey {
+                    ifindex: TEST_IFINDEX,
+                    direction: dir,
+                    ..FlowKey::default()
+                };
                 want.fill_key(&mut key);
                 let flows = dp.maps.flows().unwrap();
-                let (_, v) = flows.iter().find(|(k, _)| *k == key).unwrap_or_else(|| panic!("{hook} {name}: no flow {key:?}"));
-                assert!(v.packets >= 1 && v.bytes >= frame.len() as u64, "{hook} {name}: flow {v:?}");
+                let (_, v) = flows
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .unwrap_or_else(|| panic!("{hook} {name}: no flow {key:?}"));
+                assert!(
+                    v.packets >= 1 && v.bytes >= frame.len() as u64,
+                    "{hook} {name}: flow {v:?}"
+                );
                 if want.vxlan {
-                    assert_eq!(v.outer_family, netpath_common::FAMILY_IPV4, "{hook} {name}: underlay recorded");
+                    assert_eq!(
+                        v.outer_family,
+                        netpath_common::FAMILY_IPV4,
+                        "{hook} {name}: underlay recorded"
+                    );
                     assert_eq!(&v.outer_src[..4], &IP_NODE1);
                 }
             }
         }
-        for c in [class::ARP, class::ICMP, class::ICMP6, class::TCP, class::UDP, class::VXLAN, class::OTHER_L2] {
+        for c in [
+            class::ARP,
+            class::ICMP,
+            class::ICMP6,
+            class::TCP,
+            class::UDP,
+            class::VXLAN,
+            class::OTHER_L2,
+        ] {
             assert!(seen[c as usize], "sample frames lack class {}", class::name(c));
         }
         eprintln!("BPF test bpf_testrun_every_class_on_every_hook: {hook} ok");
@@ -77,8 +115,17 @@ fn bpf_testrun_every_truncation_is_counted_malformed_and_passed() {
             assert_eq!(dp.hook("xdp", f).ret, XDP_PASS, "{name} cut at {cut}: dropped");
             let after = dp.counters(DIR_INGRESS);
             let c = want.class as usize;
-            assert_eq!(after.class[c].packets - before.class[c].packets, 1, "{name} cut at {cut}: not counted as {}", class::name(want.class));
-            assert_eq!(after.class[c].bytes - before.class[c].bytes, cut as u64, "{name} cut at {cut}: bytes");
+            assert_eq!(
+                after.class[c].packets - before.class[c].packets,
+                1,
+                "{name} cut at {cut}: not counted as {}",
+                class::name(want.class)
+            );
+            assert_eq!(
+                after.class[c].bytes - before.class[c].bytes,
+                cut as u64,
+                "{name} cut at {cut}: bytes"
+            );
             malformed += u64::from(want.class == class::MALFORMED);
             runs += 1;
         }
@@ -123,7 +170,10 @@ fn bpf_testrun_vxlan_port_is_configurable() {
     dp.hook("xdp", &frame);
     assert_eq!(dp.counters(DIR_INGRESS).class[class::VXLAN as usize].packets, 1);
     let flows = dp.maps.flows().unwrap();
-    assert!(flows.iter().any(|(k, _)| k.vni == 7 && k.sport == 1 && k.dport == 2), "{flows:?}");
+    assert!(
+        flows.iter().any(|(k, _)| k.vni == 7 && k.sport == 1 && k.dport == 2),
+        "{flows:?}"
+    );
 }
 
 fn memlock(dp: &Datapath) -> u64 {
@@ -131,7 +181,10 @@ fn memlock(dp: &Datapath) -> u64 {
     let map = aya::maps::MapData::from_id(dp.maps.flow_map_id).unwrap();
     let fd = map.fd().as_fd().as_raw_fd();
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
-    info.lines().find_map(|l| l.strip_prefix("memlock:")).map(|v| v.trim().parse().unwrap()).unwrap()
+    info.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap()
 }
 
 /// The flow table at three times its capacity: no failed insert, every flow beyond capacity
@@ -144,7 +197,15 @@ fn bpf_testrun_flow_table_at_three_times_capacity() {
     let mem_before = memlock(&dp);
     let total = 3 * CAP;
     for i in 0..total {
-        let frame = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(10_000 + (i % 50_000) as u16, (i / 50_000) as u16 + 1, b"flow")));
+        let frame = eth(
+            ETH_P_IP,
+            &ipv4(
+                IP_A,
+                IP_B,
+                IPPROTO_UDP,
+                &udp(10_000 + (i % 50_000) as u16, (i / 50_000) as u16 + 1, b"flow"),
+            ),
+        );
         assert_eq!(dp.hook("xdp", &frame).ret, XDP_PASS);
     }
     let st = dp.maps.flow_table().unwrap();
@@ -152,7 +213,10 @@ fn bpf_testrun_flow_table_at_three_times_capacity() {
     assert_eq!(st.insert_failed, 0, "{st:?}");
     assert!(st.active <= u64::from(CAP), "{st:?}");
     assert!(st.evictions >= u64::from(total - CAP), "{st:?}");
-    assert_eq!(dp.counters(DIR_INGRESS).class[class::UDP as usize].packets, u64::from(total));
+    assert_eq!(
+        dp.counters(DIR_INGRESS).class[class::UDP as usize].packets,
+        u64::from(total)
+    );
     assert_eq!(memlock(&dp), mem_before, "flow table memory grew");
     eprintln!("BPF test flow table 3x: {st:?}");
 }
@@ -166,7 +230,12 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
     let mut config = netpath_common::Config::default();
     config.events_per_sec = 100;
     config.events_burst = 10;
-    let mut ebpf = netpath::loader::load(&netpath::loader::LoadOptions { config, flow_table_size: 4096, pin_dir: None }).unwrap();
+    let mut ebpf = netpath::loader::load(&netpath::loader::LoadOptions {
+        config,
+        flow_table_size: 4096,
+        pin_dir: None,
+    })
+    .unwrap();
     netpath::attach::load_programs(&mut ebpf).unwrap();
     let maps = netpath::maps::Maps::take(&mut ebpf).unwrap();
     let dp = Datapath { ebpf, maps };
@@ -179,7 +248,11 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
     // The first ARP frame is also a new flow (its own kind, its own bucket).
     assert!(emitted <= 10 + 1 + 5, "emitted {emitted}");
     assert!(suppressed >= 1000 - 15, "suppressed {suppressed}");
-    assert_eq!(emitted + suppressed, 1000 + 1, "every event either emitted or suppressed");
+    assert_eq!(
+        emitted + suppressed,
+        1000 + 1,
+        "every event either emitted or suppressed"
+    );
     // A malformed frame is another kind: its bucket is full.
     dp.hook("xdp", &arp_frame[..20]);
     assert_eq!(dp.maps.diag().unwrap()[diag::EVENTS_EMITTED as usize], emitted + 1);
@@ -199,11 +272,21 @@ fn bpf_datapath_has_no_byte_loop_calls() {
         netpath::loader::PROG_XDP_PARSE_ONLY,
     ] {
         let id = dp.ebpf.program(name).unwrap().info().unwrap().id();
-        let out = std::process::Command::new("bpftool").args(["prog", "dump", "xlated", "id", &id.to_string()]).output().unwrap();
-        assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("bpftool")
+            .args(["prog", "dump", "xlated", "id", &id.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bpftool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.lines().count() > 50, "{name}: no program text?");
-        let calls: Vec<&str> = text.lines().filter(|l| l.contains("call") && (l.contains("memset") || l.contains("memmove") || l.contains("memcpy"))).collect();
+        let calls: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("call") && (l.contains("memset") || l.contains("memmove") || l.contains("memcpy")))
+            .collect();
         assert!(calls.is_empty(), "{name} calls byte loops:\n{}", calls.join("\n"));
     }
 }

@@ -7,8 +7,6 @@
 //!
 //! Run once with TC (the kernel moves the outer VLAN tag into skb metadata before TC ingress and
 //! netpath adds it back) and once with XDP (the tag is still in the frame): same numbers.
-use netpath_tests::*;
-use serde_json::Value;
 use std::{
     collections::BTreeMap,
     net::IpAddr,
@@ -16,8 +14,21 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netpath_tests::*;
+use serde_json::Value;
+
 const PYTHON: &str = "/usr/bin/python3";
-const CLASSES: [&str; 9] = ["arp", "icmp", "icmp6", "tcp", "udp", "vxlan", "other_ip", "other_l2", "malformed"];
+const CLASSES: [&str; 9] = [
+    "arp",
+    "icmp",
+    "icmp6",
+    "tcp",
+    "udp",
+    "vxlan",
+    "other_ip",
+    "other_l2",
+    "malformed",
+];
 
 /// A directory under the system temp dir, removed with everything in it on drop.
 struct TempDir(PathBuf);
@@ -37,7 +48,12 @@ impl Drop for TempDir {
 }
 
 fn script(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name).to_str().expect("utf-8 path").to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
+        .to_str()
+        .expect("utf-8 path")
+        .to_string()
 }
 
 /// Write the capture into `dir` (or take the one named by NETPATH_TSHARK_PCAP, to check netpath
@@ -59,10 +75,19 @@ fn capture_and_truth(dir: &Path) -> (String, Value) {
 /// are re-formatted by std so both sides spell IPv6 the same way.
 fn flow_key(r: &Value) -> String {
     let ip = |v: &Value| match v.as_str() {
-        Some(s) => s.parse::<IpAddr>().map(|a| a.to_string()).unwrap_or_else(|_| s.to_string()),
+        Some(s) => s
+            .parse::<IpAddr>()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| s.to_string()),
         None => "-".to_string(),
     };
-    let opt = |v: &Value| if v.is_null() { "-".to_string() } else { v.to_string().trim_matches('"').to_string() };
+    let opt = |v: &Value| {
+        if v.is_null() {
+            "-".to_string()
+        } else {
+            v.to_string().trim_matches('"').to_string()
+        }
+    };
     format!(
         "{} {} > {} proto {} ports {}>{} icmp {}/{} vni {} vlan {} outer {} > {} arp {}",
         opt(&r["family"]),
@@ -97,7 +122,10 @@ fn count(r: &Value) -> FlowCount {
 }
 
 fn ingress_packets(rows: &Value) -> u64 {
-    CLASSES.iter().map(|c| stat(rows, "veth-a", "ingress", c, "packets")).sum()
+    CLASSES
+        .iter()
+        .map(|c| stat(rows, "veth-a", "ingress", c, "packets"))
+        .sum()
 }
 
 /// Send the capture from namespace b into veth-b; every frame must leave.
@@ -105,12 +133,26 @@ fn replay(pair: &Pair, pcap: &str, frames: u64) {
     // A moderate rate: veth's XDP receive ring holds 256 frames and a noqueue veth drops when it
     // is full, which would turn a replay glitch into a counting "bug".
     let out = pair.b.exec(&["tcpreplay", "-i", "veth-b", "--pps", "4000", pcap]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "tcpreplay failed: {text}");
     let field = |name: &str| -> Option<u64> {
-        text.lines().find(|l| l.trim_start().starts_with(name))?.split(':').nth(1)?.trim().parse().ok()
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))?
+            .split(':')
+            .nth(1)?
+            .trim()
+            .parse()
+            .ok()
     };
-    assert_eq!(field("Successful packets"), Some(frames), "tcpreplay did not send every frame: {text}");
+    assert_eq!(
+        field("Successful packets"),
+        Some(frames),
+        "tcpreplay did not send every frame: {text}"
+    );
     assert_eq!(field("Failed packets"), Some(0), "tcpreplay: {text}");
 }
 
@@ -133,15 +175,38 @@ fn run(mode: &str) {
     // A private control socket: the default one admits a single daemon per host, and the readers
     // must not ask some other test's daemon.
     let socket = tmp.0.join("api.sock").to_str().expect("utf-8 path").to_string();
-    let mut args = vec!["--netns", &pair.a.name, "--iface", iface, "--pin-dir", pins.arg(), "--socket", &socket];
+    let mut args = vec![
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        iface,
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        &socket,
+    ];
     if mode == "tc" {
         args.extend(["--mode", "tc"]);
     }
     let daemon = Daemon::start(&args);
-    let read = |what: &str| netpath_json(&[what, "--pin-dir", pins.arg(), "--netns", &pair.a.name, "--socket", &socket]);
+    let read = |what: &str| {
+        netpath_json(&[
+            what,
+            "--pin-dir",
+            pins.arg(),
+            "--netns",
+            &pair.a.name,
+            "--socket",
+            &socket,
+        ])
+    };
     let read_stats = || read("stats");
     let before = read_stats();
-    assert_eq!(ingress_packets(&before), 0, "veth-a ingress saw traffic before the replay: {before}");
+    assert_eq!(
+        ingress_packets(&before),
+        0,
+        "veth-a ingress saw traffic before the replay: {before}"
+    );
 
     replay(&pair, &pcap, frames);
     // Wait until every frame is counted, then a little longer so anything extra would show too.
@@ -157,26 +222,49 @@ fn run(mode: &str) {
     let mut problems = Vec::new();
 
     // ---- per class ----
-    eprintln!("\n[{mode}] {frames} frames replayed into veth-a; truth from {}", truth["tshark"].as_str().unwrap_or("tshark"));
-    eprintln!("[{mode}] {:<10} {:>8} {:>8} {:>9} {:>9}", "class", "tshark", "netpath", "tshark B", "netpath B");
+    eprintln!(
+        "\n[{mode}] {frames} frames replayed into veth-a; truth from {}",
+        truth["tshark"].as_str().unwrap_or("tshark")
+    );
+    eprintln!(
+        "[{mode}] {:<10} {:>8} {:>8} {:>9} {:>9}",
+        "class", "tshark", "netpath", "tshark B", "netpath B"
+    );
     for c in CLASSES {
-        let (tp, tb) = (truth["classes"][c]["packets"].as_u64().unwrap_or(0), truth["classes"][c]["bytes"].as_u64().unwrap_or(0));
-        let (np, nb) = (stat(&stats, "veth-a", "ingress", c, "packets"), stat(&stats, "veth-a", "ingress", c, "bytes"));
+        let (tp, tb) = (
+            truth["classes"][c]["packets"].as_u64().unwrap_or(0),
+            truth["classes"][c]["bytes"].as_u64().unwrap_or(0),
+        );
+        let (np, nb) = (
+            stat(&stats, "veth-a", "ingress", c, "packets"),
+            stat(&stats, "veth-a", "ingress", c, "bytes"),
+        );
         let ok = tp == np && tb == nb;
-        eprintln!("[{mode}] {c:<10} {tp:>8} {np:>8} {tb:>9} {nb:>9} {}", if ok { "ok" } else { "MISMATCH" });
+        eprintln!(
+            "[{mode}] {c:<10} {tp:>8} {np:>8} {tb:>9} {nb:>9} {}",
+            if ok { "ok" } else { "MISMATCH" }
+        );
         if !ok {
-            problems.push(format!("class {c}: tshark {tp} packets / {tb} bytes, netpath {np} / {nb}"));
+            problems.push(format!(
+                "class {c}: tshark {tp} packets / {tb} bytes, netpath {np} / {nb}"
+            ));
         }
     }
     let (tp, tb) = (frames, truth["bytes"].as_u64().unwrap_or(0));
     let np: u64 = ingress_packets(&stats);
-    let nb: u64 = CLASSES.iter().map(|c| stat(&stats, "veth-a", "ingress", c, "bytes")).sum();
+    let nb: u64 = CLASSES
+        .iter()
+        .map(|c| stat(&stats, "veth-a", "ingress", c, "bytes"))
+        .sum();
     eprintln!("[{mode}] {:<10} {tp:>8} {np:>8} {tb:>9} {nb:>9}", "total");
 
     // ---- per flow ----
     let mut want: BTreeMap<String, (FlowCount, String)> = BTreeMap::new();
     for f in truth["flows"].as_array().expect("truth flows") {
-        let frames: Vec<String> = f["frames"].as_array().map(|a| a.iter().map(|n| n.to_string()).collect()).unwrap_or_default();
+        let frames: Vec<String> = f["frames"]
+            .as_array()
+            .map(|a| a.iter().map(|n| n.to_string()).collect())
+            .unwrap_or_default();
         let prev = want.insert(flow_key(f), (count(f), frames.join(",")));
         assert!(prev.is_none(), "truth has a duplicate flow key {}", flow_key(f));
     }
@@ -187,7 +275,10 @@ fn run(mode: &str) {
         }
         let (k, c) = (flow_key(r), count(r));
         if let Some(prev) = got.insert(k.clone(), c) {
-            problems.push(format!("flow {k}: netpath prints two rows ({prev:?} and {:?})", got[&k]));
+            problems.push(format!(
+                "flow {k}: netpath prints two rows ({prev:?} and {:?})",
+                got[&k]
+            ));
         }
     }
     let mut flow_ok = 0;
@@ -208,18 +299,42 @@ fn run(mode: &str) {
         let suspects: Vec<String> = truth_frames
             .iter()
             .filter(|f| f["src"] == r["src"] && f["dst"] == r["dst"] && f["class"] == "malformed")
-            .map(|f| format!("#{} {} B {} ({})", f["frame"], f["len"], f["protocols"].as_str().unwrap_or("?"), f["reason"].as_str().unwrap_or("?")))
+            .map(|f| {
+                format!(
+                    "#{} {} B {} ({})",
+                    f["frame"],
+                    f["len"],
+                    f["protocols"].as_str().unwrap_or("?"),
+                    f["reason"].as_str().unwrap_or("?")
+                )
+            })
             .collect();
         problems.push(format!("flow {k}: netpath {:?}, not in tshark's dissection; tshark's malformed frames between these addresses: [{}]", got[&k], suspects.join("; ")));
     }
     let disagree: Vec<String> = truth["tshark_disagreements"]
         .as_array()
-        .map(|a| a.iter().map(|d| format!("#{} {}", d["frame"], d["netpath_rule"].as_str().unwrap_or("?"))).collect())
+        .map(|a| {
+            a.iter()
+                .map(|d| format!("#{} {}", d["frame"], d["netpath_rule"].as_str().unwrap_or("?")))
+                .collect()
+        })
         .unwrap_or_default();
-    eprintln!("[{mode}] flows: tshark {}, netpath {} (veth-a ingress), {flow_ok} equal", want.len(), got.len());
-    eprintln!("[{mode}] tshark's malformed flag differs from netpath's rules (rule applied) for {} frames: {}", disagree.len(), disagree.join(", "));
+    eprintln!(
+        "[{mode}] flows: tshark {}, netpath {} (veth-a ingress), {flow_ok} equal",
+        want.len(),
+        got.len()
+    );
+    eprintln!(
+        "[{mode}] tshark's malformed flag differs from netpath's rules (rule applied) for {} frames: {}",
+        disagree.len(),
+        disagree.join(", ")
+    );
     eprintln!("[{mode}] {:.1}s", started.elapsed().as_secs_f64());
-    assert!(problems.is_empty(), "[{mode}] netpath disagrees with tshark:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "[{mode}] netpath disagrees with tshark:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -238,9 +353,18 @@ fn tshark_truth_covers_every_class() {
     let tmp = TempDir::new();
     let (_, truth) = capture_and_truth(&tmp.0);
     for c in CLASSES {
-        assert!(truth["classes"][c]["packets"].as_u64().unwrap_or(0) > 0, "no {c} frames in the capture: {}", truth["classes"]);
+        assert!(
+            truth["classes"][c]["packets"].as_u64().unwrap_or(0) > 0,
+            "no {c} frames in the capture: {}",
+            truth["classes"]
+        );
     }
     let flows = truth["flows"].as_array().expect("flows");
     assert!(flows.iter().any(|f| f["packets"].as_u64() > Some(1)), "no flow repeats");
-    assert!(flows.iter().any(|f| f["vni"].as_u64() > Some(0) && f["vlan"].as_u64() > Some(0)), "no tagged VXLAN flow");
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["vni"].as_u64() > Some(0) && f["vlan"].as_u64() > Some(0)),
+        "no tagged VXLAN flow"
+    );
 }

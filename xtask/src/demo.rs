@@ -1,6 +1,5 @@
 //! `cargo xtask demo`: the lab, netpath on node 1, real traffic, live counters, clean teardown.
 //! It checks its own result: every class the lab's traffic must produce is non-zero at the end.
-use anyhow::{bail, Context as _, Result};
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
@@ -10,6 +9,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+use anyhow::{bail, Context as _, Result};
 
 const PREFIX: &str = "np";
 const NODE1: &str = "np-node1";
@@ -31,13 +32,21 @@ impl Drop for Cleanup<'_> {
             unsafe { libc::kill(d.id() as i32, libc::SIGINT) };
             let _ = d.wait();
         }
-        let _ = Command::new(self.bin).args(["down", "--pin-dir", PIN_DIR]).stdout(Stdio::null()).status();
-        let _ = Command::new(self.bin).args(["lab", "down", "--prefix", PREFIX]).status();
+        let _ = Command::new(self.bin)
+            .args(["down", "--pin-dir", PIN_DIR])
+            .stdout(Stdio::null())
+            .status();
+        let _ = Command::new(self.bin)
+            .args(["lab", "down", "--prefix", PREFIX])
+            .status();
     }
 }
 
 fn netpath_json(bin: &Path, args: &[&str]) -> Result<serde_json::Value> {
-    let out = Command::new(bin).args(args).output().with_context(|| format!("netpath {args:?}"))?;
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .with_context(|| format!("netpath {args:?}"))?;
     if !out.status.success() {
         bail!("netpath {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -62,11 +71,27 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
         .filter(|p| p["node"] == 1)
         .filter_map(|p| p["host_veth"].as_str().map(String::from))
         .collect();
-    let mut args = vec!["run".to_string(), "--netns".into(), NODE1.into(), "--pin-dir".into(), PIN_DIR.into(), "--socket".into(), SOCKET.into()];
+    let mut args = vec![
+        "run".to_string(),
+        "--netns".into(),
+        NODE1.into(),
+        "--pin-dir".into(),
+        PIN_DIR.into(),
+        "--socket".into(),
+        SOCKET.into(),
+    ];
     // An ephemeral port: the demo must not take a real netpath's 9464 (the URL is printed).
-    args.extend(["--interval".into(), "3s".into(), "--metrics".into(), "127.0.0.1:0".into()]);
+    args.extend([
+        "--interval".into(),
+        "3s".into(),
+        "--metrics".into(),
+        "127.0.0.1:0".into(),
+    ]);
     // The bridge and its veths by TC, the underlay by native XDP so both hooks are exercised.
-    for i in std::iter::once("cni0".to_string()).chain(veths).chain(std::iter::once("ul0:xdp".to_string())) {
+    for i in std::iter::once("cni0".to_string())
+        .chain(veths)
+        .chain(std::iter::once("ul0:xdp".to_string()))
+    {
         args.extend(["--iface".into(), i]);
     }
     eprintln!("xtask demo: netpath {}", args.join(" "));
@@ -76,9 +101,14 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
     let until = duration.map(Duration::from_secs);
     let mut rounds = 0;
     while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| started.elapsed() < u) {
-        let out = Command::new(bin).args(["lab", "traffic", "--prefix", PREFIX]).output()?;
+        let out = Command::new(bin)
+            .args(["lab", "traffic", "--prefix", PREFIX])
+            .output()?;
         rounds += 1;
-        eprintln!("xtask demo: traffic round {rounds}: {}", String::from_utf8_lossy(&out.stdout).trim());
+        eprintln!(
+            "xtask demo: traffic round {rounds}: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
         if rounds == 1 {
             println!("\n== node 1 interfaces: veth peer, the pod namespace behind it, attached programs ==");
             let _ = Command::new(bin).args(["ifaces", "--socket", SOCKET]).status();
@@ -98,13 +128,43 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
         }
     }
     println!("\n== top flows on node 1 ==");
-    let _ = Command::new(bin).args(["flows", "--socket", SOCKET, "--pin-dir", PIN_DIR, "--netns", NODE1, "--top", "15"]).status();
-    let rows = netpath_json(bin, &["stats", "--socket", SOCKET, "--pin-dir", PIN_DIR, "--netns", NODE1, "-o", "json"])?;
+    let _ = Command::new(bin)
+        .args([
+            "flows",
+            "--socket",
+            SOCKET,
+            "--pin-dir",
+            PIN_DIR,
+            "--netns",
+            NODE1,
+            "--top",
+            "15",
+        ])
+        .status();
+    let rows = netpath_json(
+        bin,
+        &[
+            "stats",
+            "--socket",
+            SOCKET,
+            "--pin-dir",
+            PIN_DIR,
+            "--netns",
+            NODE1,
+            "-o",
+            "json",
+        ],
+    )?;
     let mut missing = Vec::new();
     for class in EXPECTED {
         let n: u64 = rows
             .as_array()
-            .map(|a| a.iter().filter(|r| r["class"] == class).filter_map(|r| r["packets"].as_u64()).sum())
+            .map(|a| {
+                a.iter()
+                    .filter(|r| r["class"] == class)
+                    .filter_map(|r| r["packets"].as_u64())
+                    .sum()
+            })
             .unwrap_or(0);
         println!("{class:>6}: {n} packets");
         if n == 0 {

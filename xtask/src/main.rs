@@ -2,12 +2,16 @@
 mod demo;
 mod tools;
 
-use anyhow::{bail, Context as _, Result};
-use clap::{Parser, Subcommand};
 use std::{path::PathBuf, process::Command};
 
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, run, test and demo netpath (provisions the eBPF toolchain on first use)")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run, test and demo netpath (provisions the eBPF toolchain on first use)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -110,7 +114,9 @@ fn build(release: bool) -> Result<PathBuf> {
         c.arg("--release");
     }
     run_checked(c)?;
-    Ok(tools::target_dir().join(if release { "release" } else { "debug" }).join("netpath"))
+    Ok(tools::target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join("netpath"))
 }
 
 fn test(filter: Option<String>) -> Result<()> {
@@ -118,7 +124,15 @@ fn test(filter: Option<String>) -> Result<()> {
     let tools = tools::ensure()?;
     eprintln!("xtask: host unit tests");
     let mut c = tools::cargo(&tools);
-    c.args(["test", "--package", "netpath-common", "--package", "netpath", "--package", "xtask"]);
+    c.args([
+        "test",
+        "--package",
+        "netpath-common",
+        "--package",
+        "netpath",
+        "--package",
+        "xtask",
+    ]);
     if let Some(f) = &filter {
         c.arg(f);
     }
@@ -159,7 +173,9 @@ fn ensure_debs(packages: &[&str]) -> Result<()> {
         c
     })?;
     let mut c = Command::new("apt-get");
-    c.args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
+    c.args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
     run_checked(c)
 }
 

@@ -5,22 +5,28 @@
 //! bpf-linker must use exactly the LLVM that rustc emitted bitcode for. No prebuilt bpf-linker
 //! matches the nightly here (LLVM 22), so we point llvm-sys at a scratch prefix whose
 //! lib/libLLVM.so is a link to the toolchain's libLLVM.so.<ver>-rust-<ver>.
-use anyhow::{bail, Context as _, Result};
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
+
+use anyhow::{bail, Context as _, Result};
 
 pub const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn output(cmd: &mut Command) -> Result<String> {
@@ -50,7 +56,9 @@ fn ensure_rust_src() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: adding rust-src to the nightly toolchain");
-    let st = Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]).status()?;
+    let st = Command::new("rustup")
+        .args(["component", "add", "rust-src", "--toolchain", NIGHTLY])
+        .status()?;
     if !st.success() {
         bail!("rustup component add rust-src --toolchain nightly failed");
     }
@@ -64,12 +72,17 @@ fn nightly_libllvm(sysroot: &Path) -> Result<PathBuf> {
         .with_context(|| format!("reading {}", lib.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so")))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so")))
         })
         .collect();
     // Prefer the versioned soname (libLLVM.so.22.1-rust-...), which llvm-sys links by.
     found.sort_by_key(|p| !p.file_name().unwrap().to_string_lossy().starts_with("libLLVM.so."));
-    found.into_iter().next().with_context(|| format!("no libLLVM in {} (is the nightly toolchain complete?)", lib.display()))
+    found
+        .into_iter()
+        .next()
+        .with_context(|| format!("no libLLVM in {} (is the nightly toolchain complete?)", lib.display()))
 }
 
 /// Make sure rust-src and a matching bpf-linker exist; return the directory to put first on PATH.
@@ -79,10 +92,17 @@ pub fn ensure() -> Result<PathBuf> {
     let libllvm = nightly_libllvm(&sysroot)?;
     let tag = libllvm.file_name().unwrap().to_string_lossy().replace(['/', ' '], "_");
     // Keyed by the exact LLVM build: a new nightly gets a new linker.
-    let root = target_dir().join("tools").join(format!("bpf-linker-{BPF_LINKER_VERSION}-{tag}"));
+    let root = target_dir()
+        .join("tools")
+        .join(format!("bpf-linker-{BPF_LINKER_VERSION}-{tag}"));
     let bin = root.join("bin");
     let linker = bin.join("bpf-linker");
-    if linker.exists() && Command::new(&linker).arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if linker.exists()
+        && Command::new(&linker)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
         return Ok(bin);
     }
     let prefix = root.join("llvm");
@@ -95,17 +115,31 @@ pub fn ensure() -> Result<PathBuf> {
         libllvm.display()
     );
     let st = Command::new("cargo")
-        .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+        ])
         .arg(BPF_LINKER_LLVM_FEATURE)
         .arg("--root")
         .arg(&root)
         .env("LLVM_PREFIX", &prefix)
         // The linker dlopens nothing at run time, but it links against libLLVM.so by path.
-        .env("RUSTFLAGS", format!("-C link-arg=-Wl,-rpath,{}", sysroot.join("lib").display()))
+        .env(
+            "RUSTFLAGS",
+            format!("-C link-arg=-Wl,-rpath,{}", sysroot.join("lib").display()),
+        )
         .status()
         .context("running cargo install bpf-linker")?;
     if !st.success() {
-        bail!("building bpf-linker failed (see above); it needs the nightly toolchain's libLLVM at {}", libllvm.display());
+        bail!(
+            "building bpf-linker failed (see above); it needs the nightly toolchain's libLLVM at {}",
+            libllvm.display()
+        );
     }
     Ok(bin)
 }

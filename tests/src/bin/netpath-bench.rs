@@ -12,9 +12,16 @@
 //! suite, besides the steady-state figures (large repeat), reports the same programs run one frame
 //! per call (the per-call overhead included), and, via bpftool, how many calls to the byte-loop
 //! memset/memmove/memcpy subprograms each loaded program contains (0 is the target).
-use netpath_tests::benchenv::{kernel_version, cpu_model, loadavg, online_cpus, utc_now, out_dir};
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
 use anyhow::{bail, Context as _, Result};
-use netpath::loader::{PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY};
+use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use netpath::loader::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY};
 use netpath_common::{
     class,
     craft::*,
@@ -22,17 +29,12 @@ use netpath_common::{
     parse::{self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
     Config, DEFAULT_FLOW_TABLE_SIZE,
 };
-use netpath_tests::testrun::{Datapath, XDP_PASS};
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-use netpath::loader::PROG_TC_EGRESS;
+use netpath_tests::{
+    benchenv::{cpu_model, kernel_version, loadavg, online_cpus, out_dir, utc_now},
+    testrun::{Datapath, XDP_PASS},
+};
 use serde::Serialize;
 use serde_json::json;
-use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
 
 const SUITES: [&str; 5] = ["testrun", "daemon", "events", "metrics", "all"];
 
@@ -85,7 +87,9 @@ fn parse_args(args: &[String]) -> std::result::Result<Opts, (String, i32)> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut num = |name: &str| -> std::result::Result<u64, (String, i32)> {
-            let v = it.next().ok_or_else(|| (format!("{name} needs a value\n{}", usage()), 2))?;
+            let v = it
+                .next()
+                .ok_or_else(|| (format!("{name} needs a value\n{}", usage()), 2))?;
             match v.replace('_', "").parse::<u64>() {
                 Ok(n) if n > 0 => Ok(n),
                 _ => Err((format!("{name}: expected a positive number, got {v:?}"), 2)),
@@ -101,7 +105,10 @@ fn parse_args(args: &[String]) -> std::result::Result<Opts, (String, i32)> {
             s if s.starts_with('-') => return Err((format!("unknown option {s}\n{}", usage()), 2)),
             s => {
                 if suite.is_some() {
-                    return Err((format!("unexpected argument {s:?}: only one suite may be named\n{}", usage()), 2));
+                    return Err((
+                        format!("unexpected argument {s:?}: only one suite may be named\n{}", usage()),
+                        2,
+                    ));
                 }
                 if !SUITES.contains(&s) {
                     return Err((format!("unknown suite {s:?}; suites: {}", SUITES.join(", ")), 2));
@@ -150,8 +157,12 @@ fn main() {
 type Suite = fn(&Opts) -> Result<()>;
 
 fn run(opts: &Opts) -> Result<()> {
-    let suites: [(&str, Suite); 4] =
-        [("testrun", testrun_suite), ("daemon", daemon_suite), ("events", events_suite), ("metrics", metrics_suite)];
+    let suites: [(&str, Suite); 4] = [
+        ("testrun", testrun_suite),
+        ("daemon", daemon_suite),
+        ("events", events_suite),
+        ("metrics", metrics_suite),
+    ];
     match opts.suite.as_str() {
         "all" => {
             // Every suite runs even if one fails (its guards clean up on error and on panic).
@@ -208,7 +219,9 @@ fn ratio_bounds(x: f64, base: f64) -> [f64; 2] {
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
+    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(*x), hi.max(*x))
+    })
 }
 
 /// One quantity over the rounds: the median (reported) and the spread (for judging noise).
@@ -223,7 +236,12 @@ struct Stat {
 impl Stat {
     fn of(v: Vec<f64>) -> Stat {
         let (min, max) = min_max(&v);
-        Stat { median: median(&v), min, max, rounds: v }
+        Stat {
+            median: median(&v),
+            min,
+            max,
+            rounds: v,
+        }
     }
     /// Relative spread (max - min) / median, in percent.
     fn spread_pct(&self) -> f64 {
@@ -242,8 +260,15 @@ struct Bench {
 
 fn frames() -> Vec<Bench> {
     let udp4 = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")));
-    let tcp6 = eth(ETH_P_IPV6, &ipv6(IP6_A, IP6_B, IPPROTO_TCP, &tcp(40000, 443, TCP_SYN, &[])));
-    let vlan = vlan_eth(&[(ETH_P_8021Q, 10)], ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")));
+    let tcp6 = eth(
+        ETH_P_IPV6,
+        &ipv6(IP6_A, IP6_B, IPPROTO_TCP, &tcp(40000, 443, TCP_SYN, &[])),
+    );
+    let vlan = vlan_eth(
+        &[(ETH_P_8021Q, 10)],
+        ETH_P_IP,
+        &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")),
+    );
     let qinq = vlan_eth(
         &[(ETH_P_8021AD, 10), (ETH_P_8021Q, 20)],
         ETH_P_IP,
@@ -258,19 +283,54 @@ fn frames() -> Vec<Bench> {
         &ipv6_ext(
             IP6_A,
             IP6_B,
-            &[ext_opts(IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, 0), ext_opts(IPPROTO_DSTOPTS, IPPROTO_UDP, 0)],
+            &[
+                ext_opts(IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, 0),
+                ext_opts(IPPROTO_DSTOPTS, IPPROTO_UDP, 0),
+            ],
             &udp(1000, 53, b"q"),
         ),
     );
     vec![
-        Bench { name: "udp4", what: "eth/ipv4/udp", frame: udp4 },
-        Bench { name: "tcp6", what: "eth/ipv6/tcp", frame: tcp6 },
-        Bench { name: "vlan", what: "802.1Q/ipv4/udp", frame: vlan },
-        Bench { name: "qinq", what: "802.1ad/802.1Q/ipv4/tcp", frame: qinq },
-        Bench { name: "vxlan-inner", what: "ipv4/udp:8472/vxlan/eth/ipv4/tcp", frame: vxlan },
-        Bench { name: "arp", what: "eth/arp request", frame: arp_f },
-        Bench { name: "icmp4", what: "eth/ipv4/icmp echo", frame: icmp4 },
-        Bench { name: "ipv6-2ext", what: "eth/ipv6/hbh/dstopts/udp", frame: ipv6x },
+        Bench {
+            name: "udp4",
+            what: "eth/ipv4/udp",
+            frame: udp4,
+        },
+        Bench {
+            name: "tcp6",
+            what: "eth/ipv6/tcp",
+            frame: tcp6,
+        },
+        Bench {
+            name: "vlan",
+            what: "802.1Q/ipv4/udp",
+            frame: vlan,
+        },
+        Bench {
+            name: "qinq",
+            what: "802.1ad/802.1Q/ipv4/tcp",
+            frame: qinq,
+        },
+        Bench {
+            name: "vxlan-inner",
+            what: "ipv4/udp:8472/vxlan/eth/ipv4/tcp",
+            frame: vxlan,
+        },
+        Bench {
+            name: "arp",
+            what: "eth/arp request",
+            frame: arp_f,
+        },
+        Bench {
+            name: "icmp4",
+            what: "eth/ipv4/icmp echo",
+            frame: icmp4,
+        },
+        Bench {
+            name: "ipv6-2ext",
+            what: "eth/ipv6/hbh/dstopts/udp",
+            frame: ipv6x,
+        },
     ]
 }
 
@@ -367,7 +427,9 @@ fn mem_calls(id: u32) -> Option<u32> {
     let text = String::from_utf8_lossy(&out.stdout);
     let calls = text
         .lines()
-        .filter(|l| !l.starts_with(';') && l.contains(" call ") && ["memset", "memmove", "memcpy"].iter().any(|f| l.contains(f)))
+        .filter(|l| {
+            !l.starts_with(';') && l.contains(" call ") && ["memset", "memmove", "memcpy"].iter().any(|f| l.contains(f))
+        })
         .count();
     Some(calls as u32)
 }
@@ -395,7 +457,12 @@ fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
     for b in &fr {
         let p = parse::parse(b.frame.as_slice(), &Config::default(), None);
         if p.class == class::MALFORMED || !p.has_flow() {
-            bail!("bench frame {} parses as {} (reason {}): fix the frame", b.name, class::name(p.class), p.reason);
+            bail!(
+                "bench frame {} parses as {} (reason {}): fix the frame",
+                b.name,
+                class::name(p.class),
+                p.reason
+            );
         }
     }
     // Warm up: caches, branch predictors, and the flow entry of each frame (so `full` is the
@@ -418,7 +485,11 @@ fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
             p[i].push(ns(dp, PROG_XDP_PARSE_ONLY, &b.frame, opts.repeat)?);
             f[i].push(ns(dp, PROG_XDP, &b.frame, opts.repeat)?);
             e1[i].push(ns_batch(dp, PROG_XDP_EMPTY, std::iter::repeat_n(&b.frame, single))?);
-            p1[i].push(ns_batch(dp, PROG_XDP_PARSE_ONLY, std::iter::repeat_n(&b.frame, single))?);
+            p1[i].push(ns_batch(
+                dp,
+                PROG_XDP_PARSE_ONLY,
+                std::iter::repeat_n(&b.frame, single),
+            )?);
             f1[i].push(ns_batch(dp, PROG_XDP, std::iter::repeat_n(&b.frame, single))?);
         }
     }
@@ -541,7 +612,9 @@ fn bench_level(opts: &Opts, batch: usize, label: String, prefill: u32, miss_base
     let hits: Vec<Vec<u8>> = if hit_count == 0 {
         vec![hot.clone(); batch]
     } else {
-        (prefill - hit_count as u32..prefill).map(|i| flow_frame(SPACE_PREFILL, i)).collect()
+        (prefill - hit_count as u32..prefill)
+            .map(|i| flow_frame(SPACE_PREFILL, i))
+            .collect()
     };
     let hot_batch: Vec<Vec<u8>> = vec![hot.clone(); batch];
 
@@ -551,7 +624,9 @@ fn bench_level(opts: &Opts, batch: usize, label: String, prefill: u32, miss_base
         he.push(ns(&dp, PROG_XDP_EMPTY, &hot, opts.repeat)?);
         hf.push(ns(&dp, PROG_XDP, &hot, opts.repeat)?);
 
-        let new: Vec<Vec<u8>> = (0..batch as u32).map(|k| flow_frame(SPACE_NEW, *miss_base + k)).collect();
+        let new: Vec<Vec<u8>> = (0..batch as u32)
+            .map(|k| flow_frame(SPACE_NEW, *miss_base + k))
+            .collect();
         *miss_base += batch as u32;
         be.push(ns_batch(&dp, PROG_XDP_EMPTY, new.iter())?);
         bh.push(ns_batch(&dp, PROG_XDP, hot_batch.iter())?);
@@ -588,7 +663,8 @@ fn bench_level(opts: &Opts, batch: usize, label: String, prefill: u32, miss_base
 /// Distinct frames per round in the per-flow batches: the new flows of all rounds must fit in half
 /// the table, so the levels below "full" measure inserts without evictions.
 fn scaling_batch(opts: &Opts) -> usize {
-    opts.batch.min((opts.flow_table_size as usize / (2 * opts.rounds)).max(1))
+    opts.batch
+        .min((opts.flow_table_size as usize / (2 * opts.rounds)).max(1))
 }
 
 fn bench_scaling(opts: &Opts) -> Result<Vec<LevelResult>> {
@@ -612,10 +688,6 @@ fn bench_scaling(opts: &Opts) -> Result<Vec<LevelResult>> {
 // ---------------------------------------------------------------------------------------------
 // Environment
 
-
-
-
-
 /// Pin this thread to the last CPU: every TEST_RUN then runs on the same CPU (and the same per-CPU
 /// slots of the maps), away from CPU 0, which takes most device interrupts.
 fn pin_to_last_cpu() -> Option<usize> {
@@ -626,7 +698,9 @@ fn pin_to_last_cpu() -> Option<usize> {
         return None;
     }
     // SAFETY: CPU_ISSET reads the set.
-    let cpu = (0..libc::CPU_SETSIZE as usize).rev().find(|c| unsafe { libc::CPU_ISSET(*c, &set) })?;
+    let cpu = (0..libc::CPU_SETSIZE as usize)
+        .rev()
+        .find(|c| unsafe { libc::CPU_ISSET(*c, &set) })?;
     // SAFETY: as above.
     let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: cpu < CPU_SETSIZE.
@@ -634,7 +708,6 @@ fn pin_to_last_cpu() -> Option<usize> {
     // SAFETY: valid pointer and size.
     (unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) } == 0).then_some(cpu)
 }
-
 
 /// The commit measured, and whether the datapath sources (eBPF program, shared parser) differ
 /// from it: a benchmark of uncommitted datapath code should say so.
@@ -653,7 +726,6 @@ fn source_state() -> (Option<String>, Option<bool>) {
     let dirty = git(&["status", "--porcelain", "--", ":/netpath-ebpf", ":/netpath-common"]).map(|s| !s.is_empty());
     (commit, dirty)
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // The suite
@@ -789,19 +861,38 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
     println!(
         "Flow table scaling (udp4 frames, capacity {}{}):",
         opts.flow_table_size,
-        if opts.flow_table_size == DEFAULT_FLOW_TABLE_SIZE { ", the default" } else { ", NOT the default 65536" }
+        if opts.flow_table_size == DEFAULT_FLOW_TABLE_SIZE {
+            ", the default"
+        } else {
+            ", NOT the default 65536"
+        }
     );
     let batch = scaling_batch(opts);
     println!(
         "  hot = one flow, repeat {}; per-flow batches = {} distinct frames per round{}, repeat 1 each,",
         opts.repeat,
         batch,
-        if batch < opts.batch { format!(" (reduced from {} to fit the table)", opts.batch) } else { String::new() }
+        if batch < opts.batch {
+            format!(" (reduced from {} to fit the table)", opts.batch)
+        } else {
+            String::new()
+        }
     );
     println!("  kernel durations averaged (baseline: the empty program over the same kind of batch)");
     println!(
         "  {:<20} {:>7} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
-        "table", "active", "hot ns", "hot x", "b.empty", "b.hot", "b.hit", "b.miss", "hit x", "miss x", "evicted", "ins.fail"
+        "table",
+        "active",
+        "hot ns",
+        "hot x",
+        "b.empty",
+        "b.hot",
+        "b.hit",
+        "b.miss",
+        "hit x",
+        "miss x",
+        "evicted",
+        "ins.fail"
     );
     for l in &levels {
         println!(
@@ -846,7 +937,10 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
         "  per-call baseline: the empty program costs {:.1} ns per repeat=1 call (timer and call overhead) vs {:.1} ns",
         first.batch_empty_ns.median, first.hot_empty_ns.median
     );
-    println!("  per run at repeat {}; batch ratios are therefore not comparable with the steady-state ones", opts.repeat);
+    println!(
+        "  per run at repeat {}; batch ratios are therefore not comparable with the steady-state ones",
+        opts.repeat
+    );
     let st = &last.status_after;
     println!(
         "  after {}: {} active of {} ({:.0}%), {} created, {} evicted, {} insert failures",
@@ -861,11 +955,18 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
     println!();
 
     // 3. Goals.
-    let worst_parse = fr.iter().max_by(|a, b| a.parse_ratio.median.total_cmp(&b.parse_ratio.median)).context("no frames")?;
-    let worst_full = fr.iter().max_by(|a, b| a.full_ratio.median.total_cmp(&b.full_ratio.median)).context("no frames")?;
+    let worst_parse = fr
+        .iter()
+        .max_by(|a, b| a.parse_ratio.median.total_cmp(&b.parse_ratio.median))
+        .context("no frames")?;
+    let worst_full = fr
+        .iter()
+        .max_by(|a, b| a.full_ratio.median.total_cmp(&b.full_ratio.median))
+        .context("no frames")?;
     let parse_met = fr.iter().all(|r| r.parse_goal_met);
     let full_met = fr.iter().all(|r| r.full_goal_met) && first.hot_ratio.median <= GOAL_FULL_HOT_MAX;
-    let slow_met = slow_hot <= GOAL_NO_SLOW_PATH_MAX && slow_miss <= GOAL_NO_SLOW_PATH_MAX && slow_hit <= GOAL_NO_SLOW_PATH_MAX;
+    let slow_met =
+        slow_hot <= GOAL_NO_SLOW_PATH_MAX && slow_miss <= GOAL_NO_SLOW_PATH_MAX && slow_hit <= GOAL_NO_SLOW_PATH_MAX;
     let parse_misses: Vec<&str> = fr.iter().filter(|r| !r.parse_goal_met).map(|r| r.name).collect();
     let full_misses: Vec<&str> = fr.iter().filter(|r| !r.full_goal_met).map(|r| r.name).collect();
     println!("Goals (reported, not asserted):");
@@ -874,7 +975,11 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
         pass(parse_met),
         worst_parse.parse_ratio.median,
         worst_parse.name,
-        if parse_misses.is_empty() { String::new() } else { format!("; over: {}", parse_misses.join(", ")) }
+        if parse_misses.is_empty() {
+            String::new()
+        } else {
+            format!("; over: {}", parse_misses.join(", "))
+        }
     );
     println!(
         "  {}  full program, one hot flow <= {GOAL_FULL_HOT_MAX}x empty: worst frame {:.2}x ({}), udp4 in the scaling run {:.2}x{}",
@@ -897,10 +1002,14 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
         pass(slow_miss <= GOAL_NO_SLOW_PATH_MAX)
     );
 
-    let worst1_parse =
-        fr.iter().max_by(|a, b| a.single_parse_ratio.median.total_cmp(&b.single_parse_ratio.median)).context("no frames")?;
-    let worst1_full =
-        fr.iter().max_by(|a, b| a.single_full_ratio.median.total_cmp(&b.single_full_ratio.median)).context("no frames")?;
+    let worst1_parse = fr
+        .iter()
+        .max_by(|a, b| a.single_parse_ratio.median.total_cmp(&b.single_parse_ratio.median))
+        .context("no frames")?;
+    let worst1_full = fr
+        .iter()
+        .max_by(|a, b| a.single_full_ratio.median.total_cmp(&b.single_full_ratio.median))
+        .context("no frames")?;
     let base1 = median(&fr.iter().map(|r| r.single_empty_ns.median).collect::<Vec<_>>());
     println!(
         "  (for comparison, against the {base1:.0} ns one-frame-per-call baseline: parser worst {:.2}x ({}) {}, full worst {:.2}x ({}) {})",
@@ -953,7 +1062,8 @@ fn testrun_suite(opts: &Opts) -> Result<()> {
     let dir = out_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("testrun.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
     println!();
     println!("Wrote {} ({elapsed:.1} s, load {load0} -> {load1})", path.display());
     Ok(())
@@ -1026,7 +1136,12 @@ struct Pcts {
 impl Pcts {
     fn of(v: &[f64]) -> Pcts {
         let s = sorted(v);
-        Pcts { count: s.len(), p50: quantile(&s, 0.5), p99: quantile(&s, 0.99), max: s.last().copied().unwrap_or(f64::NAN) }
+        Pcts {
+            count: s.len(),
+            p50: quantile(&s, 0.5),
+            p99: quantile(&s, 0.99),
+            max: s.last().copied().unwrap_or(f64::NAN),
+        }
     }
 }
 
@@ -1052,7 +1167,8 @@ fn write_doc(name: &str, mut doc: serde_json::Value, started: Instant) -> Result
     let dir = out_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
@@ -1067,7 +1183,11 @@ fn header(suite: &str, opts: &Opts) {
         cpus_online(),
         loadavg(),
         commit.as_deref().unwrap_or("unknown"),
-        if dirty == Some(true) { " + uncommitted datapath changes" } else { "" }
+        if dirty == Some(true) {
+            " + uncommitted datapath changes"
+        } else {
+            ""
+        }
     );
     println!();
 }
@@ -1098,16 +1218,28 @@ const FILL_SOCKETS: usize = 4;
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip").args(args).output().context("running ip")?;
     if !out.status.success() {
-        bail!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
 
 /// `netpath ARGS -o json` (the CLI the user runs), parsed.
 fn netpath_cli_json(args: &[&str]) -> Result<serde_json::Value> {
-    let out = Command::new(netpath_tests::netpath_bin()).args(args).args(["-o", "json"]).output().context("running netpath")?;
+    let out = Command::new(netpath_tests::netpath_bin())
+        .args(args)
+        .args(["-o", "json"])
+        .output()
+        .context("running netpath")?;
     if !out.status.success() {
-        bail!("netpath {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "netpath {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     serde_json::from_slice(&out.stdout).with_context(|| format!("netpath {} printed no JSON", args.join(" ")))
 }
@@ -1141,7 +1273,10 @@ impl BenchDaemon {
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
-        let mut d = BenchDaemon { child: Some(child), log };
+        let mut d = BenchDaemon {
+            child: Some(child),
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut attached = 0;
         while attached < want {
@@ -1150,7 +1285,10 @@ impl BenchDaemon {
                 Ok(_) => {}
                 Err(_) => {
                     let st = d.stop();
-                    bail!("netpath run did not attach ({attached}/{want}; exit {st:?}); its log:\n{}", d.tail(20));
+                    bail!(
+                        "netpath run did not attach ({attached}/{want}; exit {st:?}); its log:\n{}",
+                        d.tail(20)
+                    );
                 }
             }
         }
@@ -1198,7 +1336,9 @@ impl Api {
     }
 
     fn get(&self, path: &str) -> Result<serde_json::Value> {
-        self.rt.block_on(self.client.get(path)).map_err(|e| anyhow::anyhow!("GET {path}: {e}"))
+        self.rt
+            .block_on(self.client.get(path))
+            .map_err(|e| anyhow::anyhow!("GET {path}: {e}"))
     }
 
     /// GET, timed (ms).
@@ -1217,7 +1357,8 @@ struct Rss {
 }
 
 fn rss(pid: u32) -> Result<Rss> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
     let field = |name: &str| {
         s.lines()
             .find(|l| l.starts_with(name))
@@ -1225,17 +1366,30 @@ fn rss(pid: u32) -> Result<Rss> {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    Ok(Rss { vm_rss_kib: field("VmRSS:"), vm_hwm_kib: field("VmHWM:"), rss_anon_kib: field("RssAnon:") })
+    Ok(Rss {
+        vm_rss_kib: field("VmRSS:"),
+        vm_hwm_kib: field("VmHWM:"),
+        rss_anon_kib: field("RssAnon:"),
+    })
 }
 
 /// Kernel memory of the BPF maps a process holds (fdinfo `memlock`, once per map id), not in its
 /// RSS: (total bytes, [(map_id, map_type, max_entries, memlock)]).
 fn map_memlock(pid: u32) -> (u64, Vec<(u64, u64, u64, u64)>) {
     let mut maps: std::collections::BTreeMap<u64, (u64, u64, u64)> = std::collections::BTreeMap::new();
-    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).into_iter().flatten().flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
         let field = |name: &str| {
-            text.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok())
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
         };
         if let (Some(id), Some(ty), Some(mem)) = (field("map_id:"), field("map_type:"), field("memlock:")) {
             maps.insert(id, (ty, field("max_entries:").unwrap_or(0), mem));
@@ -1249,7 +1403,9 @@ fn map_memlock(pid: u32) -> (u64, Vec<(u64, u64, u64, u64)>) {
 fn tcx_attached(dev: &str) -> bool {
     use aya::programs::{SchedClassifier, TcAttachType};
     let has = |t: TcAttachType, name: &str| {
-        SchedClassifier::query_tcx(dev, t).map(|(_, progs)| progs.iter().any(|p| p.name_as_str() == Some(name))).unwrap_or(false)
+        SchedClassifier::query_tcx(dev, t)
+            .map(|(_, progs)| progs.iter().any(|p| p.name_as_str() == Some(name)))
+            .unwrap_or(false)
     };
     has(TcAttachType::Ingress, PROG_TC_INGRESS) && has(TcAttachType::Egress, PROG_TC_EGRESS)
 }
@@ -1278,16 +1434,29 @@ struct HotplugRun {
 }
 
 /// Add, enslave, wait for, and delete `n` veths on the node's br0, one by one.
-fn hotplug(node: &str, api: &Api, n: usize, tag: &str, status_poll: Duration, flows_active: u64, label: &str) -> Result<HotplugRun> {
-    let departed0 = api.get("/v1/status")?["daemon"]["departed"]["interfaces"].as_u64().unwrap_or(0);
+fn hotplug(
+    node: &str,
+    api: &Api,
+    n: usize,
+    tag: &str,
+    status_poll: Duration,
+    flows_active: u64,
+    label: &str,
+) -> Result<HotplugRun> {
+    let departed0 = api.get("/v1/status")?["daemon"]["departed"]["interfaces"]
+        .as_u64()
+        .unwrap_or(0);
     let attach_timeout = Duration::from_secs(3);
-    let (mut after, mut from_start, mut cmd, mut dep, mut timeouts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0usize);
+    let (mut after, mut from_start, mut cmd, mut dep, mut timeouts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0usize);
     // One thread in the node's namespace for the whole run: the tcx queries resolve names there.
     netpath_tests::in_netns(node, || -> Result<()> {
         for i in 0..n {
             eprint!("\r  {label}: veth {}/{n}", i + 1);
             let (host, peer) = (format!("hp{tag}{i}"), format!("hq{tag}{i}"));
-            ip(&["-n", node, "link", "add", "name", &host, "type", "veth", "peer", "name", &peer])?;
+            ip(&[
+                "-n", node, "link", "add", "name", &host, "type", "veth", "peer", "name", &peer,
+            ])?;
             let t0 = Instant::now();
             ip(&["-n", node, "link", "set", &host, "master", "br0", "up"])?;
             let t1 = Instant::now();
@@ -1359,8 +1528,9 @@ struct FillPass {
 /// Send `n` UDP datagrams with distinct (source port, destination port) from the pod namespace.
 fn send_flows(pod: &str, n: usize, deadline: Instant) -> Result<(u64, f64)> {
     netpath_tests::in_netns(pod, || -> Result<(u64, f64)> {
-        let socks: Vec<std::net::UdpSocket> =
-            (0..FILL_SOCKETS).map(|_| std::net::UdpSocket::bind("0.0.0.0:0")).collect::<std::io::Result<_>>()?;
+        let socks: Vec<std::net::UdpSocket> = (0..FILL_SOCKETS)
+            .map(|_| std::net::UdpSocket::bind("0.0.0.0:0"))
+            .collect::<std::io::Result<_>>()?;
         for s in &socks {
             s.set_nonblocking(true)?;
         }
@@ -1371,7 +1541,10 @@ fn send_flows(pod: &str, n: usize, deadline: Instant) -> Result<(u64, f64)> {
             loop {
                 match socks[i % FILL_SOCKETS].send_to(b"np", (FILL_DST, port)) {
                     Ok(_) => break,
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock) || e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    Err(e)
+                        if matches!(e.kind(), std::io::ErrorKind::WouldBlock)
+                            || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                    {
                         would_block += 1;
                         if Instant::now() > deadline {
                             bail!("flow fill: sender still blocked at datagram {i} of {n} at the deadline");
@@ -1394,15 +1567,24 @@ fn flows_active(api: &Api) -> Result<u64> {
 /// programs to a fresh veth in `node` and detaches them, `n` times. Returns (ingress, egress) ms.
 fn raw_tcx_attach(node: &str, n: usize) -> Result<Vec<(f64, f64)>> {
     use aya::programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType};
-    let mut ebpf = netpath::loader::load(&netpath::loader::LoadOptions::default()).context("loading the eBPF object")?;
+    let mut ebpf =
+        netpath::loader::load(&netpath::loader::LoadOptions::default()).context("loading the eBPF object")?;
     netpath::attach::load_programs(&mut ebpf).context("loading the datapath programs")?;
     netpath_tests::in_netns(node, || -> Result<Vec<(f64, f64)>> {
         let mut out = Vec::new();
         for i in 0..n {
             let (host, peer) = (format!("rawh{i}"), format!("rawp{i}"));
-            ip(&["-n", node, "link", "add", "name", &host, "type", "veth", "peer", "name", &peer])?;
+            ip(&[
+                "-n", node, "link", "add", "name", &host, "type", "veth", "peer", "name", &peer,
+            ])?;
             let mut times = [0.0; 2];
-            for (k, (name, dir)) in [(PROG_TC_INGRESS, TcAttachType::Ingress), (PROG_TC_EGRESS, TcAttachType::Egress)].into_iter().enumerate() {
+            for (k, (name, dir)) in [
+                (PROG_TC_INGRESS, TcAttachType::Ingress),
+                (PROG_TC_EGRESS, TcAttachType::Egress),
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 let prog: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
                 let t = Instant::now();
                 let id = prog.attach_with_options(&host, dir, TcAttachOptions::TcxOrder(LinkOrder::first()))?;
@@ -1428,21 +1610,53 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
     // Guards, dropped in reverse: the daemon stops first, then the pins go, then the namespaces.
     let node = netpath_tests::Netns::new("npbn");
     let pod = netpath_tests::Netns::new("npbp");
-    let _ = node.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"]);
-    let _ = pod.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"]);
+    let _ = node.exec(&[
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
+    ]);
+    let _ = pod.exec(&[
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
+    ]);
     ip(&["-n", &node.name, "link", "add", "name", "br0", "type", "bridge"])?;
     ip(&["-n", &node.name, "link", "set", "br0", "up"])?;
-    ip(&["-n", &node.name, "link", "add", "name", "vpod", "type", "veth", "peer", "name", "eth0", "netns", &pod.name])?;
+    ip(&[
+        "-n", &node.name, "link", "add", "name", "vpod", "type", "veth", "peer", "name", "eth0", "netns", &pod.name,
+    ])?;
     ip(&["-n", &node.name, "link", "set", "vpod", "master", "br0", "up"])?;
     ip(&["-n", &pod.name, "addr", "add", "10.78.0.2/24", "dev", "eth0"])?;
     ip(&["-n", &pod.name, "link", "set", "eth0", "up"])?;
-    ip(&["-n", &pod.name, "neigh", "replace", &FILL_DST.to_string(), "lladdr", FILL_DST_MAC, "dev", "eth0", "nud", "permanent"])?;
+    ip(&[
+        "-n",
+        &pod.name,
+        "neigh",
+        "replace",
+        &FILL_DST.to_string(),
+        "lladdr",
+        FILL_DST_MAC,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ])?;
     let pins = netpath_tests::PinDir::new();
     let table = DAEMON_FLOW_TABLE.to_string();
-    let args: Vec<&str> = ["--netns", node.name.as_str(), "--iface", "br0", "--quiet", "--metrics", "none", "--flow-table-size", table.as_str()]
-        .into_iter()
-        .chain(pins.args())
-        .collect();
+    let args: Vec<&str> = [
+        "--netns",
+        node.name.as_str(),
+        "--iface",
+        "br0",
+        "--quiet",
+        "--metrics",
+        "none",
+        "--flow-table-size",
+        table.as_str(),
+    ]
+    .into_iter()
+    .chain(pins.args())
+    .collect();
     println!("Daemon: netpath run {}", args.join(" "));
     let t = Instant::now();
     // br0 and its port vpod.
@@ -1455,7 +1669,15 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
         let rss_idle = rss(pid)?;
 
         // 1. Hot-plug on an empty table.
-        let hp_empty = hotplug(&node.name, &api, n_hotplug, "a", Duration::from_millis(2), flows_active(&api)?, "hot-plug")?;
+        let hp_empty = hotplug(
+            &node.name,
+            &api,
+            n_hotplug,
+            "a",
+            Duration::from_millis(2),
+            flows_active(&api)?,
+            "hot-plug",
+        )?;
 
         // 2. 100k flows.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -1473,7 +1695,12 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
                 }
                 active = now;
             }
-            passes.push(FillPass { datagrams: n_flows, would_block, seconds, flows_active_after: active });
+            passes.push(FillPass {
+                datagrams: n_flows,
+                would_block,
+                seconds,
+                flows_active_after: active,
+            });
             if active as f64 >= 0.95 * n_flows as f64 {
                 break;
             }
@@ -1501,11 +1728,22 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
         let top_rows = top.as_array().map(Vec::len).unwrap_or(0);
 
         // 3. Hot-plug again with the table full of flows.
-        let hp_loaded =
-            hotplug(&node.name, &api, n_hotplug_loaded, "b", Duration::from_millis(20), flows_active(&api)?, "hot-plug at 100k flows")?;
+        let hp_loaded = hotplug(
+            &node.name,
+            &api,
+            n_hotplug_loaded,
+            "b",
+            Duration::from_millis(20),
+            flows_active(&api)?,
+            "hot-plug at 100k flows",
+        )?;
         let rss_end = rss(pid)?;
         let (memlock_total, memlock_maps) = map_memlock(pid);
-        let flow_map_memlock: u64 = memlock_maps.iter().filter(|m| m.2 == u64::from(DAEMON_FLOW_TABLE)).map(|m| m.3).sum();
+        let flow_map_memlock: u64 = memlock_maps
+            .iter()
+            .filter(|m| m.2 == u64::from(DAEMON_FLOW_TABLE))
+            .map(|m| m.3)
+            .sum();
         let status = netpath_cli_json(&["status", "--socket", pins.sock()])?;
         Ok(json!({
             "startup_ms": startup_ms,
@@ -1540,7 +1778,10 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
     let hp = r["hotplug"].as_array().context("hotplug")?;
     let p = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     println!("Hot-plug attach latency (veth enslaved to the watched bridge br0 until both tcx programs are on it):");
-    println!("  {:<24} {:>6} {:>7} {:>8} {:>8} {:>8} {:>12} {:>12}", "run", "veths", "flows", "p50 ms", "p99 ms", "max ms", "daemon p50", "daemon p99");
+    println!(
+        "  {:<24} {:>6} {:>7} {:>8} {:>8} {:>8} {:>12} {:>12}",
+        "run", "veths", "flows", "p50 ms", "p99 ms", "max ms", "daemon p50", "daemon p99"
+    );
     for h in hp {
         let a = &h["after_return"];
         let d = &h["daemon_attach_latency_ms"];
@@ -1586,16 +1827,40 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
     let fill = &r["fill"];
     let n_active = fill["flows_active"].as_u64().unwrap_or(0);
     println!("Daemon memory (/proc/PID/status; flow table capacity {DAEMON_FLOW_TABLE}):");
-    println!("  idle (br0 + 1 port, 2 s after attach)     VmRSS {:>7.1} MiB  VmHWM {:>7.1} MiB", mib(k(&r["rss_idle"])), mib(hwm(&r["rss_idle"])));
-    println!("  {:>6} flows, right after the fill       VmRSS {:>7.1} MiB  VmHWM {:>7.1} MiB", n_active, mib(k(&r["rss_filled"])), mib(hwm(&r["rss_filled"])));
-    println!("  {:>6} flows, after reads + an age scan  VmRSS {:>7.1} MiB  VmHWM {:>7.1} MiB", n_active, mib(k(&r["rss_after_reads"])), mib(hwm(&r["rss_after_reads"])));
-    println!("  end of the suite                          VmRSS {:>7.1} MiB  VmHWM {:>7.1} MiB", mib(k(&r["rss_end"])), mib(hwm(&r["rss_end"])));
+    println!(
+        "  idle (br0 + 1 port, 2 s after attach)     VmRSS {:>7.1} MiB  VmHWM {:>7.1} MiB",
+        mib(k(&r["rss_idle"])),
+        mib(hwm(&r["rss_idle"]))
+    );
+    println!(
+        "  {:>6} flows, right after the fill       VmRSS {:>7.1} MiB  VmHWM {:>7.1} MiB",
+        n_active,
+        mib(k(&r["rss_filled"])),
+        mib(hwm(&r["rss_filled"]))
+    );
+    println!(
+        "  {:>6} flows, after reads + an age scan  VmRSS {:>7.1} MiB  VmHWM {:>7.1} MiB",
+        n_active,
+        mib(k(&r["rss_after_reads"])),
+        mib(hwm(&r["rss_after_reads"]))
+    );
+    println!(
+        "  end of the suite                          VmRSS {:>7.1} MiB  VmHWM {:>7.1} MiB",
+        mib(k(&r["rss_end"])),
+        mib(hwm(&r["rss_end"]))
+    );
     println!(
         "  not in RSS: the BPF maps' kernel memory (fdinfo memlock) {:.1} MiB, of which the flow table {:.1} MiB",
         r["maps_memlock_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0,
         r["flow_table_memlock_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0
     );
-    for (i, pass) in fill["passes"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+    for (i, pass) in fill["passes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         println!(
             "  fill pass {}: {} datagrams in {:.2} s ({} would-block retries) -> {} flows active",
             i + 1,
@@ -1606,7 +1871,13 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
         );
     }
     let api_ms = &r["api_ms_at_fill"];
-    let med = |v: &serde_json::Value| median(&v.as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>()).unwrap_or_default());
+    let med = |v: &serde_json::Value| {
+        median(
+            &v.as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    };
     println!(
         "  API at {} flows: /v1/flows?top=10 median {:.0} ms, /v1/status median {:.0} ms, `netpath flows --top 10` {:.0} ms",
         fill["flows_active"],
@@ -1614,11 +1885,17 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
         med(&api_ms["status"]),
         p(api_ms, "cli_flows_top10")
     );
-    println!("  daemon start to both interfaces attached: {:.0} ms", p(&r, "startup_ms"));
+    println!(
+        "  daemon start to both interfaces attached: {:.0} ms",
+        p(&r, "startup_ms")
+    );
     println!();
     let filled_ok = fill["flows_active"].as_u64().unwrap_or(0) as f64 >= 0.95 * n_flows as f64;
     if !filled_ok {
-        println!("  note: only {} of {n_flows} flows are in the table: the RSS figure is not at 100k flows", fill["flows_active"]);
+        println!(
+            "  note: only {} of {n_flows} flows are in the table: the RSS figure is not at 100k flows",
+            fill["flows_active"]
+        );
     }
     println!("Goals (reported, not asserted):");
     for h in hp {
@@ -1629,7 +1906,8 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
             pass(ext <= GOAL_ATTACH_P99_MS && h["timeouts"].as_u64() == Some(0)),
             h["label"].as_str().unwrap_or("?"),
             ext,
-            own.map(|o| format!(", {o:.1} ms by the daemon (cumulative)")).unwrap_or_default()
+            own.map(|o| format!(", {o:.1} ms by the daemon (cumulative)"))
+                .unwrap_or_default()
         );
     }
     println!(
@@ -1649,7 +1927,11 @@ fn daemon_suite(opts: &Opts) -> Result<()> {
     doc["results"] = r;
     let path = write_doc("daemon", doc, started)?;
     println!();
-    println!("Wrote {} and daemon.log ({:.1} s)", path.display(), started.elapsed().as_secs_f64());
+    println!(
+        "Wrote {} and daemon.log ({:.1} s)",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -1668,7 +1950,10 @@ struct EventsDp {
 
 fn events_datapath() -> Result<EventsDp> {
     let opts = netpath::loader::LoadOptions {
-        config: Config { events_per_sec: 0, ..Config::default() },
+        config: Config {
+            events_per_sec: 0,
+            ..Config::default()
+        },
         ..netpath::loader::LoadOptions::default()
     };
     let mut ebpf = netpath::loader::load(&opts).context("loading the eBPF object")?;
@@ -1718,7 +2003,12 @@ struct Drained {
 }
 
 /// Drain the ring until it is empty; returns the records read.
-fn drain_batch(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, mode: DrainMode, st: &mut DecodeState, d: &mut Drained) -> u64 {
+fn drain_batch(
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    mode: DrainMode,
+    st: &mut DecodeState,
+    d: &mut Drained,
+) -> u64 {
     let mut n = 0u64;
     match mode {
         DrainMode::CountOnly => {
@@ -1830,14 +2120,22 @@ fn interrupts(name: &str) -> Vec<u64> {
     let ncpu = text.lines().next().map(|l| l.split_whitespace().count()).unwrap_or(0);
     text.lines()
         .find(|l| l.trim_start().starts_with(&format!("{name}:")))
-        .map(|l| l.split_whitespace().skip(1).take(ncpu).filter_map(|v| v.parse().ok()).collect())
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .take(ncpu)
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// (idle, total) jiffies of one CPU from /proc/stat (idle includes iowait).
 fn cpu_jiffies(cpu: usize) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(&format!("cpu{cpu}")))?;
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&format!("cpu{cpu}")))?;
     let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     Some((idle, v.iter().take(8).sum()))
@@ -1856,7 +2154,10 @@ impl Epoll {
         }
         // SAFETY: ep is a fresh fd we own.
         let ep = Epoll(unsafe { std::os::fd::OwnedFd::from_raw_fd(ep) });
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 0,
+        };
         use std::os::fd::AsRawFd as _;
         // SAFETY: valid fds and event pointer.
         if unsafe { libc::epoll_ctl(ep.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
@@ -1890,10 +2191,23 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, what: &str) -> Resul
 /// A producer thread runs the XDP program on an ARP frame (one event per run) for `dur`, while a
 /// consumer thread drains the ring as fast as it can, waiting as `wait` says when it is empty.
 #[allow(clippy::too_many_arguments)]
-fn stream_run(dp: &mut EventsDp, mode: DrainMode, wait: Wait, pcpu: usize, ccpu: usize, dur: Duration, repeat: u32) -> Result<StreamRun> {
+fn stream_run(
+    dp: &mut EventsDp,
+    mode: DrainMode,
+    wait: Wait,
+    pcpu: usize,
+    ccpu: usize,
+    dur: Duration,
+    repeat: u32,
+) -> Result<StreamRun> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let frame = arp_frame();
-    let prog: &Xdp = dp.ebpf.program(PROG_XDP).context("netpath_xdp")?.try_into().context("netpath_xdp is XDP")?;
+    let prog: &Xdp = dp
+        .ebpf
+        .program(PROG_XDP)
+        .context("netpath_xdp")?
+        .try_into()
+        .context("netpath_xdp is XDP")?;
     while dp.ring.next().is_some() {}
     let d0 = dp.maps.diag()?;
     let iwi0 = interrupts("IWI");
@@ -1908,7 +2222,10 @@ fn stream_run(dp: &mut EventsDp, mode: DrainMode, wait: Wait, pcpu: usize, ccpu:
     let (prod, cons) = std::thread::scope(|s| {
         let c = s.spawn(|| -> Result<(Drained, f64, f64)> {
             set_affinity(&[ccpu]);
-            let mut st = DecodeState { deriver: netpath::events::Deriver::default(), json: Vec::with_capacity(1024) };
+            let mut st = DecodeState {
+                deriver: netpath::events::Deriver::default(),
+                json: Vec::with_capacity(1024),
+            };
             let mut d = Drained::default();
             start.wait();
             let (t0, c0) = (Instant::now(), thread_cpu_seconds());
@@ -1940,18 +2257,30 @@ fn stream_run(dp: &mut EventsDp, mode: DrainMode, wait: Wait, pcpu: usize, ccpu:
             let (t0, c0) = (Instant::now(), thread_cpu_seconds());
             let (mut runs, mut kernel_ns) = (0u64, 0f64);
             while t0.elapsed() < dur {
-                let r = prog.test_run(TestRunOptions { data_in: Some(&frame), repeat, ..TestRunOptions::default() })?;
+                let r = prog.test_run(TestRunOptions {
+                    data_in: Some(&frame),
+                    repeat,
+                    ..TestRunOptions::default()
+                })?;
                 if r.return_value != XDP_PASS {
                     bail!("netpath_xdp returned {} on the ARP frame", r.return_value);
                 }
                 runs += u64::from(repeat);
                 kernel_ns += r.duration.as_nanos() as f64 * f64::from(repeat);
             }
-            Ok((runs, t0.elapsed().as_secs_f64(), kernel_ns / runs.max(1) as f64, thread_cpu_seconds() - c0))
+            Ok((
+                runs,
+                t0.elapsed().as_secs_f64(),
+                kernel_ns / runs.max(1) as f64,
+                thread_cpu_seconds() - c0,
+            ))
         });
         (join(p, "producer"), join(c, "consumer"))
     });
-    let ((runs, producer_seconds, producer_kernel_ns_per_run, producer_cpu), (d, consumer_seconds, consumer_cpu_seconds)) = (prod?, cons?);
+    let (
+        (runs, producer_seconds, producer_kernel_ns_per_run, producer_cpu),
+        (d, consumer_seconds, consumer_cpu_seconds),
+    ) = (prod?, cons?);
     let producer_cpu_idle_share = match (j0, cpu_jiffies(pcpu)) {
         (Some((i0, t0)), Some((i1, t1))) if t1 > t0 => Some((i1 - i0) as f64 / (t1 - t0) as f64),
         _ => None,
@@ -1963,7 +2292,11 @@ fn stream_run(dp: &mut EventsDp, mode: DrainMode, wait: Wait, pcpu: usize, ccpu:
         _ => None,
     };
     let delta = |i: u32| d1[i as usize] - d0[i as usize];
-    let (emitted, lost, suppressed) = (delta(diag::EVENTS_EMITTED), delta(diag::EVENTS_LOST), delta(diag::EVENTS_SUPPRESSED));
+    let (emitted, lost, suppressed) = (
+        delta(diag::EVENTS_EMITTED),
+        delta(diag::EVENTS_LOST),
+        delta(diag::EVENTS_SUPPRESSED),
+    );
     Ok(StreamRun {
         mode,
         placement: if pcpu == ccpu { "same CPU" } else { "other CPU" },
@@ -1978,7 +2311,11 @@ fn stream_run(dp: &mut EventsDp, mode: DrainMode, wait: Wait, pcpu: usize, ccpu:
         delivered: d.events,
         delivered_per_sec: d.events as f64 / consumer_seconds,
         emitted_per_sec: emitted as f64 / producer_seconds,
-        lost_pct: if emitted > 0 { lost as f64 * 100.0 / emitted as f64 } else { 0.0 },
+        lost_pct: if emitted > 0 {
+            lost as f64 * 100.0 / emitted as f64
+        } else {
+            0.0
+        },
         batches: d.batches,
         json_bytes: d.json_bytes,
         delivered_per_cpu_sec: d.events as f64 / consumer_cpu_seconds,
@@ -2032,7 +2369,12 @@ fn wait_turn(ready: impl Fn() -> bool, abort: &std::sync::atomic::AtomicBool) ->
 /// as many runs as records fit), then stops; the consumer drains it, timed. `cycles` times.
 fn burst_run(dp: &mut EventsDp, mode: DrainMode, pcpu: usize, ccpu: usize, cycles: usize) -> Result<BurstRun> {
     let frame = arp_frame();
-    let prog: &Xdp = dp.ebpf.program(PROG_XDP).context("netpath_xdp")?.try_into().context("netpath_xdp is XDP")?;
+    let prog: &Xdp = dp
+        .ebpf
+        .program(PROG_XDP)
+        .context("netpath_xdp")?
+        .try_into()
+        .context("netpath_xdp is XDP")?;
     let fill = ring_records().1 as u32;
     while dp.ring.next().is_some() {}
     let d0 = dp.maps.diag()?;
@@ -2048,20 +2390,30 @@ fn burst_run(dp: &mut EventsDp, mode: DrainMode, pcpu: usize, ccpu: usize, cycle
                 if !wait_turn(|| turn.load(std::sync::atomic::Ordering::Acquire) == 2 * c, &abort) {
                     bail!("burst: the consumer stopped");
                 }
-                let r = prog.test_run(TestRunOptions { data_in: Some(&frame), repeat: fill, ..TestRunOptions::default() })?;
+                let r = prog.test_run(TestRunOptions {
+                    data_in: Some(&frame),
+                    repeat: fill,
+                    ..TestRunOptions::default()
+                })?;
                 if r.return_value != XDP_PASS {
                     bail!("netpath_xdp returned {}", r.return_value);
                 }
                 turn.store(2 * c + 1, std::sync::atomic::Ordering::Release);
             }
             // Wait for the last drain before raising `abort` on the way out.
-            wait_turn(|| turn.load(std::sync::atomic::Ordering::Acquire) == 2 * cycles as u64, &abort);
+            wait_turn(
+                || turn.load(std::sync::atomic::Ordering::Acquire) == 2 * cycles as u64,
+                &abort,
+            );
             Ok(())
         });
         let c = s.spawn(|| -> Result<(Drained, f64, f64)> {
             let _abort = SetOnDrop(&abort);
             set_affinity(&[ccpu]);
-            let mut st = DecodeState { deriver: netpath::events::Deriver::default(), json: Vec::with_capacity(1024) };
+            let mut st = DecodeState {
+                deriver: netpath::events::Deriver::default(),
+                json: Vec::with_capacity(1024),
+            };
             let mut d = Drained::default();
             let (mut secs, mut cpu) = (0.0, 0.0);
             for c in 0..cycles as u64 {
@@ -2107,8 +2459,15 @@ fn mps(x: f64) -> String {
 /// holds (attached somewhere) is only reference-counted. So attach netpath_xdp in generic mode to
 /// a veth (down: it never sees a frame) in a private namespace for the suite's duration.
 fn pin_dispatcher(dp: &mut EventsDp, ns: &str) -> Result<bool> {
-    ip(&["-n", ns, "link", "add", "name", "npxdp0", "type", "veth", "peer", "name", "npxdp1"])?;
-    let prog: &mut Xdp = dp.ebpf.program_mut(PROG_XDP).context("netpath_xdp")?.try_into().context("netpath_xdp is XDP")?;
+    ip(&[
+        "-n", ns, "link", "add", "name", "npxdp0", "type", "veth", "peer", "name", "npxdp1",
+    ])?;
+    let prog: &mut Xdp = dp
+        .ebpf
+        .program_mut(PROG_XDP)
+        .context("netpath_xdp")?
+        .try_into()
+        .context("netpath_xdp is XDP")?;
     netpath_tests::in_netns(ns, || -> Result<()> {
         let name = std::ffi::CString::new("npxdp0")?;
         // SAFETY: valid NUL-terminated name.
@@ -2116,7 +2475,8 @@ fn pin_dispatcher(dp: &mut EventsDp, ns: &str) -> Result<bool> {
         if ifindex == 0 {
             bail!("npxdp0: {}", std::io::Error::last_os_error());
         }
-        prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Skb).context("attaching netpath_xdp to npxdp0")?;
+        prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Skb)
+            .context("attaching netpath_xdp to npxdp0")?;
         Ok(())
     })?;
     Ok(true)
@@ -2136,13 +2496,26 @@ struct DecodeCost {
 }
 
 fn decode_breakdown(dp: &mut EventsDp, n: usize) -> Result<DecodeCost> {
-    use netpath::events::{decode, Deriver};
     use std::hint::black_box;
-    let prog: &Xdp = dp.ebpf.program(PROG_XDP).context("netpath_xdp")?.try_into().context("netpath_xdp is XDP")?;
+
+    use netpath::events::{decode, Deriver};
+    let prog: &Xdp = dp
+        .ebpf
+        .program(PROG_XDP)
+        .context("netpath_xdp")?
+        .try_into()
+        .context("netpath_xdp is XDP")?;
     while dp.ring.next().is_some() {}
-    prog.test_run(TestRunOptions { data_in: Some(&arp_frame()), repeat: 1, ..TestRunOptions::default() })?;
+    prog.test_run(TestRunOptions {
+        data_in: Some(&arp_frame()),
+        repeat: 1,
+        ..TestRunOptions::default()
+    })?;
     let e: netpath_common::event::Event = {
-        let item = dp.ring.next().context("no event after one run of netpath_xdp on an ARP frame")?;
+        let item = dp
+            .ring
+            .next()
+            .context("no event after one run of netpath_xdp on an ARP frame")?;
         if item.len() < std::mem::size_of::<netpath_common::event::Event>() {
             bail!("short event record ({} bytes)", item.len());
         }
@@ -2173,7 +2546,14 @@ fn decode_breakdown(dp: &mut EventsDp, n: usize) -> Result<DecodeCost> {
         let _ = serde_json::to_writer(&mut buf, &r);
         black_box(&buf);
     });
-    Ok(DecodeCost { iterations: n, decode_ns: d, deriver_ns: df - d, json_ns: all - df, total_ns: all, json_bytes: buf.len() })
+    Ok(DecodeCost {
+        iterations: n,
+        decode_ns: d,
+        deriver_ns: df - d,
+        json_ns: all - df,
+        total_ns: all,
+        json_bytes: buf.len(),
+    })
 }
 
 fn events_suite(opts: &Opts) -> Result<()> {
@@ -2200,7 +2580,11 @@ fn events_suite(opts: &Opts) -> Result<()> {
     // Guards first, so they drop last: the namespace goes after the datapath (and its XDP link).
     let pin_ns = netpath_tests::Netns::new("npbe");
     let mut dp = events_datapath()?;
-    let pinned = if std::env::var_os("NETPATH_BENCH_NO_XDP_PIN").is_some() { Ok(false) } else { pin_dispatcher(&mut dp, &pin_ns.name) };
+    let pinned = if std::env::var_os("NETPATH_BENCH_NO_XDP_PIN").is_some() {
+        Ok(false)
+    } else {
+        pin_dispatcher(&mut dp, &pin_ns.name)
+    };
     match &pinned {
         Ok(true) => println!("{PROG_XDP} is also attached (generic XDP) to a down veth in a private namespace, so the kernel's XDP dispatcher\nalready holds it and is not rebuilt around every TEST_RUN call (set NETPATH_BENCH_NO_XDP_PIN=1 to see the difference)."),
         Ok(false) => println!("  note: XDP dispatcher not pinned (NETPATH_BENCH_NO_XDP_PIN): every TEST_RUN call rebuilds it twice"),
@@ -2208,9 +2592,20 @@ fn events_suite(opts: &Opts) -> Result<()> {
     }
     let pinned = matches!(pinned, Ok(true));
     // Warm up (flow entry, caches, the Deriver's first insertions) and check the event count.
-    let warm = stream_run(&mut dp, DrainMode::CountOnly, Wait::Spin, a, b, Duration::from_millis(200), repeat)?;
+    let warm = stream_run(
+        &mut dp,
+        DrainMode::CountOnly,
+        Wait::Spin,
+        a,
+        b,
+        Duration::from_millis(200),
+        repeat,
+    )?;
     if warm.emitted.abs_diff(warm.runs) > 8 {
-        println!("  note: {} runs emitted {} events (expected one per run)", warm.runs, warm.emitted);
+        println!(
+            "  note: {} runs emitted {} events (expected one per run)",
+            warm.runs, warm.emitted
+        );
     }
 
     // 1. Streaming: producer and consumer at once.
@@ -2248,7 +2643,11 @@ fn events_suite(opts: &Opts) -> Result<()> {
     let mut bursts = Vec::new();
     for &(p, c) in &placements {
         for &m in &modes {
-            eprint!("\r  burst drain: {} on {}        ", m.name(), if p == c { "same CPU" } else { "other CPU" });
+            eprint!(
+                "\r  burst drain: {} on {}        ",
+                m.name(),
+                if p == c { "same CPU" } else { "other CPU" }
+            );
             bursts.push(burst_run(&mut dp, m, p, c, cycles)?);
         }
     }
@@ -2260,10 +2659,25 @@ fn events_suite(opts: &Opts) -> Result<()> {
     drop(dp);
 
     println!();
-    println!("Streaming ({} s per run, median of {rounds} round(s) by delivered rate):", dur.as_secs());
+    println!(
+        "Streaming ({} s per run, median of {rounds} round(s) by delivered rate):",
+        dur.as_secs()
+    );
     println!(
         "  {:<12} {:<6} {:<10} {:>12} {:>12} {:>7} {:>10} {:>9} {:>12} {:>9} {:>9} {:>11} {:>9}",
-        "consumer", "wait", "placement", "delivered/s", "emitted/s", "lost", "per batch", "cons CPU", "per CPU-sec", "prod CPU", "CPU idle", "prod ns/run", "IWI/event"
+        "consumer",
+        "wait",
+        "placement",
+        "delivered/s",
+        "emitted/s",
+        "lost",
+        "per batch",
+        "cons CPU",
+        "per CPU-sec",
+        "prod CPU",
+        "CPU idle",
+        "prod ns/run",
+        "IWI/event"
     );
     for s in &chosen {
         println!(
@@ -2278,21 +2692,32 @@ fn events_suite(opts: &Opts) -> Result<()> {
             s.consumer_cpu_seconds * 100.0 / s.consumer_seconds,
             mps(s.delivered_per_cpu_sec),
             s.producer_cpu_share * 100.0,
-            s.producer_cpu_idle_share.map(|x| format!("{:.0}%", x * 100.0)).unwrap_or("?".into()),
+            s.producer_cpu_idle_share
+                .map(|x| format!("{:.0}%", x * 100.0))
+                .unwrap_or("?".into()),
             s.producer_kernel_ns_per_run,
-            s.irq_work_on_producer_cpu.map(|n| format!("{:.2}", n as f64 / s.emitted.max(1) as f64)).unwrap_or("?".into())
+            s.irq_work_on_producer_cpu
+                .map(|n| format!("{:.2}", n as f64 / s.emitted.max(1) as f64))
+                .unwrap_or("?".into())
         );
     }
     println!("  (delivered/s = records the consumer read over wall time; emitted / lost = the datapath's NP_DIAG counters, lost =");
     println!("   reserve failed because the ring was full: the producer outran the consumer; cons CPU / prod CPU = share of the run each");
-    println!("   thread held a CPU (thread CPU time / wall); CPU idle = idle share of the producer's CPU (/proc/stat);");
-    println!("   per CPU-sec = delivered per second of consumer CPU time; prod ns/run = the kernel's TEST_RUN time per");
+    println!(
+        "   thread held a CPU (thread CPU time / wall); CPU idle = idle share of the producer's CPU (/proc/stat);"
+    );
+    println!(
+        "   per CPU-sec = delivered per second of consumer CPU time; prod ns/run = the kernel's TEST_RUN time per"
+    );
     println!("   run of netpath_xdp incl. the event; wait = what the consumer does when the ring is empty: spin = call next() again,");
     println!("   epoll = epoll_wait on the ring's fd as the daemon does; IWI/event = irq_work interrupts on the producer's CPU per");
     println!("   emitted event: the ring buffer wakes its reader through irq_work when a record lands in a ring the reader emptied)");
     println!();
     println!("Burst drain ({cycles} cycles: the producer fills the ring ({cap} records), stops, the consumer drains it, timed):");
-    println!("  {:<12} {:<10} {:>13} {:>14} {:>13} {:>16}", "consumer", "placement", "drained/s", "ns per event", "per CPU-sec", "CPU ns per event");
+    println!(
+        "  {:<12} {:<10} {:>13} {:>14} {:>13} {:>16}",
+        "consumer", "placement", "drained/s", "ns per event", "per CPU-sec", "CPU ns per event"
+    );
     for b in &bursts {
         println!(
             "  {:<12} {:<10} {:>13} {:>14.1} {:>13} {:>16.1}",
@@ -2309,10 +2734,19 @@ fn events_suite(opts: &Opts) -> Result<()> {
         "Full decode, one thread, no ring ({} iterations of one `arp` event, thread CPU time): decode {:.0} ns + Deriver::feed {:.0} ns",
         cost.iterations, cost.decode_ns, cost.deriver_ns
     );
-    println!("  + serde_json {:.0} ns = {:.0} ns per event ({} JSON bytes)", cost.json_ns, cost.total_ns, cost.json_bytes);
+    println!(
+        "  + serde_json {:.0} ns = {:.0} ns per event ({} JSON bytes)",
+        cost.json_ns, cost.total_ns, cost.json_bytes
+    );
     println!();
     println!("Goals (reported, not asserted):");
-    let findb = |m: DrainMode, pl: &str| bursts.iter().find(|s| s.mode == m && s.placement == pl).map(|s| s.per_sec).unwrap_or(f64::NAN);
+    let findb = |m: DrainMode, pl: &str| {
+        bursts
+            .iter()
+            .find(|s| s.mode == m && s.placement == pl)
+            .map(|s| s.per_sec)
+            .unwrap_or(f64::NAN)
+    };
     // End to end: the better wait strategy for each placement and consumer.
     let best = |m: DrainMode, pl: &str| -> (f64, &'static str) {
         chosen
@@ -2323,8 +2757,14 @@ fn events_suite(opts: &Opts) -> Result<()> {
             .unwrap_or((f64::NAN, "?"))
     };
     let (bs, bo) = (
-        (findb(DrainMode::CountOnly, "same CPU"), findb(DrainMode::FullDecode, "same CPU")),
-        (findb(DrainMode::CountOnly, "other CPU"), findb(DrainMode::FullDecode, "other CPU")),
+        (
+            findb(DrainMode::CountOnly, "same CPU"),
+            findb(DrainMode::FullDecode, "same CPU"),
+        ),
+        (
+            findb(DrainMode::CountOnly, "other CPU"),
+            findb(DrainMode::FullDecode, "other CPU"),
+        ),
     );
     println!("  what user space can drain (burst drain: the reader alone, the producer idle):");
     println!(
@@ -2424,7 +2864,10 @@ impl netpath::api::Backend for FakeBackend {
         Ok(self.stats.clone())
     }
     /// As the daemon: every row, then the filter (sort by bytes, top N) with flows::select.
-    fn flows(&self, filter: &netpath::flows::Filter) -> std::result::Result<Vec<netpath::flows::FlowRow>, netpath::api::ApiError> {
+    fn flows(
+        &self,
+        filter: &netpath::flows::Filter,
+    ) -> std::result::Result<Vec<netpath::flows::FlowRow>, netpath::api::ApiError> {
         Ok(netpath::flows::select(self.flows.clone(), filter))
     }
     fn ifaces(&self) -> std::result::Result<serde_json::Value, netpath::api::ApiError> {
@@ -2459,12 +2902,29 @@ struct PodIface {
 
 impl PodIface {
     fn owner(&self) -> netpath::node::Owner {
-        netpath::node::Owner { netns: Some(self.netns.clone()), pod: Some(self.pod.clone()), pod_namespace: Some(self.namespace.clone()) }
+        netpath::node::Owner {
+            netns: Some(self.netns.clone()),
+            pod: Some(self.pod.clone()),
+            pod_namespace: Some(self.namespace.clone()),
+        }
     }
 }
 
 fn fake_pods() -> Vec<PodIface> {
-    let apps = ["web", "api", "checkout", "cart", "payments", "search", "redis", "postgres", "kafka", "prometheus", "coredns", "ingress-nginx"];
+    let apps = [
+        "web",
+        "api",
+        "checkout",
+        "cart",
+        "payments",
+        "search",
+        "redis",
+        "postgres",
+        "kafka",
+        "prometheus",
+        "coredns",
+        "ingress-nginx",
+    ];
     let namespaces = ["default", "shop", "payments", "data", "monitoring", "kube-system"];
     let mut rng = Rng(42);
     (0..METRICS_IFACES)
@@ -2475,7 +2935,14 @@ fn fake_pods() -> Vec<PodIface> {
                 ifindex: 10 + i as u32,
                 pod: format!("{app}-{:08x}-{:05x}", rng.next() as u32, rng.next() as u32 & 0xfffff),
                 namespace: namespaces[i % namespaces.len()].to_string(),
-                netns: format!("cni-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", rng.next() as u32, rng.next() as u16, rng.next() as u16, rng.next() as u16, rng.next() & 0xffff_ffff_ffff),
+                netns: format!(
+                    "cni-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                    rng.next() as u32,
+                    rng.next() as u16,
+                    rng.next() as u16,
+                    rng.next() as u16,
+                    rng.next() & 0xffff_ffff_ffff
+                ),
                 ip: [10, 244, (i / 250) as u8, (i % 250 + 2) as u8],
             }
         })
@@ -2554,8 +3021,11 @@ fn fake_backend(n_flows: usize) -> FakeBackend {
             class: cls,
         });
     }
-    let by_kind: serde_json::Map<String, serde_json::Value> =
-        netpath_common::event::kind::NAMES.iter().enumerate().map(|(i, k)| (k.to_string(), (i as u64 * 1000).into())).collect();
+    let by_kind: serde_json::Map<String, serde_json::Value> = netpath_common::event::kind::NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.to_string(), (i as u64 * 1000).into()))
+        .collect();
     let status = json!({
         "flow_table": { "capacity": 131_072, "active": n_flows, "created": n_flows * 3, "evictions": 0, "deleted": 0,
                         "insert_failed": 0, "fill_ratio": n_flows as f64 / 131_072.0 },
@@ -2577,7 +3047,12 @@ fn fake_backend(n_flows: usize) -> FakeBackend {
         .iter()
         .map(|p| json!({ "name": p.iface, "ifindex": p.ifindex, "mode": "tc", "hook": "tcx", "master": "cni0", "netns": p.netns, "pod": p.pod, "namespace": p.namespace }))
         .collect();
-    FakeBackend { stats, flows, status, ifaces: serde_json::Value::Array(ifaces) }
+    FakeBackend {
+        stats,
+        flows,
+        status,
+        ifaces: serde_json::Value::Array(ifaces),
+    }
 }
 
 /// Samples in an exposition (every line that is not metadata).
@@ -2616,7 +3091,10 @@ struct MetricsRun {
 
 fn metrics_run(fake: &FakeBackend, top_flows: usize, runs: usize) -> Result<MetricsRun> {
     use netpath::metrics::{Data, Exporter, MetricsOptions};
-    let mut exp = Exporter::new(MetricsOptions { top_flows, ..MetricsOptions::default() });
+    let mut exp = Exporter::new(MetricsOptions {
+        top_flows,
+        ..MetricsOptions::default()
+    });
     let t = Instant::now();
     std::hint::black_box(exp.render(fake, false, Instant::now())?);
     let cold = ms(t.elapsed());
@@ -2630,12 +3108,21 @@ fn metrics_run(fake: &FakeBackend, top_flows: usize, runs: usize) -> Result<Metr
         }
         let series = series_count(&body);
         let render_ms = Stat::of(times);
-        Ok(FormatRun { ns_per_series: render_ms.median * 1e6 / series.max(1) as f64, render_ms, body_bytes: body.len(), series })
+        Ok(FormatRun {
+            ns_per_series: render_ms.median * 1e6 / series.max(1) as f64,
+            render_ms,
+            body_bytes: body.len(),
+            series,
+        })
     };
     let text = fmt(false)?;
     let openmetrics = fmt(true)?;
     let (mut b, mut u, mut et, mut eo, mut bf) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let filter = netpath::flows::Filter { top: Some(top_flows), sort: Some(netpath::flows::SortBy::Bytes), ..Default::default() };
+    let filter = netpath::flows::Filter {
+        top: Some(top_flows),
+        sort: Some(netpath::flows::SortBy::Bytes),
+        ..Default::default()
+    };
     for _ in 0..runs {
         let t = Instant::now();
         std::hint::black_box(netpath::api::Backend::flows(fake, &filter)?);
@@ -2681,7 +3168,9 @@ fn metrics_suite(opts: &Opts) -> Result<()> {
         "Fake backend: {METRICS_IFACES} pod interfaces x 2 directions x {} classes of interface counters (pod names), N flow rows;",
         class::COUNT
     );
-    println!("flows() clones the rows and applies the filter with flows::select (sort by bytes, top N) as the daemon does.");
+    println!(
+        "flows() clones the rows and applies the filter with flows::select (sort by bytes, top N) as the daemon does."
+    );
     println!("Exporter::render timed; steady state = median of {runs} renders after the first (cold) one.");
     println!();
     let mut out = Vec::new();
@@ -2693,7 +3182,20 @@ fn metrics_suite(opts: &Opts) -> Result<()> {
     eprintln!();
     println!(
         "  {:>7} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
-        "flows", "cap", "series", "text ms", "om ms", "cold ms", "body KiB", "backend", "flows()", "update", "encode", "ns/series", "exp ns/s", "spread"
+        "flows",
+        "cap",
+        "series",
+        "text ms",
+        "om ms",
+        "cold ms",
+        "body KiB",
+        "backend",
+        "flows()",
+        "update",
+        "encode",
+        "ns/series",
+        "exp ns/s",
+        "spread"
     );
     for r in &out {
         println!(
@@ -2714,7 +3216,9 @@ fn metrics_suite(opts: &Opts) -> Result<()> {
             r.text.render_ms.spread_pct()
         );
     }
-    println!("  (ms are medians; text = Prometheus text 0.0.4, om = OpenMetrics; series = sample lines of the text body;");
+    println!(
+        "  (ms are medians; text = Prometheus text 0.0.4, om = OpenMetrics; series = sample lines of the text body;"
+    );
     println!("   backend / update / encode = the steady-state parts of a text render (flows() = the backend's flow call alone:");
     println!("   clone every row, sort by bytes, keep the top); ns/series = text render / series;");
     println!("   exp ns/s = (update + encode) / series, the exporter without the backend; spread = (max - min) / median of the text renders)");
@@ -2736,9 +3240,10 @@ fn metrics_suite(opts: &Opts) -> Result<()> {
         goals.push(json!({"flows": r.flows_in_table, "render_ms": t, "render_met": t < GOAL_RENDER_MAX_MS, "ns_per_series": nps,
             "ns_per_series_met": nps <= GOAL_NS_PER_SERIES_MAX, "exporter_ns_per_series": r.exporter_ns_per_series}));
     }
-    if let (Some(capped), Some(uncapped)) =
-        (out.iter().find(|r| r.flows_in_table == 10_000 && r.top_flows == top), out.iter().find(|r| r.top_flows == 10_000))
-    {
+    if let (Some(capped), Some(uncapped)) = (
+        out.iter().find(|r| r.flows_in_table == 10_000 && r.top_flows == top),
+        out.iter().find(|r| r.top_flows == 10_000),
+    ) {
         println!(
             "  the cap at 10k flows: {} series / {:.0} KiB / {:.2} ms with top {top}, {} series / {:.0} KiB / {:.2} ms without ({} flow series)",
             capped.text.series,
@@ -2777,7 +3282,10 @@ mod tests {
     #[test]
     fn args_default_and_errors() {
         let o = parse_args(&[]).ok().unwrap();
-        assert_eq!((o.suite.as_str(), o.quick, o.repeat, o.rounds), ("testrun", false, 1_000_000, 7));
+        assert_eq!(
+            (o.suite.as_str(), o.quick, o.repeat, o.rounds),
+            ("testrun", false, 1_000_000, 7)
+        );
         let o = parse_args(&args(&["all", "--quick"])).ok().unwrap();
         assert_eq!((o.suite.as_str(), o.quick, o.repeat), ("all", true, 100_000));
         assert_eq!(parse_args(&args(&["nope"])).err().unwrap().1, 2);
@@ -2792,7 +3300,10 @@ mod tests {
         }
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!((quantile(&v, 0.5), quantile(&v, 0.99)), (51.0, 99.0));
-        assert_eq!(series_count("# HELP a x\n# TYPE a counter\na_total 1\nb{x=\"1\"} 2\n# EOF\n"), 2);
+        assert_eq!(
+            series_count("# HELP a x\n# TYPE a counter\na_total 1\nb{x=\"1\"} 2\n# EOF\n"),
+            2
+        );
         let (rec, cap) = ring_records();
         assert_eq!(rec % 8, 0);
         assert!(cap * rec <= netpath::loader::EVENTS_RING_BYTES as usize);

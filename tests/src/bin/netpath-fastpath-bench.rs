@@ -29,11 +29,6 @@
 //! take half of the test CPU whatever the tools' own nice level.
 //!
 //! Results go to stdout and to `$NETPATH_BENCH_OUT/fastpath.json` (default `target/bench`).
-use netpath_tests::benchenv::{kernel_version, cpu_model, loadavg, online_cpus, utc_now, out_dir};
-use anyhow::{anyhow, bail, Context as _, Result};
-use netpath::lab::{Lab, PodInfo};
-use netpath_tests::{in_netns, netpath, Daemon, PinDir};
-use serde_json::{json, Value};
 use std::{
     fmt::Write as _,
     os::{fd::AsRawFd, unix::process::CommandExt},
@@ -44,6 +39,14 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use netpath::lab::{Lab, PodInfo};
+use netpath_tests::{
+    benchenv::{cpu_model, kernel_version, loadavg, online_cpus, out_dir, utc_now},
+    in_netns, netpath, Daemon, PinDir,
+};
+use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
 // Goals (ratios measured in the same run; reported, never asserted)
@@ -122,7 +125,9 @@ fn parse_args(args: &[String]) -> std::result::Result<Opts, (String, i32)> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut num = |name: &str, max: u64| -> std::result::Result<u64, (String, i32)> {
-            let v = it.next().ok_or_else(|| (format!("{name} needs a value\n{}", usage()), 2))?;
+            let v = it
+                .next()
+                .ok_or_else(|| (format!("{name} needs a value\n{}", usage()), 2))?;
             match v.replace('_', "").parse::<u64>() {
                 Ok(n) if n > 0 && n <= max => Ok(n),
                 _ => Err((format!("{name}: expected a number from 1 to {max}, got {v:?}"), 2)),
@@ -206,7 +211,9 @@ const TOOLS: [(&str, &str); 9] = [
 ];
 
 fn have(tool: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false)
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
 }
 
 /// `timeout -k 1 SECS ip netns exec NS [nice -n -20 taskset -c CPU] ARGS...`, in its own process
@@ -225,7 +232,9 @@ fn ns_command(ns: &str, secs: f64, cpu: Option<usize>, tool: bool, args: &[&str]
 }
 
 fn ns_run(ns: &str, secs: f64, cpu: Option<usize>, tool: bool, args: &[&str]) -> Result<Output> {
-    let out = ns_command(ns, secs, cpu, tool, args).output().with_context(|| format!("running {args:?} in {ns}"))?;
+    let out = ns_command(ns, secs, cpu, tool, args)
+        .output()
+        .with_context(|| format!("running {args:?} in {ns}"))?;
     if out.status.code() == Some(124) {
         bail!("{args:?} in {ns} did not finish within {secs:.0} s");
     }
@@ -236,7 +245,11 @@ fn ns_run(ns: &str, secs: f64, cpu: Option<usize>, tool: bool, args: &[&str]) ->
 fn ns_ok(ns: &str, secs: f64, args: &[&str]) -> Result<String> {
     let out = ns_run(ns, secs, None, false, args)?;
     if !out.status.success() {
-        bail!("{args:?} in {ns} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{args:?} in {ns} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -269,7 +282,13 @@ impl Drop for Bg {
 fn wait_listening(ns: &str, port: u16, srv: &mut Bg, what: &str) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(3);
     loop {
-        let out = ns_run(ns, 5.0, None, false, &["ss", "-H", "-l", "-t", "-n", &format!("sport = :{port}")])?;
+        let out = ns_run(
+            ns,
+            5.0,
+            None,
+            false,
+            &["ss", "-H", "-l", "-t", "-n", &format!("sport = :{port}")],
+        )?;
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
             return Ok(());
         }
@@ -306,7 +325,10 @@ fn ensure_br_netfilter() -> Result<()> {
     if std::path::Path::new(BRNF).exists() {
         return Ok(());
     }
-    let st = Command::new("modprobe").arg("br_netfilter").stdin(Stdio::null()).output();
+    let st = Command::new("modprobe")
+        .arg("br_netfilter")
+        .stdin(Stdio::null())
+        .output();
     if std::path::Path::new(BRNF).exists() {
         return Ok(());
     }
@@ -377,8 +399,13 @@ struct Ruleset {
 /// table). ClusterIPs come from 10.96.0.0/16 (no test traffic goes there); endpoints from
 /// 10.244.2.0 onwards, outside both lab nodes' pod CIDRs.
 fn kube_proxy_rules(services: usize) -> Ruleset {
-    const PORTS: [(&str, u16, u16); 5] =
-        [("http", 80, 8080), ("https", 443, 8443), ("grpc", 9090, 9090), ("metrics", 8080, 8080), ("redis", 6379, 6379)];
+    const PORTS: [(&str, u16, u16); 5] = [
+        ("http", 80, 8080),
+        ("https", 443, 8443),
+        ("grpc", 9090, 9090),
+        ("metrics", 8080, 8080),
+        ("redis", 6379, 6379),
+    ];
     let cluster_ip = |i: usize| {
         let n = 10 + i as u32; // 10.96.0.10 onwards
         format!("10.96.{}.{}", n / 256, n % 256)
@@ -417,13 +444,22 @@ fn kube_proxy_rules(services: usize) -> Ruleset {
                     1.0 / left as f64
                 );
             } else {
-                let _ = writeln!(nat_rules, "-A {svc_chain} -m comment --comment \"{svc} -> {epip}:{target}\" -j {sep}");
+                let _ = writeln!(
+                    nat_rules,
+                    "-A {svc_chain} -m comment --comment \"{svc} -> {epip}:{target}\" -j {sep}"
+                );
             }
             seps.push((sep, epip));
         }
         for (sep, epip) in seps {
-            let _ = writeln!(nat_rules, "-A {sep} -s {epip}/32 -m comment --comment \"{svc}\" -j KUBE-MARK-MASQ");
-            let _ = writeln!(nat_rules, "-A {sep} -p tcp -m comment --comment \"{svc}\" -m tcp -j DNAT --to-destination {epip}:{target}");
+            let _ = writeln!(
+                nat_rules,
+                "-A {sep} -s {epip}/32 -m comment --comment \"{svc}\" -j KUBE-MARK-MASQ"
+            );
+            let _ = writeln!(
+                nat_rules,
+                "-A {sep} -p tcp -m comment --comment \"{svc}\" -m tcp -j DNAT --to-destination {epip}:{target}"
+            );
         }
     }
     for r in 0..rejecting {
@@ -480,7 +516,12 @@ fn kube_proxy_rules(services: usize) -> Ruleset {
         "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n",
     );
     t.push_str("COMMIT\n");
-    Ruleset { text: t, services, endpoints: ep, rejecting }
+    Ruleset {
+        text: t,
+        services,
+        endpoints: ep,
+        rejecting,
+    }
 }
 
 /// Rules per table as `iptables-save` in `ns` reports them.
@@ -510,12 +551,25 @@ fn count_rules(ns: &str) -> Result<(usize, usize)> {
 /// Packets that went through the FORWARD hook of node 1's filter table: the counter of its
 /// unconditional jump to KUBE-FORWARD (the largest counter in the chain).
 fn forward_packets(ns: &str) -> Result<u64> {
-    let out = ns_ok(ns, 10.0, &["iptables", "-t", "filter", "-L", "FORWARD", "-v", "-x", "-n"])?;
-    Ok(out.lines().skip(2).filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).max().unwrap_or(0))
+    let out = ns_ok(
+        ns,
+        10.0,
+        &["iptables", "-t", "filter", "-L", "FORWARD", "-v", "-x", "-n"],
+    )?;
+    Ok(out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0))
 }
 
 fn conntrack_count(ns: &str) -> Option<u64> {
-    ns_ok(ns, 5.0, &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]).ok()?.trim().parse().ok()
+    ns_ok(ns, 5.0, &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -529,7 +583,11 @@ fn tcx_programs(ns: &str, dev: &str) -> Vec<String> {
         let mut v = Vec::new();
         for (dir, t) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
             if let Ok((_, progs)) = SchedClassifier::query_tcx(&dev, t) {
-                v.extend(progs.iter().map(|p| format!("{dir}:{}", p.name_as_str().unwrap_or("?"))));
+                v.extend(
+                    progs
+                        .iter()
+                        .map(|p| format!("{dir}:{}", p.name_as_str().unwrap_or("?"))),
+                );
             }
         }
         v
@@ -550,7 +608,11 @@ fn fastpath_cmd(sock: &str, args: &[&str]) -> Result<Value> {
     v.extend(["-o", "json"]);
     let out = netpath(&v);
     if !out.status.success() {
-        bail!("netpath {}: {}", v.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "netpath {}: {}",
+            v.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     serde_json::from_slice(&out.stdout).with_context(|| format!("netpath {} printed bad JSON", v.join(" ")))
 }
@@ -575,7 +637,9 @@ const AUTOGROUP: &str = "/proc/self/autogroup";
 impl AutogroupGuard {
     fn raise() -> AutogroupGuard {
         // "/autogroup-34 nice 0"
-        let old = std::fs::read_to_string(AUTOGROUP).ok().and_then(|s| s.split_whitespace().last()?.parse::<i32>().ok());
+        let old = std::fs::read_to_string(AUTOGROUP)
+            .ok()
+            .and_then(|s| s.split_whitespace().last()?.parse::<i32>().ok());
         if old.is_some() && std::fs::write(AUTOGROUP, TOOL_NICE.to_string()).is_err() {
             return AutogroupGuard { old: None };
         }
@@ -596,7 +660,9 @@ impl Drop for AutogroupGuard {
 
 /// CPU time (ns, the scheduler's sum_exec_runtime) of every thread of `pid`.
 fn process_runtime_ns(pid: u32) -> u64 {
-    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
     rd.filter_map(|e| e.ok())
         .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
@@ -605,7 +671,9 @@ fn process_runtime_ns(pid: u32) -> u64 {
 
 /// The ksoftirqd threads: network softirq work the kernel defers lands there.
 fn ksoftirqd_pids() -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("ksoftirqd/")))
@@ -657,8 +725,15 @@ fn cpu_ticks() -> Result<CpuStat> {
         }
         // user nice system idle iowait irq softirq steal (guest time is already in user)
         let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
-        let t = Ticks { busy, total: busy + f[3] + f[4] };
-        match name.strip_prefix("cpu").filter(|n| !n.is_empty()).map(str::parse::<usize>) {
+        let t = Ticks {
+            busy,
+            total: busy + f[3] + f[4],
+        };
+        match name
+            .strip_prefix("cpu")
+            .filter(|n| !n.is_empty())
+            .map(str::parse::<usize>)
+        {
             None => all = Some(t),
             Some(Ok(n)) => {
                 if per_cpu.len() <= n {
@@ -669,7 +744,10 @@ fn cpu_ticks() -> Result<CpuStat> {
             Some(Err(_)) => {}
         }
     }
-    Ok(CpuStat { all: all.ok_or_else(|| anyhow!("/proc/stat has no cpu line"))?, per_cpu })
+    Ok(CpuStat {
+        all: all.ok_or_else(|| anyhow!("/proc/stat has no cpu line"))?,
+        per_cpu,
+    })
 }
 
 fn tick_ns() -> f64 {
@@ -707,7 +785,11 @@ fn udp_snmp(field: &str) -> u64 {
     }
     let names: Vec<&str> = lines[0].split_whitespace().collect();
     let vals: Vec<&str> = lines[1].split_whitespace().collect();
-    names.iter().position(|n| *n == field).and_then(|i| vals.get(i)?.parse().ok()).unwrap_or(0)
+    names
+        .iter()
+        .position(|n| *n == field)
+        .and_then(|i| vals.get(i)?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -768,7 +850,15 @@ fn udp_socket(ip: std::net::Ipv4Addr, port: u16) -> Result<std::net::UdpSocket> 
 
 fn set_int_opt(fd: i32, level: i32, name: i32, v: i32) {
     // SAFETY: valid fd and pointer to an int of the right size.
-    unsafe { libc::setsockopt(fd, level, name, (&v as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t) };
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
 }
 
 /// Send `n` 64-byte UDP datagrams from pod A to pod B as fast as the sender thread can and count
@@ -820,8 +910,13 @@ fn udp_cpu_run(
             let c0 = thread_cpu_ns();
             const B: usize = 64;
             let mut bufs = vec![[0u8; 2048]; B];
-            let mut iov: Vec<libc::iovec> =
-                bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+            let mut iov: Vec<libc::iovec> = bufs
+                .iter_mut()
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: b.len(),
+                })
+                .collect();
             // SAFETY: mmsghdr is plain data.
             let mut msgs: Vec<libc::mmsghdr> = iov
                 .iter_mut()
@@ -882,8 +977,12 @@ fn udp_cpu_run(
             let start = Instant::now();
             let mut payload = [0u8; UDP_PAYLOAD];
             payload[..8].copy_from_slice(b"netpath!");
-            let mut iov: Vec<libc::iovec> =
-                (0..batch).map(|_| libc::iovec { iov_base: payload.as_mut_ptr().cast(), iov_len: UDP_PAYLOAD }).collect();
+            let mut iov: Vec<libc::iovec> = (0..batch)
+                .map(|_| libc::iovec {
+                    iov_base: payload.as_mut_ptr().cast(),
+                    iov_len: UDP_PAYLOAD,
+                })
+                .collect();
             // SAFETY: mmsghdr is plain data.
             let mut msgs: Vec<libc::mmsghdr> = iov
                 .iter_mut()
@@ -999,7 +1098,9 @@ fn parse_sockperf(out: &str) -> Result<Latency> {
     let num_after = |key: &str| -> Option<f64> {
         let i = s.find(key)? + key.len();
         let rest = s[i..].trim_start_matches([' ', '=']);
-        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         rest[..end].parse().ok()
     };
     let avg = num_after("avg-latency=").ok_or_else(|| anyhow!("no avg-latency in sockperf output: {}", s.trim()))?;
@@ -1010,19 +1111,36 @@ fn parse_sockperf(out: &str) -> Result<Latency> {
         p99_us: num_after("percentile 99.000").ok_or_else(|| anyhow!("no 99th percentile in sockperf output"))?,
         p999_us: num_after("percentile 99.900").unwrap_or(f64::NAN),
         // "Total 251236 observations" (not "[Total Run] ...").
-        observations: s.match_indices("Total ").find_map(|(i, _)| s[i + 6..].split_whitespace().next()?.parse().ok()).unwrap_or(0),
+        observations: s
+            .match_indices("Total ")
+            .find_map(|(i, _)| s[i + 6..].split_whitespace().next()?.parse().ok())
+            .unwrap_or(0),
     })
 }
 
 fn sockperf(a: &PodInfo, b: &PodInfo, port: u16, secs: u32, cpu: Option<usize>) -> Result<Latency> {
     let bip = b.ip.to_string();
     let p = port.to_string();
-    let mut srv = Bg::spawn(&b.netns, f64::from(secs) + 15.0, cpu, &["sockperf", "sr", "--tcp", "-i", &bip, "-p", &p])?;
+    let mut srv = Bg::spawn(
+        &b.netns,
+        f64::from(secs) + 15.0,
+        cpu,
+        &["sockperf", "sr", "--tcp", "-i", &bip, "-p", &p],
+    )?;
     wait_listening(&b.netns, port, &mut srv, "sockperf")?;
-    let out =
-        ns_run(&a.netns, f64::from(secs) + 10.0, cpu, true, &["sockperf", "pp", "--tcp", "-i", &bip, "-p", &p, "-t", &secs.to_string()])?;
+    let out = ns_run(
+        &a.netns,
+        f64::from(secs) + 10.0,
+        cpu,
+        true,
+        &["sockperf", "pp", "--tcp", "-i", &bip, "-p", &p, "-t", &secs.to_string()],
+    )?;
     drop(srv);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if !out.status.success() {
         bail!("sockperf pp failed ({}): {}", out.status, strip_ansi(text.trim()));
     }
@@ -1039,23 +1157,56 @@ struct Tcp {
 fn iperf_tcp(a: &PodInfo, b: &PodInfo, port: u16, secs: u32, cpu: Option<usize>) -> Result<Tcp> {
     let bip = b.ip.to_string();
     let p = port.to_string();
-    let mut srv = Bg::spawn(&b.netns, f64::from(secs) + 15.0, cpu, &["iperf3", "-s", "-1", "-B", &bip, "-p", &p])?;
+    let mut srv = Bg::spawn(
+        &b.netns,
+        f64::from(secs) + 15.0,
+        cpu,
+        &["iperf3", "-s", "-1", "-B", &bip, "-p", &p],
+    )?;
     wait_listening(&b.netns, port, &mut srv, "iperf3")?;
-    let out = ns_run(&a.netns, f64::from(secs) + 10.0, cpu, true, &["iperf3", "-c", &bip, "-p", &p, "-t", &secs.to_string(), "-J"])?;
+    let out = ns_run(
+        &a.netns,
+        f64::from(secs) + 10.0,
+        cpu,
+        true,
+        &["iperf3", "-c", &bip, "-p", &p, "-t", &secs.to_string(), "-J"],
+    )?;
     drop(srv);
     let j: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| anyhow!("iperf3 printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)))?;
     if !out.status.success() {
         bail!("iperf3 failed: {}", j["error"].as_str().unwrap_or("?"));
     }
-    let bps = j["end"]["sum_received"]["bits_per_second"].as_f64().ok_or_else(|| anyhow!("iperf3 JSON without end.sum_received"))?;
-    Ok(Tcp { round: 0, gbps: bps / 1e9, retransmits: j["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0) })
+    let bps = j["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| anyhow!("iperf3 JSON without end.sum_received"))?;
+    Ok(Tcp {
+        round: 0,
+        gbps: bps / 1e9,
+        retransmits: j["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+    })
 }
 
 fn ping(from: &PodInfo, to: &PodInfo, count: u32) -> bool {
-    ns_run(&from.netns, 10.0, None, false, &["ping", "-q", "-c", &count.to_string(), "-i", "0.05", "-W", "1", &to.ip.to_string()])
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    ns_run(
+        &from.netns,
+        10.0,
+        None,
+        false,
+        &[
+            "ping",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            &to.ip.to_string(),
+        ],
+    )
+    .map(|o| o.status.success())
+    .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1098,7 +1249,9 @@ impl PathKind {
     }
     fn describe(self) -> &'static str {
         match self {
-            PathKind::Fast => "netpath attached to cni0 and its ports, fastpath enabled; bridge-nf-call-iptables=1, rules loaded",
+            PathKind::Fast => {
+                "netpath attached to cni0 and its ports, fastpath enabled; bridge-nf-call-iptables=1, rules loaded"
+            }
             PathKind::Bridge => "no netpath; bridge-nf-call-iptables=0",
             PathKind::Netfilter => "no netpath; bridge-nf-call-iptables=1, kube-proxy rules loaded",
             PathKind::Observe => "netpath attached to cni0 and its ports (observe only); bridge-nf-call-iptables=0",
@@ -1152,12 +1305,26 @@ impl Bench<'_> {
         }
         let pins = PinDir::new();
         let (pin, sock) = (pins.arg().to_string(), pins.sock().to_string());
-        let args = ["--netns", self.node.as_str(), "--iface", "cni0", "--pin-dir", &pin, "--socket", &sock, "-q"];
+        let args = [
+            "--netns",
+            self.node.as_str(),
+            "--iface",
+            "cni0",
+            "--pin-dir",
+            &pin,
+            "--socket",
+            &sock,
+            "-q",
+        ];
         // cni0 and its three ports.
         let daemon = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Daemon::start_expecting(&args, 4)))
             .map_err(|_| anyhow!("netpath run {args:?} did not attach (see its output above)"))?;
         self.daemon_starts += 1;
-        self.session = Some(Session { daemon, pins, fast: false });
+        self.session = Some(Session {
+            daemon,
+            pins,
+            fast: false,
+        });
         for p in [&self.a, &self.b] {
             if tcx_programs(&self.node, &p.host_veth).is_empty() {
                 bail!("netpath runs, but nothing is attached to {} ({})", p.host_veth, p.name);
@@ -1181,7 +1348,10 @@ impl Bench<'_> {
         for p in [&self.a, &self.b] {
             let left = tcx_programs(&self.node, &p.host_veth);
             if !left.is_empty() {
-                bail!("netpath stopped, but {} still has TC programs {left:?}: the no-netpath paths would not be clean", p.host_veth);
+                bail!(
+                    "netpath stopped, but {} still has TC programs {left:?}: the no-netpath paths would not be clean",
+                    p.host_veth
+                );
             }
         }
         Ok(())
@@ -1284,7 +1454,16 @@ impl Bench<'_> {
         let r0 = self.redirected();
         let limit = Duration::from_secs(if self.opts.quick { 10 } else { 20 });
         let daemon = self.session.as_ref().map(|s| s.daemon.pid());
-        match udp_cpu_run(&self.a, &self.b, self.opts.packets, self.opts.batch, limit, self.cpu, &self.ksoftirqd, daemon) {
+        match udp_cpu_run(
+            &self.a,
+            &self.b,
+            self.opts.packets,
+            self.opts.batch,
+            limit,
+            self.cpu,
+            &self.ksoftirqd,
+            daemon,
+        ) {
             Ok(mut c) => {
                 c.nf_forward = forward_packets(&self.node).unwrap_or(0).saturating_sub(nf0);
                 c.redirected = match (r0, self.redirected()) {
@@ -1317,7 +1496,10 @@ impl Bench<'_> {
                     ));
                 }
                 if path == PathKind::Netfilter && c.nf_forward < c.received * 9 / 10 {
-                    res.errors.push(format!("note: netfilter's FORWARD hook saw only {} of the {} datagrams", c.nf_forward, c.received));
+                    res.errors.push(format!(
+                        "note: netfilter's FORWARD hook saw only {} of the {} datagrams",
+                        c.nf_forward, c.received
+                    ));
                 }
                 c.round = self.round;
                 res.cpu.push(c);
@@ -1347,7 +1529,12 @@ impl Bench<'_> {
         let port = self.port();
         match iperf_tcp(&self.a, &self.b, port, secs, self.cpu) {
             Ok(t) => {
-                eprintln!("  {:<36} iperf3 tcp: {:.2} Gbit/s ({} retransmits)", path.label(), t.gbps, t.retransmits);
+                eprintln!(
+                    "  {:<36} iperf3 tcp: {:.2} Gbit/s ({} retransmits)",
+                    path.label(),
+                    t.gbps,
+                    t.retransmits
+                );
                 let mut t = t;
                 t.round = self.round;
                 res.tcp.push(t);
@@ -1379,13 +1566,10 @@ fn median(v: impl IntoIterator<Item = f64>) -> f64 {
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter().filter(|x| x.is_finite()).fold((f64::NAN, f64::NAN), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
+    v.iter()
+        .filter(|x| x.is_finite())
+        .fold((f64::NAN, f64::NAN), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
 }
-
-
-
-
-
 
 /// The commit measured and whether netpath's sources differ from it.
 fn source_state() -> (Option<String>, Option<bool>) {
@@ -1400,10 +1584,17 @@ fn source_state() -> (Option<String>, Option<bool>) {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let commit = git(&["rev-parse", "--short=12", "HEAD"]);
-    let dirty = git(&["status", "--porcelain", "--", ":/netpath-ebpf", ":/netpath-common", ":/netpath"]).map(|s| !s.is_empty());
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--",
+        ":/netpath-ebpf",
+        ":/netpath-common",
+        ":/netpath",
+    ])
+    .map(|s| !s.is_empty());
     (commit, dirty)
 }
-
 
 fn f(x: f64, prec: usize) -> String {
     if x.is_finite() {
@@ -1451,7 +1642,9 @@ fn run(opts: &Opts) -> Result<bool> {
     );
 
     match cpu {
-        Some(c) => println!("  traffic threads and tools (sender, receiver, sockperf, iperf3) pinned to CPU {c}, nice {TOOL_NICE}"),
+        Some(c) => println!(
+            "  traffic threads and tools (sender, receiver, sockperf, iperf3) pinned to CPU {c}, nice {TOOL_NICE}"
+        ),
         None => println!("  traffic threads and tools placed by the scheduler (--no-pin), nice {TOOL_NICE}"),
     }
     let autogroup = AutogroupGuard::raise();
@@ -1465,7 +1658,12 @@ fn run(opts: &Opts) -> Result<bool> {
     check_stop()?;
     let node = lab.0.node_ns(1);
     let pods = lab.0.pods();
-    let pick = |name: &str| pods.iter().find(|p| p.name == name).cloned().ok_or_else(|| anyhow!("lab has no {name}"));
+    let pick = |name: &str| {
+        pods.iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .ok_or_else(|| anyhow!("lab has no {name}"))
+    };
     let (a, b) = (pick("n1-pod-a")?, pick("n1-pod-b")?);
 
     // kube-proxy-style rules, in node 1's namespace only.
@@ -1473,7 +1671,11 @@ fn run(opts: &Opts) -> Result<bool> {
     let t0 = Instant::now();
     let file = std::env::temp_dir().join(format!("{}-iptables.rules", lab.0.prefix));
     std::fs::write(&file, &rules.text).context("writing the rules file")?;
-    let restored = ns_ok(&node, 120.0, &["iptables-restore", file.to_str().expect("utf-8 temp path")]);
+    let restored = ns_ok(
+        &node,
+        120.0,
+        &["iptables-restore", file.to_str().expect("utf-8 temp path")],
+    );
     let _ = std::fs::remove_file(&file);
     restored.context("iptables-restore in node 1")?;
     let restore_s = t0.elapsed().as_secs_f64();
@@ -1507,7 +1709,12 @@ fn run(opts: &Opts) -> Result<bool> {
         for round in 0..opts.rounds {
             let mut order = base;
             order.rotate_left(round % base.len());
-            eprintln!("round {}/{}: {}", round + 1, opts.rounds, order.map(|p| p.key()).join(", "));
+            eprintln!(
+                "round {}/{}: {}",
+                round + 1,
+                opts.rounds,
+                order.map(|p| p.key()).join(", ")
+            );
             for path in order {
                 check_stop()?;
                 if !bench.prepare(path)? {
@@ -1553,7 +1760,12 @@ fn run(opts: &Opts) -> Result<bool> {
     let get = |p: PathKind| &results.iter().find(|(k, _)| *k == p).expect("path").1;
     let m: Vec<(PathKind, Med)> = ALL_PATHS.iter().map(|p| (*p, med(get(*p)))).collect();
     let mm = |p: PathKind| &m.iter().find(|(k, _)| *k == p).expect("path").1;
-    let (fast, bridge, nf, obs) = (mm(PathKind::Fast), mm(PathKind::Bridge), mm(PathKind::Netfilter), mm(PathKind::Observe));
+    let (fast, bridge, nf, obs) = (
+        mm(PathKind::Fast),
+        mm(PathKind::Bridge),
+        mm(PathKind::Netfilter),
+        mm(PathKind::Observe),
+    );
 
     let test_cpu_what = match cpu {
         Some(c) => format!("busy time of CPU {c} (where all traffic ran) from /proc/stat"),
@@ -1628,7 +1840,9 @@ fn run(opts: &Opts) -> Result<bool> {
     let lat_p99_at: Metric = |r, k| r.lat.iter().find(|l| l.round == k).map(|l| l.p99_us);
     let tcp_at: Metric = |r, k| r.tcp.iter().find(|t| t.round == k).map(|t| t.gbps);
     let per_round = |num: PathKind, den: PathKind, m: Metric| -> Vec<f64> {
-        (0..opts.rounds).filter_map(|k| Some(m(get(num), k)? / m(get(den), k)?)).collect()
+        (0..opts.rounds)
+            .filter_map(|k| Some(m(get(num), k)? / m(get(den), k)?))
+            .collect()
     };
     let goals = [
         Goal {
@@ -1699,12 +1913,18 @@ fn run(opts: &Opts) -> Result<bool> {
             f(g.value, 3),
             format!("{} {:.2}", if g.higher { ">=" } else { "<=" }, g.goal),
             verdict(g.value, g.goal, g.higher),
-            g.alt.map(|(t, mch)| format!("  test CPU {}, machine {}", f(t, 3), f(mch, 3))).unwrap_or_default()
+            g.alt
+                .map(|(t, mch)| format!("  test CPU {}, machine {}", f(t, 3), f(mch, 3)))
+                .unwrap_or_default()
         );
     }
     println!("  The same ratios within each round:");
     for g in &goals {
-        println!("  {:<40} {}", g.what, g.per_round.iter().map(|x| f(*x, 3)).collect::<Vec<_>>().join("  "));
+        println!(
+            "  {:<40} {}",
+            g.what,
+            g.per_round.iter().map(|x| f(*x, 3)).collect::<Vec<_>>().join("  ")
+        );
     }
     println!(
         "  (reference) CPU/pkt bridge+netfilter / plain bridge: {} (test CPU {})",
@@ -1716,10 +1936,19 @@ fn run(opts: &Opts) -> Result<bool> {
         f(obs.cpu / bridge.cpu, 3),
         f(obs.test_cpu / bridge.test_cpu, 3)
     );
-    println!("  (reference) latency avg observe / plain bridge:      {}", f(obs.lat_avg / bridge.lat_avg, 3));
+    println!(
+        "  (reference) latency avg observe / plain bridge:      {}",
+        f(obs.lat_avg / bridge.lat_avg, 3)
+    );
 
-    let bg: Vec<f64> = results.iter().flat_map(|(_, r)| r.cpu.iter().map(|c| c.background * 100.0)).collect();
-    let bg_cpu: Vec<f64> = results.iter().flat_map(|(_, r)| r.cpu.iter().filter_map(|c| c.background_cpu.map(|b| b * 100.0))).collect();
+    let bg: Vec<f64> = results
+        .iter()
+        .flat_map(|(_, r)| r.cpu.iter().map(|c| c.background * 100.0))
+        .collect();
+    let bg_cpu: Vec<f64> = results
+        .iter()
+        .flat_map(|(_, r)| r.cpu.iter().filter_map(|c| c.background_cpu.map(|b| b * 100.0)))
+        .collect();
     let ((bg_lo, bg_hi), (bgc_lo, bgc_hi)) = (min_max(&bg), min_max(&bg_cpu));
     let load1 = loadavg();
     println!();
@@ -1730,7 +1959,11 @@ fn run(opts: &Opts) -> Result<bool> {
         f(bgc_lo, 0),
         f(bgc_hi, 0)
     );
-    println!("  load average {load0} -> {load1}; {} daemon start(s); {:.0} s in all", bench.daemon_starts, started.elapsed().as_secs_f64());
+    println!(
+        "  load average {load0} -> {load1}; {} daemon start(s); {:.0} s in all",
+        bench.daemon_starts,
+        started.elapsed().as_secs_f64()
+    );
     for (p, r) in &results {
         for e in &r.errors {
             println!("  {}: {e}", p.key());
@@ -1804,7 +2037,8 @@ fn run(opts: &Opts) -> Result<bool> {
     let dir = out_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let out = dir.join("fastpath.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(&out, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
     println!("  wrote {}", out.display());
     drop(lab);
     drop(autogroup);
@@ -1842,9 +2076,13 @@ mod tests {
         assert_eq!(r.text.matches("--mode random").count(), 1999 - 1000);
         assert_eq!(r.text.matches("-j DNAT").count(), 1999);
         for lab_cidr in ["--to-destination 10.244.0.", "--to-destination 10.244.1."] {
-            assert!(!r.text.contains(lab_cidr), "endpoints must stay out of the lab's pod CIDRs");
+            assert!(
+                !r.text.contains(lab_cidr),
+                "endpoints must stay out of the lab's pod CIDRs"
+            );
         }
-        let svc: std::collections::HashSet<&str> = r.text.lines().filter_map(|l| l.strip_prefix(":KUBE-SVC-")).collect();
+        let svc: std::collections::HashSet<&str> =
+            r.text.lines().filter_map(|l| l.strip_prefix(":KUBE-SVC-")).collect();
         assert_eq!(svc.len(), 1000, "chain names must be unique");
     }
 
