@@ -1,6 +1,13 @@
 //! Errors of the netpath library. Each says what failed and on which interface or path, and maps
 //! to the process exit code the CLI uses.
+//!
+//! Subsystems with errors of their own join them here with `#[from]`, keeping them as the source:
+//! rtnetlink ([`NetlinkError`]) and the CRI runtime ([`CriError`]) directly; the services (control
+//! API, metrics exporter), which are built on this type, through [`Error::Service`] (their modules
+//! implement the conversion, so no module cycle runs through this one).
 use std::path::PathBuf;
+
+use crate::node::{cri::CriError, netlink::NetlinkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -68,11 +75,54 @@ pub enum Error {
     #[error("{what}: {source}")]
     Map { what: String, source: aya::maps::MapError },
 
+    #[error("{what}: {source}")]
+    Tc {
+        what: String,
+        source: aya::programs::tc::TcError,
+    },
+
+    #[error("{what}: {source}")]
+    Link {
+        what: String,
+        source: aya::programs::links::LinkError,
+    },
+
     #[error("pinning link {path}: {source}")]
     Pin { path: PathBuf, source: aya::pin::PinError },
 
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+
+    #[error(transparent)]
+    Cri(#[from] CriError),
+
+    /// The control API or the metrics exporter failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+
+    /// One capture at a time: the filter and the perf buffers are shared.
+    #[error(
+        "another `netpath capture`{holder} is already capturing from the datapath pinned at {}: only one capture at a time is possible (the filter and the perf buffers are shared); stop it first",
+        pin_dir.display()
+    )]
+    CaptureBusy { holder: String, pin_dir: PathBuf },
+
+    #[error("opening the perf buffer of CPU {cpu}: {source}")]
+    PerfBuffer {
+        cpu: u32,
+        source: aya::maps::perf::PerfBufferError,
+    },
+
+    /// Something netpath needs is missing from the eBPF object (a map, a program).
+    #[error("{0} missing from the eBPF object")]
+    MissingFromObject(String),
+
+    /// A capture, an event stream or a notification feed stopped or failed.
     #[error("{0}")]
-    Other(String),
+    Stopped(String),
+
+    #[error("{what}: {source}")]
+    IoAt { what: String, source: std::io::Error },
 
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -85,8 +135,37 @@ impl Error {
         match self {
             Error::UnknownInterface { .. } | Error::UnknownNetns { .. } | Error::BadArgument(_) => 2,
             Error::Privileges { .. } => 77,
+            Error::Service(e) => e.exit_code,
             _ => 1,
         }
+    }
+}
+
+/// A service's own error, standing for it transparently (same message, same source chain), with the
+/// exit code that service gives it (a 4xx answer of the daemon is bad input: 2).
+#[derive(Debug)]
+pub struct ServiceError {
+    pub exit_code: i32,
+    pub error: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for ServiceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+impl Error {
+    /// An I/O failure, saying what was being done (`opening /path`, `writing the capture`).
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::IoAt { what, source }
     }
 }
 

@@ -1,27 +1,23 @@
-//! netpath user space: loading and attaching the datapath, reading its maps, and the CLI.
-pub mod api;
-pub mod attach;
+//! netpath user space: the library behind the `netpath` binary. ARCHITECTURE.md at the repository
+//! root says what lives where; in short, from the bottom up:
+//!
+//! - [`model`]: the rows people and scripts read (stats, flows, events, rules, interfaces, status)
+//!   and their tables; pure.
+//! - [`node`]: the node as the kernel and the container runtime describe it: links (rtnetlink),
+//!   network namespaces, pods (CRI).
+//! - [`datapath`]: the eBPF object: load, pin, attach, read and write its maps.
+//! - [`capture`]: packets copied in the kernel, written as pcapng.
+//! - [`service`]: the control API (server and client) and the Prometheus exporter.
+//! - [`daemon`]: `netpath run`: configuration, the event loop that follows links and pods, and the
+//!   state the services read.
 pub mod caps;
 pub mod capture;
-pub mod cli;
-pub mod config;
-pub mod cri;
 pub mod daemon;
+pub mod datapath;
+pub mod defaults;
 pub mod error;
-pub mod events;
-pub mod flows;
-pub mod ifaces;
-pub mod lab;
-pub mod loader;
-pub mod maps;
-pub mod metrics;
-pub mod netlink;
-pub mod netns;
+pub mod model;
 pub mod node;
-pub mod report;
-pub mod rules;
-pub mod run;
-pub mod select;
-pub mod stats;
+pub mod service;
 
 pub use error::{Error, Result};

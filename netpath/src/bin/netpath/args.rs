@@ -1,0 +1,505 @@
+//! The command line: what a person types, with help that teaches. Only this binary knows clap; the
+//! library gets its own option types ([`RunArgs::invocation`], [`CaptureArgs::options`]).
+use std::{fmt::Display, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::{
+    builder::{PossibleValue, PossibleValuesParser, TypedValueParser},
+    Args, Parser, Subcommand, ValueEnum,
+};
+use netpath::{
+    capture::CaptureOptions,
+    daemon::config::{Config, Invocation},
+    datapath::attach::{IfaceSpec, Mode, TcHookChoice, TcxOrder},
+    defaults,
+    model::{flows::SortBy, Output},
+};
+
+/// A library enum as a clap value: its names (with help) listed in `--help` and in errors, parsed
+/// with its own `FromStr`.
+fn choice<T>(values: &'static [(&'static str, &'static str)]) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: Display,
+{
+    PossibleValuesParser::new(values.iter().map(|(name, help)| PossibleValue::new(*name).help(*help)))
+        .try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
+}
+
+const OUTPUTS: &[(&str, &str)] = &[
+    ("table", "Aligned columns for people"),
+    ("json", "JSON (one document; `run` prints one JSON object per line)"),
+];
+const MODES: &[(&str, &str)] = &[
+    ("auto", "TC on virtual devices (veth, bridge, vxlan), native XDP on physical NICs"),
+    ("tc", "TC ingress and egress"),
+    ("xdp", "Native (driver) XDP for ingress, TC for egress"),
+    ("xdp-generic", "Generic (skb) XDP for ingress, TC for egress"),
+];
+const TC_HOOKS: &[(&str, &str)] = &[
+    ("auto", "tcx where the kernel has it (6.6+), clsact otherwise"),
+    ("tcx", "tcx links"),
+    ("clsact", "a clsact qdisc with netpath's own filter handle"),
+];
+const TCX_ORDERS: &[(&str, &str)] = &[
+    ("first", "Before every other program: netpath sees frames before anyone can drop or rewrite them"),
+    ("last", "After every other program (it then sees only what they let through with TCX_NEXT)"),
+];
+const SORTS: &[(&str, &str)] = &[("bytes", "Heaviest by bytes"), ("packets", "Heaviest by packets")];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netpath",
+    version,
+    about = "eBPF flow observatory for Kubernetes nodes: per-pod, per-class and per-flow counters at the driver",
+    long_about = "netpath attaches XDP/TC programs to a node's CNI bridge and veths, parses every frame \
+(Ethernet, VLAN/QinQ, ARP, IPv4/IPv6, ICMP, TCP/UDP, VXLAN and its inner frame) and counts it per \
+interface, direction, class and flow. Counters live in maps pinned under bpffs, so `netpath stats` and \
+`netpath flows` read them while `netpath run` works, and a restart continues where it left off.",
+    after_help = "Examples:\n  netpath run --iface cni0 --iface veth3a1f0c2e\n  netpath run --netns node1 --iface cni0 --iface ul0:xdp -o json\n  netpath stats\n  netpath flows --class icmp --top 10\n  netpath down"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach to interfaces and print counters every interval until Ctrl-C (or --duration).
+    Run(RunArgs),
+    /// Per-interface, per-direction, per-class packet and byte counters.
+    Stats(ReadArgs),
+    /// The flow table: one row per flow, heaviest first.
+    Flows(FlowsArgs),
+    /// Datapath health: flow table fill, evictions, failed inserts, malformed frames by reason.
+    Status(ReadArgs),
+    /// Interfaces with their veth peer, the namespace and pod behind it, and attached programs.
+    Ifaces(ReadArgs),
+    /// Follow events as they happen: flows starting and ending, ARP (unanswered, conflicting),
+    /// ICMP errors with the packet they quote, new VXLAN peers, malformed frames.
+    Watch(WatchArgs),
+    /// Capture packets in the kernel to pcapng, by interface or pod and by class; `-w -`
+    /// streams to stdout (`netpath capture --pod web -w - | tshark -r -`).
+    Capture(CaptureArgs),
+    /// Remove what netpath pinned: maps (and their counters) and `--persist` links (which detaches
+    /// those programs). Nothing else is touched.
+    Down(PinArgs),
+    /// Fast-path rules: pass, drop, redirect or mirror frames by interface (or pod), direction,
+    /// class, CIDR, MAC and port.
+    Rule(RuleArgs),
+    /// The pod-to-pod fast path: frames between pods on one bridge go straight into the target
+    /// pod's namespace (bpf_redirect_peer), skipping the bridge and netfilter.
+    Fastpath(FastpathArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PinArgs {
+    /// bpffs directory holding netpath's pinned maps.
+    #[arg(long, default_value = defaults::PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Interface to observe; repeat for more. A bridge means the bridge and every port on it,
+    /// followed as ports come and go. Globs select by name (`veth*`, quote them). `NAME:MODE`
+    /// overrides --mode for one interface (e.g. `ul0:xdp`).
+    #[arg(short = 'i', long = "iface", value_name = "IF[:MODE]")]
+    pub ifaces: Vec<IfaceSpec>,
+
+    /// Never attach to interfaces matching this name or glob (repeatable).
+    #[arg(long, value_name = "IF")]
+    pub exclude: Vec<String>,
+
+    /// TOML file with any of these settings (keys are the long flag names with `_`); flags given
+    /// on the command line win. SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Hook: `auto` uses TC on virtual devices (veth, bridge, vxlan) and native XDP on physical
+    /// NICs; XDP modes observe egress with TC.
+    #[arg(long, value_parser = choice::<Mode>(MODES), default_value = "auto")]
+    pub mode: Mode,
+
+    /// Enter this named network namespace (/run/netns/NAME) before attaching.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    #[arg(short = 'o', long, value_parser = choice::<Output>(OUTPUTS), default_value = "table")]
+    pub output: Output,
+
+    /// How often to print counters (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+
+    /// Stop after this long (e.g. 30s); default: run until SIGINT/SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Print nothing periodically (a node agent; read it with `netpath stats` or the API).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub pin: PinArgs,
+
+    /// Keep maps private to this process instead of pinning them (counters die with it).
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// Pin the attachments too, and leave them attached on exit: the programs keep counting
+    /// while the daemon restarts, and the next daemon re-adopts them. `netpath down` removes them.
+    #[arg(long)]
+    pub persist: bool,
+
+    /// Flow table capacity (LRU: the coldest flows are evicted when it is full).
+    #[arg(long, default_value_t = netpath_common::DEFAULT_FLOW_TABLE_SIZE, value_name = "N")]
+    pub flow_table_size: u32,
+
+    /// UDP destination ports decoded as VXLAN (up to 4).
+    #[arg(long = "vxlan-port", value_delimiter = ',', default_values_t = [netpath_common::VXLAN_PORT_FLANNEL, netpath_common::VXLAN_PORT_IANA], value_name = "PORT")]
+    pub vxlan_ports: Vec<u16>,
+
+    /// Kernel events allowed per second, per CPU and event kind (0: no limit). An ARP storm then
+    /// costs the node at most this many ring-buffer records per CPU; the rest are counted as
+    /// suppressed.
+    #[arg(long, default_value_t = netpath_common::DEFAULT_EVENTS_PER_SEC, value_name = "N")]
+    pub events_rate: u32,
+
+    /// Burst allowed above --events-rate.
+    #[arg(long, default_value_t = netpath_common::DEFAULT_EVENTS_BURST, value_name = "N")]
+    pub events_burst: u32,
+
+    /// Control API socket (HTTP/JSON); `none` disables it.
+    #[arg(long, default_value = defaults::SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// TC mechanism: tcx links (kernel 6.6+) or a clsact qdisc with netpath's own filter handle
+    /// and priority; `auto` picks tcx where the kernel has it.
+    #[arg(long, value_parser = choice::<TcHookChoice>(TC_HOOKS), default_value = "auto")]
+    pub tc_hook: TcHookChoice,
+
+    /// Where netpath runs among other TC programs on the same hook (tcx: link order; clsact:
+    /// filter priority 1 or 0xfff0).
+    #[arg(long, value_parser = choice::<TcxOrder>(TCX_ORDERS), default_value = "first")]
+    pub tcx_order: TcxOrder,
+
+    /// Replace an XDP program that netpath did not load (otherwise refused, naming its id).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Prometheus exporter address (`none` to disable). Bound in the host's namespace even with
+    /// --netns.
+    #[arg(long, default_value = defaults::METRICS_ADDR, value_name = "ADDR")]
+    pub metrics: String,
+
+    /// Per-flow series for the N heaviest flows (by bytes).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub metrics_flows: usize,
+
+    /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
+    #[arg(long, value_name = "PATH")]
+    pub cri_socket: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub pin: PinArgs,
+
+    /// Name interfaces as seen from this network namespace (where `run --netns` attached); only
+    /// used when no daemon answers on --socket.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    /// A running daemon's control API; without one, the pinned maps are read directly.
+    #[arg(long, default_value = defaults::SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    #[arg(short = 'o', long, value_parser = choice::<Output>(OUTPUTS), default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WatchArgs {
+    /// bpffs directory of the maps (used when no daemon answers on --socket).
+    #[arg(long, default_value = defaults::PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
+    /// The daemon's control API (events come through it; it is the ring buffer's one reader).
+    #[arg(long, default_value = defaults::SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// Only events on this interface.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+
+    /// Only events of this pod (name or namespace/name; a netns name also matches).
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+
+    /// Only these kinds: flow_new, flow_end, arp, arp_unanswered, arp_conflict, icmp_error,
+    /// vxlan_peer, malformed.
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub kind: Vec<String>,
+
+    /// `text` (tcpdump-like lines) or `json` (one object per line).
+    #[arg(short = 'o', long, value_enum, default_value_t = WatchOutput::Text)]
+    pub output: WatchOutput,
+
+    /// Stop after COUNT events.
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    pub count: Option<u64>,
+
+    /// Stop after this long.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchOutput {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CaptureArgs {
+    /// Capture on this interface (repeatable).
+    #[arg(long, value_name = "IF")]
+    pub iface: Vec<String>,
+
+    /// Capture on the veth of this pod (name, namespace/name, or netns name).
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+
+    /// Only these traffic classes (arp, icmp, icmp6, tcp, udp, vxlan, other_ip, other_l2, malformed).
+    #[arg(long, value_delimiter = ',', value_name = "CLASS,...")]
+    pub kind: Vec<String>,
+
+    /// Bytes of each packet to keep.
+    #[arg(short = 's', long, default_value_t = 65535, value_name = "N")]
+    pub snaplen: u32,
+
+    /// Stop after COUNT packets.
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    pub count: Option<u64>,
+
+    /// Stop after this long.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// pcapng file to write, or `-` for stdout.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    pub write: String,
+
+    /// bpffs directory of the maps.
+    #[arg(long, default_value = defaults::PIN_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
+    /// The daemon's control API (to find a pod's interface).
+    #[arg(long, default_value = defaults::SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// Network namespace the interfaces live in (where the daemon attached).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Only flows seen on this interface.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+
+    /// Only flows of this class (arp, icmp, icmp6, tcp, udp, vxlan, other_ip).
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+
+    /// Show at most N flows.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    #[arg(long, value_parser = choice::<SortBy>(SORTS), default_value = "bytes")]
+    pub sort: SortBy,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RuleArgs {
+    #[command(subcommand)]
+    pub action: RuleAction,
+
+    /// The daemon's control API (rules are managed by the daemon).
+    #[arg(long, default_value = defaults::SOCKET, value_name = "PATH", global = true)]
+    pub socket: PathBuf,
+
+    #[arg(short = 'o', long, value_parser = choice::<Output>(OUTPUTS), default_value = "table", global = true)]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RuleAction {
+    /// Add a rule, e.g. `rule add --iface vethA --class icmp --redirect vethB`.
+    Add(RuleAddArgs),
+    /// The rules in evaluation order, with hit counters.
+    List,
+    /// Delete a rule by id.
+    Del {
+        /// The rule's id (from `rule list`).
+        id: u32,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("verdict").required(true).args(["pass", "drop", "redirect", "mirror"])))]
+pub struct RuleAddArgs {
+    /// Match frames seen on this interface (or the veth of this pod); any interface if absent.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// Match frames of this pod (name, namespace/name or netns name): its veth.
+    #[arg(long, value_name = "POD", conflicts_with = "iface")]
+    pub pod: Option<String>,
+    /// ingress, egress or any.
+    #[arg(long, value_name = "DIR")]
+    pub direction: Option<String>,
+    /// arp, icmp, icmp6, vxlan, tcp, udp, ... or any.
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+    #[arg(long, value_name = "CIDR")]
+    pub src: Option<String>,
+    #[arg(long, value_name = "CIDR")]
+    pub dst: Option<String>,
+    #[arg(long, value_name = "MAC")]
+    pub dst_mac: Option<String>,
+    /// TCP/UDP destination port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Lower runs first (default 1000).
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u32>,
+    /// Accept matching frames (no later rule applies).
+    #[arg(long)]
+    pub pass: bool,
+    /// Drop matching frames (counted).
+    #[arg(long)]
+    pub drop: bool,
+    /// Deliver matching frames to IF instead (into its pod when IF is a pod's veth).
+    #[arg(long, value_name = "IF")]
+    pub redirect: Option<String>,
+    /// Send a copy of matching frames to IF.
+    #[arg(long, value_name = "IF")]
+    pub mirror: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FastpathArgs {
+    #[command(subcommand)]
+    pub action: FastpathAction,
+
+    /// The daemon's control API.
+    #[arg(long, default_value = defaults::SOCKET, value_name = "PATH", global = true)]
+    pub socket: PathBuf,
+
+    #[arg(short = 'o', long, value_parser = choice::<Output>(OUTPUTS), default_value = "table", global = true)]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum FastpathAction {
+    /// Redirect pod-to-pod frames on this bridge straight into the target pod.
+    Enable {
+        #[arg(long, value_name = "BRIDGE")]
+        bridge: String,
+    },
+    /// Back to the plain bridge.
+    Disable,
+    /// Whether it is on, the pods it knows, and how many frames took it.
+    Status,
+}
+
+impl RunArgs {
+    /// What the daemon needs to know of this command line; `given` names the flags typed (they win
+    /// over the config file).
+    pub fn invocation(&self, given: Vec<String>) -> Invocation {
+        Invocation {
+            flags: Config {
+                ifaces: self.ifaces.clone(),
+                exclude: self.exclude.clone(),
+                mode: self.mode,
+                netns: self.netns.clone(),
+                output: self.output,
+                interval: self.interval,
+                duration: self.duration,
+                pin_dir: self.pin.pin_dir.clone(),
+                no_pin: self.no_pin,
+                persist: self.persist,
+                flow_table_size: self.flow_table_size,
+                vxlan_ports: self.vxlan_ports.clone(),
+                socket: self.socket.clone(),
+                tc_hook: self.tc_hook,
+                tcx_order: self.tcx_order,
+                force: self.force,
+                cri_socket: self.cri_socket.clone(),
+                quiet: self.quiet,
+                events_rate: self.events_rate,
+                events_burst: self.events_burst,
+                metrics: self.metrics.clone(),
+                metrics_flows: self.metrics_flows,
+            },
+            config_file: self.config.clone(),
+            given,
+        }
+    }
+}
+
+impl CaptureArgs {
+    pub fn options(&self) -> CaptureOptions {
+        CaptureOptions {
+            ifaces: self.iface.clone(),
+            pod: self.pod.clone(),
+            kinds: self.kind.clone(),
+            snaplen: self.snaplen,
+            count: self.count,
+            duration: self.duration,
+            write: self.write.clone(),
+            pin_dir: self.pin_dir.clone(),
+            socket: self.socket.clone(),
+            netns: self.netns.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// A flag's default and the daemon's default for the same setting agree, so a setting taken
+    /// from neither the command line nor the file means the same thing either way.
+    #[test]
+    fn flag_defaults_are_the_daemon_defaults() {
+        let Command::Run(args) = Cli::parse_from(["netpath", "run"]).command else {
+            unreachable!()
+        };
+        assert_eq!(args.invocation(Vec::new()).flags, Config::default());
+    }
+
+    #[test]
+    fn library_values_parse_and_unknown_ones_list_the_choices() {
+        let Command::Run(args) =
+            Cli::parse_from(["netpath", "run", "--mode", "xdp-generic", "--tc-hook", "clsact", "-o", "json"]).command
+        else {
+            unreachable!()
+        };
+        assert_eq!((args.mode, args.tc_hook, args.output), (Mode::XdpGeneric, TcHookChoice::Clsact, Output::Json));
+        let e = Cli::try_parse_from(["netpath", "run", "--mode", "fast"]).unwrap_err().to_string();
+        assert!(e.contains("auto") && e.contains("xdp-generic"), "{e}");
+    }
+}

@@ -1,0 +1,48 @@
+//! Reaching the daemon from the read commands: its API when one answers, else the pins.
+use netpath::{
+    caps,
+    datapath::maps::Maps,
+    node::netns,
+    service::api::{ApiClient, ApiError},
+};
+
+use crate::args::ReadArgs;
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// The daemon's API when one answers on the socket; None means read the pins.
+pub fn connect(socket: &std::path::Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<Option<ApiClient>> {
+    Ok(rt.block_on(ApiClient::connect(socket)).map_err(netpath::Error::from)?)
+}
+
+/// The pinned maps, named from `--netns` when given.
+pub fn open_pins(read: &ReadArgs) -> anyhow::Result<Maps> {
+    caps::require_read()?;
+    if let Some(ns) = &read.netns {
+        netns::enter(ns)?;
+    }
+    Ok(Maps::open_pinned(&read.pin.pin_dir)?)
+}
+
+/// The daemon, or a clear error: rules and the fast path need its view of the node.
+pub fn require(rt: &tokio::runtime::Runtime, socket: &std::path::Path) -> anyhow::Result<ApiClient> {
+    caps::require_read()?;
+    connect(socket, rt)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no netpath daemon answers on {}: rules and the fast path are managed by `netpath run`",
+            socket.display()
+        )
+    })
+}
+
+/// A daemon's 4xx answer is bad input (exit 2) and says what is wrong in its own words.
+pub fn answer<T>(r: Result<T, ApiError>) -> anyhow::Result<T> {
+    r.map_err(|e| match e {
+        ApiError::Daemon { status, message } if (400..500).contains(&status) => {
+            netpath::Error::BadArgument(message).into()
+        }
+        e => netpath::Error::from(e).into(),
+    })
+}

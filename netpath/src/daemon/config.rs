@@ -1,0 +1,346 @@
+//! The daemon's configuration: every `netpath run` flag, from a TOML file (`--config`) with the
+//! command line on top. SIGHUP re-reads the file; what can change without a restart is applied
+//! (interfaces, excludes, modes, VXLAN ports, interval), the rest is reported as needing one.
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use netpath_common::MAX_VXLAN_PORTS;
+
+use crate::{
+    datapath::attach::{IfaceSpec, Mode, TcHookChoice, TcxOrder},
+    defaults,
+    error::{Error, Result},
+    model::Output,
+};
+
+/// The file format. Field names follow the long flags with `_` for `-`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub iface: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub mode: Option<String>,
+    pub netns: Option<String>,
+    pub output: Option<String>,
+    pub interval: Option<String>,
+    pub pin_dir: Option<PathBuf>,
+    pub no_pin: Option<bool>,
+    pub persist: Option<bool>,
+    pub flow_table_size: Option<u32>,
+    pub vxlan_port: Option<Vec<u16>>,
+    pub socket: Option<PathBuf>,
+    pub tc_hook: Option<String>,
+    pub tcx_order: Option<String>,
+    pub force: Option<bool>,
+    pub cri_socket: Option<PathBuf>,
+    pub quiet: Option<bool>,
+    pub duration: Option<String>,
+    pub events_rate: Option<u32>,
+    pub events_burst: Option<u32>,
+    pub metrics: Option<String>,
+    pub metrics_flows: Option<usize>,
+}
+
+/// The effective configuration of a daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub ifaces: Vec<IfaceSpec>,
+    pub exclude: Vec<String>,
+    pub mode: Mode,
+    pub netns: Option<String>,
+    pub output: Output,
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    pub pin_dir: PathBuf,
+    pub no_pin: bool,
+    pub persist: bool,
+    pub flow_table_size: u32,
+    pub vxlan_ports: Vec<u16>,
+    pub socket: PathBuf,
+    pub tc_hook: TcHookChoice,
+    pub tcx_order: TcxOrder,
+    pub force: bool,
+    pub cri_socket: Option<PathBuf>,
+    pub quiet: bool,
+    pub events_rate: u32,
+    pub events_burst: u32,
+    pub metrics: String,
+    pub metrics_flows: usize,
+}
+
+impl Default for Config {
+    /// What `netpath run` does when a setting is given neither as a flag nor in the file.
+    fn default() -> Self {
+        Config {
+            ifaces: Vec::new(),
+            exclude: Vec::new(),
+            mode: Mode::Auto,
+            netns: None,
+            output: Output::Table,
+            interval: Duration::from_secs(1),
+            duration: None,
+            pin_dir: defaults::PIN_DIR.into(),
+            no_pin: false,
+            persist: false,
+            flow_table_size: netpath_common::DEFAULT_FLOW_TABLE_SIZE,
+            vxlan_ports: vec![netpath_common::VXLAN_PORT_FLANNEL, netpath_common::VXLAN_PORT_IANA],
+            socket: defaults::SOCKET.into(),
+            tc_hook: TcHookChoice::Auto,
+            tcx_order: TcxOrder::First,
+            force: false,
+            cri_socket: None,
+            quiet: false,
+            events_rate: netpath_common::DEFAULT_EVENTS_PER_SEC,
+            events_burst: netpath_common::DEFAULT_EVENTS_BURST,
+            metrics: defaults::METRICS_ADDR.into(),
+            metrics_flows: 100,
+        }
+    }
+}
+
+/// How `netpath run` was started: the settings its flags give (typed or defaulted), the config file,
+/// and which flags were typed (those win over the file). SIGHUP resolves it again.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub flags: Config,
+    pub config_file: Option<PathBuf>,
+    /// Long names (with `-`) of the flags typed on the command line.
+    pub given: Vec<String>,
+}
+
+impl Invocation {
+    /// The effective configuration: the file (if any) read now, under the typed flags.
+    pub fn resolve(&self) -> Result<Config> {
+        let file = match &self.config_file {
+            Some(p) => Some((p.as_path(), read_file(p)?)),
+            None => None,
+        };
+        Config::resolve(&self.flags, file, &|flag| self.given.iter().any(|g| g == flag))
+    }
+}
+
+fn bad(file: &std::path::Path, what: impl std::fmt::Display) -> Error {
+    Error::BadArgument(format!("config {}: {what}", file.display()))
+}
+
+pub fn read_file(path: &std::path::Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
+    toml::from_str(&text).map_err(|e| bad(path, e.to_string().trim_end()))
+}
+
+impl Config {
+    /// Merge: a flag given on the command line wins over the file, the file over defaults.
+    /// `matches` tells which flags the user actually typed.
+    pub fn resolve(
+        flags: &Config,
+        file: Option<(&std::path::Path, FileConfig)>,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Result<Config> {
+        let mut c = flags.clone();
+        if let Some((path, f)) = file {
+            macro_rules! take {
+                ($flag:literal, $field:ident, $value:expr) => {
+                    take!($flag, $field, $field, $value)
+                };
+                ($flag:literal, $file:ident, $field:ident, $value:expr) => {
+                    if !given($flag) {
+                        if let Some(v) = f.$file.clone() {
+                            #[allow(clippy::redundant_closure_call)]
+                            let value = ($value)(v)?;
+                            c.$field = value;
+                        }
+                    }
+                };
+            }
+            take!("iface", iface, ifaces, |v: Vec<String>| v
+                .iter()
+                .map(|s| s.parse::<IfaceSpec>().map_err(|e| bad(path, format!("iface: {e}"))))
+                .collect::<Result<Vec<_>>>());
+            take!("exclude", exclude, |v: Vec<String>| Ok::<_, Error>(v));
+            take!("mode", mode, |v: String| v.parse::<Mode>().map_err(|e| bad(path, e)));
+            take!("netns", netns, |v: String| Ok::<_, Error>(Some(v)));
+            take!("output", output, |v: String| v.parse::<Output>().map_err(|e| bad(path, e)));
+            take!("interval", interval, |v: String| humantime::parse_duration(&v)
+                .map_err(|e| bad(path, format!("interval: {e}"))));
+            take!("pin-dir", pin_dir, |v: PathBuf| Ok::<_, Error>(v));
+            take!("no-pin", no_pin, |v: bool| Ok::<_, Error>(v));
+            take!("persist", persist, |v: bool| Ok::<_, Error>(v));
+            take!("flow-table-size", flow_table_size, |v: u32| Ok::<_, Error>(v));
+            take!("vxlan-port", vxlan_port, vxlan_ports, |v: Vec<u16>| Ok::<_, Error>(v));
+            take!("socket", socket, |v: PathBuf| Ok::<_, Error>(v));
+            take!("tc-hook", tc_hook, |v: String| v
+                .parse::<TcHookChoice>()
+                .map_err(|e| bad(path, e)));
+            take!("tcx-order", tcx_order, |v: String| v
+                .parse::<TcxOrder>()
+                .map_err(|e| bad(path, e)));
+            take!("force", force, |v: bool| Ok::<_, Error>(v));
+            take!("cri-socket", cri_socket, |v: PathBuf| Ok::<_, Error>(Some(v)));
+            take!("quiet", quiet, |v: bool| Ok::<_, Error>(v));
+            take!("duration", duration, |v: String| humantime::parse_duration(&v)
+                .map(Some)
+                .map_err(|e| bad(path, format!("duration: {e}"))));
+            take!("metrics", metrics, |v: String| Ok::<_, Error>(v));
+            take!("events-rate", events_rate, |v: u32| Ok::<_, Error>(v));
+            take!("events-burst", events_burst, |v: u32| Ok::<_, Error>(v));
+            take!("metrics-flows", metrics_flows, |v: usize| Ok::<_, Error>(v));
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.ifaces.is_empty() {
+            return Err(Error::BadArgument(
+                "no interface to observe: give --iface (or `iface = [...]` in the config file)".into(),
+            ));
+        }
+        if self.interval.is_zero() {
+            return Err(Error::BadArgument("interval must be positive".into()));
+        }
+        if self.persist && self.no_pin {
+            return Err(Error::BadArgument(
+                "--persist keeps programs attached through pinned links; it cannot go with --no-pin".into(),
+            ));
+        }
+        if self.persist && self.tc_hook == TcHookChoice::Clsact {
+            return Err(Error::BadArgument(
+                "--persist needs tcx or XDP links (bpffs-pinnable); clsact filters cannot be pinned".into(),
+            ));
+        }
+        for p in self
+            .ifaces
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.exclude.iter().map(String::as_str))
+        {
+            glob::Pattern::new(p).map_err(|e| Error::BadArgument(format!("bad interface pattern '{p}': {e}")))?;
+        }
+        self.datapath_config()?;
+        Ok(())
+    }
+
+    /// The runtime configuration the datapath reads (`NP_CONFIG`).
+    pub fn datapath_config(&self) -> Result<netpath_common::Config> {
+        let mut c = vxlan_config(&self.vxlan_ports)?;
+        c.events_per_sec = self.events_rate;
+        c.events_burst = self.events_burst;
+        Ok(c)
+    }
+
+    /// Settings that a SIGHUP cannot change in a running daemon.
+    pub fn needs_restart(&self, new: &Config) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.netns != new.netns {
+            v.push("netns");
+        }
+        if self.pin_dir != new.pin_dir || self.no_pin != new.no_pin {
+            v.push("pin-dir");
+        }
+        if self.flow_table_size != new.flow_table_size {
+            v.push("flow-table-size");
+        }
+        if self.socket != new.socket {
+            v.push("socket");
+        }
+        if self.persist != new.persist {
+            v.push("persist");
+        }
+        if self.metrics != new.metrics {
+            v.push("metrics");
+        }
+        v
+    }
+}
+
+/// The datapath's VXLAN ports (`--vxlan-port`): at most MAX_VXLAN_PORTS, none of them 0.
+pub fn vxlan_config(ports: &[u16]) -> Result<netpath_common::Config> {
+    if ports.len() > MAX_VXLAN_PORTS {
+        return Err(Error::BadArgument(format!("at most {MAX_VXLAN_PORTS} --vxlan-port values")));
+    }
+    if ports.contains(&0) {
+        return Err(Error::BadArgument("--vxlan-port 0 is not a port".into()));
+    }
+    let mut c = netpath_common::Config {
+        vxlan_ports: [0; MAX_VXLAN_PORTS],
+        ..netpath_common::Config::default()
+    };
+    c.vxlan_ports[..ports.len()].copy_from_slice(ports);
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(names: &[&str]) -> Vec<IfaceSpec> {
+        names.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn vxlan_ports_are_validated() {
+        assert_eq!(vxlan_config(&[8472]).unwrap().vxlan_ports, [8472, 0, 0, 0]);
+        assert!(vxlan_config(&[1, 2, 3, 4, 5]).is_err());
+        assert!(vxlan_config(&[0]).is_err());
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_and_flags_win() {
+        let f: FileConfig = toml::from_str(
+            "iface = [\"cni0\", \"veth*\"]\nexclude = [\"veth0\"]\nmode = \"tc\"\ninterval = \"5s\"\nflow_table_size = 1024\nvxlan_port = [4789]\n",
+        )
+        .unwrap();
+        let a = Config {
+            interval: Duration::from_secs(2),
+            ..Config::default()
+        };
+        let given = |flag: &str| flag == "interval";
+        let c = Config::resolve(&a, Some((std::path::Path::new("/x.toml"), f)), &given).unwrap();
+        assert_eq!(
+            c.ifaces.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["cni0", "veth*"]
+        );
+        assert_eq!(c.exclude, ["veth0"]);
+        assert_eq!(c.mode, Mode::Tc);
+        assert_eq!(c.interval, Duration::from_secs(2));
+        assert_eq!(c.flow_table_size, 1024);
+        assert_eq!(c.vxlan_ports, [4789]);
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        assert!(toml::from_str::<FileConfig>("ifacez = []")
+            .unwrap_err()
+            .to_string()
+            .contains("ifacez"));
+        let f: FileConfig = toml::from_str("iface = [\"a\"]\nmode = \"fast\"").unwrap();
+        let e = Config::resolve(
+            &Config::default(),
+            Some((std::path::Path::new("/x.toml"), f)),
+            &|_| false,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("fast") && e.to_string().contains("/x.toml"),
+            "{e}"
+        );
+        let e = Config::resolve(&Config::default(), None, &|_| false).unwrap_err();
+        assert!(e.to_string().contains("--iface"), "{e}");
+        let flags = Config {
+            ifaces: iface(&["a"]),
+            persist: true,
+            no_pin: true,
+            ..Config::default()
+        };
+        let e = Config::resolve(&flags, None, &|_| false).unwrap_err();
+        assert!(e.to_string().contains("--persist"), "{e}");
+        let flags = Config {
+            ifaces: iface(&["veth["]),
+            no_pin: true,
+            ..Config::default()
+        };
+        let e = Config::resolve(&flags, None, &|_| false).unwrap_err();
+        assert!(e.to_string().contains("pattern"), "{e}");
+    }
+}

@@ -1,0 +1,574 @@
+//! The node agent behind `netpath run`: it attaches to what the configuration selects, follows
+//! links as they come and go (rtnetlink notifications, no polling), names the namespace and pod
+//! behind every veth, serves the control API, and leaves the node as it found it (or, with
+//! `--persist`, leaves its programs attached for the next daemon to re-adopt).
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use netpath_common::event::{end_reason, Event};
+use tokio::signal::unix::{signal, SignalKind};
+
+use self::{
+    config::{Config, Invocation},
+    print::print_tick,
+    state::{EventCounts, Shared, View},
+};
+use crate::{
+    caps,
+    datapath::{
+        attach::{self, AttachOptions, IfaceLinks},
+        loader::{self, LoadOptions},
+        maps::Maps,
+        rules::RuleTable,
+    },
+    error::{Error, Result},
+    model::{
+        events::{decode, flow_end_row, Ager, Deriver},
+        flows::Clock,
+    },
+    node::{
+        cri::{self, CriClient},
+        ifaces::{self, Iface},
+        netlink::{self, LinkEvent, LinkInfo, Netlink},
+        netns,
+    },
+    service::{
+        api::{ApiServer, Backend},
+        metrics::{MetricsOptions, MetricsServer},
+    },
+};
+
+pub mod config;
+mod fastpath;
+mod print;
+pub mod select;
+mod state;
+
+/// A flow silent this long has ended (`flow_end` reason `aged`).
+pub const FLOW_IDLE: Duration = Duration::from_secs(30);
+/// How often the flow table is compared with the previous scan (aged and evicted flows).
+const AGE_SCAN: Duration = Duration::from_secs(5);
+
+/// The ring buffer's one reader: decode, name, derive, publish. Runs until the daemon stops.
+async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
+    // SAFETY: the AsyncFd owns the RingBuf, so its fd stays open and unchanged while registered.
+    let mut afd = match unsafe { tokio::io::unix::AsyncFd::register(rb) } {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("event ring buffer: {e}; no events");
+            return;
+        }
+    };
+    let mut deriver = Deriver::default();
+    // The datapath wakes us only once a batch is pending (BPF_RB_NO_WAKEUP below a threshold), so
+    // the ring is also drained on this timer: an event waits at most this long.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let drain = |rb: &mut RingBuf<MapData>, deriver: &mut Deriver| {
+        let clock = Clock::now();
+        let mut rows = Vec::new();
+        while let Some(item) = rb.next() {
+            if item.len() < std::mem::size_of::<Event>() {
+                continue;
+            }
+            // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.
+            let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            rows.push(decode(&e, &clock));
+        }
+        shared.event_counts.lock().unwrap().unflushed_delivered += rows.len() as u64;
+        let now = Instant::now();
+        for r in rows {
+            let derived = deriver.feed(&r, now);
+            shared.publish(r);
+            derived.into_iter().for_each(|d| shared.publish(d));
+        }
+        for r in deriver.tick(now) {
+            shared.publish(r);
+        }
+    };
+    loop {
+        tokio::select! {
+            guard = afd.readable_mut() => {
+                let Ok(mut guard) = guard else { return };
+                drain(guard.get_inner_mut(), &mut deriver);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => drain(afd.get_mut(), &mut deriver),
+        }
+    }
+}
+
+struct Daemon {
+    cfg: Config,
+    invocation: Invocation,
+    ebpf: aya::Ebpf,
+    shared: Arc<Shared>,
+    links: HashMap<u32, IfaceLinks>,
+    nl: Netlink,
+    cri: Option<CriClient>,
+    ager: Ager,
+}
+
+fn attach_options(cfg: &Config) -> AttachOptions {
+    AttachOptions {
+        tc_hook: cfg.tc_hook,
+        tcx_order: cfg.tcx_order,
+        force: cfg.force,
+        links_dir: cfg.persist.then(|| links_dir(&cfg.pin_dir)),
+    }
+}
+
+pub fn links_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("links")
+}
+
+impl Daemon {
+    /// Bring the attachments in line with the configuration and the current links.
+    fn reconcile(&mut self, event_at: Option<Instant>) -> Result<()> {
+        let links: Vec<LinkInfo> = self.shared.view.lock().unwrap().links.values().cloned().collect();
+        let want = select::desired(&links, &self.cfg.ifaces, &self.cfg.exclude, self.cfg.mode);
+        let stale: Vec<u32> = self.links.keys().filter(|i| !want.contains_key(i)).copied().collect();
+        for ifindex in stale {
+            if let Some(l) = self.links.remove(&ifindex) {
+                l.detach();
+            }
+            if let Some(a) = self.shared.view.lock().unwrap().attached.remove(&ifindex) {
+                log::info!("detached from {} (no longer selected)", a.iface);
+            }
+        }
+        let opts = attach_options(&self.cfg);
+        let mut first_error = None;
+        for (ifindex, (name, mode)) in want {
+            if self.links.contains_key(&ifindex) {
+                continue;
+            }
+            let iface = Iface {
+                name: name.clone(),
+                ifindex,
+            };
+            match attach::attach(&mut self.ebpf, &iface, mode, &opts) {
+                Ok((a, l)) => {
+                    let ms = event_at.map(|t| t.elapsed().as_secs_f64() * 1e3);
+                    log::info!(
+                        "attached to {} (ifindex {}, {} via {:?}{}{}{})",
+                        a.iface,
+                        a.ifindex,
+                        a.mode,
+                        a.tc_hook,
+                        a.driver.as_deref().map(|d| format!(", driver {d}")).unwrap_or_default(),
+                        if a.readopted.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", re-adopted {}", a.readopted.join("+"))
+                        },
+                        ms.map(|m| format!(", {m:.1} ms after the event")).unwrap_or_default(),
+                    );
+                    let mut view = self.shared.view.lock().unwrap();
+                    view.attached.insert(ifindex, a);
+                    if let Some(ms) = ms {
+                        view.attach_latency_ms.push(ms);
+                    }
+                    drop(view);
+                    self.links.insert(ifindex, l);
+                }
+                Err(e) => {
+                    log::warn!("{name}: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A link went away: its attachments died with it; account and forget its counters so a
+    /// reused ifindex starts from zero.
+    fn departed(&mut self, ifindex: u32, name: &str) {
+        if let Some(l) = self.links.remove(&ifindex) {
+            l.detach();
+        }
+        self.shared.disable_rules_for(ifindex, name);
+        let was_attached = self.shared.view.lock().unwrap().attached.remove(&ifindex).is_some();
+        if !was_attached {
+            return;
+        }
+        let acc = self.shared.maps.lock().unwrap().forget_ifindex(ifindex);
+        self.ager.forget_ifindex(ifindex);
+        match acc {
+            Ok(a) => {
+                let clock = Clock::now();
+                for (k, v) in &a.ended {
+                    let mut r = flow_end_row(k, v, end_reason::INTERFACE_GONE, &clock);
+                    r.iface = name.to_string();
+                    self.shared.publish(r);
+                }
+                log::info!(
+                    "{name} (ifindex {ifindex}) removed: {} flows, {} packets, {} bytes accounted",
+                    a.flows, a.packets, a.bytes
+                );
+                let mut view = self.shared.view.lock().unwrap();
+                view.departed.interfaces += 1;
+                view.departed.flows += a.flows;
+                view.departed.packets += a.packets;
+                view.departed.bytes += a.bytes;
+            }
+            Err(e) => log::warn!("accounting {name}: {e}"),
+        }
+    }
+
+    /// Name the namespaces behind veth peers we have not seen yet, and refresh pods from CRI.
+    async fn refresh_owners(&mut self) {
+        let wanted: Vec<i32> = {
+            let view = self.shared.view.lock().unwrap();
+            view.links
+                .values()
+                .filter_map(|l| l.link_netnsid)
+                .filter(|id| !view.netns.contains_key(id))
+                .collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        if let Ok(found) = netlink::resolve_netnsids(&self.nl, &wanted).await {
+            self.shared.view.lock().unwrap().netns.extend(found);
+        }
+        if let Some(cri) = self.cri.as_mut() {
+            if let Ok(pods) = cri.pods_by_netns_inode().await {
+                self.shared.view.lock().unwrap().pods = pods;
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: LinkEvent) -> Result<bool> {
+        match ev {
+            LinkEvent::Changed(l) => {
+                let mut view = self.shared.view.lock().unwrap();
+                let changed = view.links.get(&l.ifindex) != Some(&l);
+                view.links.insert(l.ifindex, l);
+                Ok(changed)
+            }
+            LinkEvent::Removed { ifindex, name } => {
+                self.shared.view.lock().unwrap().links.remove(&ifindex);
+                self.departed(ifindex, &name);
+                Ok(true)
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        let Some(path) = self.invocation.config_file.clone() else {
+            log::warn!("SIGHUP: no --config file to reload");
+            return;
+        };
+        match self.invocation.resolve() {
+            Err(e) => log::warn!("SIGHUP: keeping the running configuration: {e}"),
+            Ok(new) => {
+                let restart = self.cfg.needs_restart(&new);
+                if !restart.is_empty() {
+                    log::info!(
+                        "SIGHUP: {} change only on restart; keeping the running values",
+                        restart.join(", ")
+                    );
+                }
+                let keep = (
+                    self.cfg.netns.clone(),
+                    self.cfg.pin_dir.clone(),
+                    self.cfg.no_pin,
+                    self.cfg.flow_table_size,
+                    self.cfg.socket.clone(),
+                    self.cfg.persist,
+                );
+                self.cfg = new;
+                (
+                    self.cfg.netns,
+                    self.cfg.pin_dir,
+                    self.cfg.no_pin,
+                    self.cfg.flow_table_size,
+                    self.cfg.socket,
+                    self.cfg.persist,
+                ) = keep;
+                if let Ok(c) = self.cfg.datapath_config() {
+                    if let Err(e) = self.shared.maps.lock().unwrap().write_config(c) {
+                        log::warn!("SIGHUP: datapath configuration: {e}");
+                    }
+                }
+                log::info!("SIGHUP: configuration reloaded from {}", path.display());
+                let _ = self.reconcile(None);
+            }
+        }
+    }
+
+    /// Flows idle past FLOW_IDLE end as `aged`; flows the LRU dropped end as `evicted`.
+    fn age_flows(&mut self) {
+        let flows = match self.shared.maps.lock().unwrap().flows() {
+            Ok(f) => f,
+            Err(e) => return log::warn!("scanning flows: {e}"),
+        };
+        let clock = Clock::now();
+        let now_ns = clock.mono_now_ns();
+        for (k, v, reason) in self.ager.scan(&flows, now_ns) {
+            self.shared.publish(flow_end_row(&k, &v, reason, &clock));
+        }
+    }
+
+    fn shutdown(self) {
+        let n = self.links.len();
+        let persist = self.cfg.persist;
+        for (_, l) in self.links {
+            if persist {
+                l.release()
+            } else {
+                l.detach()
+            }
+        }
+        drop(self.ebpf);
+        if persist {
+            log::info!(
+                "left {n} interface(s) attached (pinned links in {}); `netpath down` removes them",
+                links_dir(&self.cfg.pin_dir).display()
+            );
+        } else {
+            log::info!("detached from {n} interface(s)");
+        }
+        if !self.cfg.no_pin && !persist {
+            log::info!(
+                "counters stay pinned in {} (`netpath down` removes them)",
+                self.cfg.pin_dir.display()
+            );
+        }
+    }
+}
+
+/// `netpath run`: resolve the configuration, then run until SIGINT/SIGTERM (or `duration`).
+/// Bad input fails before anything is loaded or attached.
+pub fn run(invocation: Invocation) -> Result<()> {
+    let cfg = invocation.resolve()?;
+    caps::require_datapath()?;
+    // The socket lives in the filesystem; binding it before entering the namespace keeps the
+    // daemon reachable from the host whatever namespace it observes.
+    let api_path = (cfg.socket.as_os_str() != "none").then(|| cfg.socket.clone());
+    // Likewise the metrics listener: bound here it serves on the host's address.
+    let metrics = match cfg.metrics.as_str() {
+        "none" => None,
+        addr => Some(MetricsServer::bind(addr)?),
+    };
+    if let Some(ns) = &cfg.netns {
+        netns::enter(ns)?;
+    }
+    // Built after setns: threads the runtime spawns inherit the namespace.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async_main(invocation, cfg, api_path, metrics))
+}
+
+async fn async_main(
+    invocation: Invocation,
+    cfg: Config,
+    api_path: Option<PathBuf>,
+    metrics: Option<MetricsServer>,
+) -> Result<()> {
+    // First of all: a signal that arrives while we attach is then handled (queued), not fatal.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    // Subscribe before the dump so no link slips between them.
+    let mut events = netlink::subscribe()?;
+    let nl = Netlink::connect()?;
+    let links = nl.links().await?;
+    let missing = select::missing_names(&links, &cfg.ifaces);
+    if let Some(name) = missing.first() {
+        // Same message as a single lookup would give: names the interface, lists the others.
+        ifaces::resolve(name, cfg.netns.as_deref())?;
+    }
+
+    let opts = LoadOptions {
+        pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
+        flow_table_size: cfg.flow_table_size,
+        config: cfg.datapath_config()?,
+    };
+    let mut ebpf = loader::load(&opts)?;
+    attach::load_programs(&mut ebpf)?;
+    if cfg.persist {
+        let dir = links_dir(&cfg.pin_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Bpffs {
+            what: "creating link pin directory",
+            path: dir,
+            source: e,
+        })?;
+    }
+    let programs = loader::program_ids(&ebpf);
+    let maps = Maps::take(&mut ebpf)?;
+    let ring: RingBuf<MapData> = ebpf
+        .take_map(netpath_common::maps::EVENTS)
+        .ok_or_else(|| Error::MissingFromObject("the event ring buffer".into()))?
+        .try_into()
+        .map_err(|source| Error::Map {
+            what: "event ring buffer".into(),
+            source,
+        })?;
+    let rule_table = match RuleTable::take(&mut ebpf) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::warn!("no rule table ({e}); rules and the fast path are unavailable");
+            None
+        }
+    };
+    let shared = Arc::new(Shared {
+        maps: Mutex::new(maps),
+        rules: Mutex::new(rule_table),
+        fastpath_bridge: Mutex::new(None),
+        events: tokio::sync::broadcast::channel(4096).0,
+        event_counts: Mutex::new(EventCounts::default()),
+        view: Mutex::new(View {
+            links: links.into_iter().map(|l| (l.ifindex, l)).collect(),
+            ..View::default()
+        }),
+        programs,
+        started: Instant::now(),
+        pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
+        persist: cfg.persist,
+    });
+    let cri = match &cfg.cri_socket {
+        Some(p) => CriClient::connect(p)
+            .await
+            .map_err(|e| log::warn!("CRI {}: {e}; pods will not be named", p.display()))
+            .ok(),
+        None => CriClient::discover(
+            &cri::DEFAULT_SOCKETS
+                .iter()
+                .map(PathBuf::from)
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .map(|(_, c)| c),
+    };
+    // Before attaching anything: a socket another daemon answers on stops us here, unchanged.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api = match api_path {
+        Some(p) => {
+            let server = ApiServer::bind(&p, Arc::clone(&shared) as Arc<dyn Backend>)?;
+            log::info!("control API on {}", p.display());
+            Some(tokio::spawn(server.serve(async move {
+                let _ = stop_rx.await;
+            })))
+        }
+        None => None,
+    };
+
+    let (mstop_tx, mstop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = metrics.map(|m| {
+        log::info!("Prometheus metrics on http://{}/metrics", m.local_addr());
+        let opts = MetricsOptions {
+            top_flows: cfg.metrics_flows,
+            ..MetricsOptions::default()
+        };
+        tokio::spawn(m.serve(Arc::clone(&shared) as Arc<dyn Backend>, opts, async move {
+            let _ = mstop_rx.await;
+        }))
+    });
+    let event_reader = tokio::spawn(read_events(Arc::clone(&shared), ring));
+    let mut d = Daemon {
+        cfg,
+        invocation,
+        ebpf,
+        shared: Arc::clone(&shared),
+        links: HashMap::new(),
+        nl,
+        cri,
+        ager: Ager::new(FLOW_IDLE),
+    };
+    if let Err(e) = d.reconcile(None) {
+        d.shutdown();
+        return Err(e);
+    }
+    if d.cfg.persist {
+        // Pins of interfaces no longer selected (or gone) from an earlier daemon: detach them.
+        let view = shared.view.lock().unwrap();
+        let keep =
+            |name: &str, ifindex: u32, _h: attach::Hook| view.attached.get(&ifindex).is_some_and(|a| a.iface == name);
+        for p in attach::sweep_links(&links_dir(&d.cfg.pin_dir), &keep) {
+            log::info!("removed stale pinned link {p}");
+        }
+    }
+    d.refresh_owners().await;
+
+    let started = Instant::now();
+    let deadline = d.cfg.duration.map(|x| tokio::time::Instant::now() + x);
+    let mut next_print = tokio::time::Instant::now() + d.cfg.interval;
+    let mut owners_due = false;
+    let mut next_age = tokio::time::Instant::now() + AGE_SCAN;
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { return Err(Error::Stopped("rtnetlink notifications stopped".into())) };
+                let at = Instant::now();
+                let mut dirty = d.on_event(ev)?;
+                // Drain what is already queued (a veth pair arrives as several messages).
+                while let Ok(ev) = events.try_recv() {
+                    dirty |= d.on_event(ev)?;
+                }
+                if dirty {
+                    let _ = d.reconcile(Some(at));
+                    owners_due = true;
+                }
+            }
+            _ = tokio::time::sleep_until(next_print) => {
+                if owners_due {
+                    d.refresh_owners().await;
+                    owners_due = false;
+                }
+                shared.flush_delivered();
+                shared.learn_fastpath();
+                if !d.cfg.quiet {
+                    print_tick(&shared, d.cfg.output, started.elapsed());
+                }
+                next_print += d.cfg.interval;
+            }
+            _ = tokio::time::sleep_until(next_age) => {
+                d.age_flows();
+                if !d.cfg.no_pin {
+                    match crate::capture::reset_abandoned(&d.cfg.pin_dir) {
+                        Ok(true) => log::info!("switched off a capture whose `netpath capture` had died"),
+                        Ok(false) => {}
+                        Err(e) => log::warn!("checking for an abandoned capture: {e}"),
+                    }
+                }
+                next_age += AGE_SCAN;
+            }
+            _ = sighup.recv() => d.reload(),
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = until_deadline => {
+                if !d.cfg.quiet {
+                    print_tick(&shared, d.cfg.output, started.elapsed());
+                }
+                break;
+            }
+        }
+    }
+    event_reader.abort();
+    shared.flush_delivered();
+    let _ = stop_tx.send(());
+    let _ = mstop_tx.send(());
+    if let Some(api) = api {
+        let _ = api.await;
+    }
+    if let Some(m) = metrics_task {
+        if let Ok(Err(e)) = m.await {
+            log::warn!("{e}");
+        }
+    }
+    d.shutdown();
+    Ok(())
+}

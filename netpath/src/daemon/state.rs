@@ -1,0 +1,342 @@
+//! The state the event loop, the control API and the metrics exporter share: the maps, the rule
+//! table, the daemon's view of links and pods, and the event feed.
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::Mutex,
+    time::Instant,
+};
+
+use netpath_common::{diag, event::kind};
+
+use crate::{
+    datapath::{
+        attach::{Attached, Mode},
+        maps::Maps,
+        rules::RuleTable,
+    },
+    error::{Error, Result},
+    model::{
+        events::EventRow,
+        flows::{self, Clock, Filter, FlowRow},
+        ifaces::{IfaceRow, ProgramRef},
+        owner::Owner,
+        rules::{self, FastpathStatus, RuleRow, RuleSpec},
+        stats::{self, StatRow},
+        status::{DaemonStatus, Departed, Latency, StatusReport},
+    },
+    node::{
+        cri::PodRef,
+        ifaces,
+        netlink::{LinkInfo, NetnsName},
+        view,
+    },
+    service::api::{ApiError, Backend, FastpathRequest},
+};
+
+/// Events read by this daemon (delivered ones are flushed to the pinned diag map on every tick,
+/// so the count survives restarts like the kernel's emitted/lost counts).
+#[derive(Default)]
+pub(super) struct EventCounts {
+    pub(super) unflushed_delivered: u64,
+    pub(super) by_kind: [u64; kind::COUNT],
+}
+
+/// The daemon's picture of the node: links, what it attached, who is behind each veth.
+#[derive(Default)]
+pub(super) struct View {
+    pub(super) links: BTreeMap<u32, LinkInfo>,
+    pub(super) attached: BTreeMap<u32, Attached>,
+    pub(super) netns: HashMap<i32, NetnsName>,
+    pub(super) pods: HashMap<u64, PodRef>,
+    pub(super) departed: Departed,
+    pub(super) attach_latency_ms: Vec<f64>,
+}
+
+impl View {
+    pub(super) fn owner(&self, ifindex: u32) -> Owner {
+        let Some(ns) = self
+            .links
+            .get(&ifindex)
+            .and_then(|l| l.link_netnsid)
+            .and_then(|id| self.netns.get(&id))
+        else {
+            return Owner::default();
+        };
+        let pod = self.pods.get(&ns.inode);
+        Owner {
+            netns: ns.name.clone().or_else(|| ns.pid.map(|p| format!("pid:{p}"))),
+            pod: pod.map(|p| p.name.clone()),
+            pod_namespace: pod.map(|p| p.namespace.clone()),
+        }
+    }
+
+    pub(super) fn name(&self, ifindex: u32) -> String {
+        self.links
+            .get(&ifindex)
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| ifaces::display_name(ifindex))
+    }
+}
+
+/// State the API and the printer share with the event loop.
+pub struct Shared {
+    pub(super) maps: Mutex<Maps>,
+    /// None when the object has no rule maps (kept optional so an old pin set does not stop
+    /// the daemon).
+    pub(super) rules: Mutex<Option<RuleTable>>,
+    /// The bridge the fast path serves, by name.
+    pub(super) fastpath_bridge: Mutex<Option<String>>,
+    pub(super) events: tokio::sync::broadcast::Sender<EventRow>,
+    pub(super) event_counts: Mutex<EventCounts>,
+    pub(super) view: Mutex<View>,
+    pub(super) programs: Vec<ProgramRef>,
+    pub(super) started: Instant,
+    pub(super) pin_dir: Option<PathBuf>,
+    pub(super) persist: bool,
+}
+
+impl Shared {
+    pub fn stat_rows(&self) -> Result<Vec<StatRow>> {
+        let counters = self.maps.lock().unwrap().iface_counters()?;
+        let view = self.view.lock().unwrap();
+        let mut rows = stats::rows(&counters, |i| view.name(i));
+        for r in &mut rows {
+            let o = view.owner(r.ifindex);
+            r.owner = o;
+        }
+        Ok(rows)
+    }
+
+    pub fn flow_rows(&self, filter: &Filter) -> Result<Vec<FlowRow>> {
+        let mut all = self.maps.lock().unwrap().flows()?;
+        let view = self.view.lock().unwrap();
+        // With `top`, choose on the raw entries first: building (and sorting) a row for each of
+        // 100k flows to keep 100 cost a scrape hundreds of milliseconds.
+        if let Some(n) = filter.top {
+            all.retain(|(k, _)| {
+                filter.class.is_none_or(|c| flows::class_of(k) == c)
+                    && filter.iface.as_deref().is_none_or(|i| view.name(k.ifindex) == i)
+            });
+            let by = filter.sort.unwrap_or(flows::SortBy::Bytes);
+            let weight = |v: &netpath_common::FlowValue| match by {
+                flows::SortBy::Bytes => (v.bytes, v.packets),
+                flows::SortBy::Packets => (v.packets, v.bytes),
+            };
+            if all.len() > n {
+                all.select_nth_unstable_by(n - 1, |a, b| weight(&b.1).cmp(&weight(&a.1)));
+                all.truncate(n);
+            }
+        }
+        let clock = Clock::now();
+        let rows = all
+            .iter()
+            .map(|(k, v)| {
+                let mut r = flows::row(k, v, view.name(k.ifindex), &clock);
+                let o = view.owner(k.ifindex);
+                r.owner = o;
+                r
+            })
+            .collect();
+        Ok(flows::select(rows, filter))
+    }
+
+    /// Name a row's interface and owner, count it, and hand it to every watcher.
+    pub(super) fn publish(&self, mut r: EventRow) {
+        {
+            let view = self.view.lock().unwrap();
+            if r.iface.is_empty() {
+                r.iface = view.name(r.ifindex);
+            }
+            let o = view.owner(r.ifindex);
+            r.owner = o;
+        }
+        if let Some(k) = kind::from_name(&r.kind) {
+            self.event_counts.lock().unwrap().by_kind[k as usize] += 1;
+        }
+        // No watcher is fine: send fails only when nobody listens.
+        let _ = self.events.send(r);
+    }
+
+    /// Persist the delivered count (pinned, beside the kernel's emitted and lost).
+    pub(super) fn flush_delivered(&self) {
+        let n = std::mem::take(&mut self.event_counts.lock().unwrap().unflushed_delivered);
+        if n > 0 {
+            if let Err(e) = self.maps.lock().unwrap().add_diag(diag::EVENTS_DELIVERED, n) {
+                log::error!("recording delivered events: {e}");
+                self.event_counts.lock().unwrap().unflushed_delivered += n;
+            }
+        }
+    }
+
+    pub fn status(&self) -> Result<StatusReport> {
+        let mut v = self.maps.lock().unwrap().status()?;
+        {
+            let c = self.event_counts.lock().unwrap();
+            let ev = &mut v.events;
+            ev.delivered += c.unflushed_delivered;
+            ev.pending = Some(ev.emitted.saturating_sub(ev.delivered + ev.lost));
+            ev.by_kind = Some(kind::NAMES.iter().zip(c.by_kind).map(|(n, c)| (n.to_string(), c)).collect());
+        }
+        let view = self.view.lock().unwrap();
+        v.daemon = Some(DaemonStatus {
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            pin_dir: self.pin_dir.clone(),
+            persist: self.persist,
+            attached_interfaces: view.attached.len(),
+            programs: self.programs.clone(),
+            departed: view.departed.clone(),
+            attach_latency_ms: Latency::of(&view.attach_latency_ms),
+        });
+        Ok(v)
+    }
+
+    pub fn iface_rows(&self) -> Vec<IfaceRow> {
+        let view = self.view.lock().unwrap();
+        view.links
+            .values()
+            .map(|l| {
+                let a = view.attached.get(&l.ifindex);
+                view::iface_row(
+                    l,
+                    l.master.map(|m| view.name(m)),
+                    view.owner(l.ifindex),
+                    a.map(|a| (a.mode.to_string(), a.tc_hook.to_string())),
+                    view::kernel_programs(&l.name),
+                )
+            })
+            .collect()
+    }
+}
+
+pub(super) fn internal(e: Error) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+impl Backend for Shared {
+    fn status(&self) -> std::result::Result<StatusReport, ApiError> {
+        self.status().map_err(internal)
+    }
+    fn stats(&self) -> std::result::Result<Vec<StatRow>, ApiError> {
+        self.stat_rows().map_err(internal)
+    }
+    fn flows(&self, filter: &Filter) -> std::result::Result<Vec<FlowRow>, ApiError> {
+        self.flow_rows(filter).map_err(internal)
+    }
+    fn ifaces(&self) -> std::result::Result<Vec<IfaceRow>, ApiError> {
+        Ok(self.iface_rows())
+    }
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
+        Some(self.events.subscribe())
+    }
+    fn rules(&self) -> std::result::Result<Vec<RuleRow>, ApiError> {
+        self.rule_rows().map_err(internal)
+    }
+    fn add_rule(&self, spec: RuleSpec) -> std::result::Result<RuleRow, ApiError> {
+        let mut guard = self.rules.lock().unwrap();
+        let table = guard
+            .as_mut()
+            .ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+        let current = table.read().map_err(internal)?;
+        let id = rules::next_id(&current);
+        let rule = rules::build(&spec, id, &ViewResolver(self)).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let next = rules::with_added(&current, rule).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        table.reset_hits(id).map_err(internal)?;
+        table.publish(&next).map_err(internal)?;
+        log::info!("rule {id} added: {spec:?}");
+        let view = self.view.lock().unwrap();
+        Ok(rules::row(&rule, &|i| view.name(i), (0, 0)))
+    }
+    fn del_rule(&self, id: u32) -> std::result::Result<RuleRow, ApiError> {
+        let mut guard = self.rules.lock().unwrap();
+        let table = guard
+            .as_mut()
+            .ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
+        let current = table.read().map_err(internal)?;
+        let Some(gone) = current.iter().find(|r| r.id == id).copied() else {
+            return Err(ApiError::NotFound(format!("no rule {id}")));
+        };
+        let next: Vec<_> = current.into_iter().filter(|r| r.id != id).collect();
+        table.publish(&next).map_err(internal)?;
+        log::info!("rule {id} deleted");
+        let view = self.view.lock().unwrap();
+        Ok(rules::row(&gone, &|i| view.name(i), table.hits(id)))
+    }
+    fn fastpath(&self, request: Option<FastpathRequest>) -> std::result::Result<FastpathStatus, ApiError> {
+        self.fastpath_state(request)
+    }
+}
+
+/// Names as the daemon sees them: links of its namespace, or the pod / netns behind a veth.
+struct ViewResolver<'a>(&'a Shared);
+
+impl rules::Resolver for ViewResolver<'_> {
+    fn ifindex(&self, name: &str) -> Result<u32> {
+        let view = self.0.view.lock().unwrap();
+        if let Some(l) = view.links.values().find(|l| l.name == name) {
+            return Ok(l.ifindex);
+        }
+        if let Some(l) = view.links.values().find(|l| view.owner(l.ifindex).matches(name)) {
+            return Ok(l.ifindex);
+        }
+        Err(Error::UnknownInterface {
+            name: name.into(),
+            ns: " (nor a pod or namespace behind a veth)".into(),
+            available: view
+                .links
+                .values()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+    fn is_veth(&self, ifindex: u32) -> bool {
+        self.0
+            .view
+            .lock()
+            .unwrap()
+            .links
+            .get(&ifindex)
+            .is_some_and(|l| l.kind.as_deref() == Some("veth"))
+    }
+    fn is_xdp(&self, ifindex: u32) -> bool {
+        self.0
+            .view
+            .lock()
+            .unwrap()
+            .attached
+            .get(&ifindex)
+            .is_some_and(|a| matches!(a.mode, Mode::Xdp | Mode::XdpGeneric))
+    }
+}
+
+impl Shared {
+    fn rule_rows(&self) -> Result<Vec<RuleRow>> {
+        let guard = self.rules.lock().unwrap();
+        let Some(table) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let view = self.view.lock().unwrap();
+        Ok(table
+            .read()?
+            .iter()
+            .map(|r| rules::row(r, &|i| view.name(i), table.hits(r.id)))
+            .collect())
+    }
+
+    /// Disable the rules that use a departed interface (a reused ifindex must never receive
+    /// another pod's traffic).
+    pub(super) fn disable_rules_for(&self, ifindex: u32, name: &str) {
+        let mut guard = self.rules.lock().unwrap();
+        let Some(table) = guard.as_mut() else { return };
+        let Ok(mut current) = table.read() else { return };
+        let ids = rules::disable_for_ifindex(&mut current, ifindex);
+        if !ids.is_empty() {
+            match table.publish(&current) {
+                Ok(()) => log::warn!("{name} is gone: rule(s) {ids:?} disabled"),
+                Err(e) => log::error!("disabling rules of {name}: {e}"),
+            }
+        }
+    }
+}

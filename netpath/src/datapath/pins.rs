@@ -1,0 +1,207 @@
+//! The pin directory under bpffs: mounted when absent, checked against this build's map layout
+//! before re-adopting, and removed by `netpath down` (only the names netpath creates).
+use std::{
+    mem::size_of,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{MapInfo, MapType};
+use netpath_common::{diag, event::CaptureConfig, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE};
+
+use super::{attach, EVENTS_RING_BYTES};
+use crate::{
+    defaults::BPFFS_ROOT,
+    error::{Error, Result},
+};
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+struct Expected {
+    name: &'static str,
+    map_type: MapType,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+fn expected(flow_table_size: u32) -> [Expected; 7] {
+    [
+        Expected {
+            name: maps::IFACE_STATS,
+            map_type: MapType::PerCpuHash,
+            key_size: size_of::<IfaceKey>() as u32,
+            value_size: size_of::<IfaceCounters>() as u32,
+            max_entries: IFACE_TABLE_SIZE,
+        },
+        Expected {
+            name: maps::FLOWS,
+            map_type: MapType::LruPerCpuHash,
+            key_size: size_of::<FlowKey>() as u32,
+            value_size: size_of::<FlowValue>() as u32,
+            max_entries: flow_table_size,
+        },
+        Expected {
+            name: maps::DIAG,
+            map_type: MapType::PerCpuArray,
+            key_size: 4,
+            value_size: 8,
+            max_entries: diag::COUNT,
+        },
+        Expected {
+            name: maps::CONFIG,
+            map_type: MapType::Array,
+            key_size: 4,
+            value_size: size_of::<Config>() as u32,
+            max_entries: 1,
+        },
+        Expected {
+            name: maps::EVENTS,
+            map_type: MapType::RingBuf,
+            key_size: 0,
+            value_size: 0,
+            max_entries: EVENTS_RING_BYTES,
+        },
+        Expected {
+            name: maps::CAPTURE_CFG,
+            map_type: MapType::Array,
+            key_size: 4,
+            value_size: size_of::<CaptureConfig>() as u32,
+            max_entries: 1,
+        },
+        Expected {
+            name: maps::CAPTURE_IFACES,
+            map_type: MapType::Hash,
+            key_size: 4,
+            value_size: 1,
+            max_entries: 256,
+        },
+    ]
+}
+
+/// Make sure bpffs is mounted at /sys/fs/bpf (mount it if not) and `dir` exists in it.
+pub fn ensure_bpffs(dir: &Path) -> Result<()> {
+    let root = Path::new(BPFFS_ROOT);
+    if !is_bpffs(root) {
+        let src = c"bpf";
+        let target = c"/sys/fs/bpf";
+        // SAFETY: plain mount(2) with static NUL-terminated strings.
+        let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            return Err(Error::Bpffs {
+                what: "mounting bpffs",
+                path: root.into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    if !dir.starts_with(root) || !is_bpffs(dir.parent().unwrap_or(root)) {
+        return Err(Error::BadArgument(format!(
+            "--pin-dir {} must be inside a bpffs mount such as {BPFFS_ROOT}",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::Bpffs {
+        what: "creating pin directory",
+        path: dir.into(),
+        source: e,
+    })
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and out-pointer.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// Refuse to re-adopt pins whose layout differs from this build: the program would otherwise run
+/// against maps of another shape.
+pub(super) fn check_pins(dir: &Path, flow_table_size: u32) -> Result<()> {
+    for e in expected(flow_table_size) {
+        let path = dir.join(e.name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| Error::Map {
+            what: format!("reading pinned map {}", path.display()),
+            source,
+        })?;
+        let mut diffs = Vec::new();
+        match info.map_type() {
+            Ok(t) if t == e.map_type => {}
+            Ok(t) => diffs.push(format!("type {t:?}, expected {:?}", e.map_type)),
+            Err(err) => diffs.push(format!("unknown type ({err})")),
+        }
+        for (what, got, want) in [
+            ("key size", info.key_size(), e.key_size),
+            ("value size", info.value_size(), e.value_size),
+            ("max entries", info.max_entries(), e.max_entries),
+        ] {
+            if got != want {
+                let hint = if e.name == maps::FLOWS && what == "max entries" {
+                    format!(" (start with --flow-table-size {got} to keep it)")
+                } else {
+                    String::new()
+                };
+                diffs.push(format!("{what} {got}, expected {want}{hint}"));
+            }
+        }
+        if !diffs.is_empty() {
+            return Err(Error::IncompatiblePin {
+                name: e.name,
+                path,
+                dir: dir.into(),
+                detail: diffs.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every map netpath pins: counters, events, capture and rules.
+pub fn pinned_maps() -> impl Iterator<Item = &'static str> {
+    maps::ALL.into_iter().chain(netpath_common::rule::MAPS)
+}
+
+/// Remove netpath's pins from `dir` (only the names netpath creates), then the directory if empty.
+/// Returns what was removed.
+pub fn unpin_all(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    // Pinned links (`run --persist`): removing the pin detaches the program.
+    let links = dir.join("links");
+    if let Ok(rd) = std::fs::read_dir(&links) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if attach::parse_link_pin(&name).is_some() && attach::detach_pinned(&e.path()).is_ok() {
+                removed.push(e.path());
+            }
+        }
+        if std::fs::remove_dir(&links).is_ok() {
+            removed.push(links);
+        }
+    }
+    for name in pinned_maps() {
+        let p = dir.join(name);
+        match std::fs::remove_file(&p) {
+            Ok(()) => removed.push(p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Bpffs {
+                    what: "removing pin",
+                    path: p,
+                    source: e,
+                })
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => removed.push(dir.to_path_buf()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Something else lives there: not ours to remove.
+        Err(_) => {}
+    }
+    Ok(removed)
+}

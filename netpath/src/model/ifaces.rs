@@ -1,0 +1,100 @@
+//! `netpath ifaces` and `GET /v1/ifaces`: every link with its veth peer, the namespace and pod
+//! behind it, and what is attached to it (netpath's programs and anyone else's).
+use std::fmt::Write as _;
+
+use super::owner::Owner;
+
+/// A program as the kernel reports it on a hook (`tcx-ingress`, `tcx-egress`, `xdp`) or as netpath
+/// loaded it (`xdp`, `tc-ingress`, `tc-egress`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProgramRef {
+    pub program: String,
+    pub hook: String,
+    pub id: u32,
+}
+
+/// One link. Field names are a stable JSON contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct IfaceRow {
+    pub iface: String,
+    pub ifindex: u32,
+    pub kind: Option<String>,
+    pub master: Option<String>,
+    pub mac: Option<String>,
+    pub addresses: Vec<String>,
+    pub mtu: Option<u32>,
+    pub up: bool,
+    pub peer_ifindex: Option<u32>,
+    pub peer_netns: Option<String>,
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+    /// The hook mode netpath attached with (`tc`, `xdp`, `xdp-generic`), if it observes the link.
+    pub mode: Option<String>,
+    /// `tcx` or `clsact`, if netpath observes the link.
+    pub tc_hook: Option<String>,
+    pub programs: Vec<ProgramRef>,
+}
+
+impl IfaceRow {
+    pub fn owner(&self) -> Owner {
+        Owner {
+            netns: self.peer_netns.clone(),
+            pod: self.pod.clone(),
+            pod_namespace: self.pod_namespace.clone(),
+        }
+    }
+
+    /// netpath's own programs are attached here.
+    pub fn observed(&self) -> bool {
+        self.mode.is_some() || self.programs.iter().any(|p| p.program.starts_with("netpath_"))
+    }
+}
+
+fn or_dash<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into())
+}
+
+/// A table of `ifaces` rows.
+pub fn table(rows: &[IfaceRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<16} {:>7} {:<8} {:<10} {:<17} {:>5} {:>5} {:<22} {:<24} {:<12} {:<20} PROGRAMS",
+        "IFACE", "IFINDEX", "KIND", "MASTER", "MAC", "MTU", "PEER", "PEER NETNS", "POD", "MODE", "ADDRESSES"
+    );
+    for r in rows {
+        let pod = match (&r.pod_namespace, &r.pod) {
+            (Some(ns), Some(p)) => format!("{ns}/{p}"),
+            _ => "-".into(),
+        };
+        let mode = match (&r.mode, &r.tc_hook) {
+            (Some(m), Some(h)) => format!("{m}/{h}"),
+            _ => "-".into(),
+        };
+        let addrs = if r.addresses.is_empty() { "-".into() } else { r.addresses.join(",") };
+        let progs = r
+            .programs
+            .iter()
+            .map(|p| format!("{}:{}#{}", p.hook, p.program, p.id))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            s,
+            "{:<16} {:>7} {:<8} {:<10} {:<17} {:>5} {:>5} {:<22} {:<24} {:<12} {:<20} {}",
+            r.iface,
+            r.ifindex,
+            or_dash(&r.kind),
+            or_dash(&r.master),
+            or_dash(&r.mac),
+            or_dash(&r.mtu),
+            or_dash(&r.peer_ifindex),
+            or_dash(&r.peer_netns),
+            pod,
+            mode,
+            addrs,
+            progs
+        );
+    }
+    s
+}

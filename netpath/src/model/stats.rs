@@ -1,0 +1,129 @@
+//! Per-interface, per-direction, per-class counters as rows, tables and JSON.
+use std::fmt::Write as _;
+
+use netpath_common::{class, IfaceCounters, IfaceKey, DIRECTIONS};
+
+use super::owner::Owner;
+
+/// One counter row. The field names are a stable JSON contract.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatRow {
+    pub iface: String,
+    pub ifindex: u32,
+    pub direction: String,
+    pub class: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The namespace and pod behind the interface (`netns`, `pod`, `pod_namespace`), when known.
+    #[serde(flatten)]
+    pub owner: Owner,
+}
+
+/// Rows for every non-zero class of every interface.
+pub fn rows(counters: &[(IfaceKey, IfaceCounters)], name_of: impl Fn(u32) -> String) -> Vec<StatRow> {
+    let mut out = Vec::new();
+    for (k, c) in counters {
+        let iface = name_of(k.ifindex);
+        for (i, counter) in c.class.iter().enumerate() {
+            if counter.packets == 0 {
+                continue;
+            }
+            out.push(StatRow {
+                iface: iface.clone(),
+                ifindex: k.ifindex,
+                direction: DIRECTIONS
+                    .get(k.direction as usize)
+                    .copied()
+                    .unwrap_or("unknown")
+                    .into(),
+                class: class::name(i as u8).into(),
+                packets: counter.packets,
+                bytes: counter.bytes,
+                owner: Owner::default(),
+            });
+        }
+    }
+    out
+}
+
+/// A table of packets per class, one line per interface and direction (with the pod behind it
+/// when known), and total bytes.
+pub fn table(rows: &[StatRow]) -> String {
+    use std::collections::BTreeMap;
+    let mut lines: BTreeMap<(u32, usize), (String, [u64; class::COUNT], u64)> = BTreeMap::new();
+    for r in rows {
+        let dir = DIRECTIONS
+            .iter()
+            .position(|d| *d == r.direction)
+            .unwrap_or(DIRECTIONS.len());
+        let name = format!("{}{}", r.iface, r.owner.suffix());
+        let e = lines
+            .entry((r.ifindex, dir))
+            .or_insert_with(|| (name, [0; class::COUNT], 0));
+        if let Some(c) = class::from_name(&r.class) {
+            e.1[c as usize] += r.packets;
+        }
+        e.2 += r.bytes;
+    }
+    let width = lines.values().map(|(n, _, _)| n.len()).max().unwrap_or(5).max(16);
+    let mut s = String::new();
+    let _ = write!(s, "{:<width$} {:>7} {:<7}", "IFACE", "IFINDEX", "DIR");
+    for n in class::NAMES {
+        let _ = write!(s, " {:>9}", n.to_uppercase());
+    }
+    let _ = writeln!(s, " {:>12}", "BYTES");
+    for ((ifindex, dir), (name, packets, bytes)) in &lines {
+        let _ = write!(
+            s,
+            "{:<width$} {:>7} {:<7}",
+            name,
+            ifindex,
+            DIRECTIONS.get(*dir).copied().unwrap_or("?")
+        );
+        for p in packets {
+            let _ = write!(s, " {:>9}", p);
+        }
+        let _ = writeln!(s, " {:>12}", bytes);
+    }
+    if lines.is_empty() {
+        s.push_str("(no traffic counted yet)\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use netpath_common::Counter;
+
+    use super::*;
+
+    #[test]
+    fn rows_skip_zero_classes_and_name_everything() {
+        let mut c = IfaceCounters::default();
+        c.class[class::ICMP as usize] = Counter { packets: 3, bytes: 294 };
+        c.class[class::VXLAN as usize] = Counter { packets: 1, bytes: 148 };
+        let r = rows(&[(IfaceKey::new(7, 1), c)], |i| format!("if{i}"));
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            StatRow {
+                iface: "if7".into(),
+                ifindex: 7,
+                direction: "egress".into(),
+                class: "icmp".into(),
+                packets: 3,
+                bytes: 294,
+                owner: Owner::default(),
+            }
+        );
+        assert_eq!(r[1].class, "vxlan");
+        let json = serde_json::to_value(&r[0]).unwrap();
+        for f in ["iface", "ifindex", "direction", "class", "packets", "bytes"] {
+            assert!(json.get(f).is_some(), "missing {f}");
+        }
+        let t = table(&r);
+        assert!(t.contains("if7") && t.contains("442"), "{t}");
+        let back: Vec<StatRow> = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,177 @@
+//! `netpath status` and `GET /v1/status`: datapath health (flow table, events, capture, malformed
+//! frames by reason) and, from a daemon, what the daemon itself knows.
+use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf};
+
+use super::ifaces::ProgramRef;
+
+/// Datapath health. The daemon adds `daemon` and the live parts of `events`; read from the pins
+/// alone, those are absent. Field names are a stable JSON contract.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct StatusReport {
+    pub flow_table: FlowTableStatus,
+    pub events: EventTotals,
+    pub capture: CaptureTotals,
+    pub iface_insert_failed: u64,
+    pub pull_failed: u64,
+    /// Malformed frames by reason name (every reason, zero or not).
+    pub malformed: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EventTotals {
+    pub emitted: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub suppressed: u64,
+    /// Emitted but not yet read (only a daemon knows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<u64>,
+    /// Events this daemon delivered, by kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_kind: Option<BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CaptureTotals {
+    pub captured: u64,
+    pub lost: u64,
+}
+
+/// What a running daemon adds to the status.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub uptime_s: u64,
+    pub pin_dir: Option<PathBuf>,
+    pub persist: bool,
+    pub attached_interfaces: usize,
+    pub programs: Vec<ProgramRef>,
+    pub departed: Departed,
+    pub attach_latency_ms: Latency,
+}
+
+/// Interfaces that went away while the daemon watched: what was counted on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Departed {
+    pub interfaces: u64,
+    pub flows: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Hot-plug attach latency (link seen to attached), in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub count: usize,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Latency {
+    pub fn of(samples: &[f64]) -> Latency {
+        let mut lat = samples.to_vec();
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * p).round() as usize]);
+        Latency {
+            count: lat.len(),
+            p50: pct(0.5),
+            p99: pct(0.99),
+        }
+    }
+}
+
+fn or_null<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "null".into())
+}
+
+impl StatusReport {
+    /// `netpath status` for people: the same numbers as the JSON.
+    pub fn text(&self) -> String {
+        let ft = &self.flow_table;
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "flow table: {} active / {} capacity ({:.1}% full)\n  created {}  evicted {}  deleted {}  failed inserts {}\ninterface table failed inserts: {}\nskb pull failures: {}\nmalformed frames by reason:\n",
+            ft.active,
+            ft.capacity,
+            ft.fill_ratio * 100.0,
+            ft.created,
+            ft.evictions,
+            ft.deleted,
+            ft.insert_failed,
+            self.iface_insert_failed,
+            self.pull_failed,
+        );
+        let ev = &self.events;
+        let _ = write!(
+            s,
+            "events: emitted {}  delivered {}  lost {}  suppressed by the rate limit {}{}\ncapture: captured {}  lost {}\n",
+            ev.emitted,
+            ev.delivered,
+            ev.lost,
+            ev.suppressed,
+            ev.pending.map(|p| format!("  pending {p}")).unwrap_or_default(),
+            self.capture.captured,
+            self.capture.lost,
+        );
+        for (name, n) in &self.malformed {
+            let _ = writeln!(s, "  {name:<28} {n}");
+        }
+        if let Some(d) = &self.daemon {
+            let _ = write!(
+                s,
+                "daemon: pid {}, up {} s, {} interface(s) attached, persist {}\n  departed interfaces {} ({} flows, {} packets)\n  attach latency p50 {} ms, p99 {} ms over {} hot-plugs\n",
+                d.pid,
+                d.uptime_s,
+                d.attached_interfaces,
+                d.persist,
+                d.departed.interfaces,
+                d.departed.flows,
+                d.departed.packets,
+                or_null(d.attach_latency_ms.p50),
+                or_null(d.attach_latency_ms.p99),
+                d.attach_latency_ms.count,
+            );
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct FlowTableStatus {
+    pub capacity: u32,
+    pub active: u64,
+    pub created: u64,
+    /// Flows the LRU pushed out to make room: created minus still present minus those netpath
+    /// deleted itself (when their interface went away).
+    pub evictions: u64,
+    pub deleted: u64,
+    pub insert_failed: u64,
+    pub fill_ratio: f64,
+}
+
+impl FlowTableStatus {
+    pub fn new(capacity: u32, active: u64, created: u64, deleted: u64, insert_failed: u64) -> Self {
+        let fill_ratio = if capacity == 0 {
+            0.0
+        } else {
+            active as f64 / f64::from(capacity)
+        };
+        Self {
+            capacity,
+            active,
+            created,
+            evictions: created.saturating_sub(active).saturating_sub(deleted),
+            deleted,
+            insert_failed,
+            fill_ratio,
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The control API: HTTP/JSON over a unix socket, served by the daemon (`netpath run`) and used by
+//! the CLI (`status`, `stats`, `flows`, `ifaces`) when a daemon runs. Without a daemon the CLI
+//! reads the bpffs pins directly ([`ApiClient::connect`] answers `Ok(None)`).
+//!
+//! # Socket and access control
+//!
+//! The socket lives at [`crate::defaults::SOCKET`] (`/run/netpath/netpath.sock`). [`ApiServer::bind`]
+//! creates the parent directory (0755) when it is missing and the socket with mode 0600, owned by
+//! the daemon's user (root): it binds under a temporary name, sets the mode and renames the
+//! socket into place, so there is no moment at which the final path is reachable with a looser
+//! mode. A socket file left by a dead daemon is replaced; if a process answers on it, `bind`
+//! refuses with [`ApiError::AlreadyRunning`]; anything else at that path (a regular file, a
+//! directory) is never removed ([`ApiError::NotASocket`]).
+//!
+//! On top of the file mode the server checks every connection's peer credentials (`SO_PEERCRED`)
+//! and answers `403` to any uid other than 0 and the uid the daemon had when it bound the socket:
+//! defence in depth for a socket whose mode someone changed.
+//!
+//! # Endpoints
+//!
+//! All answers are JSON. Errors are `{"error": "..."}` with `400` for bad input (an unknown
+//! query parameter, an unknown class or sort, a `top` that is not a positive integer, a parameter
+//! given twice), `403` for a peer that is not allowed, `404` for an unknown path, `405` for a
+//! method an endpoint does not take and `500` when the daemon fails to read its maps.
+//!
+//! | Method and path | Answer |
+//! |---|---|
+//! | `GET /v1/status` | datapath health: flow table fill, failed inserts, malformed frames by reason |
+//! | `GET /v1/stats` | an array of [`StatRow`]s (`iface`, `ifindex`, `direction`, `class`, `packets`, `bytes`) |
+//! | `GET /v1/flows?iface=IF&class=C&top=N&sort=bytes\|packets` | an array of [`FlowRow`]s, heaviest first; every parameter is optional |
+//! | `GET /v1/ifaces` | the interfaces the daemon observes |
+//!
+//! `class` is one of the class names of [`netpath_common::class::NAMES`] (`arp`, `icmp`,
+//! `icmp6`, `tcp`, `udp`, `vxlan`, `other_ip`, `other_l2`, `malformed`); `top` is a positive
+//! integer; `sort` is `bytes` (the default) or `packets`.
+//!
+//! ```text
+//! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/status
+//! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/stats
+//! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?class=tcp&top=5'
+//! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?iface=cni0&sort=packets'
+//! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/ifaces
+//! curl -i --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?class=nope'
+//!   # HTTP/1.1 400 Bad Request
+//!   # {"error":"unknown class 'nope' (one of arp, icmp, icmp6, tcp, udp, vxlan, other_ip, other_l2, malformed)"}
+//! ```
+//!
+//! # Adding endpoints
+//!
+//! Handlers stay thin and validate before they act: they turn the whole request (query through
+//! [`Params`], a body through a `deny_unknown_fields` type) into a typed value first, answer
+//! `400` on anything unknown or malformed, and only then call the [`Backend`], once, on the
+//! blocking pool (map reads are syscalls). A malformed request therefore changes nothing, which
+//! matters for the write endpoints (rules, capture) that will follow the read ones here. Routes
+//! end in `.fallback(not_allowed("..."))` so a wrong method is a JSON `405` naming the right ones.
+use std::{io, path::PathBuf, time::Duration};
+
+use axum::{
+    extract::{rejection::QueryRejection, Query},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+
+pub(crate) use self::server::graceful_shutdown;
+pub use self::{
+    client::{block_on, ApiClient, EventStream, JsonLines},
+    server::{ApiServer, Peer, ServerHandle},
+};
+use crate::{
+    error::ServiceError,
+    model::{
+        events::{EventFilter, EventRow},
+        flows::{Filter, FlowRow, SortBy},
+        ifaces::IfaceRow,
+        rules::{FastpathStatus, RuleRow, RuleSpec},
+        stats::StatRow,
+        status::StatusReport,
+    },
+};
+
+mod client;
+mod server;
+
+/// How long [`ApiServer::serve`] waits for open requests to finish after `shutdown` resolved.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long [`ApiClient`] waits for one answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The endpoints, for error messages.
+pub(super) const ENDPOINTS: &str = "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events, /v1/rules, /v1/fastpath";
+
+/// What the daemon provides to the API; implemented by the daemon, and by a test double in tests.
+/// The methods run on tokio's blocking pool, so they may block (map reads are syscalls).
+pub trait Backend: Send + Sync + 'static {
+    /// Datapath health (the document `netpath status -o json` prints).
+    fn status(&self) -> Result<StatusReport, ApiError>;
+    /// Counter rows of every interface (what `netpath stats -o json` prints).
+    fn stats(&self) -> Result<Vec<StatRow>, ApiError>;
+    /// Flow rows after `filter` (interface, class, sort, top): apply it with
+    /// [`crate::model::flows::select`]. The server has validated it.
+    fn flows(&self, filter: &Filter) -> Result<Vec<FlowRow>, ApiError>;
+    /// The interfaces the daemon observes.
+    fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError>;
+    /// A live feed of events (kernel and derived), if this backend has one.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
+        None
+    }
+    /// The fast-path rules, in evaluation order.
+    fn rules(&self) -> Result<Vec<RuleRow>, ApiError> {
+        Err(ApiError::NotFound("this daemon has no rule table".into()))
+    }
+    /// Validate and add a rule; an invalid one changes nothing.
+    fn add_rule(&self, spec: RuleSpec) -> Result<RuleRow, ApiError> {
+        let _ = spec;
+        Err(ApiError::NotFound("this daemon has no rule table".into()))
+    }
+    fn del_rule(&self, id: u32) -> Result<RuleRow, ApiError> {
+        let _ = id;
+        Err(ApiError::NotFound("this daemon has no rule table".into()))
+    }
+    /// Fast path state; with `Some(request)`, change it first.
+    fn fastpath(&self, request: Option<FastpathRequest>) -> Result<FastpathStatus, ApiError> {
+        let _ = request;
+        Err(ApiError::NotFound("this daemon has no fast path".into()))
+    }
+}
+
+/// `POST /v1/fastpath`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FastpathRequest {
+    pub enable: bool,
+    #[serde(default)]
+    pub bridge: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (400). Said by the server; the message names what is wrong.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+
+    /// No such thing (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    /// The peer may not use the API (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+
+    /// The daemon failed to answer (500), e.g. a map read failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+
+    /// A socket operation on a path failed (bind, chmod, connect, ...).
+    #[error("{what} {}: {source}", path.display())]
+    Socket {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+
+    #[error("{0}")]
+    Io(#[from] io::Error),
+
+    /// The HTTP exchange with the daemon failed (connection reset, bad answer, timeout).
+    #[error("talking to the netpath daemon: {0}")]
+    Http(String),
+
+    /// The daemon answered with a non-2xx status (as seen by the client).
+    #[error("the netpath daemon answered {status}: {message}")]
+    Daemon { status: u16, message: String },
+
+    /// No daemon listens on the socket.
+    #[error("no netpath daemon listens on {}", socket.display())]
+    NotRunning { socket: PathBuf },
+
+    /// Binding: a process already answers on the socket.
+    #[error(
+        "another netpath daemon already answers on {}: stop it first, or give this one another socket path",
+        socket.display()
+    )]
+    AlreadyRunning { socket: PathBuf },
+
+    /// Binding: the path exists and is not a socket; it is left alone.
+    #[error("{} exists and is not a socket; refusing to replace it", path.display())]
+    NotASocket { path: PathBuf },
+}
+
+impl ApiError {
+    /// The HTTP status the server answers this error with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::Daemon { status, .. } => *status,
+            _ => 500,
+        }
+    }
+
+    /// Exit codes, as [`crate::Error::exit_code`]: 2 for bad input, 77 for a refused peer, 1 else.
+    pub fn exit_code(&self) -> i32 {
+        match self.http_status() {
+            403 => 77,
+            400..=499 => 2,
+            _ => 1,
+        }
+    }
+
+    /// The message the server puts into `{"error": ...}`.
+    fn wire_message(&self) -> String {
+        match self {
+            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Forbidden(m) | ApiError::Internal(m) => {
+                m.clone()
+            }
+            ApiError::Daemon { message, .. } => message.clone(),
+            e => e.to_string(),
+        }
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> ApiError {
+        match e.exit_code() {
+            2 => ApiError::BadRequest(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for crate::Error {
+    fn from(e: ApiError) -> crate::Error {
+        crate::Error::Service(ServiceError {
+            exit_code: e.exit_code(),
+            error: Box::new(e),
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        error_response(status, self.wire_message())
+    }
+}
+
+pub(super) fn error_response(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request validation
+
+/// The query parameters of one request, checked against the names an endpoint takes: an unknown
+/// name or a name given twice is a `400` before the handler does anything.
+#[derive(Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Check `query` (as extracted by axum) against the parameter names `allowed`.
+    pub fn new(
+        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+        allowed: &[&str],
+    ) -> Result<Params, ApiError> {
+        let Query(pairs) =
+            query.map_err(|e| ApiError::BadRequest(format!("malformed query string: {}", e.body_text())))?;
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if !allowed.contains(&name.as_str()) {
+                let takes = if allowed.is_empty() {
+                    "takes none".to_string()
+                } else {
+                    format!("takes: {}", allowed.join(", "))
+                };
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter '{name}' (this endpoint {takes})"
+                )));
+            }
+            if pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter '{name}' given more than once"
+                )));
+            }
+        }
+        Ok(Params { pairs })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The filter of `GET /v1/flows`, validated.
+pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
+    let iface = match p.get("iface") {
+        None => None,
+        Some("") => return Err(ApiError::BadRequest("iface must not be empty".into())),
+        Some(i) if i.len() >= libc::IFNAMSIZ => {
+            return Err(ApiError::BadRequest(format!(
+                "iface '{i}' is longer than an interface name can be ({} bytes)",
+                libc::IFNAMSIZ - 1
+            )))
+        }
+        Some(i) => Some(i.to_string()),
+    };
+    let class = p
+        .get("class")
+        .map(|c| {
+            netpath_common::class::from_name(c).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "unknown class '{c}' (one of {})",
+                    netpath_common::class::NAMES.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    let top = p
+        .get("top")
+        .map(|t| match t.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "top must be a positive integer, got '{t}'"
+            ))),
+        })
+        .transpose()?;
+    let sort = p
+        .get("sort")
+        .map(|s| match s {
+            "bytes" => Ok(SortBy::Bytes),
+            "packets" => Ok(SortBy::Packets),
+            _ => Err(ApiError::BadRequest(format!(
+                "unknown sort '{s}' (one of bytes, packets)"
+            ))),
+        })
+        .transpose()?;
+    Ok(Filter {
+        iface,
+        class,
+        top,
+        sort,
+    })
+}
+
+/// The query string [`parse_filter`] reads back as `f` (empty for the default filter).
+pub fn filter_query(f: &Filter) -> String {
+    let mut q = Vec::new();
+    if let Some(i) = &f.iface {
+        q.push(format!("iface={}", percent_encode(i)));
+    }
+    if let Some(c) = f.class {
+        q.push(format!("class={}", netpath_common::class::name(c)));
+    }
+    if let Some(t) = f.top {
+        q.push(format!("top={t}"));
+    }
+    if let Some(s) = f.sort {
+        q.push(format!(
+            "sort={}",
+            if s == SortBy::Packets { "packets" } else { "bytes" }
+        ));
+    }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+/// The query string of `GET /v1/events` for `f` (empty for every event).
+pub fn event_query(f: &EventFilter) -> String {
+    let mut q = Vec::new();
+    if let Some(i) = &f.iface {
+        q.push(format!("iface={}", percent_encode(i)));
+    }
+    if let Some(p) = &f.pod {
+        q.push(format!("pod={}", percent_encode(p)));
+    }
+    if !f.kinds.is_empty() {
+        q.push(format!("kind={}", f.kinds.join(",")));
+    }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+/// `s` percent-encoded for a query string (unreserved characters kept).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &str) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = q
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        Params::new(Ok(Query(pairs)), &["iface", "class", "top", "sort"])
+    }
+
+    #[test]
+    fn filter_round_trips_through_the_query() {
+        let f = Filter {
+            iface: Some("veth 1".into()),
+            class: Some(netpath_common::class::TCP),
+            top: Some(3),
+            sort: Some(SortBy::Packets),
+        };
+        let q = filter_query(&f);
+        assert_eq!(q, "?iface=veth%201&class=tcp&top=3&sort=packets");
+        let back = parse_filter(&params("iface=veth1&class=tcp&top=3&sort=packets").unwrap()).unwrap();
+        assert_eq!(
+            (back.iface.as_deref(), back.class, back.top, back.sort),
+            (Some("veth1"), Some(3), Some(3), Some(SortBy::Packets))
+        );
+        assert_eq!(filter_query(&Filter::default()), "");
+    }
+
+    #[test]
+    fn bad_input_is_a_400_naming_the_problem() {
+        for (q, needle) in [
+            ("class=nope", "unknown class 'nope'"),
+            ("top=0", "positive integer"),
+            ("top=x", "positive integer"),
+            ("top=-1", "positive integer"),
+            ("sort=size", "unknown sort 'size'"),
+            ("iface=", "must not be empty"),
+            ("iface=abcdefghijklmnopq", "longer than"),
+        ] {
+            let e = parse_filter(&params(q).unwrap()).unwrap_err();
+            assert_eq!(e.http_status(), 400, "{q}");
+            assert!(e.wire_message().contains(needle), "{q}: {e}");
+        }
+        let e = params("bogus=1").unwrap_err();
+        assert!(e.wire_message().contains("unknown query parameter 'bogus'"), "{e}");
+        let e = params("top=1&top=2").unwrap_err();
+        assert!(e.wire_message().contains("more than once"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+}

@@ -1,0 +1,488 @@
+//! The API's server: binds the socket safely (see the module above), checks every peer, validates
+//! every request before it calls the [`Backend`], once, on the blocking pool.
+use std::{
+    future::{Future, IntoFuture as _},
+    io,
+    os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use axum::{
+    body::Body,
+    extract::{
+        connect_info::{ConnectInfo, Connected},
+        rejection::QueryRejection,
+        Query, Request, State,
+    },
+    http::{header, HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    serve::IncomingStream,
+    Json, Router,
+};
+use hyper::body::Bytes;
+
+use super::{error_response, parse_filter, ApiError, Backend, FastpathRequest, Params, ENDPOINTS, SHUTDOWN_GRACE};
+use crate::model::{
+    events::{EventFilter, EventRow},
+    flows::FlowRow,
+    ifaces::IfaceRow,
+    rules::{FastpathStatus, RuleRow, RuleSpec},
+    stats::StatRow,
+    status::StatusReport,
+};
+
+/// Who is on the other end of a connection (`SO_PEERCRED`).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Peer {
+        match stream.io().peer_cred() {
+            Ok(c) => Peer {
+                uid: Some(c.uid()),
+                pid: c.pid(),
+            },
+            Err(_) => Peer { uid: None, pid: None },
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    backend: Arc<dyn Backend>,
+    allowed_uids: Arc<[u32]>,
+}
+
+/// The socket file this server made; removed when dropped unless something else replaced it.
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if m.dev() == self.dev && m.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// A bound API socket: bind it (as root, before dropping privileges or entering namespaces),
+/// then run [`ApiServer::serve`] on a tokio runtime, or [`ApiServer::spawn`] it on a thread.
+pub struct ApiServer {
+    listener: std::os::unix::net::UnixListener,
+    file: SocketFile,
+    state: AppState,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("path", &self.file.path)
+            .field("allowed_uids", &self.state.allowed_uids)
+            .finish()
+    }
+}
+
+impl ApiServer {
+    /// Bind the socket (mode 0600; the parent directory is created 0755 if missing). A socket
+    /// file nobody answers on is replaced; a live one is [`ApiError::AlreadyRunning`].
+    /// Needs no tokio runtime.
+    pub fn bind(path: &Path, backend: Arc<dyn Backend>) -> Result<ApiServer, ApiError> {
+        fn sock_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ApiError {
+            let path = path.to_path_buf();
+            move |source| ApiError::Socket { what, path, source }
+        }
+        if path.file_name().is_none() {
+            let source = io::Error::new(io::ErrorKind::InvalidInput, "not a path to a file");
+            return Err(ApiError::Socket {
+                what: "socket path",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&dir)
+                .map_err(sock_err("creating directory", &dir))?;
+            // The mode given to mkdir is subject to the umask.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(sock_err("chmod", &dir))?;
+        }
+        // Serialise check-and-replace against another daemon starting at the same moment.
+        let lock = std::fs::File::open(&dir).map_err(sock_err("opening directory", &dir))?;
+        // SAFETY: a valid, open file descriptor; the lock is released when `lock` is closed.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+            return Err(sock_err("locking directory", &dir)(io::Error::last_os_error()));
+        }
+
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(sock_err("inspecting", path)(e)),
+            Ok(m) if !m.file_type().is_socket() => {
+                return Err(ApiError::NotASocket {
+                    path: path.to_path_buf(),
+                })
+            }
+            Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(ApiError::AlreadyRunning {
+                        socket: path.to_path_buf(),
+                    })
+                }
+                // Nobody listens: a stale socket from a dead daemon, replaced by the rename below.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(sock_err("probing existing socket", path)(e)),
+            },
+        }
+
+        // Bind under a temporary name, restrict it, then move it into place: the final path never
+        // exists with the umask's mode.
+        let tmp = dir.join(format!(".np{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let listener = std::os::unix::net::UnixListener::bind(&tmp).map_err(sock_err("binding", &tmp))?;
+        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(sock_err("chmod", &tmp))
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(sock_err("moving socket into place at", path)))
+            .and_then(|()| std::fs::symlink_metadata(path).map_err(sock_err("inspecting", path)))
+            .and_then(|m| {
+                listener
+                    .set_nonblocking(true)
+                    .map(|()| m)
+                    .map_err(sock_err("configuring", path))
+            });
+        let meta = match placed {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        drop(lock);
+
+        // SAFETY: no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        let allowed_uids: Arc<[u32]> = if euid == 0 { Arc::new([0]) } else { Arc::new([0, euid]) };
+        Ok(ApiServer {
+            listener,
+            file: SocketFile {
+                path: path.to_path_buf(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+            state: AppState { backend, allowed_uids },
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Serve until `shutdown` resolves (then give open requests [`SHUTDOWN_GRACE`] to finish);
+    /// removes the socket file on exit. Must run on a tokio runtime with I/O and time enabled.
+    /// A backend call still running on the blocking pool after the grace period keeps running
+    /// until it returns (or the runtime is shut down with `shutdown_background`/`_timeout`).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ApiError> {
+        let ApiServer { listener, file, state } = self;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(|source| ApiError::Socket {
+            what: "registering",
+            path: file.path.clone(),
+            source,
+        })?;
+        let app = router(state).into_make_service_with_connect_info::<Peer>();
+        let (signal, deadline) = graceful_shutdown(shutdown);
+        let graceful = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let result = tokio::select! {
+            r = graceful.into_future() => r.map_err(ApiError::Io),
+            () = deadline => Ok(()),
+        };
+        drop(file);
+        result
+    }
+
+    /// Serve on a thread of its own with a single-threaded runtime, for callers without one.
+    pub fn spawn(self) -> Result<ServerHandle, ApiError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("netpath-api".into()).spawn(move || {
+            let r = rt.block_on(self.serve(async move {
+                let _ = rx.await;
+            }));
+            // Backend calls still running after the grace period are abandoned, not awaited.
+            rt.shutdown_background();
+            r
+        })?;
+        Ok(ServerHandle {
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A server running on its own thread ([`ApiServer::spawn`]); stopped by
+/// [`ServerHandle::shutdown`] or when dropped.
+pub struct ServerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ApiError>>>,
+}
+
+impl ServerHandle {
+    /// Stop serving, wait for the thread, remove the socket file.
+    pub fn shutdown(mut self) -> Result<(), ApiError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), ApiError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ApiError::Internal("the API server thread panicked".into())),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/stats", get(stats).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/flows", get(flows).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/ifaces", get(ifaces).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/events", get(events).fallback(not_allowed("GET, HEAD")))
+        .route(
+            "/v1/rules",
+            get(list_rules).post(add_rule).fallback(not_allowed("GET, HEAD, POST")),
+        )
+        .route(
+            "/v1/rules/{id}",
+            axum::routing::delete(del_rule).fallback(not_allowed("DELETE")),
+        )
+        .route(
+            "/v1/fastpath",
+            get(get_fastpath)
+                .post(set_fastpath)
+                .fallback(not_allowed("GET, HEAD, POST")),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Every request passes here: refuse peers that are not allowed; give a bodiless `405` (a route
+/// without a [`not_allowed`] fallback) a JSON body.
+async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
+    match peer.and_then(|p| p.uid) {
+        Some(uid) if st.allowed_uids.contains(&uid) => {}
+        Some(uid) => {
+            return ApiError::Forbidden(format!("uid {uid} may not use the netpath API (only root may)"))
+                .into_response()
+        }
+        None => {
+            return ApiError::Forbidden("cannot tell who is connected (no peer credentials)".into()).into_response()
+        }
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let res = next.run(req).await;
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED && !res.headers().contains_key(header::CONTENT_TYPE) {
+        let (mut parts, _) = res.into_parts();
+        let body = serde_json::json!({ "error": format!("method {method} not allowed on {path}") });
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::from(body.to_string()));
+    }
+    res
+}
+
+/// The `405` of an endpoint taking `allowed` (axum adds the `Allow` header).
+fn not_allowed(
+    allowed: &'static str,
+) -> impl Fn(Request) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    move |req: Request| {
+        let message = format!(
+            "method {} not allowed on {} (allowed: {allowed})",
+            req.method(),
+            req.uri().path()
+        );
+        std::future::ready(error_response(StatusCode::METHOD_NOT_ALLOWED, message))
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no endpoint {} {} (endpoints: {ENDPOINTS})",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// Run a backend call on the blocking pool.
+async fn call<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&dyn Backend) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let backend = Arc::clone(&st.backend);
+    tokio::task::spawn_blocking(move || f(&*backend))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the backend call failed: {e}")))?
+}
+
+async fn status(State(st): State<AppState>, q: Q) -> Result<Json<StatusReport>, ApiError> {
+    Params::new(q, &[])?;
+    Ok(Json(call(&st, |b| b.status()).await?))
+}
+
+async fn stats(State(st): State<AppState>, q: Q) -> Result<Json<Vec<StatRow>>, ApiError> {
+    Params::new(q, &[])?;
+    Ok(Json(call(&st, |b| b.stats()).await?))
+}
+
+async fn flows(State(st): State<AppState>, q: Q) -> Result<Json<Vec<FlowRow>>, ApiError> {
+    let filter = parse_filter(&Params::new(q, &["iface", "class", "top", "sort"])?)?;
+    Ok(Json(call(&st, move |b| b.flows(&filter)).await?))
+}
+
+async fn ifaces(State(st): State<AppState>, q: Q) -> Result<Json<Vec<IfaceRow>>, ApiError> {
+    Params::new(q, &[])?;
+    Ok(Json(call(&st, |b| b.ifaces()).await?))
+}
+
+/// `GET /v1/events?iface=&pod=&kind=a,b`: newline-delimited JSON events as they happen, until the
+/// client hangs up. A reader too slow for the event rate gets a `{"kind":"watch_lagged"}` line
+/// saying how many it missed (`packets`), then continues.
+async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> {
+    let p = Params::new(q, &["iface", "pod", "kind"])?;
+    let kinds: Vec<String> = p
+        .get("kind")
+        .map(|k| k.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let kinds = EventFilter::parse_kinds(&kinds).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let filter = EventFilter {
+        iface: p.get("iface").map(String::from),
+        pod: p.get("pod").map(String::from),
+        kinds,
+    };
+    let rx = st
+        .backend
+        .events()
+        .ok_or_else(|| ApiError::NotFound("this daemon has no event stream".into()))?;
+    use tokio_stream::StreamExt as _;
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |item| {
+        let row = match item {
+            Ok(r) if filter.matches(&r) => r,
+            Ok(_) => return None,
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => EventRow {
+                kind: "watch_lagged".into(),
+                packets: Some(n),
+                ..Default::default()
+            },
+        };
+        let mut line = serde_json::to_vec(&row).ok()?;
+        line.push(b'\n');
+        Some(Ok::<_, std::convert::Infallible>(Bytes::from(line)))
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
+}
+
+/// A JSON body of type `T`, or a 400 that says what is wrong with it (before anything changes).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("bad request body: {e}")))
+}
+
+async fn list_rules(State(st): State<AppState>, q: Q) -> Result<Json<Vec<RuleRow>>, ApiError> {
+    Params::new(q, &[])?;
+    Ok(Json(call(&st, |b| b.rules()).await?))
+}
+
+async fn add_rule(
+    State(st): State<AppState>,
+    q: Q,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RuleRow>), ApiError> {
+    Params::new(q, &[])?;
+    let spec: RuleSpec = json_body(&body)?;
+    Ok((StatusCode::CREATED, Json(call(&st, move |b| b.add_rule(spec)).await?)))
+}
+
+async fn del_rule(
+    State(st): State<AppState>,
+    q: Q,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<RuleRow>, ApiError> {
+    Params::new(q, &[])?;
+    let id: u32 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("rule id must be a number, got '{id}'")))?;
+    Ok(Json(call(&st, move |b| b.del_rule(id)).await?))
+}
+
+async fn get_fastpath(State(st): State<AppState>, q: Q) -> Result<Json<FastpathStatus>, ApiError> {
+    Params::new(q, &[])?;
+    Ok(Json(call(&st, |b| b.fastpath(None)).await?))
+}
+
+async fn set_fastpath(State(st): State<AppState>, q: Q, body: Bytes) -> Result<Json<FastpathStatus>, ApiError> {
+    Params::new(q, &[])?;
+    let req: FastpathRequest = json_body(&body)?;
+    if req.enable && req.bridge.is_none() {
+        return Err(ApiError::BadRequest(
+            "enabling the fast path needs the bridge (e.g. cni0)".into(),
+        ));
+    }
+    Ok(Json(call(&st, move |b| b.fastpath(Some(req))).await?))
+}
+
+/// The two halves of a graceful stop, shared by the API and the metrics servers: `signal`
+/// (for axum's `with_graceful_shutdown`) resolves when `shutdown` does; `deadline` resolves
+/// [`SHUTDOWN_GRACE`] later, so a request that hangs cannot keep the daemon from exiting.
+pub(crate) fn graceful_shutdown(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let deadline = async move {
+        if stop_rx.wait_for(|stopped| *stopped).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    (signal, deadline)
+}
+

@@ -1,0 +1,1509 @@
+//! Prometheus exporter: serves the daemon's counters on `--metrics ADDR` (default
+//! [`crate::defaults::METRICS_ADDR`]; `none` disables it).
+//!
+//! # Endpoints
+//!
+//! | Path | Answer |
+//! |---|---|
+//! | `GET /metrics` | the exposition: Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when the `Accept` header asks for `application/openmetrics-text` (as Prometheus itself does) |
+//! | `GET /healthz` | `ok` |
+//! | `GET /` | a short HTML page pointing at `/metrics` |
+//!
+//! The exposition is produced by the `prometheus-client` crate, which writes OpenMetrics text. For
+//! the Prometheus text format its metadata lines are adapted (a counter's `# HELP`/`# TYPE` name
+//! gets the `_total` suffix its samples carry; `# UNIT` and `# EOF` are dropped); sample lines are
+//! the crate's, unchanged.
+//!
+//! # Metric families (a contract: dashboards and alerts use these names and labels)
+//!
+//! | Family | Type | Labels |
+//! |---|---|---|
+//! | `netpath_packets_total`, `netpath_bytes_total` | counter | `iface`, `direction`, `class`, `pod`, `namespace` |
+//! | `netpath_flow_packets_total`, `netpath_flow_bytes_total` | counter | `iface`, `direction`, `family`, `src`, `dst`, `proto`, `dport`, `vni`, `pod`, `namespace` |
+//! | `netpath_flows_active` | gauge | |
+//! | `netpath_flow_evictions_total` | counter | |
+//! | `netpath_map_fill_ratio` | gauge | `map` (`flows`) |
+//! | `netpath_events_total` | counter | `kind` (every kind of [`EVENT_KINDS`], e.g. `arp`, `arp_unanswered`) |
+//! | `netpath_events_lost_total`, `netpath_capture_lost_total` | counter | |
+//! | `netpath_attached_interfaces` | gauge | `mode` (always at least `tc`, `xdp`, `xdp-generic`) |
+//! | `netpath_program_info` | gauge (1) | `program`, `id`, `hook` |
+//! | `netpath_build_info` | gauge (1) | `version` |
+//!
+//! `pod`/`namespace` name the Kubernetes pod behind an interface as the CRI runtime reports it;
+//! without a CRI answer `pod` is the network namespace of the veth peer (e.g. `np-n1-pod-a`) and
+//! `namespace` is empty; both are empty for interfaces without a peer (bridges, the underlay).
+//! Event and loss counters are exported as zero-valued series before anything happened, so
+//! queries over them always have data.
+//!
+//! # Cardinality and series life
+//!
+//! - Interface series grow with interfaces (pods) times directions and classes, never with pod
+//!   pairs: addresses only appear on per-flow series.
+//! - Per-flow series are the `top_flows` heaviest flows by bytes (`--metrics-flows`), aggregated
+//!   over the labels above (flows differing only in source port share a series), and never more
+//!   than `top_flows` series per family.
+//! - A series whose source vanished (an interface removed, whose counters the daemon deletes; a
+//!   pod gone; a flow evicted or no longer among the heaviest) keeps its last value for `grace`
+//!   (see [`MetricsOptions`]) and then goes away. Vanished flows are only shown while there is
+//!   room under the `top_flows` cap; their state is kept for `grace` regardless.
+//! - Counters never go backwards within a series' life: the exporter keeps, per underlying
+//!   counter (an interface/direction/class row, a flow), the last raw value it saw and adds only
+//!   increases to the series; a raw value that went down (an ifindex reused, a flow re-created
+//!   after eviction) counts as a fresh start from zero. Scalar counters read from the daemon
+//!   (evictions, events, losses) never go below the highest value exported.
+//!
+//! [`Exporter`] is the pure part (a [`Backend`] in, text out), usable by tests and benchmarks
+//! without a server; [`MetricsServer`] serves it over HTTP, calling the backend on tokio's
+//! blocking pool.
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::IntoFuture as _,
+    hash::Hash,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
+    registry::Registry,
+};
+
+use super::api::{graceful_shutdown, ApiError, Backend};
+use crate::{
+    error::ServiceError,
+    model::{
+        flows::{Filter, FlowRow, SortBy},
+        ifaces::IfaceRow,
+        owner::Owner,
+        stats::StatRow,
+        status::StatusReport,
+    },
+};
+
+
+/// `Content-Type` of the OpenMetrics exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `Content-Type` of the Prometheus text exposition.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Event kinds exported (as 0) even before the daemon reports any: every kind the datapath and
+/// the daemon know (`arp`, `arp_unanswered`, ...).
+pub const EVENT_KINDS: &[&str] = &netpath_common::event::kind::NAMES;
+/// Attach modes exported (as 0) even when no interface uses them.
+pub const ATTACH_MODES: &[&str] = &["tc", "xdp", "xdp-generic"];
+
+/// How long [`MetricsServer::serve`] waits for open requests after `shutdown` resolved.
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics listener {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("metrics: reading {what}: {source}")]
+    Read {
+        what: &'static str,
+        source: ApiError,
+    },
+    #[error("metrics: encoding the exposition failed")]
+    Encode(#[from] std::fmt::Error),
+    #[error("metrics: serving on {addr}: {source}")]
+    Serve { addr: String, source: std::io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsOptions {
+    /// How many flows (heaviest by bytes) get per-flow series.
+    pub top_flows: usize,
+    /// How long series of a vanished interface, pod or flow keep their last value.
+    pub grace: Duration,
+}
+
+impl From<MetricsError> for crate::Error {
+    fn from(e: MetricsError) -> crate::Error {
+        crate::Error::Service(ServiceError {
+            exit_code: 1,
+            error: Box::new(e),
+        })
+    }
+}
+
+impl Default for MetricsOptions {
+    fn default() -> Self {
+        Self {
+            top_flows: 100,
+            grace: Duration::from_secs(300),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Series state
+
+/// Labels of `netpath_packets_total` / `netpath_bytes_total`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct IfaceLabels {
+    iface: String,
+    direction: String,
+    class: String,
+    pod: String,
+    namespace: String,
+}
+
+impl IfaceLabels {
+    fn of(r: &StatRow) -> IfaceLabels {
+        let (pod, namespace) = owner(&r.owner);
+        IfaceLabels {
+            iface: r.iface.clone(),
+            direction: r.direction.clone(),
+            class: r.class.clone(),
+            pod,
+            namespace,
+        }
+    }
+
+    fn pairs(&self) -> [(&'static str, &str); 5] {
+        [
+            ("iface", &self.iface),
+            ("direction", &self.direction),
+            ("class", &self.class),
+            ("pod", &self.pod),
+            ("namespace", &self.namespace),
+        ]
+    }
+}
+
+/// Labels of `netpath_flow_packets_total` / `netpath_flow_bytes_total`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct FlowLabels {
+    iface: String,
+    direction: String,
+    family: String,
+    src: String,
+    dst: String,
+    proto: String,
+    dport: String,
+    vni: String,
+    pod: String,
+    namespace: String,
+}
+
+impl FlowLabels {
+    fn of(r: &FlowRow) -> FlowLabels {
+        let (pod, namespace) = owner(&r.owner);
+        FlowLabels {
+            iface: r.iface.clone(),
+            direction: r.direction.clone(),
+            family: r.family.clone(),
+            src: r.src.clone(),
+            dst: r.dst.clone(),
+            proto: r.proto.clone(),
+            dport: r.dport.to_string(),
+            vni: r.vni.to_string(),
+            pod,
+            namespace,
+        }
+    }
+
+    fn pairs(&self) -> [(&'static str, &str); 10] {
+        [
+            ("iface", &self.iface),
+            ("direction", &self.direction),
+            ("family", &self.family),
+            ("src", &self.src),
+            ("dst", &self.dst),
+            ("proto", &self.proto),
+            ("dport", &self.dport),
+            ("vni", &self.vni),
+            ("pod", &self.pod),
+            ("namespace", &self.namespace),
+        ]
+    }
+}
+
+/// The identity of one underlying flow counter (everything of the flow key a row shows).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FlowId {
+    ifindex: u32,
+    direction: String,
+    family: String,
+    src: String,
+    dst: String,
+    proto: String,
+    sport: u16,
+    dport: u16,
+    icmp: Option<(u8, u8)>,
+    vni: u32,
+    vlan: u16,
+    arp_op: Option<String>,
+}
+
+impl FlowId {
+    fn of(r: &FlowRow) -> FlowId {
+        FlowId {
+            ifindex: r.ifindex,
+            direction: r.direction.clone(),
+            family: r.family.clone(),
+            src: r.src.clone(),
+            dst: r.dst.clone(),
+            proto: r.proto.clone(),
+            sport: r.sport,
+            dport: r.dport,
+            icmp: r.icmp_type.map(|t| (t, r.icmp_code.unwrap_or(0))),
+            vni: r.vni,
+            vlan: r.vlan,
+            arp_op: r.arp_op.clone(),
+        }
+    }
+}
+
+/// `pod`, `namespace` label values: the CRI pod when known, else the peer's netns name.
+fn owner(o: &Owner) -> (String, String) {
+    match &o.pod {
+        Some(p) => (p.clone(), o.pod_namespace.clone().unwrap_or_default()),
+        None => (o.netns.clone().unwrap_or_default(), String::new()),
+    }
+}
+
+/// One exported packets/bytes series pair.
+#[derive(Debug, Clone, Copy)]
+struct Series {
+    packets: u64,
+    bytes: u64,
+    last_seen: Instant,
+    /// The render that last saw a source of this series.
+    generation: u64,
+}
+
+/// One underlying counter feeding a series: the raw values it had last time.
+#[derive(Debug)]
+struct Source<L> {
+    labels: Arc<L>,
+    packets: u64,
+    bytes: u64,
+    last_seen: Instant,
+}
+
+/// Turns raw counters that may vanish, reset or change labels into series that never go back.
+#[derive(Debug)]
+struct Tracker<I, L> {
+    sources: HashMap<I, Source<L>>,
+    series: HashMap<Arc<L>, Series>,
+}
+
+impl<I, L> Default for Tracker<I, L> {
+    fn default() -> Self {
+        Tracker {
+            sources: HashMap::new(),
+            series: HashMap::new(),
+        }
+    }
+}
+
+impl<I: Hash + Eq, L: Hash + Eq> Tracker<I, L> {
+    fn observe(&mut self, id: I, labels: L, packets: u64, bytes: u64, now: Instant, generation: u64) {
+        let key = match self.series.get_key_value(&labels) {
+            Some((k, _)) => Arc::clone(k),
+            None => {
+                let k = Arc::new(labels);
+                self.series.insert(
+                    Arc::clone(&k),
+                    Series {
+                        packets: 0,
+                        bytes: 0,
+                        last_seen: now,
+                        generation,
+                    },
+                );
+                k
+            }
+        };
+        let (dp, db) = match self.sources.get_mut(&id) {
+            Some(s) => {
+                let delta =
+                    if (Arc::ptr_eq(&s.labels, &key) || s.labels == key) && packets >= s.packets && bytes >= s.bytes {
+                        (packets - s.packets, bytes - s.bytes)
+                    } else {
+                        // Moved to other labels, or restarted from zero: everything it has is new here.
+                        (packets, bytes)
+                    };
+                (s.labels, s.packets, s.bytes, s.last_seen) = (Arc::clone(&key), packets, bytes, now);
+                delta
+            }
+            None => {
+                self.sources.insert(
+                    id,
+                    Source {
+                        labels: Arc::clone(&key),
+                        packets,
+                        bytes,
+                        last_seen: now,
+                    },
+                );
+                (packets, bytes)
+            }
+        };
+        if let Some(s) = self.series.get_mut(&key) {
+            s.packets = s.packets.saturating_add(dp);
+            s.bytes = s.bytes.saturating_add(db);
+            s.last_seen = now;
+            s.generation = generation;
+        }
+    }
+
+    /// Drop series unseen for longer than `grace` and sources whose series is gone; then, if
+    /// more than `max` sources (or series) remain, the least recently seen ones.
+    fn expire(&mut self, now: Instant, grace: Duration, max: usize) {
+        let fresh = |t: Instant| now.saturating_duration_since(t) <= grace;
+        self.series.retain(|_, s| fresh(s.last_seen));
+        if self.series.len() > max {
+            let mut by_age: Vec<(Instant, Arc<L>)> =
+                self.series.iter().map(|(l, s)| (s.last_seen, Arc::clone(l))).collect();
+            by_age.sort_by_key(|(t, _)| *t);
+            for (_, l) in by_age.into_iter().take(self.series.len() - max) {
+                self.series.remove(&l);
+            }
+        }
+        // A source seen within the grace period fed a series seen at least as recently.
+        let series = &self.series;
+        self.sources
+            .retain(|_, s| fresh(s.last_seen) || series.contains_key(&s.labels));
+        if self.sources.len() > max {
+            let mut ages: Vec<Instant> = self.sources.values().map(|s| s.last_seen).collect();
+            ages.sort();
+            let cutoff = ages[self.sources.len() - max];
+            self.sources.retain(|_, s| s.last_seen >= cutoff);
+        }
+    }
+}
+
+/// Everything one exposition shows (kept between renders for grace and monotonicity).
+#[derive(Debug, Default)]
+struct ExportState {
+    ifaces: Tracker<(u32, String, String), IfaceLabels>,
+    flows: Tracker<FlowId, FlowLabels>,
+    /// The flow series shown, heaviest first (at most `top_flows`).
+    shown_flows: Vec<(Arc<FlowLabels>, Series)>,
+    flows_active: u64,
+    fill_ratio: f64,
+    evictions: u64,
+    events: BTreeMap<String, u64>,
+    events_lost: u64,
+    capture_lost: u64,
+    attached: BTreeMap<String, u64>,
+    programs: Vec<[String; 3]>,
+}
+
+/// Raise a scalar counter to `v`, never lower it.
+fn raise(c: &mut u64, v: Option<u64>) {
+    if let Some(v) = v {
+        *c = (*c).max(v);
+    }
+}
+
+impl ExportState {
+    fn update(&mut self, d: &Data, opts: &MetricsOptions, now: Instant, generation: u64) {
+        for r in &d.stats {
+            let id = (r.ifindex, r.direction.clone(), r.class.clone());
+            self.ifaces
+                .observe(id, IfaceLabels::of(r), r.packets, r.bytes, now, generation);
+        }
+        // Interface series are bounded by the interfaces (the daemon's table), not by us.
+        self.ifaces.expire(now, opts.grace, usize::MAX);
+
+        for r in &d.flows {
+            self.flows
+                .observe(FlowId::of(r), FlowLabels::of(r), r.packets, r.bytes, now, generation);
+        }
+        let keep = opts.top_flows.saturating_mul(4).saturating_add(1024);
+        self.flows.expire(now, opts.grace, keep);
+        // Show the series the current top flows feed, then vanished ones (most recent first) as
+        // room under the cap allows; heaviest first within the exposition.
+        let mut shown: Vec<(&Arc<FlowLabels>, &Series)> = self.flows.series.iter().collect();
+        shown.sort_by(|a, b| {
+            let current = |s: &Series| s.generation == generation;
+            current(b.1)
+                .cmp(&current(a.1))
+                .then(b.1.last_seen.cmp(&a.1.last_seen))
+                .then(b.1.bytes.cmp(&a.1.bytes))
+                .then(a.0.cmp(b.0))
+        });
+        shown.truncate(opts.top_flows);
+        shown.sort_by(|a, b| {
+            b.1.bytes
+                .cmp(&a.1.bytes)
+                .then(b.1.packets.cmp(&a.1.packets))
+                .then(a.0.cmp(b.0))
+        });
+        self.shown_flows = shown.into_iter().map(|(l, s)| (Arc::clone(l), *s)).collect();
+
+        let st = &d.status;
+        let ft = &st.flow_table;
+        self.flows_active = ft.active;
+        self.fill_ratio = if ft.fill_ratio.is_finite() { ft.fill_ratio } else { 0.0 };
+        raise(&mut self.evictions, Some(ft.evictions));
+
+        for k in EVENT_KINDS {
+            self.events.entry(k.to_string()).or_insert(0);
+        }
+        for (k, n) in st.events.by_kind.iter().flatten() {
+            raise(self.events.entry(k.clone()).or_insert(0), Some(*n));
+        }
+        raise(&mut self.events_lost, Some(st.events.lost));
+        raise(&mut self.capture_lost, Some(st.capture.lost));
+
+        self.attached = ATTACH_MODES.iter().map(|m| (m.to_string(), 0)).collect();
+        for mode in d.ifaces.iter().filter_map(|r| r.mode.as_ref()) {
+            *self.attached.entry(mode.clone()).or_insert(0) += 1;
+        }
+
+        self.programs = st
+            .daemon
+            .iter()
+            .flat_map(|d| &d.programs)
+            .map(|p| [p.program.clone(), p.id.to_string(), p.hook.clone()])
+            .collect();
+        self.programs.sort();
+        self.programs.dedup();
+    }
+
+    fn encode(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let mut ifaces: Vec<(&Arc<IfaceLabels>, &Series)> = self.ifaces.series.iter().collect();
+        ifaces.sort_by(|a, b| a.0.cmp(b.0));
+        let flows = &self.shown_flows;
+
+        family(
+            enc,
+            "netpath_packets",
+            "Packets seen per interface, direction and traffic class.",
+            Counter,
+            ifaces.iter().map(|(l, s)| (l.pairs(), s.packets)),
+        )?;
+        family(
+            enc,
+            "netpath_bytes",
+            "Bytes (whole frames) seen per interface, direction and traffic class.",
+            Counter,
+            ifaces.iter().map(|(l, s)| (l.pairs(), s.bytes)),
+        )?;
+        family(
+            enc,
+            "netpath_flow_packets",
+            "Packets of the heaviest flows by bytes (at most --metrics-flows series).",
+            Counter,
+            flows.iter().map(|(l, s)| (l.pairs(), s.packets)),
+        )?;
+        family(
+            enc,
+            "netpath_flow_bytes",
+            "Bytes of the heaviest flows by bytes (at most --metrics-flows series).",
+            Counter,
+            flows.iter().map(|(l, s)| (l.pairs(), s.bytes)),
+        )?;
+        scalar(
+            enc,
+            "netpath_flows_active",
+            "Flows currently in the flow table.",
+            Gauge,
+            self.flows_active,
+        )?;
+        scalar(
+            enc,
+            "netpath_flow_evictions",
+            "Flows the flow table evicted to make room (LRU).",
+            Counter,
+            self.evictions,
+        )?;
+        family(
+            enc,
+            "netpath_map_fill_ratio",
+            "Fill ratio of a BPF map (entries over capacity, 0 to 1).",
+            Gauge,
+            [([("map", "flows")], self.fill_ratio)],
+        )?;
+        family(
+            enc,
+            "netpath_events",
+            "Datapath events emitted, by kind.",
+            Counter,
+            self.events.iter().map(|(k, v)| ([("kind", k.as_str())], *v)),
+        )?;
+        scalar(
+            enc,
+            "netpath_events_lost",
+            "Datapath events lost before user space read them.",
+            Counter,
+            self.events_lost,
+        )?;
+        scalar(
+            enc,
+            "netpath_capture_lost",
+            "Captured packets lost before user space read them.",
+            Counter,
+            self.capture_lost,
+        )?;
+        family(
+            enc,
+            "netpath_attached_interfaces",
+            "Interfaces netpath is attached to, by attach mode.",
+            Gauge,
+            self.attached.iter().map(|(m, n)| ([("mode", m.as_str())], *n)),
+        )?;
+        family(
+            enc,
+            "netpath_program_info",
+            "The BPF programs the daemon loaded (value 1).",
+            Gauge,
+            self.programs.iter().map(|[p, id, hook]| {
+                (
+                    [("program", p.as_str()), ("id", id.as_str()), ("hook", hook.as_str())],
+                    1u64,
+                )
+            }),
+        )?;
+        family(
+            enc,
+            "netpath_build_info",
+            "Version of the running netpath (value 1).",
+            Gauge,
+            [([("version", env!("CARGO_PKG_VERSION"))], 1u64)],
+        )?;
+        Ok(())
+    }
+}
+
+/// Values a family can carry.
+trait Value: Copy {
+    fn encode_as(self, ty: MetricType, enc: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error>;
+}
+
+impl Value for u64 {
+    fn encode_as(self, ty: MetricType, enc: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+        match ty {
+            MetricType::Counter => ConstCounter::new(self).encode(enc),
+            // Gauges are i64 in the text encoder's eyes; u64 beyond i64::MAX does not occur here.
+            _ => ConstGauge::new(i64::try_from(self).unwrap_or(i64::MAX)).encode(enc),
+        }
+    }
+}
+
+impl Value for f64 {
+    fn encode_as(self, ty: MetricType, enc: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+        match ty {
+            MetricType::Counter => ConstCounter::new(self).encode(enc),
+            _ => ConstGauge::new(self).encode(enc),
+        }
+    }
+}
+
+/// One metric family: its descriptor, then one sample per label set; nothing if it has none.
+fn family<S: EncodeLabelSet, V: Value>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    ty: MetricType,
+    samples: impl IntoIterator<Item = (S, V)>,
+) -> Result<(), std::fmt::Error> {
+    let mut samples = samples.into_iter().peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, None, ty)?;
+    for (labels, v) in samples {
+        v.encode_as(ty, m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A metric family of one series without labels.
+fn scalar<V: Value>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    ty: MetricType,
+    v: V,
+) -> Result<(), std::fmt::Error> {
+    v.encode_as(ty, enc.encode_descriptor(name, help, None, ty)?)
+}
+
+/// The registry's view of the state.
+#[derive(Debug)]
+struct StateCollector(Arc<Mutex<ExportState>>);
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).encode(&mut encoder)
+    }
+}
+
+/// What one render reads from the backend.
+#[derive(Debug, Default)]
+pub struct Data {
+    pub stats: Vec<StatRow>,
+    pub flows: Vec<FlowRow>,
+    pub status: StatusReport,
+    pub ifaces: Vec<IfaceRow>,
+}
+
+impl Data {
+    /// Read everything an exposition needs (blocking: map reads are syscalls).
+    pub fn read(source: &dyn Backend, top_flows: usize) -> Result<Data, MetricsError> {
+        fn err(what: &'static str) -> impl FnOnce(ApiError) -> MetricsError {
+            move |source| MetricsError::Read { what, source }
+        }
+        let flows = if top_flows == 0 {
+            Vec::new()
+        } else {
+            source
+                .flows(&Filter {
+                    top: Some(top_flows),
+                    sort: Some(SortBy::Bytes),
+                    ..Default::default()
+                })
+                .map_err(err("flows"))?
+        };
+        Ok(Data {
+            stats: source.stats().map_err(err("interface counters"))?,
+            flows,
+            status: source.status().map_err(err("status"))?,
+            ifaces: source.ifaces().map_err(err("interfaces"))?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exporter
+
+/// The exposition, without a server: feed it a [`Backend`] and get text. Keeps the state that
+/// grace periods and monotonic counters need, so use one `Exporter` for the life of a scrape
+/// target.
+pub struct Exporter {
+    opts: MetricsOptions,
+    state: Arc<Mutex<ExportState>>,
+    registry: Registry,
+    generation: u64,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("opts", &self.opts)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl Exporter {
+    pub fn new(opts: MetricsOptions) -> Exporter {
+        let state = Arc::new(Mutex::new(ExportState::default()));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(StateCollector(Arc::clone(&state))));
+        Exporter {
+            opts,
+            state,
+            registry,
+            generation: 0,
+        }
+    }
+
+    pub fn options(&self) -> &MetricsOptions {
+        &self.opts
+    }
+
+    /// Read `source` and render: OpenMetrics text if `openmetrics`, else the Prometheus text
+    /// format. `now` drives the grace periods.
+    pub fn render(&mut self, source: &dyn Backend, openmetrics: bool, now: Instant) -> Result<String, MetricsError> {
+        let data = Data::read(source, self.opts.top_flows)?;
+        self.update(&data, now);
+        self.encode(openmetrics)
+    }
+
+    /// Take in one reading of the backend (what [`Exporter::render`] does before encoding).
+    pub fn update(&mut self, data: &Data, now: Instant) {
+        self.generation += 1;
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .update(data, &self.opts, now, self.generation);
+    }
+
+    /// Encode the current state.
+    pub fn encode(&self, openmetrics: bool) -> Result<String, MetricsError> {
+        let mut om = String::new();
+        prometheus_client::encoding::text::encode(&mut om, &self.registry)
+            ?;
+        Ok(if openmetrics {
+            om
+        } else {
+            openmetrics_to_prometheus(&om)
+        })
+    }
+
+    /// How many flow series the exposition shows now.
+    pub fn flow_series(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).shown_flows.len()
+    }
+}
+
+/// Adapt the crate's OpenMetrics text to the Prometheus text format 0.0.4: a counter's metadata
+/// names its samples (`x_total`), `# UNIT` and `# EOF` go, types Prometheus text lacks become
+/// `untyped`. Samples pass unchanged.
+pub fn openmetrics_to_prometheus(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    // A `# HELP` line waits for its `# TYPE` line, which decides the name.
+    let mut help: Option<(&str, &str)> = None;
+    fn put_help(out: &mut String, name: &str, text: &str) {
+        out.push_str("# HELP ");
+        out.push_str(name);
+        out.push(' ');
+        out.push_str(text);
+        out.push('\n');
+    }
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some((n, t)) = help.take() {
+                put_help(&mut out, n, t);
+            }
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (sample_name, ty) = match ty {
+                "counter" => (format!("{name}_total"), "counter"),
+                "gauge" | "histogram" | "summary" => (name.to_string(), ty),
+                _ => (name.to_string(), "untyped"),
+            };
+            match help.take() {
+                Some((n, t)) if n == name => put_help(&mut out, &sample_name, t),
+                Some((n, t)) => put_help(&mut out, n, t),
+                None => {}
+            }
+            out.push_str("# TYPE ");
+            out.push_str(&sample_name);
+            out.push(' ');
+            out.push_str(ty);
+            out.push('\n');
+            continue;
+        }
+        if let Some((n, t)) = help.take() {
+            put_help(&mut out, n, t);
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some((n, t)) = help.take() {
+        put_help(&mut out, n, t);
+    }
+    out
+}
+
+/// Whether an `Accept` header prefers OpenMetrics (`application/openmetrics-text` with a q at
+/// least that of `text/plain`).
+pub fn wants_openmetrics(accept: &str) -> bool {
+    let (mut om, mut text) = (None::<f32>, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => om = Some(om.map_or(q, |o| o.max(q))),
+            "text/plain" => text = text.max(q),
+            _ => {}
+        }
+    }
+    om.is_some_and(|q| q > 0.0 && q >= text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+pub struct MetricsServer {
+    listener: std::net::TcpListener,
+}
+
+#[derive(Clone)]
+struct AppState {
+    source: Arc<dyn Backend>,
+    exporter: Arc<Mutex<Exporter>>,
+}
+
+impl MetricsServer {
+    /// Bind now (before the daemon enters a network namespace, so the address is the host's).
+    pub fn bind(addr: &str) -> Result<MetricsServer, MetricsError> {
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind {
+            addr: addr.into(),
+            source,
+        })?;
+        Ok(MetricsServer { listener })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    /// Serve `/metrics` until `shutdown` resolves (then give open requests a moment to finish).
+    /// Must run on a tokio runtime with I/O and time enabled.
+    pub async fn serve(
+        self,
+        source: Arc<dyn Backend>,
+        opts: MetricsOptions,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), MetricsError> {
+        let addr = self.local_addr().to_string();
+        let io_err = |source| MetricsError::Bind {
+            addr: addr.clone(),
+            source,
+        };
+        self.listener.set_nonblocking(true).map_err(io_err)?;
+        let listener = tokio::net::TcpListener::from_std(self.listener).map_err(io_err)?;
+        let state = AppState {
+            source,
+            exporter: Arc::new(Mutex::new(Exporter::new(opts))),
+        };
+        let app = router(state);
+        let (signal, deadline) = graceful_shutdown(shutdown);
+        let graceful = axum::serve(listener, app).with_graceful_shutdown(signal);
+        tokio::select! {
+            r = graceful.into_future() => r.map_err(|source| MetricsError::Serve { addr: addr.to_string(), source }),
+            () = deadline => Ok(()),
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(index))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found; the metrics are at /metrics\n") })
+        .with_state(state)
+}
+
+async fn index() -> Response {
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><title>netpath exporter</title></head><body>\n<h1>netpath {}</h1>\n<p>Prometheus metrics: <a href=\"/metrics\">/metrics</a> (health: <a href=\"/healthz\">/healthz</a>)</p>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let openmetrics = wants_openmetrics(&accept.join(","));
+    let rendered = tokio::task::spawn_blocking(move || {
+        st.exporter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .render(&*st.source, openmetrics, Instant::now())
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => {
+            let ct = if openmetrics {
+                OPENMETRICS_CONTENT_TYPE
+            } else {
+                PROMETHEUS_CONTENT_TYPE
+            };
+            ([(header::CONTENT_TYPE, HeaderValue::from_static(ct))], body).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics: rendering failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend whose answers the test sets.
+    #[derive(Default)]
+    pub(crate) struct Fake {
+        pub stats: Mutex<Vec<StatRow>>,
+        pub flows: Mutex<Vec<FlowRow>>,
+        pub status: Mutex<serde_json::Value>,
+        pub ifaces: Mutex<serde_json::Value>,
+    }
+
+    impl Backend for Fake {
+        /// The test sets the status as JSON (parts of it, as an older or newer daemon might
+        /// answer); absent fields read as zero.
+        fn status(&self) -> Result<StatusReport, ApiError> {
+            serde_json::from_value(self.status.lock().unwrap().clone()).map_err(|e| ApiError::Internal(e.to_string()))
+        }
+        fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
+            Ok(self.stats.lock().unwrap().clone())
+        }
+        fn flows(&self, filter: &Filter) -> Result<Vec<FlowRow>, ApiError> {
+            Ok(crate::model::flows::select(self.flows.lock().unwrap().clone(), filter))
+        }
+        fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
+            serde_json::from_value(self.ifaces.lock().unwrap().clone()).map_err(|e| ApiError::Internal(e.to_string()))
+        }
+    }
+
+    fn stat(
+        iface: &str,
+        ifindex: u32,
+        direction: &str,
+        class: &str,
+        packets: u64,
+        netns: Option<&str>,
+        pod: Option<(&str, &str)>,
+    ) -> StatRow {
+        StatRow {
+            iface: iface.into(),
+            ifindex,
+            direction: direction.into(),
+            class: class.into(),
+            packets,
+            bytes: packets * 100,
+            owner: Owner {
+                netns: netns.map(String::from),
+                pod: pod.map(|p| p.1.to_string()),
+                pod_namespace: pod.map(|p| p.0.to_string()),
+            },
+        }
+    }
+
+    fn flow(iface: &str, ifindex: u32, sport: u16, dport: u16, bytes: u64) -> FlowRow {
+        FlowRow {
+            iface: iface.into(),
+            ifindex,
+            direction: "ingress".into(),
+            family: "ipv4".into(),
+            src: "10.244.0.2".into(),
+            dst: "10.244.1.2".into(),
+            proto: "tcp".into(),
+            sport,
+            dport,
+            icmp_type: None,
+            icmp_code: None,
+            vni: 0,
+            vlan: 0,
+            outer_src: None,
+            outer_dst: None,
+            packets: bytes / 100 + 1,
+            bytes,
+            tcp_flags: "SA".into(),
+            first_seen: String::new(),
+            last_seen: String::new(),
+            arp_op: None,
+            owner: Owner {
+                netns: Some("np-n1-pod-a".into()),
+                ..Default::default()
+            },
+            class: netpath_common::class::TCP,
+        }
+    }
+
+    fn fake() -> Fake {
+        let f = Fake::default();
+        *f.stats.lock().unwrap() = vec![
+            stat("vethaaaa", 5, "ingress", "icmp", 3, Some("np-n1-pod-a"), None),
+            stat(
+                "vethbbbb",
+                6,
+                "egress",
+                "tcp",
+                10,
+                Some("cni-1234"),
+                Some(("default", "web-0")),
+            ),
+            stat("ul0", 2, "egress", "vxlan", 7, None, None),
+        ];
+        *f.flows.lock().unwrap() = vec![
+            flow("vethaaaa", 5, 40000, 5201, 5000),
+            flow("vethaaaa", 5, 40001, 5201, 3000),
+            flow("vethaaaa", 5, 40002, 80, 100),
+        ];
+        *f.status.lock().unwrap() = serde_json::json!({
+            "flow_table": { "capacity": 1000, "active": 3, "created": 10, "evictions": 4, "deleted": 3, "insert_failed": 0, "fill_ratio": 0.003 },
+            "daemon": { "programs": [
+                { "program": "netpath_xdp", "hook": "xdp", "id": 41 },
+                { "program": "netpath_tc_ingress", "hook": "tc-ingress", "id": 42 },
+            ], "attached_interfaces": 3 },
+        });
+        *f.ifaces.lock().unwrap() = serde_json::json!([
+            { "iface": "vethaaaa", "mode": "tc", "tc_hook": "tcx" },
+            { "iface": "vethbbbb", "mode": "tc", "tc_hook": "tcx" },
+            { "iface": "ul0", "mode": "xdp", "tc_hook": "tcx" },
+            { "iface": "lo", "mode": null, "tc_hook": null },
+        ]);
+        f
+    }
+
+    /// The value of the sample line starting with `prefix` (name and labels), if present.
+    fn sample(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    }
+
+    fn count(text: &str, name: &str) -> usize {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .count()
+    }
+
+    /// `promtool check metrics` on `text`: fails the test on any problem; skipped without promtool.
+    fn promtool(text: &str) {
+        use std::io::Write as _;
+        let bin = std::path::Path::new("/usr/bin/promtool");
+        if !bin.exists() {
+            log::info!("promtool not found at /usr/bin/promtool: skipping the lint of the exposition");
+            return;
+        }
+        let mut child = std::process::Command::new(bin)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run promtool");
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}\n{}{}\n--- exposition ---\n{text}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn families_and_labels_are_present() {
+        let f = fake();
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        for (name, ty) in [
+            ("netpath_packets_total", "counter"),
+            ("netpath_bytes_total", "counter"),
+            ("netpath_flow_packets_total", "counter"),
+            ("netpath_flow_bytes_total", "counter"),
+            ("netpath_flows_active", "gauge"),
+            ("netpath_flow_evictions_total", "counter"),
+            ("netpath_map_fill_ratio", "gauge"),
+            ("netpath_events_total", "counter"),
+            ("netpath_events_lost_total", "counter"),
+            ("netpath_capture_lost_total", "counter"),
+            ("netpath_attached_interfaces", "gauge"),
+            ("netpath_program_info", "gauge"),
+            ("netpath_build_info", "gauge"),
+        ] {
+            assert!(
+                t.contains(&format!("\n# TYPE {name} {ty}\n")),
+                "no TYPE for {name}:\n{t}"
+            );
+            assert!(t.contains(&format!("# HELP {name} ")), "no HELP for {name}:\n{t}");
+            assert!(count(&t, name) > 0, "no samples of {name}:\n{t}");
+        }
+        // Pod from the peer's netns when the CRI does not know it; the CRI's name when it does.
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="np-n1-pod-a",namespace=""}"#
+            ),
+            Some(3.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_bytes_total{iface="vethbbbb",direction="egress",class="tcp",pod="web-0",namespace="default"}"#
+            ),
+            Some(1000.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_packets_total{iface="ul0",direction="egress",class="vxlan",pod="",namespace=""}"#
+            ),
+            Some(7.0),
+            "{t}"
+        );
+        // Flows differing only in the source port share a series.
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_flow_bytes_total{iface="vethaaaa",direction="ingress",family="ipv4",src="10.244.0.2",dst="10.244.1.2",proto="tcp",dport="5201",vni="0",pod="np-n1-pod-a",namespace=""}"#
+            ),
+            Some(8000.0),
+            "{t}"
+        );
+        assert_eq!(count(&t, "netpath_flow_bytes_total"), 2, "{t}");
+        assert_eq!(sample(&t, "netpath_flows_active"), Some(3.0));
+        assert_eq!(sample(&t, "netpath_flow_evictions_total"), Some(4.0));
+        assert_eq!(sample(&t, r#"netpath_map_fill_ratio{map="flows"}"#), Some(0.003));
+        assert_eq!(sample(&t, r#"netpath_events_total{kind="arp"}"#), Some(0.0), "{t}");
+        assert_eq!(
+            sample(&t, r#"netpath_events_total{kind="arp_unanswered"}"#),
+            Some(0.0),
+            "{t}"
+        );
+        assert_eq!(sample(&t, "netpath_events_lost_total"), Some(0.0));
+        assert_eq!(sample(&t, "netpath_capture_lost_total"), Some(0.0));
+        assert_eq!(sample(&t, r#"netpath_attached_interfaces{mode="tc"}"#), Some(2.0));
+        assert_eq!(sample(&t, r#"netpath_attached_interfaces{mode="xdp"}"#), Some(1.0));
+        assert_eq!(
+            sample(&t, r#"netpath_attached_interfaces{mode="xdp-generic"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&t, r#"netpath_program_info{program="netpath_xdp",id="41",hook="xdp"}"#),
+            Some(1.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                &format!(r#"netpath_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"))
+            ),
+            Some(1.0)
+        );
+        assert!(!t.contains("# EOF") && !t.contains("# UNIT"), "{t}");
+        promtool(&t);
+
+        // Events and losses, once the daemon reports them.
+        f.status.lock().unwrap()["events"] = serde_json::json!({ "emitted": 9, "delivered": 7, "lost": 2, "by_kind": { "arp": 6, "arp_unanswered": 1, "dhcp": 2 } });
+        f.status.lock().unwrap()["capture"] = serde_json::json!({ "lost": 5 });
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert_eq!(sample(&t, r#"netpath_events_total{kind="arp"}"#), Some(6.0), "{t}");
+        assert_eq!(sample(&t, r#"netpath_events_total{kind="arp_unanswered"}"#), Some(1.0));
+        assert_eq!(sample(&t, r#"netpath_events_total{kind="dhcp"}"#), Some(2.0));
+        assert_eq!(sample(&t, "netpath_events_lost_total"), Some(2.0));
+        assert_eq!(sample(&t, "netpath_capture_lost_total"), Some(5.0));
+        promtool(&t);
+    }
+
+    #[test]
+    fn openmetrics_is_the_crates_text_with_eof() {
+        let f = fake();
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t = e.render(&f, true, Instant::now()).unwrap();
+        assert!(t.ends_with("# EOF\n"), "{t}");
+        assert!(t.contains("# TYPE netpath_packets counter\n"), "{t}");
+        assert!(t.contains("# TYPE netpath_build_info gauge\n"), "{t}");
+        assert!(t.lines().any(|l| l.starts_with("netpath_packets_total{")), "{t}");
+        // The Prometheus text is the same samples.
+        let p = e.encode(false).unwrap();
+        let samples = |s: &str| {
+            s.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(samples(&t), samples(&p));
+    }
+
+    #[test]
+    fn top_n_caps_flow_series() {
+        let f = fake();
+        *f.flows.lock().unwrap() = (0..50u16)
+            .map(|i| flow("vethaaaa", 5, 40000, 1000 + i, 100 * (u64::from(i) + 1)))
+            .collect();
+        let opts = MetricsOptions {
+            top_flows: 10,
+            grace: Duration::from_secs(300),
+        };
+        let mut e = Exporter::new(opts);
+        let t0 = Instant::now();
+        let t = e.render(&f, false, t0).unwrap();
+        assert_eq!(count(&t, "netpath_flow_bytes_total"), 10, "{t}");
+        assert_eq!(count(&t, "netpath_flow_packets_total"), 10, "{t}");
+        // The heaviest: dports 1040..=1049.
+        for i in 40..50 {
+            assert!(
+                t.contains(&format!("dport=\"{}\"", 1000 + i)),
+                "dport {} missing:\n{t}",
+                1000 + i
+            );
+        }
+        assert!(!t.contains("dport=\"1039\""), "{t}");
+        // Other flows become the heaviest: the cap holds although the old ones are in grace.
+        *f.flows.lock().unwrap() = (0..50u16)
+            .map(|i| flow("vethaaaa", 5, 40000, 2000 + i, 100_000 + u64::from(i)))
+            .collect();
+        let t = e.render(&f, false, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(count(&t, "netpath_flow_bytes_total"), 10, "{t}");
+        assert!(t.contains("dport=\"2049\"") && !t.contains("dport=\"1049\""), "{t}");
+        // Room again (fewer current flows): vanished flows in grace fill it with their last value.
+        *f.flows.lock().unwrap() = vec![flow("vethaaaa", 5, 40000, 3000, 1)];
+        let t = e.render(&f, false, t0 + Duration::from_secs(2)).unwrap();
+        assert_eq!(count(&t, "netpath_flow_bytes_total"), 10, "{t}");
+        assert!(t.contains("dport=\"3000\""), "{t}");
+        assert_eq!(e.flow_series(), 10);
+        promtool(&t);
+        // top_flows 0: no flow series at all.
+        let mut e = Exporter::new(MetricsOptions {
+            top_flows: 0,
+            ..MetricsOptions::default()
+        });
+        let t = e.render(&f, false, t0).unwrap();
+        assert_eq!(count(&t, "netpath_flow_bytes_total"), 0, "{t}");
+        promtool(&t);
+    }
+
+    #[test]
+    fn vanished_series_keep_their_value_during_grace_then_go() {
+        let f = fake();
+        let grace = Duration::from_secs(300);
+        let mut e = Exporter::new(MetricsOptions { top_flows: 100, grace });
+        let t0 = Instant::now();
+        let veth = r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="np-n1-pod-a",namespace=""}"#;
+        let vflow = r#"netpath_flow_bytes_total{iface="vethaaaa",direction="ingress",family="ipv4",src="10.244.0.2",dst="10.244.1.2",proto="tcp",dport="80""#;
+        let t = e.render(&f, false, t0).unwrap();
+        assert_eq!(sample(&t, veth), Some(3.0));
+        assert!(t.contains(vflow), "{t}");
+        // The pod goes: the daemon deletes the interface's counters and its flows.
+        f.stats.lock().unwrap().retain(|r| r.iface != "vethaaaa");
+        f.flows.lock().unwrap().clear();
+        let t = e.render(&f, false, t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!(sample(&t, veth), Some(3.0), "kept during grace:\n{t}");
+        assert!(t.contains(vflow), "flow kept during grace:\n{t}");
+        let t = e.render(&f, false, t0 + grace).unwrap();
+        assert_eq!(sample(&t, veth), Some(3.0), "kept until grace ends:\n{t}");
+        let t = e.render(&f, false, t0 + grace + Duration::from_secs(1)).unwrap();
+        assert_eq!(sample(&t, veth), None, "gone after grace:\n{t}");
+        assert!(!t.contains(vflow), "flow gone after grace:\n{t}");
+        assert_eq!(count(&t, "netpath_flow_bytes_total"), 0, "{t}");
+        // Series of interfaces that stay are unaffected.
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_packets_total{iface="ul0",direction="egress",class="vxlan",pod="",namespace=""}"#
+            ),
+            Some(7.0)
+        );
+        promtool(&t);
+    }
+
+    #[test]
+    fn counters_never_go_backwards() {
+        let f = fake();
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t0 = Instant::now();
+        let ul0 = r#"netpath_packets_total{iface="ul0",direction="egress",class="vxlan",pod="",namespace=""}"#;
+        assert_eq!(sample(&e.render(&f, false, t0).unwrap(), ul0), Some(7.0));
+        // ul0 goes, and a new ul0 (same name and ifindex) counts from zero within the grace period.
+        f.stats.lock().unwrap().retain(|r| r.iface != "ul0");
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(1)).unwrap(), ul0),
+            Some(7.0)
+        );
+        f.stats
+            .lock()
+            .unwrap()
+            .push(stat("ul0", 2, "egress", "vxlan", 2, None, None));
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(2)).unwrap(), ul0),
+            Some(9.0)
+        );
+        f.stats.lock().unwrap().last_mut().unwrap().packets = 5;
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(3)).unwrap(), ul0),
+            Some(12.0)
+        );
+        // The same interface under another pod name: a new series from its full value.
+        let pod_b =
+            r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="b",namespace="ns"}"#;
+        f.stats.lock().unwrap()[0].owner.pod = Some("b".into());
+        f.stats.lock().unwrap()[0].owner.pod_namespace = Some("ns".into());
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(4)).unwrap(), pod_b),
+            Some(3.0)
+        );
+        // A flow evicted and re-created: its new bytes add to the series.
+        let fl = r#"netpath_flow_bytes_total{iface="vethaaaa",direction="ingress",family="ipv4",src="10.244.0.2",dst="10.244.1.2",proto="tcp",dport="80",vni="0",pod="np-n1-pod-a",namespace=""}"#;
+        assert_eq!(sample(&e.encode(false).unwrap(), fl), Some(100.0));
+        f.flows.lock().unwrap()[2].bytes = 40;
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(5)).unwrap(), fl),
+            Some(140.0)
+        );
+        // A daemon counter read lower than before (a racy computation) holds its value.
+        f.status.lock().unwrap()["flow_table"]["evictions"] = 2.into();
+        assert_eq!(
+            sample(
+                &e.render(&f, false, t0 + Duration::from_secs(6)).unwrap(),
+                "netpath_flow_evictions_total"
+            ),
+            Some(4.0)
+        );
+        f.status.lock().unwrap()["flow_table"]["evictions"] = 6.into();
+        assert_eq!(
+            sample(
+                &e.render(&f, false, t0 + Duration::from_secs(7)).unwrap(),
+                "netpath_flow_evictions_total"
+            ),
+            Some(6.0)
+        );
+    }
+
+    #[test]
+    fn odd_label_values_are_escaped_and_promtool_clean() {
+        let f = fake();
+        f.stats.lock().unwrap()[1].owner.pod = Some("we\"ird\\pod\nname".into());
+        f.status.lock().unwrap()["daemon"]["programs"] =
+            serde_json::json!([{ "program": "p", "hook": "xdp", "id": 0 }]);
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert!(t.contains(r#"pod="we\"ird\\pod\nname""#), "{t}");
+        promtool(&t);
+    }
+
+    #[test]
+    fn status_without_daemon_sections_still_renders() {
+        let f = Fake::default();
+        *f.status.lock().unwrap() = serde_json::json!({});
+        *f.ifaces.lock().unwrap() = serde_json::json!([]);
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert_eq!(sample(&t, "netpath_flows_active"), Some(0.0), "{t}");
+        assert_eq!(count(&t, "netpath_packets_total"), 0);
+        assert_eq!(count(&t, "netpath_events_total"), EVENT_KINDS.len());
+        promtool(&t);
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(wants_openmetrics("application/openmetrics-text; version=1.0.0"));
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(!wants_openmetrics(""));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics("text/plain"));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
+        assert!(!wants_openmetrics(
+            "application/openmetrics-text;q=0.2, text/plain;q=0.9"
+        ));
+        assert!(wants_openmetrics(
+            "text/plain;q=0.5, Application/OpenMetrics-Text;version=1.0.0"
+        ));
+    }
+
+    #[test]
+    fn prometheus_text_adaptation() {
+        let om = "# HELP a_b Some.\n# TYPE a_b counter\n# UNIT a_b bytes\na_b_total{x=\"1\"} 2\n# HELP c Gauge.\n# TYPE c gauge\nc 1.5\n# HELP d Info.\n# TYPE d info\nd_info{v=\"1\"} 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus(om),
+            "# HELP a_b_total Some.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n# HELP c Gauge.\n# TYPE c gauge\nc 1.5\n# HELP d Info.\n# TYPE d untyped\nd_info{v=\"1\"} 1\n"
+        );
+    }
+
+    /// One HTTP/1.0 exchange: (status line, headers, body).
+    async fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (String, String, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+        (status.to_string(), headers.to_ascii_lowercase(), body.to_string())
+    }
+
+    #[test]
+    fn server_answers_metrics_health_and_index() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = MetricsServer::bind("127.0.0.1:0").unwrap();
+            let addr = server.local_addr();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(server.serve(Arc::new(fake()), MetricsOptions::default(), async move {
+                let _ = rx.await;
+            }));
+            let (st, h, body) = get(addr, "/metrics", None).await;
+            assert!(st.contains(" 200 "), "{st}");
+            assert!(h.contains("content-type: text/plain; version=0.0.4"), "{h}");
+            assert!(
+                body.contains("# TYPE netpath_packets_total counter") && !body.contains("# EOF"),
+                "{body}"
+            );
+            promtool(&body);
+            let (st, h, body) = get(addr, "/metrics", Some("application/openmetrics-text; version=1.0.0")).await;
+            assert!(st.contains(" 200 "), "{st}");
+            assert!(h.contains("content-type: application/openmetrics-text"), "{h}");
+            assert!(body.ends_with("# EOF\n"), "{body}");
+            let (st, _, body) = get(addr, "/healthz", None).await;
+            assert!(st.contains(" 200 ") && body == "ok\n", "{st} {body}");
+            let (st, h, body) = get(addr, "/", None).await;
+            assert!(
+                st.contains(" 200 ") && h.contains("text/html") && body.contains("/metrics"),
+                "{st} {body}"
+            );
+            let (st, _, _) = get(addr, "/nope", None).await;
+            assert!(st.contains(" 404 "), "{st}");
+            tx.send(()).unwrap();
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("server stops")
+                .unwrap()
+                .unwrap();
+        });
+    }
+
+    #[test]
+    fn backend_failure_is_an_error() {
+        struct Broken;
+        impl Backend for Broken {
+            fn status(&self) -> Result<StatusReport, ApiError> {
+                Err(ApiError::Internal("map gone".into()))
+            }
+            fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
+                Ok(Vec::new())
+            }
+            fn flows(&self, _: &Filter) -> Result<Vec<FlowRow>, ApiError> {
+                Ok(Vec::new())
+            }
+            fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
+                Ok(Vec::new())
+            }
+        }
+        let e = Exporter::new(MetricsOptions::default())
+            .render(&Broken, false, Instant::now())
+            .unwrap_err();
+        assert!(e.to_string().contains("map gone"), "{e}");
+    }
+}
