@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Write a deterministic mixed capture for the tshark cross-check (tests/tests/tshark.rs).
+"""Write a deterministic mixed capture for the tshark cross-check (tests/tests/it/tshark.rs).
 
 Usage: mkcapture.py OUT.pcap [--list]
 

@@ -7,7 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub mod benchenv;
 pub mod fake_cri;
 pub mod testrun;
 

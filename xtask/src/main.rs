@@ -183,21 +183,15 @@ fn bench(args: &[String]) -> Result<()> {
     let netpath = build(true)?;
     let tools = tools::ensure()?;
     require_root("the benchmarks")?;
-    // `bench fastpath` is its own binary (it builds a lab, iptables rules and traffic); every
-    // other suite is netpath-bench's.
-    let (bin, rest) = match args.first().map(String::as_str) {
-        Some("fastpath") => {
-            ensure_debs(&["iperf3", "sockperf", "iptables", "iproute2", "bpftool"])?;
-            ("netpath-fastpath-bench", &args[1..])
-        }
-        _ => {
-            ensure_debs(&["iproute2", "bpftool"])?;
-            ("netpath-bench", args)
-        }
-    };
+    // `bench fastpath` builds a lab and drives traffic tools and iptables; the other suites need
+    // only ip(8) and bpftool (for the program sizes).
+    match args.first().map(String::as_str) {
+        Some("fastpath") => ensure_debs(&["iperf3", "sockperf", "iptables", "iproute2", "bpftool"])?,
+        _ => ensure_debs(&["iproute2", "bpftool"])?,
+    }
     let mut c = tools::cargo(&tools);
-    c.args(["run", "--release", "--package", "netpath-tests", "--bin", bin, "--"])
-        .args(rest)
+    c.args(["run", "--release", "--package", "netpath-bench", "--"])
+        .args(args)
         .env("NETPATH_BIN", &netpath)
         .env("NETPATH_BENCH_OUT", tools::target_dir().join("bench"));
     run_checked(c)

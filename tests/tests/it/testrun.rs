@@ -227,9 +227,11 @@ fn bpf_testrun_flow_table_at_three_times_capacity() {
 #[test]
 fn bpf_testrun_event_rate_limit_holds_per_kind() {
     require_root();
-    let mut config = netpath_common::Config::default();
-    config.events_per_sec = 100;
-    config.events_burst = 10;
+    let config = netpath_common::Config {
+        events_per_sec: 100,
+        events_burst: 10,
+        ..Default::default()
+    };
     let mut ebpf = netpath::loader::load(&netpath::loader::LoadOptions {
         config,
         flow_table_size: 4096,

@@ -1,6 +1,7 @@
-//! What the benchmark binaries record about the machine and the source they ran on.
+//! What the benchmarks record about the machine and the source they ran on: a number means little
+//! without the kernel, the CPU, the load beside it and the commit it measured.
 use std::{
-    path::PathBuf,
+    process::Command,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -36,7 +37,8 @@ pub fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-pub fn online_cpus() -> usize {
+/// CPUs this process may use (its affinity and cgroup quota), unlike `cpu::online_cpus`.
+pub fn usable_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
@@ -64,8 +66,29 @@ pub fn utc_now() -> String {
     )
 }
 
-pub fn out_dir() -> PathBuf {
-    std::env::var_os("NETPATH_BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/bench"))
+/// The sources a datapath figure depends on: the eBPF programs and the shared parser.
+pub const DATAPATH_SOURCES: &[&str] = &[":/netpath-ebpf", ":/netpath-common"];
+/// The sources an end-to-end figure depends on: the datapath and netpath's user space.
+pub const NETPATH_SOURCES: &[&str] = &[":/netpath-ebpf", ":/netpath-common", ":/netpath"];
+
+/// The commit measured, and whether `paths` (git pathspecs) differ from it: a benchmark of
+/// uncommitted code should say so.
+pub fn source_state(paths: &[&str]) -> (Option<String>, Option<bool>) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]);
+    let status: Vec<&str> = ["status", "--porcelain", "--"]
+        .into_iter()
+        .chain(paths.iter().copied())
+        .collect();
+    let dirty = git(&status).map(|s| !s.is_empty());
+    (commit, dirty)
 }

@@ -1,0 +1,63 @@
+//! `cargo xtask bench [SUITE] [OPTIONS]`: netpath's benchmarks. Goals are ratios to baselines
+//! measured in the same run (an empty XDP program, the plain bridge), printed next to the numbers
+//! as PASS/MISS and never asserted. Every suite prints a table and writes
+//! `$NETPATH_BENCH_OUT/SUITE.json` (default `target/bench`); BENCHMARKS.md explains the methods and
+//! the results.
+//!
+//! Shared: `cli` (the arguments), `stats` (medians, spreads, percentiles), `machine` (what a
+//! result records about the machine and the source), `cpu` (placement and CPU time), `report`
+//! (headers, verdicts, formats, the JSON file). One module per suite under `suites`.
+mod cli;
+mod cpu;
+mod machine;
+mod report;
+mod stats;
+mod suites;
+
+use clap::{error::ErrorKind, Parser as _};
+use cli::{Cli, Suite};
+use suites::{daemon, events, fastpath, metrics, testrun};
+
+fn main() {
+    let suite = match Cli::try_parse() {
+        Ok(cli) => cli.suite(),
+        Err(e) if e.kind() == ErrorKind::InvalidSubcommand => {
+            // clap suggests a similar name at best; list them all, as before clap.
+            let _ = e.print();
+            eprintln!("\nsuites: {} (default testrun)", Suite::NAMES.join(", "));
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        match suite {
+            Suite::Fastpath(_) => eprintln!(
+                "netpath-bench: needs root (network namespaces, iptables, BPF): run `sudo -E cargo xtask bench fastpath`"
+            ),
+            _ => eprintln!(
+                "netpath-bench: needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON to load the datapath and run \
+                 BPF_PROG_TEST_RUN): run `sudo -E cargo xtask bench`"
+            ),
+        }
+        std::process::exit(1);
+    }
+    let result = match &suite {
+        Suite::Testrun(o) => testrun::run(o),
+        Suite::Daemon(o) => daemon::run(o),
+        Suite::Events(o) => events::run(o),
+        Suite::Metrics(o) => metrics::run(o),
+        Suite::All(o) => suites::all(o),
+        Suite::Fastpath(o) => match fastpath::run(o) {
+            Ok(false) if o.require_fastpath => {
+                eprintln!("netpath-bench: --require-fastpath: the fast path was unavailable (see above)");
+                std::process::exit(3);
+            }
+            r => r.map(drop),
+        },
+    };
+    if let Err(e) = result {
+        eprintln!("netpath-bench: error: {e:#}");
+        std::process::exit(1);
+    }
+}
