@@ -11,7 +11,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use netpath::cri::{paths, proto, PodRef};
+use netpath::node::cri::{paths, proto, PodRef};
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
 

@@ -179,7 +179,7 @@ impl Default for PinDir {
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        let _ = netpath::loader::unpin_all(&self.path);
+        let _ = netpath::datapath::pins::unpin_all(&self.path);
         let _ = std::fs::remove_dir_all(&self.path);
         let _ = std::fs::remove_file(&self.socket);
     }
@@ -304,7 +304,7 @@ pub fn stat(rows: &serde_json::Value, iface: &str, direction: &str, class: &str,
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
-            netpath::netns::enter(ns).expect("enter netns");
+            netpath::node::netns::enter(ns).expect("enter netns");
             f()
         })
         .join()

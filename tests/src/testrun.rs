@@ -6,9 +6,12 @@ use aya::{
     Ebpf,
 };
 use netpath::{
-    attach,
-    loader::{self, LoadOptions, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY},
-    maps::Maps,
+    datapath::attach,
+    datapath::{
+        loader::{self, LoadOptions},
+        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY,
+    },
+    datapath::maps::Maps,
 };
 use netpath_common::{IfaceCounters, IfaceKey};
 

@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use netpath::loader::{PROG_TC_EGRESS, PROG_TC_INGRESS};
+use netpath::datapath::loader::{PROG_TC_EGRESS, PROG_TC_INGRESS};
 use serde::Serialize;
 use serde_json::json;
 
@@ -105,7 +105,7 @@ impl Drop for BenchDaemon {
 /// The daemon's control API, in process (no CLI process per request).
 struct Api {
     rt: tokio::runtime::Runtime,
-    client: netpath::api::ApiClient,
+    client: netpath::service::api::ApiClient,
 }
 
 impl Api {
@@ -113,7 +113,7 @@ impl Api {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match rt.block_on(netpath::api::ApiClient::connect(socket)) {
+            match rt.block_on(netpath::service::api::ApiClient::connect(socket)) {
                 Ok(Some(client)) => return Ok(Api { rt, client }),
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                 Ok(None) => bail!("no daemon answers on {}", socket.display()),
@@ -355,8 +355,8 @@ fn flows_active(api: &Api) -> Result<u64> {
 fn raw_tcx_attach(node: &str, n: usize) -> Result<Vec<(f64, f64)>> {
     use aya::programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType};
     let mut ebpf =
-        netpath::loader::load(&netpath::loader::LoadOptions::default()).context("loading the eBPF object")?;
-    netpath::attach::load_programs(&mut ebpf).context("loading the datapath programs")?;
+        netpath::datapath::loader::load(&netpath::datapath::loader::LoadOptions::default()).context("loading the eBPF object")?;
+    netpath::datapath::attach::load_programs(&mut ebpf).context("loading the datapath programs")?;
     netpath_tests::in_netns(node, || -> Result<Vec<(f64, f64)>> {
         let mut out = Vec::new();
         for i in 0..n {

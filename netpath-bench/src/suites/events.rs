@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-use netpath::loader::PROG_XDP;
+use netpath::datapath::PROG_XDP;
 use netpath_common::{craft::*, diag, parse::ETH_P_ARP, Config};
 use netpath_tests::testrun::XDP_PASS;
 use serde::Serialize;
@@ -24,21 +24,21 @@ const GOAL_EVENTS_DECODE_RATIO_MIN: f64 = 0.6;
 /// The datapath with no event rate limit, and its ring buffer taken out for this process to read.
 struct EventsDp {
     ebpf: aya::Ebpf,
-    maps: netpath::maps::Maps,
+    maps: netpath::datapath::maps::Maps,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
 }
 
 fn events_datapath() -> Result<EventsDp> {
-    let opts = netpath::loader::LoadOptions {
+    let opts = netpath::datapath::loader::LoadOptions {
         config: Config {
             events_per_sec: 0,
             ..Config::default()
         },
-        ..netpath::loader::LoadOptions::default()
+        ..netpath::datapath::loader::LoadOptions::default()
     };
-    let mut ebpf = netpath::loader::load(&opts).context("loading the eBPF object")?;
-    netpath::attach::load_programs(&mut ebpf).context("loading the datapath programs")?;
-    let maps = netpath::maps::Maps::take(&mut ebpf).context("taking the maps")?;
+    let mut ebpf = netpath::datapath::loader::load(&opts).context("loading the eBPF object")?;
+    netpath::datapath::attach::load_programs(&mut ebpf).context("loading the datapath programs")?;
+    let maps = netpath::datapath::maps::Maps::take(&mut ebpf).context("taking the maps")?;
     let ring = ebpf
         .take_map(netpath_common::maps::EVENTS)
         .context("the event ring buffer is missing from the object")?
@@ -67,7 +67,7 @@ impl DrainMode {
 
 /// The consumer's reusable state (what the daemon keeps between reads).
 struct DecodeState {
-    deriver: netpath::events::Deriver,
+    deriver: netpath::model::events::Deriver,
     json: Vec<u8>,
 }
 
@@ -99,7 +99,7 @@ fn drain_batch(
         }
         DrainMode::FullDecode => {
             // As the daemon: one clock per batch of readable records.
-            let mut clock: Option<(netpath::flows::Clock, Instant)> = None;
+            let mut clock: Option<(netpath::model::flows::Clock, Instant)> = None;
             while let Some(item) = ring.next() {
                 if item.len() < std::mem::size_of::<netpath_common::event::Event>() {
                     d.short += 1;
@@ -108,8 +108,8 @@ fn drain_batch(
                 // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.
                 let e: netpath_common::event::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
                 drop(item);
-                let (c, now) = clock.get_or_insert_with(|| (netpath::flows::Clock::now(), Instant::now()));
-                let row = netpath::events::decode(&e, c);
+                let (c, now) = clock.get_or_insert_with(|| (netpath::model::flows::Clock::now(), Instant::now()));
+                let row = netpath::model::events::decode(&e, c);
                 d.derived += st.deriver.feed(&row, *now).len() as u64;
                 st.json.clear();
                 if serde_json::to_writer(&mut st.json, &row).is_ok() {
@@ -133,7 +133,7 @@ fn arp_frame() -> Vec<u8> {
 /// Record size in the ring (8-byte header, 8-byte aligned) and how many fit.
 fn ring_records() -> (usize, usize) {
     let rec = (std::mem::size_of::<netpath_common::event::Event>() + 8).div_ceil(8) * 8;
-    (rec, netpath::loader::EVENTS_RING_BYTES as usize / rec)
+    (rec, netpath::datapath::EVENTS_RING_BYTES as usize / rec)
 }
 
 #[derive(Serialize, Clone)]
@@ -291,7 +291,7 @@ fn stream_run(
         let c = s.spawn(|| -> Result<(Drained, f64, f64)> {
             set_affinity(&[ccpu]);
             let mut st = DecodeState {
-                deriver: netpath::events::Deriver::default(),
+                deriver: netpath::model::events::Deriver::default(),
                 json: Vec::with_capacity(1024),
             };
             let mut d = Drained::default();
@@ -479,7 +479,7 @@ fn burst_run(dp: &mut EventsDp, mode: DrainMode, pcpu: usize, ccpu: usize, cycle
             let _abort = SetOnDrop(&abort);
             set_affinity(&[ccpu]);
             let mut st = DecodeState {
-                deriver: netpath::events::Deriver::default(),
+                deriver: netpath::model::events::Deriver::default(),
                 json: Vec::with_capacity(1024),
             };
             let mut d = Drained::default();
@@ -562,7 +562,7 @@ struct DecodeCost {
 fn decode_breakdown(dp: &mut EventsDp, n: usize) -> Result<DecodeCost> {
     use std::hint::black_box;
 
-    use netpath::events::{decode, Deriver};
+    use netpath::model::events::{decode, Deriver};
     let prog: &Xdp = dp
         .ebpf
         .program(PROG_XDP)
@@ -586,7 +586,7 @@ fn decode_breakdown(dp: &mut EventsDp, n: usize) -> Result<DecodeCost> {
         // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.
         unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) }
     };
-    let (clock, now) = (netpath::flows::Clock::now(), Instant::now());
+    let (clock, now) = (netpath::model::flows::Clock::now(), Instant::now());
     let time = |f: &mut dyn FnMut()| {
         let c0 = thread_cpu_seconds();
         for _ in 0..n {
@@ -633,7 +633,7 @@ pub fn run(opts: &Opts) -> Result<()> {
     let (rec, cap) = ring_records();
     println!(
         "Ring buffer {} KiB = {cap} records of {rec} B; producer: BPF_PROG_TEST_RUN of {PROG_XDP} on an ARP request (one `arp`",
-        netpath::loader::EVENTS_RING_BYTES / 1024
+        netpath::datapath::EVENTS_RING_BYTES / 1024
     );
     println!("event per run; rate limit off), repeat {repeat} per call, on CPU {a}; consumer on CPU {a} (same) or {b} (other).");
     if ncpu < 2 {
@@ -886,7 +886,7 @@ pub fn run(opts: &Opts) -> Result<()> {
                      Deriver::feed and serde_json::to_writer into a reused buffer"
         .into();
     doc["xdp_dispatcher_pinned"] = pinned.into();
-    doc["ring_bytes"] = netpath::loader::EVENTS_RING_BYTES.into();
+    doc["ring_bytes"] = netpath::datapath::EVENTS_RING_BYTES.into();
     doc["record_bytes"] = rec.into();
     doc["ring_records"] = cap.into();
     doc["repeat"] = repeat.into();
@@ -911,6 +911,6 @@ mod tests {
     fn ring_records_fit_the_ring() {
         let (rec, cap) = ring_records();
         assert_eq!(rec % 8, 0);
-        assert!(cap * rec <= netpath::loader::EVENTS_RING_BYTES as usize);
+        assert!(cap * rec <= netpath::datapath::EVENTS_RING_BYTES as usize);
     }
 }

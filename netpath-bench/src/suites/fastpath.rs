@@ -683,7 +683,7 @@ fn udp_cpu_run(
         let (go, ready, sent_total) = (go.clone(), ready.clone(), sent_total.clone());
         std::thread::spawn(move || -> Result<(u64, u64, u64)> {
             let r = (|| -> Result<std::net::UdpSocket> {
-                netpath::netns::enter(&b_ns)?;
+                netpath::node::netns::enter(&b_ns)?;
                 pin_thread(cpu);
                 let s = udp_socket(b_ip, UDP_DST_PORT)?;
                 set_int_opt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20);
@@ -750,7 +750,7 @@ fn udp_cpu_run(
         let (go, ready, sent_total) = (go.clone(), ready.clone(), sent_total.clone());
         std::thread::spawn(move || -> Result<(u64, u64)> {
             let r = (|| -> Result<std::net::UdpSocket> {
-                netpath::netns::enter(&a_ns)?;
+                netpath::node::netns::enter(&a_ns)?;
                 pin_thread(cpu);
                 let s = udp_socket(a_ip, UDP_SRC_PORT)?;
                 s.connect((b_ip, UDP_DST_PORT))?;

@@ -5,6 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use netpath_common::class;
 use serde::Serialize;
+use netpath::model::{ifaces::IfaceRow, status::StatusReport};
 use serde_json::json;
 
 use crate::{
@@ -20,27 +21,27 @@ const METRICS_IFACES: usize = 200;
 
 /// A daemon double with realistic answers: what `/metrics` reads, served from memory.
 struct FakeBackend {
-    stats: Vec<netpath::stats::StatRow>,
-    flows: Vec<netpath::flows::FlowRow>,
-    status: serde_json::Value,
-    ifaces: serde_json::Value,
+    stats: Vec<netpath::model::stats::StatRow>,
+    flows: Vec<netpath::model::flows::FlowRow>,
+    status: StatusReport,
+    ifaces: Vec<IfaceRow>,
 }
 
-impl netpath::api::Backend for FakeBackend {
-    fn status(&self) -> std::result::Result<serde_json::Value, netpath::api::ApiError> {
+impl netpath::service::api::Backend for FakeBackend {
+    fn status(&self) -> std::result::Result<StatusReport, netpath::service::api::ApiError> {
         Ok(self.status.clone())
     }
-    fn stats(&self) -> std::result::Result<Vec<netpath::stats::StatRow>, netpath::api::ApiError> {
+    fn stats(&self) -> std::result::Result<Vec<netpath::model::stats::StatRow>, netpath::service::api::ApiError> {
         Ok(self.stats.clone())
     }
     /// As the daemon: every row, then the filter (sort by bytes, top N) with flows::select.
     fn flows(
         &self,
-        filter: &netpath::flows::Filter,
-    ) -> std::result::Result<Vec<netpath::flows::FlowRow>, netpath::api::ApiError> {
-        Ok(netpath::flows::select(self.flows.clone(), filter))
+        filter: &netpath::model::flows::Filter,
+    ) -> std::result::Result<Vec<netpath::model::flows::FlowRow>, netpath::service::api::ApiError> {
+        Ok(netpath::model::flows::select(self.flows.clone(), filter))
     }
-    fn ifaces(&self) -> std::result::Result<serde_json::Value, netpath::api::ApiError> {
+    fn ifaces(&self) -> std::result::Result<Vec<IfaceRow>, netpath::service::api::ApiError> {
         Ok(self.ifaces.clone())
     }
 }
@@ -71,8 +72,8 @@ struct PodIface {
 }
 
 impl PodIface {
-    fn owner(&self) -> netpath::node::Owner {
-        netpath::node::Owner {
+    fn owner(&self) -> netpath::model::owner::Owner {
+        netpath::model::owner::Owner {
             netns: Some(self.netns.clone()),
             pod: Some(self.pod.clone()),
             pod_namespace: Some(self.namespace.clone()),
@@ -127,7 +128,7 @@ fn fake_backend(n_flows: usize) -> FakeBackend {
         for dir in netpath_common::DIRECTIONS {
             for (c, name) in class::NAMES.iter().enumerate() {
                 let packets = 1 + rng.below(10_000_000) / (c as u64 + 1);
-                stats.push(netpath::stats::StatRow {
+                stats.push(netpath::model::stats::StatRow {
                     iface: p.iface.clone(),
                     ifindex: p.ifindex,
                     direction: dir.to_string(),
@@ -165,7 +166,7 @@ fn fake_backend(n_flows: usize) -> FakeBackend {
         // Heavy tail: a few elephants, many mice.
         let packets = 1 + 50_000_000 / (1 + rng.below(n_flows as u64 * 4));
         let bytes = packets * (64 + rng.below(1400));
-        flows.push(netpath::flows::FlowRow {
+        flows.push(netpath::model::flows::FlowRow {
             iface: p.iface.clone(),
             ifindex: p.ifindex,
             direction: if egress { "egress" } else { "ingress" }.into(),
@@ -213,15 +214,25 @@ fn fake_backend(n_flows: usize) -> FakeBackend {
             ],
         },
     });
-    let ifaces: Vec<serde_json::Value> = pods
+    let ifaces = pods
         .iter()
-        .map(|p| json!({ "name": p.iface, "ifindex": p.ifindex, "mode": "tc", "hook": "tcx", "master": "cni0", "netns": p.netns, "pod": p.pod, "namespace": p.namespace }))
+        .map(|p| IfaceRow {
+            iface: p.iface.clone(),
+            ifindex: p.ifindex,
+            mode: Some("tc".into()),
+            tc_hook: Some("tcx".into()),
+            master: Some("cni0".into()),
+            peer_netns: Some(p.netns.clone()),
+            pod: Some(p.pod.clone()),
+            pod_namespace: Some(p.namespace.clone()),
+            ..Default::default()
+        })
         .collect();
     FakeBackend {
         stats,
         flows,
-        status,
-        ifaces: serde_json::Value::Array(ifaces),
+        status: serde_json::from_value(status).expect("a status the daemon could answer"),
+        ifaces,
     }
 }
 
@@ -260,7 +271,7 @@ struct MetricsRun {
 }
 
 fn metrics_run(fake: &FakeBackend, top_flows: usize, runs: usize) -> Result<MetricsRun> {
-    use netpath::metrics::{Data, Exporter, MetricsOptions};
+    use netpath::service::metrics::{Data, Exporter, MetricsOptions};
     let mut exp = Exporter::new(MetricsOptions {
         top_flows,
         ..MetricsOptions::default()
@@ -288,14 +299,14 @@ fn metrics_run(fake: &FakeBackend, top_flows: usize, runs: usize) -> Result<Metr
     let text = fmt(false)?;
     let openmetrics = fmt(true)?;
     let (mut b, mut u, mut et, mut eo, mut bf) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let filter = netpath::flows::Filter {
+    let filter = netpath::model::flows::Filter {
         top: Some(top_flows),
-        sort: Some(netpath::flows::SortBy::Bytes),
+        sort: Some(netpath::model::flows::SortBy::Bytes),
         ..Default::default()
     };
     for _ in 0..runs {
         let t = Instant::now();
-        std::hint::black_box(netpath::api::Backend::flows(fake, &filter)?);
+        std::hint::black_box(netpath::service::api::Backend::flows(fake, &filter)?);
         bf.push(ms(t.elapsed()));
         let t = Instant::now();
         let data = Data::read(fake, top_flows)?;
@@ -331,7 +342,7 @@ pub fn run(opts: &Opts) -> Result<()> {
     unpin();
     let run = Run::start("metrics", opts.quick);
     let runs = if opts.quick { 3 } else { 11 };
-    let top = netpath::metrics::MetricsOptions::default().top_flows;
+    let top = netpath::service::metrics::MetricsOptions::default().top_flows;
     println!(
         "Fake backend: {METRICS_IFACES} pod interfaces x 2 directions x {} classes of interface counters (pod names), N flow rows;",
         class::COUNT
@@ -425,7 +436,7 @@ pub fn run(opts: &Opts) -> Result<()> {
     }
 
     let mut doc = run.doc();
-    doc["method"] = "netpath::metrics::Exporter over a fake Backend (200 interfaces x 2 directions x 9 classes with pod names; N flow rows; \
+    doc["method"] = "netpath::service::metrics::Exporter over a fake Backend (200 interfaces x 2 directions x 9 classes with pod names; N flow rows; \
                      flows() clones and filters with flows::select like the daemon); render = Exporter::render (steady state: median after \
                      one cold render); breakdown = Data::read, Exporter::update, Exporter::encode timed separately"
         .into();

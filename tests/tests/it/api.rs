@@ -13,9 +13,13 @@ use std::{
 };
 
 use netpath::{
-    api::{block_on, ApiClient, ApiError, ApiServer, Backend, ServerHandle},
-    flows::{Filter, FlowRow, SortBy},
-    stats::StatRow,
+    model::{
+        flows::{Filter, FlowRow, SortBy},
+        ifaces::IfaceRow,
+        stats::StatRow,
+        status::{FlowTableStatus, StatusReport},
+    },
+    service::api::{block_on, ApiClient, ApiError, ApiServer, Backend, ServerHandle},
 };
 use netpath_common::class;
 use netpath_tests::{require_root, unique};
@@ -53,7 +57,7 @@ fn stat_row() -> StatRow {
         class: "icmp".into(),
         packets: 5,
         bytes: 490,
-        owner: netpath::node::Owner {
+        owner: netpath::model::owner::Owner {
             netns: Some("cni-0a1b".into()),
             pod: Some("web-1".into()),
             pod_namespace: Some("default".into()),
@@ -90,9 +94,13 @@ fn flow_row(proto: &str, bytes: u64) -> FlowRow {
 }
 
 impl Backend for Fake {
-    fn status(&self) -> Result<serde_json::Value, ApiError> {
+    fn status(&self) -> Result<StatusReport, ApiError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(serde_json::json!({ "flow_table": { "active": 2, "capacity": 65536 }, "pull_failed": 0 }))
+        Ok(StatusReport {
+            flow_table: FlowTableStatus::new(65536, 2, 2, 0, 0),
+            pull_failed: 0,
+            ..Default::default()
+        })
     }
 
     fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
@@ -103,15 +111,20 @@ impl Backend for Fake {
     fn flows(&self, filter: &Filter) -> Result<Vec<FlowRow>, ApiError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.filters.lock().unwrap().push(filter.clone());
-        Ok(netpath::flows::select(
+        Ok(netpath::model::flows::select(
             vec![flow_row("tcp", 100), flow_row("udp", 300), flow_row("tcp", 200)],
             filter,
         ))
     }
 
-    fn ifaces(&self) -> Result<serde_json::Value, ApiError> {
+    fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(serde_json::json!([{ "name": "veth-a", "ifindex": 3, "mode": "tc" }]))
+        Ok(vec![IfaceRow {
+            iface: "veth-a".into(),
+            ifindex: 3,
+            mode: Some("tc".into()),
+            ..Default::default()
+        }])
     }
 }
 
@@ -141,6 +154,11 @@ fn raw(sock: &Path, method: &str, path: &str) -> (u16, String, String) {
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, head.to_string(), body.to_string())
+}
+
+/// Typed rows as JSON, to check field names (the contract) rather than Rust fields.
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap()
 }
 
 fn daemon_error(r: Result<serde_json::Value, ApiError>) -> (u16, String) {
@@ -174,6 +192,8 @@ fn api_round_trips_rows_and_filters() {
         )
     })
     .unwrap();
+    // The rows as the wire carries them: the JSON contract is what these assertions check.
+    let (status, stats, flows, ifaces, top1) = (json(&status), json(&stats), json(&flows), json(&ifaces), json(&top1));
     assert_eq!(status["flow_table"]["capacity"], 65536, "{status}");
     assert_eq!(stats, serde_json::to_value(vec![stat_row()]).unwrap());
     for f in [
@@ -226,7 +246,7 @@ fn api_round_trips_rows_and_filters() {
         flows[0].get("class").is_none(),
         "class is not part of the flow contract: {flows}"
     );
-    assert_eq!(ifaces[0]["name"], "veth-a", "{ifaces}");
+    assert_eq!(ifaces[0]["iface"], "veth-a", "{ifaces}");
     assert_eq!(top1.as_array().unwrap().len(), 1, "{top1}");
     assert_eq!(
         (top1[0]["proto"].as_str(), top1[0]["bytes"].as_u64()),
@@ -259,7 +279,7 @@ fn api_round_trips_rows_and_filters() {
         )
     })
     .unwrap();
-    assert_eq!(r.0, serde_json::json!([]), "no flows on 'veth a'");
+    assert_eq!(json(&r.0), serde_json::json!([]), "no flows on 'veth a'");
     assert_eq!(r.1.as_array().unwrap().len(), 3);
     {
         let filters = fake.filters.lock().unwrap();
@@ -498,7 +518,7 @@ fn api_bind_refuses_a_live_socket_and_replaces_a_stale_one() {
         "{e}"
     );
     let c = client(&sock);
-    assert_eq!(block_on(c.stats()).unwrap().unwrap()[0]["iface"], "veth-a");
+    assert_eq!(block_on(c.stats()).unwrap().unwrap()[0].iface, "veth-a");
     drop(c);
     first.shutdown().unwrap();
     assert!(!sock.exists());
@@ -513,7 +533,7 @@ fn api_bind_refuses_a_live_socket_and_replaces_a_stale_one() {
     let (_fake, second) = serve(&sock);
     assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o7777, 0o600);
     let c = client(&sock);
-    assert_eq!(block_on(c.status()).unwrap().unwrap()["pull_failed"], 0);
+    assert_eq!(block_on(c.status()).unwrap().unwrap().pull_failed, 0);
     drop(c);
     second.shutdown().unwrap();
     assert!(!sock.exists());

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netpath::cri::{paths, proto, CriClient, CriError};
+use netpath::node::cri::{paths, proto, CriClient, CriError};
 use netpath_tests::{fake_cri::*, *};
 
 // ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ fn netpath_on(ns: &Netns, dev: &str) -> Vec<String> {
         .collect()
 }
 
-fn udp_ingress(maps: &netpath::maps::Maps, ifindex: u32) -> u64 {
+fn udp_ingress(maps: &netpath::datapath::maps::Maps, ifindex: u32) -> u64 {
     maps.iface_counters()
         .unwrap()
         .iter()
@@ -49,10 +49,10 @@ fn daemon_survives_ten_kill9_restarts_without_losing_a_packet() {
     .collect();
     let mut daemon = Some(Daemon::start(&run));
     let ifindex: u32 = in_netns(&pair.a.name, || {
-        netpath::ifaces::resolve("veth-a", None).unwrap().ifindex
+        netpath::node::ifaces::resolve("veth-a", None).unwrap().ifindex
     });
     // The maps are pinned: one handle reads them across every daemon generation.
-    let maps = netpath::maps::Maps::open_pinned(&pins.path).unwrap();
+    let maps = netpath::datapath::maps::Maps::open_pinned(&pins.path).unwrap();
 
     const PACKETS: u64 = 12_000;
     let stop = Arc::new(AtomicBool::new(false));
@@ -77,7 +77,7 @@ fn daemon_survives_ten_kill9_restarts_without_losing_a_packet() {
     };
     let sampler = {
         let (a, stop) = (pair.a.name.clone(), Arc::clone(&stop));
-        let maps = netpath::maps::Maps::open_pinned(&pins.path).unwrap();
+        let maps = netpath::datapath::maps::Maps::open_pinned(&pins.path).unwrap();
         std::thread::spawn(move || {
             let (mut samples, mut last, mut gaps, mut backwards) = (0u64, 0u64, 0u64, 0u64);
             let ns = Netns { name: a };
@@ -188,10 +188,10 @@ fn daemon_leaves_a_foreign_xdp_program_alone() {
     let foreign = netpath_tests::testrun::Datapath::load(16);
     let mut foreign = foreign.ebpf;
     let ifindex: u32 = in_netns(&pair.a.name, || {
-        netpath::ifaces::resolve("veth-a", None).unwrap().ifindex
+        netpath::node::ifaces::resolve("veth-a", None).unwrap().ifindex
     });
     let prog: &mut aya::programs::Xdp = foreign
-        .program_mut(netpath::loader::PROG_XDP_EMPTY)
+        .program_mut(netpath::datapath::PROG_XDP_EMPTY)
         .unwrap()
         .try_into()
         .unwrap();
@@ -459,7 +459,7 @@ fn daemon_honours_tcx_order() {
     // Another tool's tcx program on veth-a's ingress, attached by this test process.
     let mut other = netpath_tests::testrun::Datapath::load(16).ebpf;
     let prog: &mut aya::programs::SchedClassifier = other
-        .program_mut(netpath::loader::PROG_TC_EGRESS)
+        .program_mut(netpath::datapath::PROG_TC_EGRESS)
         .unwrap()
         .try_into()
         .unwrap();

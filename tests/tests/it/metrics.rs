@@ -12,7 +12,7 @@ use std::{
 };
 
 use netpath::{
-    api::percent_encode,
+    service::api::percent_encode,
     lab::{Lab, TrafficOpts},
 };
 use netpath_tests::*;

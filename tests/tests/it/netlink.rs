@@ -1,4 +1,4 @@
-//! netpath::netlink against a throwaway "node" namespace built like a CNI bridge plugin builds a
+//! netpath::node::netlink against a throwaway "node" namespace built like a CNI bridge plugin builds a
 //! node: bridge br0 (with the pod gateway address) and one veth per pod, whose peer was moved into
 //! the pod's namespace. Everything runs on a thread inside the node namespace, with a tokio runtime
 //! built there; the Netns guards delete all of it, also on panic. Namespaces are named npt* so that
@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netpath::netlink::{self, LinkEvent, LinkInfo, Netlink};
+use netpath::node::netlink::{self, LinkEvent, LinkInfo, Netlink};
 use netpath_tests::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 

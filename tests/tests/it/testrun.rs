@@ -158,14 +158,14 @@ fn bpf_testrun_vxlan_port_is_configurable() {
     let dp = Datapath::load(64);
     dp.hook("xdp", &frame);
     assert_eq!(dp.counters(DIR_INGRESS).class[class::UDP as usize].packets, 1);
-    let mut ebpf = netpath::loader::load(&netpath::loader::LoadOptions {
-        config: netpath::run::vxlan_config(&[9999]).unwrap(),
+    let mut ebpf = netpath::datapath::loader::load(&netpath::datapath::loader::LoadOptions {
+        config: netpath::daemon::config::vxlan_config(&[9999]).unwrap(),
         flow_table_size: 64,
         pin_dir: None,
     })
     .unwrap();
-    netpath::attach::load_programs(&mut ebpf).unwrap();
-    let maps = netpath::maps::Maps::take(&mut ebpf).unwrap();
+    netpath::datapath::attach::load_programs(&mut ebpf).unwrap();
+    let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
     let dp = Datapath { ebpf, maps };
     dp.hook("xdp", &frame);
     assert_eq!(dp.counters(DIR_INGRESS).class[class::VXLAN as usize].packets, 1);
@@ -232,14 +232,14 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
         events_burst: 10,
         ..Default::default()
     };
-    let mut ebpf = netpath::loader::load(&netpath::loader::LoadOptions {
+    let mut ebpf = netpath::datapath::loader::load(&netpath::datapath::loader::LoadOptions {
         config,
         flow_table_size: 4096,
         pin_dir: None,
     })
     .unwrap();
-    netpath::attach::load_programs(&mut ebpf).unwrap();
-    let maps = netpath::maps::Maps::take(&mut ebpf).unwrap();
+    netpath::datapath::attach::load_programs(&mut ebpf).unwrap();
+    let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
     let dp = Datapath { ebpf, maps };
     let arp_frame = eth(netpath_common::parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
     for _ in 0..1000 {
@@ -268,10 +268,10 @@ fn bpf_datapath_has_no_byte_loop_calls() {
     require_root();
     let dp = Datapath::load(64);
     for name in [
-        netpath::loader::PROG_XDP,
-        netpath::loader::PROG_TC_INGRESS,
-        netpath::loader::PROG_TC_EGRESS,
-        netpath::loader::PROG_XDP_PARSE_ONLY,
+        netpath::datapath::PROG_XDP,
+        netpath::datapath::PROG_TC_INGRESS,
+        netpath::datapath::PROG_TC_EGRESS,
+        netpath::datapath::PROG_XDP_PARSE_ONLY,
     ] {
         let id = dp.ebpf.program(name).unwrap().info().unwrap().id();
         let out = std::process::Command::new("bpftool")
