@@ -1,5 +1,7 @@
-//! `cargo xtask`: build, run, test, lab, demo and bench for netpath, from a fresh machine.
+//! `cargo xtask`: build, run, lint, test, lab, demo and bench for netpath, from a fresh machine.
 mod demo;
+mod lab;
+mod lint;
 mod tools;
 
 use std::{path::PathBuf, process::Command};
@@ -31,16 +33,16 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// rustfmt (nightly) check, then clippy with warnings denied on the user-space crates and on
+    /// netpath-ebpf for the BPF target.
+    Lint,
     /// Host unit tests, then BPF_PROG_TEST_RUN and network-namespace integration tests (root).
     Test {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
-    /// The simulated two-node lab: up, down, status.
-    Lab {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// The simulated two-node lab: up, down, status, traffic (root; builds nothing).
+    Lab(lab::LabArgs),
     /// Build, bring the lab up, run netpath on node 1 while driving traffic, then tear down.
     Demo {
         /// Stop after this many seconds (default: until Ctrl-C).
@@ -72,12 +74,11 @@ fn real_main() -> Result<()> {
             let st = Command::new(&bin).arg("run").args(&args).status()?;
             std::process::exit(st.code().unwrap_or(1));
         }
+        Cmd::Lint => lint::run()?,
         Cmd::Test { filter } => test(filter)?,
-        Cmd::Lab { args } => {
-            let bin = build(false)?;
+        Cmd::Lab(args) => {
             require_root("the lab")?;
-            let st = Command::new(&bin).arg("lab").args(&args).status()?;
-            std::process::exit(st.code().unwrap_or(1));
+            lab::run(&args)?;
         }
         Cmd::Demo { duration } => {
             let bin = build(false)?;
@@ -130,6 +131,8 @@ fn test(filter: Option<String>) -> Result<()> {
         "netpath-common",
         "--package",
         "netpath",
+        "--package",
+        "netpath-lab",
         "--package",
         "xtask",
     ]);

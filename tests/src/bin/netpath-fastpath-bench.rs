@@ -7,7 +7,7 @@
 //! Usage: `netpath-fastpath-bench [--quick] [--rounds N] [--packets N] [--seconds N]
 //! [--services N] [--batch N] [--no-pin] [--require-fastpath]`
 //!
-//! Everything happens in a private lab (`netpath::lab`, prefix `npfb<pid>`): the iptables rules and
+//! Everything happens in a private lab (`netpath_lab`, prefix `npfb<pid>`): the iptables rules and
 //! the br_netfilter switch live in node 1's namespace only and vanish with it, traffic only ever
 //! flows between two pods of node 1, and every namespace, daemon, pin and helper process is removed
 //! on exit, on error and on panic (Drop guards; SIGINT/SIGTERM stop the run between steps).
@@ -41,7 +41,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use netpath::lab::{Lab, PodInfo};
+use netpath_lab::{Lab, PodInfo};
 use netpath_tests::{
     benchenv::{cpu_model, kernel_version, loadavg, online_cpus, out_dir, utc_now},
     in_netns, netpath, Daemon, PinDir,
@@ -274,7 +274,7 @@ impl Bg {
 
 impl Drop for Bg {
     fn drop(&mut self) {
-        netpath::lab::stop_process_group(&mut self.0);
+        netpath_lab::stop_process_group(&mut self.0);
     }
 }
 
