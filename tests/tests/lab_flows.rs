@@ -4,7 +4,7 @@
 use netpath_lab::Lab;
 use netpath_tests::*;
 
-fn find<'a>(flows: &'a serde_json::Value, pred: impl Fn(&serde_json::Value) -> bool) -> Option<&'a serde_json::Value> {
+fn find(flows: &serde_json::Value, pred: impl Fn(&serde_json::Value) -> bool) -> Option<&serde_json::Value> {
     flows.as_array().unwrap().iter().find(|f| pred(f))
 }
 

@@ -419,7 +419,7 @@ struct ProgSize {
 
 /// Count calls to the byte-loop mem* subprograms in the xlated (post-verifier) program `id`.
 fn mem_calls(id: u32) -> Option<u32> {
-    let out = std::process::Command::new("bpftool")
+    let out = Command::new("bpftool")
         .args(["prog", "dump", "xlated", "id", &id.to_string()])
         .output()
         .ok()
@@ -694,7 +694,7 @@ fn pin_to_last_cpu() -> Option<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer and size.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
         return None;
     }
     // SAFETY: CPU_ISSET reads the set.
@@ -706,14 +706,14 @@ fn pin_to_last_cpu() -> Option<usize> {
     // SAFETY: cpu < CPU_SETSIZE.
     unsafe { libc::CPU_SET(cpu, &mut one) };
     // SAFETY: valid pointer and size.
-    (unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) } == 0).then_some(cpu)
+    (unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one) } == 0).then_some(cpu)
 }
 
 /// The commit measured, and whether the datapath sources (eBPF program, shared parser) differ
 /// from it: a benchmark of uncommitted datapath code should say so.
 fn source_state() -> (Option<String>, Option<bool>) {
     let git = |args: &[&str]| {
-        std::process::Command::new("git")
+        Command::new("git")
             .arg("-C")
             .arg(env!("CARGO_MANIFEST_DIR"))
             .args(args)
@@ -1092,7 +1092,7 @@ fn set_affinity(cpus: &[usize]) -> bool {
         unsafe { libc::CPU_SET(*c, &mut set) };
     }
     // SAFETY: valid pointer and size; pid 0 is the calling thread.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
 
 /// Undo the testrun suite's pinning (threads and child processes inherit the affinity).
@@ -2021,7 +2021,7 @@ fn drain_batch(
             // As the daemon: one clock per batch of readable records.
             let mut clock: Option<(netpath::flows::Clock, Instant)> = None;
             while let Some(item) = ring.next() {
-                if item.len() < std::mem::size_of::<netpath_common::event::Event>() {
+                if item.len() < size_of::<netpath_common::event::Event>() {
                     d.short += 1;
                     continue;
                 }
@@ -2052,7 +2052,7 @@ fn arp_frame() -> Vec<u8> {
 
 /// Record size in the ring (8-byte header, 8-byte aligned) and how many fit.
 fn ring_records() -> (usize, usize) {
-    let rec = (std::mem::size_of::<netpath_common::event::Event>() + 8).div_ceil(8) * 8;
+    let rec = (size_of::<netpath_common::event::Event>() + 8).div_ceil(8) * 8;
     (rec, netpath::loader::EVENTS_RING_BYTES as usize / rec)
 }
 
@@ -2190,7 +2190,6 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, what: &str) -> Resul
 
 /// A producer thread runs the XDP program on an ARP frame (one event per run) for `dur`, while a
 /// consumer thread drains the ring as fast as it can, waiting as `wait` says when it is empty.
-#[allow(clippy::too_many_arguments)]
 fn stream_run(
     dp: &mut EventsDp,
     mode: DrainMode,
@@ -2516,7 +2515,7 @@ fn decode_breakdown(dp: &mut EventsDp, n: usize) -> Result<DecodeCost> {
             .ring
             .next()
             .context("no event after one run of netpath_xdp on an ARP frame")?;
-        if item.len() < std::mem::size_of::<netpath_common::event::Event>() {
+        if item.len() < size_of::<netpath_common::event::Event>() {
             bail!("short event record ({} bytes)", item.len());
         }
         // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.
