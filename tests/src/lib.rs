@@ -410,12 +410,12 @@ impl Drop for Watch {
 }
 
 /// Tears a lab down when the test ends, including by panic.
-pub struct LabGuard(pub netpath::lab::Lab);
+pub struct LabGuard(pub netpath_lab::Lab);
 
 impl LabGuard {
     /// A private lab (`tag` + a unique suffix), brought up.
     pub fn up(tag: &str) -> LabGuard {
-        let g = LabGuard(netpath::lab::Lab::new(&unique(tag)));
+        let g = LabGuard(netpath_lab::Lab::new(&unique(tag)));
         g.0.up().expect("lab up");
         g
     }

@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
+use netpath_lab::{Lab, TrafficOpts};
 
 const PREFIX: &str = "np";
 const NODE1: &str = "np-node1";
@@ -22,6 +23,7 @@ const EXPECTED: [&str; 5] = ["arp", "icmp", "tcp", "udp", "vxlan"];
 
 struct Cleanup<'a> {
     bin: &'a Path,
+    lab: &'a Lab,
     daemon: Option<Child>,
 }
 
@@ -36,9 +38,10 @@ impl Drop for Cleanup<'_> {
             .args(["down", "--pin-dir", PIN_DIR])
             .stdout(Stdio::null())
             .status();
-        let _ = Command::new(self.bin)
-            .args(["lab", "down", "--prefix", PREFIX])
-            .status();
+        match self.lab.down() {
+            Ok(()) => println!("lab '{PREFIX}' removed"),
+            Err(e) => eprintln!("xtask demo: removing the lab: {e}"),
+        }
     }
 }
 
@@ -58,18 +61,19 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-    let mut cleanup = Cleanup { bin, daemon: None };
-    let st = Command::new(bin).args(["lab", "up", "--prefix", PREFIX]).status()?;
-    if !st.success() {
-        bail!("lab up failed");
-    }
-    let status = netpath_json(bin, &["lab", "status", "--prefix", PREFIX, "-o", "json"])?;
-    let veths: Vec<String> = status["pods"]
-        .as_array()
-        .context("lab status has no pods")?
+    let lab = Lab::new(PREFIX);
+    let mut cleanup = Cleanup {
+        bin,
+        lab: &lab,
+        daemon: None,
+    };
+    let status = lab.up().context("lab up failed")?;
+    print!("{status}");
+    let veths: Vec<String> = status
+        .pods
         .iter()
-        .filter(|p| p["node"] == 1)
-        .filter_map(|p| p["host_veth"].as_str().map(String::from))
+        .filter(|p| p.node == 1)
+        .map(|p| p.host_veth.clone())
         .collect();
     let mut args = vec![
         "run".to_string(),
@@ -101,14 +105,13 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
     let until = duration.map(Duration::from_secs);
     let mut rounds = 0;
     while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| started.elapsed() < u) {
-        let out = Command::new(bin)
-            .args(["lab", "traffic", "--prefix", PREFIX])
-            .output()?;
+        // A failed round is reported and the next one tried, as the counters may still be read.
+        let report = match lab.drive_traffic(&TrafficOpts::default()) {
+            Ok(r) => serde_json::to_string(&r)?,
+            Err(e) => format!("error: {e}"),
+        };
         rounds += 1;
-        eprintln!(
-            "xtask demo: traffic round {rounds}: {}",
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
+        eprintln!("xtask demo: traffic round {rounds}: {report}");
         if rounds == 1 {
             println!("\n== node 1 interfaces: veth peer, the pod namespace behind it, attached programs ==");
             let _ = Command::new(bin).args(["ifaces", "--socket", SOCKET]).status();

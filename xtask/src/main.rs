@@ -1,5 +1,7 @@
-//! `cargo xtask`: build, run, test, lab, demo and bench for netpath, from a fresh machine.
+//! `cargo xtask`: build, run, lint, test, lab, demo and bench for netpath, from a fresh machine.
 mod demo;
+mod lab;
+mod lint;
 mod tools;
 
 use std::{path::PathBuf, process::Command};
@@ -31,16 +33,16 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// rustfmt (nightly) check, then clippy with warnings denied on the user-space crates and on
+    /// netpath-ebpf for the BPF target.
+    Lint,
     /// Host unit tests, then BPF_PROG_TEST_RUN and network-namespace integration tests (root).
     Test {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
-    /// The simulated two-node lab: up, down, status.
-    Lab {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// The simulated two-node lab: up, down, status, traffic (root; builds nothing).
+    Lab(lab::LabArgs),
     /// Build, bring the lab up, run netpath on node 1 while driving traffic, then tear down.
     Demo {
         /// Stop after this many seconds (default: until Ctrl-C).
@@ -72,12 +74,11 @@ fn real_main() -> Result<()> {
             let st = Command::new(&bin).arg("run").args(&args).status()?;
             std::process::exit(st.code().unwrap_or(1));
         }
+        Cmd::Lint => lint::run()?,
         Cmd::Test { filter } => test(filter)?,
-        Cmd::Lab { args } => {
-            let bin = build(false)?;
+        Cmd::Lab(args) => {
             require_root("the lab")?;
-            let st = Command::new(&bin).arg("lab").args(&args).status()?;
-            std::process::exit(st.code().unwrap_or(1));
+            lab::run(&args)?;
         }
         Cmd::Demo { duration } => {
             let bin = build(false)?;
@@ -131,6 +132,8 @@ fn test(filter: Option<String>) -> Result<()> {
         "--package",
         "netpath",
         "--package",
+        "netpath-lab",
+        "--package",
         "xtask",
     ]);
     if let Some(f) = &filter {
@@ -140,7 +143,10 @@ fn test(filter: Option<String>) -> Result<()> {
     require_root("the BPF and network-namespace tests")?;
     eprintln!("xtask: BPF_PROG_TEST_RUN and network-namespace integration tests");
     let mut c = tools::cargo(&tools);
-    c.args(["test", "--package", "netpath-tests"]).env("NETPATH_BIN", &bin);
+    // netpath-bench's unit tests (statistics, argument parsing) are host-only, but the crate builds
+    // with netpath-tests, so they run here.
+    c.args(["test", "--package", "netpath-tests", "--package", "netpath-bench"])
+        .env("NETPATH_BIN", &bin);
     c.arg("--");
     if let Some(f) = &filter {
         c.arg(f);

@@ -144,13 +144,18 @@ pub fn ensure() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// A `cargo` command with bpf-linker on PATH.
-pub fn cargo(tools_bin: &Path) -> Command {
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+/// PATH with the provisioned tools (bpf-linker) first.
+pub fn path_with(tools_bin: &Path) -> std::ffi::OsString {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![tools_bin.to_path_buf()];
     paths.extend(std::env::split_paths(&path));
-    c.env("PATH", std::env::join_paths(paths).expect("PATH entries are valid"));
+    std::env::join_paths(paths).expect("PATH entries are valid")
+}
+
+/// A `cargo` command with bpf-linker on PATH.
+pub fn cargo(tools_bin: &Path) -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.env("PATH", path_with(tools_bin));
     c.current_dir(workspace_root());
     c
 }

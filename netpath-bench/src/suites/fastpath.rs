@@ -4,7 +4,7 @@
 //! services, and the plain bridge with netpath observing. Goals are ratios measured in one run,
 //! printed as PASS/MISS and never asserted.
 //!
-//! Everything happens in a private lab (`netpath::lab`, prefix `npfb<pid>`): the iptables rules and
+//! Everything happens in a private lab (`netpath_lab`, prefix `npfb<pid>`): the iptables rules and
 //! the br_netfilter switch live in node 1's namespace only and vanish with it, traffic only ever
 //! flows between two pods of node 1, and every namespace, daemon, pin and helper process is removed
 //! on exit, on error and on panic (Drop guards; SIGINT/SIGTERM stop the run between steps).
@@ -38,7 +38,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use netpath::lab::{Lab, PodInfo};
+use netpath_lab::{Lab, PodInfo};
 use netpath_tests::{in_netns, Daemon, LabGuard, PinDir};
 use serde_json::{json, Value};
 
@@ -168,7 +168,7 @@ impl Bg {
 
 impl Drop for Bg {
     fn drop(&mut self) {
-        netpath::lab::stop_process_group(&mut self.0);
+        netpath_lab::stop_process_group(&mut self.0);
     }
 }
 
@@ -646,7 +646,7 @@ fn set_int_opt(fd: i32, level: i32, name: i32, v: i32) {
             level,
             name,
             (&v as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
+            size_of::<i32>() as libc::socklen_t,
         )
     };
 }

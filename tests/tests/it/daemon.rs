@@ -185,7 +185,7 @@ fn daemon_leaves_a_foreign_xdp_program_alone() {
     require_root();
     let pair = Pair::new();
     // The "foreign" program: loaded and attached by this test process, not by the daemon.
-    let foreign = netpath_tests::testrun::Datapath::load(16);
+    let foreign = testrun::Datapath::load(16);
     let mut foreign = foreign.ebpf;
     let ifindex: u32 = in_netns(&pair.a.name, || {
         netpath::node::ifaces::resolve("veth-a", None).unwrap().ifindex
@@ -457,7 +457,7 @@ fn daemon_honours_tcx_order() {
     require_root();
     let pair = Pair::new();
     // Another tool's tcx program on veth-a's ingress, attached by this test process.
-    let mut other = netpath_tests::testrun::Datapath::load(16).ebpf;
+    let mut other = testrun::Datapath::load(16).ebpf;
     let prog: &mut aya::programs::SchedClassifier = other
         .program_mut(netpath::datapath::PROG_TC_EGRESS)
         .unwrap()

@@ -1,4 +1,4 @@
-//! Integration tests of `netpath::lab`, the two-node pod network in network namespaces. They need
+//! Integration tests of `netpath_lab`, the two-node pod network in network namespaces. They need
 //! root (network namespaces, veth/bridge/vxlan links, tcpdump) and the iproute2, iputils-ping,
 //! arping, iperf3 and tcpdump binaries. Each test builds a private lab under its own prefix, so the
 //! tests can run in parallel and never touch a developer's `np` lab; a Drop guard removes it even
@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use netpath::lab::{Lab, TrafficOpts};
+use netpath_lab::{Lab, TrafficOpts};
 use netpath_tests::LabGuard;
 
 fn require_root() {

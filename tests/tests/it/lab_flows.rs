@@ -1,7 +1,7 @@
 //! In the lab: a ping from a node 1 pod to a node 2 pod, seen by netpath on the pod's veth (TC) and
 //! on the underlay (native XDP ingress, TC egress): the pod flow on the veth, and on the underlay
 //! class vxlan with VNI 1, the inner pod flow and the outer node addresses.
-use netpath::lab::Lab;
+use netpath_lab::Lab;
 use netpath_tests::*;
 
 fn find(flows: &serde_json::Value, pred: impl Fn(&serde_json::Value) -> bool) -> Option<&serde_json::Value> {

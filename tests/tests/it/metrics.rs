@@ -11,10 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netpath::{
-    service::api::percent_encode,
-    lab::{Lab, TrafficOpts},
-};
+use netpath::service::api::percent_encode;
+use netpath_lab::{Lab, TrafficOpts};
 use netpath_tests::*;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";

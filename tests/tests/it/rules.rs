@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use netpath::lab::Lab;
+use netpath_lab::Lab;
 use netpath_tests::*;
 
 fn in_pod(netns: &str, args: &[&str]) -> std::process::Output {

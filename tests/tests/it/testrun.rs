@@ -227,10 +227,10 @@ fn bpf_testrun_flow_table_at_three_times_capacity() {
 #[test]
 fn bpf_testrun_event_rate_limit_holds_per_kind() {
     require_root();
-    let config = netpath_common::Config {
+    let config = Config {
         events_per_sec: 100,
         events_burst: 10,
-        ..Default::default()
+        ..Config::default()
     };
     let mut ebpf = netpath::datapath::loader::load(&netpath::datapath::loader::LoadOptions {
         config,
@@ -241,7 +241,7 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
     netpath::datapath::attach::load_programs(&mut ebpf).unwrap();
     let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
     let dp = Datapath { ebpf, maps };
-    let arp_frame = eth(netpath_common::parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
+    let arp_frame = eth(parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
     for _ in 0..1000 {
         dp.hook("xdp", &arp_frame);
     }

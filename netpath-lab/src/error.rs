@@ -1,0 +1,26 @@
+//! What can go wrong building, inspecting or driving a lab.
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("invalid lab prefix {prefix:?}: {reason}")]
+    InvalidPrefix { prefix: String, reason: String },
+
+    #[error("cannot run `{cmd}`: {source}")]
+    Spawn { cmd: String, source: std::io::Error },
+
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+
+    #[error("`{cmd}` did not finish within {secs}s")]
+    Timeout { cmd: String, secs: u64 },
+
+    #[error("cannot parse the output of `{cmd}`: {reason}")]
+    Parse { cmd: String, reason: String },
+
+    #[error("lab '{prefix}' is not fully up: {}", .problems.join("; "))]
+    NotUp { prefix: String, problems: Vec<String> },
+}
