@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use netpath::datapath::loader::{PROG_TC_EGRESS, PROG_TC_INGRESS};
+use netpath::datapath::{PROG_TC_EGRESS, PROG_TC_INGRESS};
 use serde::Serialize;
 use serde_json::json;
 

@@ -7,7 +7,7 @@
 use std::{process::Command, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
-use netpath::datapath::loader::{PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY};
+use netpath::datapath::{PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY};
 use netpath_common::{
     class,
     craft::*,
