@@ -146,7 +146,6 @@ impl Config {
                 ($flag:literal, $file:ident, $field:ident, $value:expr) => {
                     if !given($flag) {
                         if let Some(v) = f.$file.clone() {
-                            #[allow(clippy::redundant_closure_call)]
                             let value = ($value)(v)?;
                             c.$field = value;
                         }

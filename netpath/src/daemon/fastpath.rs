@@ -11,7 +11,7 @@ use crate::{
 
 impl Shared {
     /// The fast path's state; with a request, change it first (an invalid one changes nothing).
-    pub(super) fn fastpath_state(&self, request: Option<FastpathRequest>) -> std::result::Result<FastpathStatus, ApiError> {
+    pub(super) fn fastpath_state(&self, request: Option<FastpathRequest>) -> Result<FastpathStatus, ApiError> {
         if let Some(req) = request {
             let bridge = match (&req.bridge, req.enable) {
                 (Some(b), true) => {

@@ -72,7 +72,7 @@ async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
         let clock = Clock::now();
         let mut rows = Vec::new();
         while let Some(item) = rb.next() {
-            if item.len() < std::mem::size_of::<Event>() {
+            if item.len() < size_of::<Event>() {
                 continue;
             }
             // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.

@@ -303,7 +303,7 @@ pub fn detach_pinned(path: &Path) -> std::io::Result<()> {
             libc::SYS_bpf,
             BPF_OBJ_GET,
             get.as_mut_ptr(),
-            std::mem::size_of_val(&get),
+            size_of_val(&get),
         )
     };
     if fd >= 0 {
@@ -316,7 +316,7 @@ pub fn detach_pinned(path: &Path) -> std::io::Result<()> {
                 libc::SYS_bpf,
                 BPF_LINK_DETACH,
                 detach.as_mut_ptr(),
-                std::mem::size_of_val(&detach),
+                size_of_val(&detach),
             );
             libc::close(fd as i32);
         }

@@ -48,7 +48,7 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
         check_pins(dir, opts.flow_table_size)?;
         pins = pinned_maps().map(|n| (n, dir.join(n))).collect();
         for (name, path) in &pins {
-            loader.map_pin_path(*name, path.as_path());
+            loader.map_pin_path(name, path.as_path());
         }
     }
     let mut ebpf = loader.load(OBJECT)?;

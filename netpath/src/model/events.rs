@@ -424,11 +424,7 @@ impl EventFilter {
 
     pub fn matches(&self, r: &EventRow) -> bool {
         self.iface.as_deref().is_none_or(|i| r.iface == i)
-            && self
-                .kinds
-                .is_empty()
-                .then_some(true)
-                .unwrap_or_else(|| self.kinds.iter().any(|k| *k == r.kind))
+            && (self.kinds.is_empty() || self.kinds.contains(&r.kind))
             && self.pod.as_deref().is_none_or(|p| r.owner.matches(p))
     }
 }

@@ -412,7 +412,7 @@ fn set_rcvbuf(fd: BorrowedFd<'_>, size: libc::c_int) {
                 libc::SOL_SOCKET,
                 opt,
                 (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
         if rc == 0 {

@@ -341,7 +341,7 @@ pub struct RuleArgs {
 #[derive(Subcommand, Debug, Clone)]
 pub enum RuleAction {
     /// Add a rule, e.g. `rule add --iface vethA --class icmp --redirect vethB`.
-    Add(RuleAddArgs),
+    Add(Box<RuleAddArgs>),
     /// The rules in evaluation order, with hit counters.
     List,
     /// Delete a rule by id.

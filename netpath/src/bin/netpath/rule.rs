@@ -16,6 +16,7 @@ pub fn run(args: RuleArgs) -> anyhow::Result<()> {
         RuleAction::List => daemon::answer(rt.block_on(c.rules()))?,
         RuleAction::Del { id } => vec![daemon::answer(rt.block_on(c.del_rule(id)))?],
         RuleAction::Add(a) => {
+            let a = *a;
             let (action, target) = match (a.pass, a.drop, a.redirect, a.mirror) {
                 (true, ..) => ("pass", None),
                 (_, true, ..) => ("drop", None),

@@ -409,10 +409,10 @@ async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> 
         line.push(b'\n');
         Some(Ok::<_, std::convert::Infallible>(Bytes::from(line)))
     });
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(axum::body::Body::from_stream(stream))
-        .map_err(|e| ApiError::Internal(e.to_string()))?)
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// A JSON body of type `T`, or a 400 that says what is wrong with it (before anything changes).
