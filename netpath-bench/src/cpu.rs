@@ -23,7 +23,7 @@ pub fn set_affinity(cpus: &[usize]) -> bool {
         unsafe { libc::CPU_SET(*c, &mut set) };
     }
     // SAFETY: valid pointer and size; pid 0 is the calling thread.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
 
 /// Pin this thread to the last CPU: every TEST_RUN then runs on the same CPU (and the same per-CPU
@@ -32,7 +32,7 @@ pub fn pin_to_last_cpu() -> Option<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer and size.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
         return None;
     }
     // SAFETY: CPU_ISSET reads the set.

@@ -5,13 +5,11 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use netpath::{
-    datapath::attach,
-    datapath::{
-        loader::{self, LoadOptions},
-        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY,
-    },
-    datapath::maps::Maps,
+use netpath::datapath::{
+    attach,
+    loader::{self, LoadOptions},
+    maps::Maps,
+    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY,
 };
 use netpath_common::{IfaceCounters, IfaceKey};
 

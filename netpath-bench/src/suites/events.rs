@@ -101,7 +101,7 @@ fn drain_batch(
             // As the daemon: one clock per batch of readable records.
             let mut clock: Option<(netpath::model::flows::Clock, Instant)> = None;
             while let Some(item) = ring.next() {
-                if item.len() < std::mem::size_of::<netpath_common::event::Event>() {
+                if item.len() < size_of::<netpath_common::event::Event>() {
                     d.short += 1;
                     continue;
                 }
@@ -132,7 +132,7 @@ fn arp_frame() -> Vec<u8> {
 
 /// Record size in the ring (8-byte header, 8-byte aligned) and how many fit.
 fn ring_records() -> (usize, usize) {
-    let rec = (std::mem::size_of::<netpath_common::event::Event>() + 8).div_ceil(8) * 8;
+    let rec = (size_of::<netpath_common::event::Event>() + 8).div_ceil(8) * 8;
     (rec, netpath::datapath::EVENTS_RING_BYTES as usize / rec)
 }
 
@@ -580,7 +580,7 @@ fn decode_breakdown(dp: &mut EventsDp, n: usize) -> Result<DecodeCost> {
             .ring
             .next()
             .context("no event after one run of netpath_xdp on an ARP frame")?;
-        if item.len() < std::mem::size_of::<netpath_common::event::Event>() {
+        if item.len() < size_of::<netpath_common::event::Event>() {
             bail!("short event record ({} bytes)", item.len());
         }
         // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.

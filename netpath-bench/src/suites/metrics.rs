@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use netpath::model::{ifaces::IfaceRow, status::StatusReport};
 use netpath_common::class;
 use serde::Serialize;
-use netpath::model::{ifaces::IfaceRow, status::StatusReport};
 use serde_json::json;
 
 use crate::{

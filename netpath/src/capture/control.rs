@@ -8,7 +8,6 @@ use netpath_common::{event::CaptureConfig, maps};
 use super::{lock::CaptureLock, Target};
 use crate::error::{Error, Result};
 
-
 pub(super) fn map_err(what: String) -> impl FnOnce(aya::maps::MapError) -> Error {
     move |source| Error::Map { what, source }
 }
@@ -99,7 +98,6 @@ impl Drop for Armed {
     }
 }
 
-
 /// Switch off a capture left armed by a `netpath capture` that died without cleaning up (SIGKILL):
 /// if no capture holds the lock, the filter must be off. The daemon calls this now and then, so an
 /// abandoned capture does not make every frame pay for a copy nobody reads. Returns whether it
@@ -118,4 +116,3 @@ pub fn reset_abandoned(pin_dir: &Path) -> Result<bool> {
     };
     ctl.reset_stale()
 }
-

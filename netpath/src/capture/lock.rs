@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 /// Where the lock lives when the pin directory cannot be flocked.
 const FALLBACK_LOCK_DIR: &str = "/run/netpath";
 
-
 /// An exclusive flock held for the capture's lifetime (released when the fd closes).
 pub(super) struct CaptureLock {
     _fd: OwnedFd,
@@ -90,4 +89,3 @@ impl CaptureLock {
         })
     }
 }
-

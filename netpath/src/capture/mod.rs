@@ -41,25 +41,17 @@
 //! refused with the first's pid. On exit, error or panic a guard turns capture off first and then
 //! removes the interfaces it added; a capture killed with SIGKILL cannot, and the next capture
 //! (which then holds the lock, so nobody else owns that state) resets it before arming.
-use std::{
-    os::fd::AsRawFd as _,
-    path::PathBuf,
-    time::Duration,
-};
+use std::{os::fd::AsRawFd as _, path::PathBuf, time::Duration};
 
 use aya::maps::{Array, HashMap, MapData, PerfEventArray};
-use netpath_common::{
-    class,
-    event::CaptureConfig,
-    maps,
-};
+use netpath_common::{class, event::CaptureConfig, maps};
 
+pub use self::{control::reset_abandoned, pcapng::frame_bytes, targets::Target};
 use self::{
     control::{map_err, open_pinned, Control},
     lock::CaptureLock,
     pcapng::{emit, monotonic_ns, Collector, Sink, Stop},
 };
-pub use self::{control::reset_abandoned, pcapng::frame_bytes, targets::Target};
 use crate::{
     caps,
     datapath::maps::Maps,
@@ -135,7 +127,6 @@ pub fn class_mask(kinds: &[String]) -> Result<u32> {
     }
     Ok(mask)
 }
-
 
 /// A self-pipe the signal handlers write to, so poll wakes at once.
 struct Signals {
@@ -266,10 +257,7 @@ pub fn run(args: &CaptureOptions) -> Result<()> {
             t.name
         );
     }
-    log::info!(
-        "capturing on {}, snaplen {snaplen}, {kinds}",
-        on.join(", ")
-    );
+    log::info!("capturing on {}, snaplen {snaplen}, {kinds}", on.join(", "));
 
     let mut col = Collector {
         targets: &targets,
@@ -374,8 +362,8 @@ pub fn run(args: &CaptureOptions) -> Result<()> {
     // The kernel cannot see a full perf buffer (aya's output() drops the helper's result); the
     // reader can: add what it lost to the pinned counter `netpath status` and the metrics report.
     if col.lost > 0 {
-        if let Err(e) = Maps::open_pinned(&args.pin_dir)
-            .and_then(|mut m| m.add_diag(netpath_common::diag::CAPTURE_LOST, col.lost))
+        if let Err(e) =
+            Maps::open_pinned(&args.pin_dir).and_then(|mut m| m.add_diag(netpath_common::diag::CAPTURE_LOST, col.lost))
         {
             log::warn!("recording {} lost packets: {e}", col.lost);
         }

@@ -102,8 +102,6 @@ fn wall_offset_ns() -> i128 {
     r - (m1 + m2) / 2
 }
 
-
-
 pub(super) struct Record {
     ts: u64,
     seq: u64,
@@ -272,7 +270,12 @@ impl Sink {
 }
 
 /// Write `records` until `count` is reached; Some(stop) when the capture must end.
-pub(super) fn emit(sink: &mut Sink, records: Vec<Record>, written: &mut u64, count: Option<u64>) -> Result<Option<Stop>> {
+pub(super) fn emit(
+    sink: &mut Sink,
+    records: Vec<Record>,
+    written: &mut u64,
+    count: Option<u64>,
+) -> Result<Option<Stop>> {
     for r in records {
         if count.is_some_and(|c| *written >= c) {
             return Ok(Some(Stop::Count));
@@ -285,7 +288,6 @@ pub(super) fn emit(sink: &mut Sink, records: Vec<Record>, written: &mut u64, cou
     }
     Ok(count.is_some_and(|c| *written >= c).then_some(Stop::Count))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -58,7 +58,11 @@ pub fn pod_targets(want: &str, rows: &[IfaceRow]) -> Result<Vec<Target>> {
         known.dedup();
         return Err(Error::BadArgument(format!(
             "no interface here leads to pod or network namespace '{want}'; known: {}",
-            if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "(none)".to_string()
+            } else {
+                known.join(", ")
+            }
         )));
     }
     // A bare name may be a pod in several Kubernetes namespaces: refuse to guess.

@@ -3,9 +3,8 @@
 //! (interfaces, excludes, modes, VXLAN ports, interval), the rest is reported as needing one.
 use std::{path::PathBuf, time::Duration};
 
-use serde::Deserialize;
-
 use netpath_common::MAX_VXLAN_PORTS;
+use serde::Deserialize;
 
 use crate::{
     datapath::attach::{IfaceSpec, Mode, TcHookChoice, TcxOrder},
@@ -159,7 +158,9 @@ impl Config {
             take!("exclude", exclude, |v: Vec<String>| Ok::<_, Error>(v));
             take!("mode", mode, |v: String| v.parse::<Mode>().map_err(|e| bad(path, e)));
             take!("netns", netns, |v: String| Ok::<_, Error>(Some(v)));
-            take!("output", output, |v: String| v.parse::<Output>().map_err(|e| bad(path, e)));
+            take!("output", output, |v: String| v
+                .parse::<Output>()
+                .map_err(|e| bad(path, e)));
             take!("interval", interval, |v: String| humantime::parse_duration(&v)
                 .map_err(|e| bad(path, format!("interval: {e}"))));
             take!("pin-dir", pin_dir, |v: PathBuf| Ok::<_, Error>(v));
@@ -256,7 +257,9 @@ impl Config {
 /// The datapath's VXLAN ports (`--vxlan-port`): at most MAX_VXLAN_PORTS, none of them 0.
 pub fn vxlan_config(ports: &[u16]) -> Result<netpath_common::Config> {
     if ports.len() > MAX_VXLAN_PORTS {
-        return Err(Error::BadArgument(format!("at most {MAX_VXLAN_PORTS} --vxlan-port values")));
+        return Err(Error::BadArgument(format!(
+            "at most {MAX_VXLAN_PORTS} --vxlan-port values"
+        )));
     }
     if ports.contains(&0) {
         return Err(Error::BadArgument("--vxlan-port 0 is not a port".into()));
@@ -314,11 +317,9 @@ mod tests {
             .to_string()
             .contains("ifacez"));
         let f: FileConfig = toml::from_str("iface = [\"a\"]\nmode = \"fast\"").unwrap();
-        let e = Config::resolve(
-            &Config::default(),
-            Some((std::path::Path::new("/x.toml"), f)),
-            &|_| false,
-        )
+        let e = Config::resolve(&Config::default(), Some((std::path::Path::new("/x.toml"), f)), &|_| {
+            false
+        })
         .unwrap_err();
         assert!(
             e.to_string().contains("fast") && e.to_string().contains("/x.toml"),

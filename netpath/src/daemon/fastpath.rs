@@ -110,10 +110,7 @@ impl Shared {
                 else {
                     continue;
                 };
-                let tc = view
-                    .attached
-                    .get(&port.ifindex)
-                    .is_some_and(|a| a.mode == Mode::Tc);
+                let tc = view.attached.get(&port.ifindex).is_some_and(|a| a.mode == Mode::Tc);
                 if let (true, Ok(mac)) = (tc, rules::parse_mac(mac)) {
                     want.insert(mac, port.ifindex);
                 }

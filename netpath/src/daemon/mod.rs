@@ -210,7 +210,9 @@ impl Daemon {
                 }
                 log::info!(
                     "{name} (ifindex {ifindex}) removed: {} flows, {} packets, {} bytes accounted",
-                    a.flows, a.packets, a.bytes
+                    a.flows,
+                    a.packets,
+                    a.bytes
                 );
                 let mut view = self.shared.view.lock().unwrap();
                 view.departed.interfaces += 1;
@@ -438,14 +440,9 @@ async fn async_main(
             .await
             .map_err(|e| log::warn!("CRI {}: {e}; pods will not be named", p.display()))
             .ok(),
-        None => CriClient::discover(
-            &cri::DEFAULT_SOCKETS
-                .iter()
-                .map(PathBuf::from)
-                .collect::<Vec<_>>(),
-        )
-        .await
-        .map(|(_, c)| c),
+        None => CriClient::discover(&cri::DEFAULT_SOCKETS.iter().map(PathBuf::from).collect::<Vec<_>>())
+            .await
+            .map(|(_, c)| c),
     };
     // Before attaching anything: a socket another daemon answers on stops us here, unchanged.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,5 @@
 //! What `netpath run` prints every interval (unless `--quiet`).
-use std::time::Duration;
-use std::io::Write as _;
+use std::{io::Write as _, time::Duration};
 
 use super::state::Shared;
 use crate::model::{stats, status::FlowTableStatus, Output};
@@ -28,7 +27,6 @@ pub fn tick_json(rows: &[stats::StatRow], ft: &FlowTableStatus) -> String {
     })
     .to_string()
 }
-
 
 pub(super) fn print_tick(shared: &Shared, output: Output, elapsed: Duration) {
     let rows = shared.stat_rows();

@@ -176,7 +176,13 @@ impl Shared {
             let ev = &mut v.events;
             ev.delivered += c.unflushed_delivered;
             ev.pending = Some(ev.emitted.saturating_sub(ev.delivered + ev.lost));
-            ev.by_kind = Some(kind::NAMES.iter().zip(c.by_kind).map(|(n, c)| (n.to_string(), c)).collect());
+            ev.by_kind = Some(
+                kind::NAMES
+                    .iter()
+                    .zip(c.by_kind)
+                    .map(|(n, c)| (n.to_string(), c))
+                    .collect(),
+            );
         }
         let view = self.view.lock().unwrap();
         v.daemon = Some(DaemonStatus {

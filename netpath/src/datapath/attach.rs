@@ -25,6 +25,7 @@ use aya::{
     Ebpf,
 };
 
+use super::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use crate::{
     error::{Error, Result},
     node::{
@@ -32,8 +33,6 @@ use crate::{
         view::current_xdp,
     },
 };
-
-use super::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -298,14 +297,7 @@ pub fn detach_pinned(path: &Path) -> std::io::Result<()> {
     let mut get = [0u64; 3];
     get[0] = c.as_ptr() as u64;
     // SAFETY: bpf(2) with a zeroed attr large enough for BPF_OBJ_GET and a valid path pointer.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            get.as_mut_ptr(),
-            size_of_val(&get),
-        )
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, get.as_mut_ptr(), size_of_val(&get)) };
     if fd >= 0 {
         // union bpf_attr, link_detach: link_fd.
         let mut detach = [0u64; 1];
@@ -435,10 +427,7 @@ fn readopt(ebpf: &mut Ebpf, pin: &Path, hook: Hook) -> Option<Held> {
         }),
         Err(e) => {
             // A link of a deleted device (defunct) cannot be updated: start afresh.
-            log::info!(
-                "pinned link {} not re-adoptable ({e}); attaching anew",
-                pin.display()
-            );
+            log::info!("pinned link {} not re-adoptable ({e}); attaching anew", pin.display());
             let _ = std::fs::remove_file(pin);
             None
         }
@@ -504,10 +493,7 @@ pub fn attach(ebpf: &mut Ebpf, iface: &Iface, requested: Mode, opts: &AttachOpti
                     match FdLink::try_from(link) {
                         Ok(fd) => links.held.push((Hook::Xdp, hold_fd(fd, pin(Hook::Xdp))?)),
                         // Kernels without XDP links (< 5.9) attach by netlink; aya detaches on drop.
-                        Err(_) => log::info!(
-                            "{}: XDP attached without a bpf link; it cannot be pinned",
-                            iface.name
-                        ),
+                        Err(_) => log::info!("{}: XDP attached without a bpf link; it cannot be pinned", iface.name),
                     }
                 }
                 // auto on a NIC whose driver has no native XDP: TC still sees everything.

@@ -69,15 +69,19 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
 
 /// Ids of netpath's loaded programs, for `status` and `ifaces`.
 pub fn program_ids(ebpf: &Ebpf) -> Vec<ProgramRef> {
-    [(PROG_XDP, "xdp"), (PROG_TC_INGRESS, "tc-ingress"), (PROG_TC_EGRESS, "tc-egress")]
-        .iter()
-        .filter_map(|(name, hook)| {
-            let info = ebpf.program(name)?.info().ok()?;
-            Some(ProgramRef {
-                program: name.to_string(),
-                hook: hook.to_string(),
-                id: info.id(),
-            })
+    [
+        (PROG_XDP, "xdp"),
+        (PROG_TC_INGRESS, "tc-ingress"),
+        (PROG_TC_EGRESS, "tc-egress"),
+    ]
+    .iter()
+    .filter_map(|(name, hook)| {
+        let info = ebpf.program(name)?.info().ok()?;
+        Some(ProgramRef {
+            program: name.to_string(),
+            hook: hook.to_string(),
+            id: info.id(),
         })
-        .collect()
+    })
+    .collect()
 }

@@ -6,7 +6,9 @@ use std::{
 };
 
 use aya::maps::{MapInfo, MapType};
-use netpath_common::{diag, event::CaptureConfig, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE};
+use netpath_common::{
+    diag, event::CaptureConfig, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE,
+};
 
 use super::{attach, EVENTS_RING_BYTES};
 use crate::{

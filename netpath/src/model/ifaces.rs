@@ -72,7 +72,11 @@ pub fn table(rows: &[IfaceRow]) -> String {
             (Some(m), Some(h)) => format!("{m}/{h}"),
             _ => "-".into(),
         };
-        let addrs = if r.addresses.is_empty() { "-".into() } else { r.addresses.join(",") };
+        let addrs = if r.addresses.is_empty() {
+            "-".into()
+        } else {
+            r.addresses.join(",")
+        };
         let progs = r
             .programs
             .iter()

@@ -49,7 +49,11 @@ impl FromStr for Output {
 }
 
 /// Rows as a table (`table` renders them) or as pretty JSON.
-pub fn render<T: serde::Serialize + ?Sized>(rows: &T, output: Output, table: impl FnOnce(&T) -> String) -> Result<String> {
+pub fn render<T: serde::Serialize + ?Sized>(
+    rows: &T,
+    output: Output,
+    table: impl FnOnce(&T) -> String,
+) -> Result<String> {
     Ok(match output {
         Output::Table => table(rows),
         Output::Json => serde_json::to_string_pretty(rows).map_err(std::io::Error::other)? + "\n",

@@ -3,9 +3,10 @@
 //! bpffs pins under /sys/fs/bpf that netpath reads and writes.
 use std::{fs::File, os::fd::AsRawFd, path::PathBuf};
 
-use crate::error::{Error, Result};
-
-use crate::defaults::NETNS_RUN_DIR;
+use crate::{
+    defaults::NETNS_RUN_DIR,
+    error::{Error, Result},
+};
 
 /// Names under /run/netns, sorted.
 pub fn named() -> Vec<String> {

@@ -38,7 +38,10 @@ pub fn current_xdp(iface: &str) -> Option<(u32, String)> {
 /// Programs attached to a link as the kernel reports them (tcx per direction, XDP), with names.
 pub fn kernel_programs(name: &str) -> Vec<ProgramRef> {
     let mut v = Vec::new();
-    for (hook, t) in [("tcx-ingress", TcAttachType::Ingress), ("tcx-egress", TcAttachType::Egress)] {
+    for (hook, t) in [
+        ("tcx-ingress", TcAttachType::Ingress),
+        ("tcx-egress", TcAttachType::Egress),
+    ] {
         if let Ok((_, progs)) = SchedClassifier::query_tcx(name, t) {
             for p in progs {
                 v.push(ProgramRef {

@@ -90,7 +90,6 @@ use crate::{
     },
 };
 
-
 /// `Content-Type` of the OpenMetrics exposition.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// `Content-Type` of the Prometheus text exposition.
@@ -109,10 +108,7 @@ pub enum MetricsError {
     #[error("metrics listener {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("metrics: reading {what}: {source}")]
-    Read {
-        what: &'static str,
-        source: ApiError,
-    },
+    Read { what: &'static str, source: ApiError },
     #[error("metrics: encoding the exposition failed")]
     Encode(#[from] std::fmt::Error),
     #[error("metrics: serving on {addr}: {source}")]
@@ -739,8 +735,7 @@ impl Exporter {
     /// Encode the current state.
     pub fn encode(&self, openmetrics: bool) -> Result<String, MetricsError> {
         let mut om = String::new();
-        prometheus_client::encoding::text::encode(&mut om, &self.registry)
-            ?;
+        prometheus_client::encoding::text::encode(&mut om, &self.registry)?;
         Ok(if openmetrics {
             om
         } else {

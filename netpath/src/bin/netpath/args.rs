@@ -30,7 +30,10 @@ const OUTPUTS: &[(&str, &str)] = &[
     ("json", "JSON (one document; `run` prints one JSON object per line)"),
 ];
 const MODES: &[(&str, &str)] = &[
-    ("auto", "TC on virtual devices (veth, bridge, vxlan), native XDP on physical NICs"),
+    (
+        "auto",
+        "TC on virtual devices (veth, bridge, vxlan), native XDP on physical NICs",
+    ),
     ("tc", "TC ingress and egress"),
     ("xdp", "Native (driver) XDP for ingress, TC for egress"),
     ("xdp-generic", "Generic (skb) XDP for ingress, TC for egress"),
@@ -41,8 +44,14 @@ const TC_HOOKS: &[(&str, &str)] = &[
     ("clsact", "a clsact qdisc with netpath's own filter handle"),
 ];
 const TCX_ORDERS: &[(&str, &str)] = &[
-    ("first", "Before every other program: netpath sees frames before anyone can drop or rewrite them"),
-    ("last", "After every other program (it then sees only what they let through with TCX_NEXT)"),
+    (
+        "first",
+        "Before every other program: netpath sees frames before anyone can drop or rewrite them",
+    ),
+    (
+        "last",
+        "After every other program (it then sees only what they let through with TCX_NEXT)",
+    ),
 ];
 const SORTS: &[(&str, &str)] = &[("bytes", "Heaviest by bytes"), ("packets", "Heaviest by packets")];
 
@@ -493,13 +502,27 @@ mod tests {
 
     #[test]
     fn library_values_parse_and_unknown_ones_list_the_choices() {
-        let Command::Run(args) =
-            Cli::parse_from(["netpath", "run", "--mode", "xdp-generic", "--tc-hook", "clsact", "-o", "json"]).command
+        let Command::Run(args) = Cli::parse_from([
+            "netpath",
+            "run",
+            "--mode",
+            "xdp-generic",
+            "--tc-hook",
+            "clsact",
+            "-o",
+            "json",
+        ])
+        .command
         else {
             unreachable!()
         };
-        assert_eq!((args.mode, args.tc_hook, args.output), (Mode::XdpGeneric, TcHookChoice::Clsact, Output::Json));
-        let e = Cli::try_parse_from(["netpath", "run", "--mode", "fast"]).unwrap_err().to_string();
+        assert_eq!(
+            (args.mode, args.tc_hook, args.output),
+            (Mode::XdpGeneric, TcHookChoice::Clsact, Output::Json)
+        );
+        let e = Cli::try_parse_from(["netpath", "run", "--mode", "fast"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("auto") && e.contains("xdp-generic"), "{e}");
     }
 }

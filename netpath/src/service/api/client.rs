@@ -90,7 +90,8 @@ impl ApiClient {
 
     /// `DELETE /v1/rules/ID`: the rule as it was.
     pub async fn del_rule(&self, id: u32) -> Result<RuleRow, ApiError> {
-        self.typed(hyper::Method::DELETE, &format!("/v1/rules/{id}"), None).await
+        self.typed(hyper::Method::DELETE, &format!("/v1/rules/{id}"), None)
+            .await
     }
 
     /// `GET /v1/fastpath`, or with a request `POST /v1/fastpath` (change, then the new state).
@@ -98,8 +99,7 @@ impl ApiClient {
         match request {
             None => self.typed(hyper::Method::GET, "/v1/fastpath", None).await,
             Some(r) => {
-                let body =
-                    serde_json::to_value(r).map_err(|e| ApiError::Http(format!("encoding the request: {e}")))?;
+                let body = serde_json::to_value(r).map_err(|e| ApiError::Http(format!("encoding the request: {e}")))?;
                 self.typed(hyper::Method::POST, "/v1/fastpath", Some(body)).await
             }
         }
@@ -107,7 +107,9 @@ impl ApiClient {
 
     /// `GET /v1/events` with `filter`: events as the daemon publishes them, until it stops.
     pub async fn events(&self, filter: &EventFilter) -> Result<EventStream, ApiError> {
-        Ok(EventStream(self.stream(&format!("/v1/events{}", event_query(filter))).await?))
+        Ok(EventStream(
+            self.stream(&format!("/v1/events{}", event_query(filter))).await?,
+        ))
     }
 
     /// `POST path` with a JSON body.
@@ -342,4 +344,3 @@ pub fn block_on<F: Future>(fut: F) -> Result<F::Output, ApiError> {
         .build()?
         .block_on(fut))
 }
-

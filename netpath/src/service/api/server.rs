@@ -425,11 +425,7 @@ async fn list_rules(State(st): State<AppState>, q: Q) -> Result<Json<Vec<RuleRow
     Ok(Json(call(&st, |b| b.rules()).await?))
 }
 
-async fn add_rule(
-    State(st): State<AppState>,
-    q: Q,
-    body: Bytes,
-) -> Result<(StatusCode, Json<RuleRow>), ApiError> {
+async fn add_rule(State(st): State<AppState>, q: Q, body: Bytes) -> Result<(StatusCode, Json<RuleRow>), ApiError> {
     Params::new(q, &[])?;
     let spec: RuleSpec = json_body(&body)?;
     Ok((StatusCode::CREATED, Json(call(&st, move |b| b.add_rule(spec)).await?)))
@@ -485,4 +481,3 @@ pub(crate) fn graceful_shutdown(
     };
     (signal, deadline)
 }
-
