@@ -43,6 +43,13 @@ pub fn run() -> Result<()> {
         .current_dir(tools::workspace_root());
     step("clippy on netpath-ebpf (bpfel-unknown-none)", ebpf, &mut failed);
 
+    // The library is layered (ARCHITECTURE.md): a module uses only those below it.
+    let mut cycles = Command::new("python3");
+    cycles
+        .arg(tools::workspace_root().join("xtask/scripts/module_cycles.py"))
+        .arg(tools::workspace_root().join("netpath/src"));
+    step("no import cycles in netpath/src", cycles, &mut failed);
+
     if !failed.is_empty() {
         bail!("lint failed: {}", failed.join("; "));
     }
