@@ -96,6 +96,9 @@ pub enum Error {
     #[error(transparent)]
     Cri(#[from] CriError),
 
+    #[error("reading the datapath's log records (--ebpf-log): {0}")]
+    EbpfLog(#[from] aya_log::Error),
+
     /// The control API or the metrics exporter failed.
     #[error(transparent)]
     Service(#[from] ServiceError),

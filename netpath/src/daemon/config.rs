@@ -39,6 +39,7 @@ pub struct FileConfig {
     pub events_burst: Option<u32>,
     pub metrics: Option<String>,
     pub metrics_flows: Option<usize>,
+    pub ebpf_log: Option<String>,
 }
 
 /// The effective configuration of a daemon.
@@ -66,6 +67,9 @@ pub struct Config {
     pub events_burst: u32,
     pub metrics: String,
     pub metrics_flows: usize,
+    /// The datapath's own log records (aya-log: refused inserts, failed pulls, rule actions) up to
+    /// this level; `Off` leaves them out of the programs altogether.
+    pub ebpf_log: log::LevelFilter,
 }
 
 impl Default for Config {
@@ -94,6 +98,7 @@ impl Default for Config {
             events_burst: netpath_common::DEFAULT_EVENTS_BURST,
             metrics: defaults::METRICS_ADDR.into(),
             metrics_flows: 100,
+            ebpf_log: log::LevelFilter::Off,
         }
     }
 }
@@ -185,6 +190,9 @@ impl Config {
             take!("events-rate", events_rate, |v: u32| Ok::<_, Error>(v));
             take!("events-burst", events_burst, |v: u32| Ok::<_, Error>(v));
             take!("metrics-flows", metrics_flows, |v: usize| Ok::<_, Error>(v));
+            take!("ebpf-log", ebpf_log, |v: String| v.parse::<log::LevelFilter>().map_err(
+                |_| bad(path, format!("ebpf_log '{v}' (off, error, warn, info, debug, trace)"))
+            ));
         }
         c.validate()?;
         Ok(c)
@@ -249,6 +257,9 @@ impl Config {
         }
         if self.metrics != new.metrics {
             v.push("metrics");
+        }
+        if self.ebpf_log != new.ebpf_log {
+            v.push("ebpf-log");
         }
         v
     }

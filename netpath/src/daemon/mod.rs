@@ -10,8 +10,12 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
+use aya_log::EbpfLogger;
 use netpath_common::event::{end_reason, Event};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+};
 
 use self::{
     config::{Config, Invocation},
@@ -99,6 +103,22 @@ async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
             }
             _ = tick.tick() => drain(afd.get_mut(), &mut deriver),
         }
+    }
+}
+
+/// The datapath's aya-log records (`--ebpf-log`), into `log` as they arrive. Runs until the daemon
+/// stops.
+async fn read_ebpf_log(logger: EbpfLogger<&'static dyn log::Log>) {
+    let mut afd = match AsyncFd::with_interest(logger, Interest::READABLE) {
+        Ok(a) => a,
+        Err(e) => return log::warn!("datapath log buffer: {e}; no datapath log records"),
+    };
+    loop {
+        let Ok(mut guard) = afd.readable_mut().await else {
+            return;
+        };
+        guard.get_inner_mut().flush();
+        guard.clear_ready();
     }
 }
 
@@ -285,6 +305,7 @@ impl Daemon {
                     self.cfg.flow_table_size,
                     self.cfg.socket.clone(),
                     self.cfg.persist,
+                    self.cfg.ebpf_log,
                 );
                 self.cfg = new;
                 (
@@ -294,6 +315,7 @@ impl Daemon {
                     self.cfg.flow_table_size,
                     self.cfg.socket,
                     self.cfg.persist,
+                    self.cfg.ebpf_log,
                 ) = keep;
                 if let Ok(c) = self.cfg.datapath_config() {
                     if let Err(e) = self.shared.maps.lock().unwrap().write_config(c) {
@@ -403,6 +425,10 @@ async fn async_main(
             source: e,
         })?;
     }
+    let ebpf_logger = match cfg.ebpf_log {
+        log::LevelFilter::Off => None,
+        _ => Some(EbpfLogger::init(&mut ebpf)?),
+    };
     let programs = loader::program_ids(&ebpf);
     let maps = Maps::take(&mut ebpf)?;
     let ring: RingBuf<MapData> = ebpf
@@ -469,6 +495,7 @@ async fn async_main(
         }))
     });
     let event_reader = tokio::spawn(read_events(Arc::clone(&shared), ring));
+    let ebpf_log_reader = ebpf_logger.map(|l| tokio::spawn(read_ebpf_log(l)));
     let mut d = Daemon {
         cfg,
         invocation,
@@ -555,6 +582,9 @@ async fn async_main(
         }
     }
     event_reader.abort();
+    if let Some(r) = ebpf_log_reader {
+        r.abort();
+    }
     shared.flush_delivered();
     let _ = stop_tx.send(());
     let _ = mstop_tx.send(());

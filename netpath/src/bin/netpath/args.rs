@@ -53,6 +53,14 @@ const TCX_ORDERS: &[(&str, &str)] = &[
         "After every other program (it then sees only what they let through with TCX_NEXT)",
     ),
 ];
+const EBPF_LOG_LEVELS: &[(&str, &str)] = &[
+    ("off", "No records (the logging code is pruned by the verifier)"),
+    ("error", "Failures only"),
+    ("warn", "Failures and refused work (a full flow table, a failed pull)"),
+    ("info", "Also rule actions (drop, redirect, mirror)"),
+    ("debug", "More detail"),
+    ("trace", "Everything the datapath logs"),
+];
 const SORTS: &[(&str, &str)] = &[("bytes", "Heaviest by bytes"), ("packets", "Heaviest by packets")];
 
 #[derive(Parser, Debug)]
@@ -204,6 +212,12 @@ pub struct RunArgs {
     /// Per-flow series for the N heaviest flows (by bytes).
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub metrics_flows: usize,
+
+    /// The datapath's own log records (refused flow inserts, failed skb pulls, rule actions) up to
+    /// this level, logged as `netpath: ...` lines like the daemon's. `off` (the default) builds
+    /// them out of the programs at load time, so they cost nothing.
+    #[arg(long, value_name = "LEVEL", value_parser = choice::<log::LevelFilter>(EBPF_LOG_LEVELS), default_value = "off")]
+    pub ebpf_log: log::LevelFilter,
 
     /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
     #[arg(long, value_name = "PATH")]
@@ -455,6 +469,7 @@ impl RunArgs {
                 events_burst: self.events_burst,
                 metrics: self.metrics.clone(),
                 metrics_flows: self.metrics_flows,
+                ebpf_log: self.ebpf_log,
             },
             config_file: self.config.clone(),
             given,

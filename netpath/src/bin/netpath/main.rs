@@ -19,8 +19,13 @@ mod watch;
 use args::{Cli, Command};
 
 fn main() {
-    init_logging();
     let matches = Cli::command().get_matches();
+    // `run --ebpf-log debug` asks for the datapath's debug records: let them through.
+    let ebpf_log = matches
+        .subcommand_matches("run")
+        .and_then(|m| m.get_one::<log::LevelFilter>("ebpf_log").copied())
+        .unwrap_or(log::LevelFilter::Off);
+    init_logging(ebpf_log.max(log::LevelFilter::Info));
     // The flags typed on the command line of `run` (they win over its config file).
     let given: Vec<String> = matches
         .subcommand_matches("run")
@@ -39,10 +44,10 @@ fn main() {
     }
 }
 
-/// The library logs through `log`; people read it on stderr as `netpath: ...` lines, at `info` unless
-/// `RUST_LOG` says otherwise (e.g. `RUST_LOG=debug`, or `RUST_LOG=netpath=warn` for a quiet daemon).
-fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+/// The library logs through `log`; people read it on stderr as `netpath: ...` lines, at `level`
+/// unless `RUST_LOG` says otherwise (e.g. `RUST_LOG=debug`, or `RUST_LOG=warn` for a quiet daemon).
+fn init_logging(level: log::LevelFilter) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level.as_str()))
         .format(|buf, record| match record.level() {
             log::Level::Info => writeln!(buf, "netpath: {}", record.args()),
             level => writeln!(buf, "netpath: {}: {}", level.as_str().to_lowercase(), record.args()),
