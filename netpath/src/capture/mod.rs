@@ -7,7 +7,7 @@
 //! The XDP and TC programs read `NP_CAPTURE_CFG[0]` for every frame (one array lookup when capture
 //! is off). When it is on and the frame matches (interface in `NP_CAPTURE_IFACES`, class in the
 //! mask), they call `bpf_perf_event_output` on the `NP_CAPTURE` perf event array with a 32-byte
-//! [`CaptureMeta`] and, in the upper flag bits (`BPF_F_CTXLEN_MASK`), the number of packet bytes
+//! [`CaptureMeta`](netpath_common::event::CaptureMeta) and, in the upper flag bits (`BPF_F_CTXLEN_MASK`), the number of packet bytes
 //! the kernel should append itself. That is the one way to copy packet bytes that works the same
 //! from XDP and from TC, linear or paged skb alike, without a bounded copy loop the verifier has
 //! to walk: xdpdump (xdp-tools) does it the same way. A ring buffer would need the bytes copied
