@@ -70,7 +70,7 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 fn ipv4_full(src: [u8; 4], dst: [u8; 4], proto: u8, opts: &[u8], frag: u16, payload: &[u8]) -> Vec<u8> {
-    assert!(opts.len() % 4 == 0 && opts.len() <= 40);
+    assert!(opts.len().is_multiple_of(4) && opts.len() <= 40);
     let hlen = Ipv4Hdr::LEN + opts.len();
     let mut ip = Ipv4Hdr {
         vihl: 0,

@@ -20,7 +20,7 @@ pub unsafe trait Words: Copy {}
 /// `dst` is valid for writes of a `T`.
 #[inline(always)]
 pub unsafe fn zero_words<T: Words>(dst: *mut T) {
-    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>() % 8 == 0) };
+    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>().is_multiple_of(8)) };
     let p = dst as *mut u64;
     let mut i = 0;
     while i < core::mem::size_of::<T>() / 8 {
@@ -37,7 +37,7 @@ pub unsafe fn zero_words<T: Words>(dst: *mut T) {
 /// byte is initialised, so reading it as u64 words is defined).
 #[inline(always)]
 pub unsafe fn copy_words<T: Words>(dst: *mut T, src: *const T) {
-    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>() % 8 == 0) };
+    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>().is_multiple_of(8)) };
     let (d, s) = (dst as *mut u64, src as *const u64);
     let mut i = 0;
     while i < core::mem::size_of::<T>() / 8 {

@@ -826,6 +826,7 @@ async fn async_main(
         pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
         flow_table_size: cfg.flow_table_size,
         config: cfg.datapath_config()?,
+        ..LoadOptions::default()
     };
     let mut ebpf = loader::load(&opts)?;
     attach::load_programs(&mut ebpf)?;

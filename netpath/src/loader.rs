@@ -28,8 +28,9 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const PROG_XDP: &str = "netpath_xdp";
 pub const PROG_TC_INGRESS: &str = "netpath_tc_in";
 pub const PROG_TC_EGRESS: &str = "netpath_tc_out";
-pub const PROG_XDP_EMPTY: &str = "netpath_xdp_nop";
-pub const PROG_XDP_PARSE_ONLY: &str = "netpath_xdp_prs";
+
+/// aya-log-ebpf's level global in the object's `.rodata` (0xff, everything, as built).
+const AYA_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -37,6 +38,12 @@ pub struct LoadOptions {
     pub pin_dir: Option<PathBuf>,
     pub flow_table_size: u32,
     pub config: Config,
+    /// The most verbose aya-log level the datapath reports (its rare paths: refused inserts,
+    /// failed pulls, rule actions), as `log::Level as u8`: 1 error, 2 warn, 3 info, 4 debug,
+    /// 5 trace; 0 (the default) turns it off. Fixed at load time: the verifier prunes the
+    /// disabled statements, so logging off costs the programs nothing. The records go to the
+    /// object's `AYA_LOGS` ring buffer, for `aya_log::EbpfLogger` to drain.
+    pub ebpf_log: u8,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +52,7 @@ impl Default for LoadOptions {
             pin_dir: None,
             flow_table_size: netpath_common::DEFAULT_FLOW_TABLE_SIZE,
             config: Config::default(),
+            ebpf_log: 0,
         }
     }
 }
@@ -201,6 +209,7 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     }
     let mut loader = EbpfLoader::new();
     loader.map_max_entries(maps::FLOWS, opts.flow_table_size);
+    loader.override_global(AYA_LOG_LEVEL, &opts.ebpf_log, true);
     let pins: Vec<(&'static str, PathBuf)>;
     if let Some(dir) = &opts.pin_dir {
         ensure_bpffs(dir)?;

@@ -84,6 +84,10 @@ const _: () = {
 /// Read access to a frame. The one rule: `bytes::<N>(off)` returns the N bytes at `off` (and
 /// `header::<H>(off)` the header there) only when all of them lie inside the frame (and, in the
 /// kernel, inside the verifier's bounded window).
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "a frame is never empty: the hooks see at least an Ethernet header's worth"
+)]
 pub trait Frame {
     fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]>;
     fn header<H: Header>(&self, off: usize) -> Option<H>;
@@ -92,24 +96,15 @@ pub trait Frame {
 
     #[inline(always)]
     fn u8_at(&self, off: usize) -> Option<u8> {
-        match self.bytes::<1>(off) {
-            Some(b) => Some(b[0]),
-            None => None,
-        }
+        self.bytes::<1>(off).map(|b| b[0])
     }
     #[inline(always)]
     fn u16_at(&self, off: usize) -> Option<u16> {
-        match self.bytes::<2>(off) {
-            Some(b) => Some(u16::from_be_bytes(b)),
-            None => None,
-        }
+        self.bytes::<2>(off).map(u16::from_be_bytes)
     }
     #[inline(always)]
     fn u32_at(&self, off: usize) -> Option<u32> {
-        match self.bytes::<4>(off) {
-            Some(b) => Some(u32::from_be_bytes(b)),
-            None => None,
-        }
+        self.bytes::<4>(off).map(u32::from_be_bytes)
     }
 }
 
@@ -218,7 +213,7 @@ pub fn is_icmp_error(class: u8, icmp_type: u8) -> bool {
     if class == class::ICMP {
         icmp_type == 3 || icmp_type == 11 || icmp_type == 12
     } else {
-        icmp_type >= 1 && icmp_type <= 4
+        (1..=4).contains(&icmp_type)
     }
 }
 

@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-use netpath::loader::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY};
+use netpath::loader::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use netpath_common::{
     class,
     craft::*,
@@ -31,7 +31,7 @@ use netpath_common::{
 };
 use netpath_tests::{
     benchenv::{cpu_model, kernel_version, loadavg, online_cpus, out_dir, utc_now},
-    testrun::{Datapath, XDP_PASS},
+    testrun::{Datapath, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY, XDP_PASS},
 };
 use serde::Serialize;
 use serde_json::json;
@@ -437,7 +437,7 @@ fn mem_calls(id: u32) -> Option<u32> {
 fn prog_sizes(dp: &Datapath) -> Vec<ProgSize> {
     let mut out = Vec::new();
     for name in [PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY, PROG_XDP, PROG_TC_INGRESS] {
-        let info = dp.ebpf.program(name).and_then(|p| p.info().ok());
+        let info = dp.program(name).and_then(|p| p.info().ok());
         if let Some(i) = info {
             out.push(ProgSize {
                 name,
