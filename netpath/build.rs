@@ -26,5 +26,13 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         Toolchain::default(),
-    )
+    )?;
+    // aya-build copies every bin of netpath-ebpf into OUT_DIR: `netpath` (embedded by the loader)
+    // and `netpath-bench` (the benchmark-only programs). The second goes to crates that depend on
+    // netpath through the `links` metadata (DEP_NETPATH_DATAPATH_BENCH_OBJECT), so the tests and
+    // the benchmark load it without a second eBPF build and netpath never embeds it.
+    let out_dir = std::env::var("OUT_DIR").context("OUT_DIR not set")?;
+    let bench = std::path::Path::new(&out_dir).join("netpath-bench");
+    println!("cargo::metadata=bench_object={}", bench.display());
+    Ok(())
 }

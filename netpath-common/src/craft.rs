@@ -1,11 +1,30 @@
 //! Frame builders for tests and benchmarks (feature `craft`): the same bytes feed the host parser
 //! tests, the BPF_PROG_TEST_RUN tests and `cargo xtask bench`.
 
+//!
+//! Headers are network-types' layouts filled through their setters, so the builders and the parser
+//! share one definition of every field's place and byte order.
+
 use std::{string::String, vec, vec::Vec};
 
-use crate::parse::{
-    ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+use network_types::{
+    arp::ArpHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vxlan::VxlanHdr,
 };
+
+use crate::parse::{
+    Header, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+};
+
+/// Append a header's bytes as laid out on the wire.
+fn put<H: Header>(out: &mut Vec<u8>, h: &H) {
+    // SAFETY: a Header is plain bytes of its wire length (no padding, every byte initialised).
+    let b = unsafe { core::slice::from_raw_parts(h as *const H as *const u8, core::mem::size_of::<H>()) };
+    out.extend_from_slice(b);
+}
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -51,16 +70,26 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 fn ipv4_full(src: [u8; 4], dst: [u8; 4], proto: u8, opts: &[u8], frag: u16, payload: &[u8]) -> Vec<u8> {
-    assert!(opts.len() % 4 == 0 && opts.len() <= 40);
-    let hlen = 20 + opts.len();
-    let total = (hlen + payload.len()) as u16;
-    let mut h = vec![0x40 | (hlen / 4) as u8, 0];
-    h.extend_from_slice(&total.to_be_bytes());
-    h.extend_from_slice(&[0x12, 0x34]);
-    h.extend_from_slice(&frag.to_be_bytes());
-    h.extend_from_slice(&[64, proto, 0, 0]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
+    assert!(opts.len().is_multiple_of(4) && opts.len() <= 40);
+    let hlen = Ipv4Hdr::LEN + opts.len();
+    let mut ip = Ipv4Hdr {
+        vihl: 0,
+        tos: 0,
+        tot_len: [0; 2],
+        id: [0; 2],
+        frags: [0; 2],
+        ttl: 64,
+        proto,
+        check: [0; 2],
+        src_addr: src,
+        dst_addr: dst,
+    };
+    ip.set_vihl(4, hlen as u8);
+    ip.set_tot_len((hlen + payload.len()) as u16);
+    ip.set_id(0x1234);
+    ip.set_frags((frag >> 13) as u8, frag & 0x1fff);
+    let mut h = Vec::with_capacity(hlen + payload.len());
+    put(&mut h, &ip);
     h.extend_from_slice(opts);
     let c = checksum(&h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
@@ -89,11 +118,18 @@ pub fn ipv4_frag(src: [u8; 4], dst: [u8; 4], proto: u8, more: bool, offset: u16,
 }
 
 pub fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[next, 64]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
+    let mut ip = Ipv6Hdr {
+        vcf: [0; 4],
+        payload_len: [0; 2],
+        next_hdr: next,
+        hop_limit: 64,
+        src_addr: src,
+        dst_addr: dst,
+    };
+    ip.set_vcf(6, 0, 0, 0);
+    ip.set_payload_len(payload.len() as u16);
+    let mut h = Vec::with_capacity(Ipv6Hdr::LEN + payload.len());
+    put(&mut h, &ip);
     h.extend_from_slice(payload);
     h
 }
@@ -139,22 +175,43 @@ pub fn ipv6_ext(src: [u8; 16], dst: [u8; 16], exts: &[Ext], l4: &[u8]) -> Vec<u8
 }
 
 pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut h = Vec::with_capacity(20 + payload.len());
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&1u32.to_be_bytes());
-    h.extend_from_slice(&0u32.to_be_bytes());
-    h.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    // SAFETY: TcpHdr is integers and byte arrays; all-zero is a valid value.
+    let mut t: TcpHdr = unsafe { core::mem::zeroed() };
+    t.source = sport.to_be_bytes();
+    t.dest = dport.to_be_bytes();
+    t.seq = 1u32.to_be_bytes();
+    t.set_doff((TcpHdr::LEN / 4) as u16);
+    for (bit, set) in [
+        (TCP_FIN, TcpHdr::set_fin as fn(&mut TcpHdr, u16)),
+        (TCP_SYN, TcpHdr::set_syn),
+        (TCP_RST, TcpHdr::set_rst),
+        (TCP_PSH, TcpHdr::set_psh),
+        (TCP_ACK, TcpHdr::set_ack),
+        (0x20, TcpHdr::set_urg),
+        (0x40, TcpHdr::set_ece),
+        (0x80, TcpHdr::set_cwr),
+    ] {
+        set(&mut t, u16::from(flags & bit != 0));
+    }
+    t.window = [0xff, 0xff];
+    let mut h = Vec::with_capacity(TcpHdr::LEN + payload.len());
+    put(&mut h, &t);
     h.extend_from_slice(payload);
     h
 }
 
 pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut h = Vec::with_capacity(8 + payload.len());
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 0]);
+    let mut u = UdpHdr {
+        src: [0; 2],
+        dst: [0; 2],
+        len: [0; 2],
+        check: [0; 2],
+    };
+    u.set_src_port(sport);
+    u.set_dst_port(dport);
+    u.set_len((UdpHdr::LEN + payload.len()) as u16);
+    let mut h = Vec::with_capacity(UdpHdr::LEN + payload.len());
+    put(&mut h, &u);
     h.extend_from_slice(payload);
     h
 }
@@ -168,19 +225,25 @@ pub fn icmp_echo(kind: u8, id: u16, seq: u16) -> Vec<u8> {
 }
 
 pub fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> {
-    let mut h = vec![0, 1, 0x08, 0x00, 6, 4];
-    h.extend_from_slice(&op.to_be_bytes());
-    h.extend_from_slice(&sha);
-    h.extend_from_slice(&spa);
-    h.extend_from_slice(&tha);
-    h.extend_from_slice(&tpa);
+    let mut a = ArpHdr::new();
+    a.set_htype(1);
+    a.set_ptype(ETH_P_IP);
+    a.set_hlen(6);
+    a.set_plen(4);
+    a.set_oper(op);
+    a.set_sha(sha);
+    a.set_spa(spa);
+    a.set_tha(tha);
+    a.set_tpa(tpa);
+    let mut h = Vec::with_capacity(ArpHdr::LEN);
+    put(&mut h, &a);
     h
 }
 
 /// An IPv4/UDP/VXLAN frame carrying `inner` (a whole Ethernet frame).
 pub fn vxlan4(outer_src: [u8; 4], outer_dst: [u8; 4], dport: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x08, 0, 0, 0];
-    v.extend_from_slice(&(vni << 8).to_be_bytes());
+    let mut v = Vec::with_capacity(VxlanHdr::LEN + inner.len());
+    put(&mut v, &VxlanHdr::new(vni));
     v.extend_from_slice(inner);
     eth(
         ETH_P_IP,

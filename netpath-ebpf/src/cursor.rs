@@ -3,7 +3,7 @@
 //! variable-offset packet access: the offset has a constant upper bound, and the access ends before
 //! `data_end`.
 
-use netpath_common::parse::{Frame, CURSOR_WINDOW};
+use netpath_common::parse::{Frame, Header, CURSOR_WINDOW};
 
 pub struct Packet {
     pub data: usize,
@@ -30,6 +30,22 @@ impl Frame for Packet {
         }
         // SAFETY: [p, p + N) lies inside the packet, checked above; [u8; N] has alignment 1.
         Some(unsafe { core::ptr::read(p as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn header<H: Header>(&self, off: usize) -> Option<H> {
+        // The same two checks as `bytes`, for a network-types header layout.
+        if off > CURSOR_WINDOW {
+            return None;
+        }
+        let off = core::hint::black_box(off);
+        let p = self.data + off;
+        if p + core::mem::size_of::<H>() > self.data_end {
+            return None;
+        }
+        // SAFETY: [p, p + size_of::<H>()) lies inside the packet, checked above; the read is
+        // unaligned, and any bytes are a valid H (the `Header` contract).
+        Some(unsafe { core::ptr::read_unaligned(p as *const H) })
     }
 
     #[inline(always)]

@@ -2,16 +2,24 @@
 use std::time::Duration;
 
 use aya::{
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+    programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
 use netpath::datapath::{
     attach,
     loader::{self, LoadOptions},
     maps::Maps,
-    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY,
+    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
 };
 use netpath_common::{IfaceCounters, IfaceKey};
+
+/// The benchmark programs' object (netpath-ebpf's `netpath-bench` bin), built beside netpath's
+/// own; netpath never embeds it (see build.rs).
+pub static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("NETPATH_BENCH_OBJECT"));
+
+/// In [`BENCH_OBJECT`]: an empty XDP program (the baseline), and the parser alone.
+pub const PROG_XDP_EMPTY: &str = "netpath_xdp_nop";
+pub const PROG_XDP_PARSE_ONLY: &str = "netpath_xdp_prs";
 
 pub const XDP_PASS: u32 = 2;
 /// TC_ACT_UNSPEC (-1): "continue", what netpath's TC programs return.
@@ -22,6 +30,8 @@ pub const TEST_IFINDEX: u32 = 1;
 pub struct Datapath {
     pub ebpf: Ebpf,
     pub maps: Maps,
+    /// The benchmark programs, loaded from [`BENCH_OBJECT`].
+    pub bench: Ebpf,
 }
 
 pub struct Run {
@@ -37,16 +47,27 @@ impl Datapath {
         })
         .expect("load eBPF object");
         attach::load_programs(&mut ebpf).expect("verifier accepts the datapath programs");
+        let maps = Maps::take(&mut ebpf).expect("maps");
+        Datapath::new(ebpf, maps)
+    }
+
+    /// A datapath loaded by the caller (other options), with the benchmark programs beside it.
+    pub fn new(ebpf: Ebpf, maps: Maps) -> Datapath {
+        let mut bench = Ebpf::load(BENCH_OBJECT).expect("load the benchmark eBPF object");
         for name in [PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY] {
-            let p: &mut Xdp = ebpf.program_mut(name).expect(name).try_into().expect("xdp program");
+            let p: &mut Xdp = bench.program_mut(name).expect(name).try_into().expect("xdp program");
             p.load().expect("load benchmark program");
         }
-        let maps = Maps::take(&mut ebpf).expect("maps");
-        Datapath { ebpf, maps }
+        Datapath { ebpf, maps, bench }
+    }
+
+    /// A program of either object, by name.
+    pub fn program(&self, name: &str) -> Option<&Program> {
+        self.ebpf.program(name).or_else(|| self.bench.program(name))
     }
 
     pub fn xdp(&self, name: &str, frame: &[u8], repeat: u32) -> Run {
-        let p: &Xdp = self.ebpf.program(name).expect(name).try_into().expect("xdp program");
+        let p: &Xdp = self.program(name).expect(name).try_into().expect("xdp program");
         let r = p
             .test_run(TestRunOptions {
                 data_in: Some(frame),

@@ -7,7 +7,7 @@
 use std::{process::Command, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
-use netpath::datapath::{PROG_TC_INGRESS, PROG_XDP, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY};
+use netpath::datapath::{PROG_TC_INGRESS, PROG_XDP};
 use netpath_common::{
     class,
     craft::*,
@@ -15,7 +15,7 @@ use netpath_common::{
     parse::{self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
     Config, DEFAULT_FLOW_TABLE_SIZE,
 };
-use netpath_tests::testrun::{Datapath, XDP_PASS};
+use netpath_tests::testrun::{Datapath, PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY, XDP_PASS};
 use serde::Serialize;
 use serde_json::json;
 
@@ -226,7 +226,7 @@ fn mem_calls(id: u32) -> Option<u32> {
 fn prog_sizes(dp: &Datapath) -> Vec<ProgSize> {
     let mut out = Vec::new();
     for name in [PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY, PROG_XDP, PROG_TC_INGRESS] {
-        let info = dp.ebpf.program(name).and_then(|p| p.info().ok());
+        let info = dp.program(name).and_then(|p| p.info().ok());
         if let Some(i) = info {
             out.push(ProgSize {
                 name,

@@ -414,6 +414,8 @@ async fn async_main(
         pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
         flow_table_size: cfg.flow_table_size,
         config: cfg.datapath_config()?,
+        // LevelFilter counts as aya-log's levels do: 0 off, 1 error ... 5 trace.
+        ebpf_log: cfg.ebpf_log as u8,
     };
     let mut ebpf = loader::load(&opts)?;
     attach::load_programs(&mut ebpf)?;

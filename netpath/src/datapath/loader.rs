@@ -17,12 +17,21 @@ use crate::{
 /// The eBPF object built by netpath/build.rs (aya-build) for this exact version of the shared types.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpath"));
 
+/// aya-log-ebpf's level global in the object's `.rodata` (0xff, everything, as built).
+const AYA_LOG_LEVEL: &str = aya_log::LEVEL;
+
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Pin (or re-adopt) the maps here; None keeps them private to this process.
     pub pin_dir: Option<PathBuf>,
     pub flow_table_size: u32,
     pub config: Config,
+    /// The most verbose aya-log level the datapath reports (its rare paths: refused inserts,
+    /// failed pulls, rule actions), as `log::Level as u8`: 1 error, 2 warn, 3 info, 4 debug,
+    /// 5 trace; 0 (the default) turns it off. Fixed at load time: the verifier prunes the
+    /// disabled statements, so logging off costs the programs nothing. The records go to the
+    /// object's `AYA_LOGS` ring buffer, for `aya_log::EbpfLogger` to drain.
+    pub ebpf_log: u8,
 }
 
 impl Default for LoadOptions {
@@ -31,6 +40,7 @@ impl Default for LoadOptions {
             pin_dir: None,
             flow_table_size: netpath_common::DEFAULT_FLOW_TABLE_SIZE,
             config: Config::default(),
+            ebpf_log: 0,
         }
     }
 }
@@ -42,6 +52,8 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     }
     let mut loader = EbpfLoader::new();
     loader.map_max_entries(maps::FLOWS, opts.flow_table_size);
+    // Without an override the object's own value (everything) would turn all logging on.
+    loader.override_global(AYA_LOG_LEVEL, &opts.ebpf_log, true);
     let pins: Vec<(&'static str, PathBuf)>;
     if let Some(dir) = &opts.pin_dir {
         ensure_bpffs(dir)?;

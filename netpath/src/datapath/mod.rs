@@ -10,8 +10,6 @@ pub mod rules;
 pub const PROG_XDP: &str = "netpath_xdp";
 pub const PROG_TC_INGRESS: &str = "netpath_tc_in";
 pub const PROG_TC_EGRESS: &str = "netpath_tc_out";
-pub const PROG_XDP_EMPTY: &str = "netpath_xdp_nop";
-pub const PROG_XDP_PARSE_ONLY: &str = "netpath_xdp_prs";
 
 /// Size of the event ring buffer (as in the eBPF object).
 pub const EVENTS_RING_BYTES: u32 = 1 << 20;

@@ -186,12 +186,12 @@ fn daemon_leaves_a_foreign_xdp_program_alone() {
     let pair = Pair::new();
     // The "foreign" program: loaded and attached by this test process, not by the daemon.
     let foreign = testrun::Datapath::load(16);
-    let mut foreign = foreign.ebpf;
+    let mut foreign = foreign.bench;
     let ifindex: u32 = in_netns(&pair.a.name, || {
         netpath::node::ifaces::resolve("veth-a", None).unwrap().ifindex
     });
     let prog: &mut aya::programs::Xdp = foreign
-        .program_mut(netpath::datapath::PROG_XDP_EMPTY)
+        .program_mut(testrun::PROG_XDP_EMPTY)
         .unwrap()
         .try_into()
         .unwrap();

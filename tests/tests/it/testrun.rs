@@ -162,11 +162,12 @@ fn bpf_testrun_vxlan_port_is_configurable() {
         config: netpath::daemon::config::vxlan_config(&[9999]).unwrap(),
         flow_table_size: 64,
         pin_dir: None,
+        ..netpath::datapath::loader::LoadOptions::default()
     })
     .unwrap();
     netpath::datapath::attach::load_programs(&mut ebpf).unwrap();
     let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
-    let dp = Datapath { ebpf, maps };
+    let dp = Datapath::new(ebpf, maps);
     dp.hook("xdp", &frame);
     assert_eq!(dp.counters(DIR_INGRESS).class[class::VXLAN as usize].packets, 1);
     let flows = dp.maps.flows().unwrap();
@@ -236,12 +237,13 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
         config,
         flow_table_size: 4096,
         pin_dir: None,
+        ..netpath::datapath::loader::LoadOptions::default()
     })
     .unwrap();
     netpath::datapath::attach::load_programs(&mut ebpf).unwrap();
     let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
-    let dp = Datapath { ebpf, maps };
-    let arp_frame = eth(parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
+    let dp = Datapath::new(ebpf, maps);
+    let arp_frame = eth(netpath_common::parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
     for _ in 0..1000 {
         dp.hook("xdp", &arp_frame);
     }
@@ -271,9 +273,9 @@ fn bpf_datapath_has_no_byte_loop_calls() {
         netpath::datapath::PROG_XDP,
         netpath::datapath::PROG_TC_INGRESS,
         netpath::datapath::PROG_TC_EGRESS,
-        netpath::datapath::PROG_XDP_PARSE_ONLY,
+        PROG_XDP_PARSE_ONLY,
     ] {
-        let id = dp.ebpf.program(name).unwrap().info().unwrap().id();
+        let id = dp.program(name).unwrap().info().unwrap().id();
         let out = std::process::Command::new("bpftool")
             .args(["prog", "dump", "xlated", "id", &id.to_string()])
             .output()
@@ -291,4 +293,72 @@ fn bpf_datapath_has_no_byte_loop_calls() {
             .collect();
         assert!(calls.is_empty(), "{name} calls byte loops:\n{}", calls.join("\n"));
     }
+}
+
+/// aya-log on: the datapath still verifies (the logging statements are walked now) and runs, and
+/// its rare paths reach `AYA_LOGS`. A drop rule is one of them: every hook drops the frame and
+/// logs the action once per frame. Logging off is what every other test here loads.
+#[test]
+fn bpf_testrun_datapath_with_ebpf_log_on() {
+    require_root();
+    const TRACE: u8 = 5;
+    let mut ebpf = netpath::datapath::loader::load(&netpath::datapath::loader::LoadOptions {
+        flow_table_size: 64,
+        ebpf_log: TRACE,
+        ..netpath::datapath::loader::LoadOptions::default()
+    })
+    .unwrap();
+    netpath::datapath::attach::load_programs(&mut ebpf).expect("the verifier accepts the datapath with logging on");
+    for name in [
+        netpath::datapath::PROG_XDP,
+        netpath::datapath::PROG_TC_INGRESS,
+        netpath::datapath::PROG_TC_EGRESS,
+    ] {
+        let info = ebpf.program(name).unwrap().info().unwrap();
+        eprintln!(
+            "BPF test ebpf_log on: {name} {:?} insns verified",
+            info.verified_instruction_count()
+        );
+    }
+    let mut rules = netpath::datapath::rules::RuleTable::take(&mut ebpf).unwrap();
+    rules
+        .publish(&[netpath_common::rule::Rule {
+            id: 7,
+            enabled: 1,
+            action: netpath_common::rule::action::DROP,
+            direction: netpath_common::rule::DIR_ANY,
+            class: class::UDP,
+            ..Default::default()
+        }])
+        .unwrap();
+    let mut logs: aya::maps::RingBuf<aya::maps::MapData> =
+        ebpf.take_map("AYA_LOGS").expect("AYA_LOGS").try_into().unwrap();
+    let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
+    let dp = Datapath::new(ebpf, maps);
+    let udp_frame = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1, 2, b"x")));
+    const XDP_DROP: u32 = 1;
+    const TC_ACT_SHOT: u32 = 2;
+    for (hook, want) in [
+        ("xdp", XDP_DROP),
+        ("tc-ingress", TC_ACT_SHOT),
+        ("tc-egress", TC_ACT_SHOT),
+    ] {
+        assert_eq!(dp.hook(hook, &udp_frame).ret, want, "{hook}: the drop rule applies");
+    }
+    // Other classes pass, and are counted, with logging on too.
+    for (_, frame, _) in sample_frames() {
+        let c = expected(&frame).class;
+        let r = dp.hook("xdp", &frame);
+        assert_eq!(r.ret == XDP_DROP, c == class::UDP, "class {}", class::name(c));
+    }
+    let mut records = 0;
+    while let Some(r) = logs.next() {
+        assert!(!r.is_empty());
+        records += 1;
+    }
+    let udp_samples = sample_frames()
+        .iter()
+        .filter(|(_, f, _)| expected(f).class == class::UDP)
+        .count();
+    assert_eq!(records, 3 + udp_samples, "one record per rule action");
 }

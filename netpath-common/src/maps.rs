@@ -1,0 +1,21 @@
+//! Names of the pinned maps (the pin file names under the bpffs directory).
+
+pub const IFACE_STATS: &str = "NP_IFACE_STATS";
+pub const FLOWS: &str = "NP_FLOWS";
+pub const DIAG: &str = "NP_DIAG";
+pub const CONFIG: &str = "NP_CONFIG";
+pub const EVENTS: &str = "NP_EVENTS";
+pub const CAPTURE: &str = "NP_CAPTURE";
+pub const CAPTURE_CFG: &str = "NP_CAPTURE_CFG";
+pub const CAPTURE_IFACES: &str = "NP_CAPTURE_IFACES";
+/// Pinned so a restarted daemon, `netpath watch` and `netpath capture` find them.
+pub const ALL: [&str; 8] = [
+    IFACE_STATS,
+    FLOWS,
+    DIAG,
+    CONFIG,
+    EVENTS,
+    CAPTURE,
+    CAPTURE_CFG,
+    CAPTURE_IFACES,
+];

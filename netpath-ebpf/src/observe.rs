@@ -1,0 +1,211 @@
+//! Per frame: parse it, then count it, account it to its flow, emit its events, capture it, and
+//! ask the rules what to do with it.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    programs::TcContext,
+    EbpfContext,
+};
+use netpath_common::{
+    class, diag,
+    event::{end_reason, kind},
+    parse::{parse_into, Frame, Parsed},
+    Config, FlowKey, FlowValue, IfaceCounters, FAMILY_ARP,
+};
+use netpath_ebpf::cursor::Packet;
+
+use crate::{capture, count, events::emit, flow, log, rules, NP_CONFIG, NP_RULE_CTL, NP_SCRATCH};
+
+/// Per-CPU working memory (the `NP_SCRATCH` value). The parse result, a flow key and value, and a
+/// zeroed counter block together exceed the 512-byte BPF stack, so they live in a map.
+pub struct Scratch {
+    pub parsed: Parsed,
+    /// The frame's facts for the rules, stored so that `rules::decide` reads them from map memory.
+    pub ifindex: u32,
+    pub direction: u8,
+    pub class: u8,
+    pub mac: [u8; 6],
+    pub wire_len: u64,
+    pub key: FlowKey,
+    pub value: FlowValue,
+    /// Never written: the initial value for a new interface entry.
+    pub zero: IfaceCounters,
+    /// A failure to report once the frame is counted (see `log::flush`).
+    pub log: log::Pending,
+}
+
+/// What the rules (or the fast path) decided for a frame.
+#[derive(Clone, Copy)]
+pub struct Verdict {
+    pub action: u8,
+    pub target: u32,
+    pub peer: u8,
+}
+
+/// No rule matched: observe only.
+pub const NO_VERDICT: Verdict = Verdict {
+    action: 0xff,
+    target: 0,
+    peer: 0,
+};
+
+/// How much of a paged skb TC pulls into the linear area so the headers can be read directly:
+/// enough for QinQ + IPv6 + extension headers + VXLAN + an inner IPv6/TCP header.
+const TC_PULL_LEN: u32 = 256;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_RST: u8 = 0x04;
+
+/// The precise clock (`bpf_ktime_get_ns`), read at most once per frame and only when the frame
+/// needs it: for events (their `ts` and the rate limiter) and capture records. It costs about
+/// 22 ns in a VM, as much as the rest of the hot path; flow times use the coarse clock instead.
+/// All events of one frame share one timestamp, as before.
+#[derive(Default)]
+pub struct Now(u64);
+
+impl Now {
+    #[inline(always)]
+    pub fn precise(&mut self) -> u64 {
+        if self.0 == 0 {
+            // SAFETY: plain helper call.
+            self.0 = unsafe { bpf_ktime_get_ns() };
+        }
+        self.0
+    }
+}
+
+#[inline(always)]
+pub fn tc_observe(ctx: &TcContext, dir: u8) -> Verdict {
+    // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed to this program.
+    let skb = unsafe { &*ctx.skb.skb };
+    let len = skb.len;
+    if ((ctx.data_end() - ctx.data()) as u32) < min(len, TC_PULL_LEN) {
+        if let Err(e) = ctx.pull_data(min(len, TC_PULL_LEN)) {
+            count::diag_inc(diag::PULL_FAILED);
+            log::pull_failed(ctx, skb.ifindex, len, e);
+        }
+    }
+    // The kernel moves the outer VLAN tag into skb metadata before TC ingress (skb_vlan_untag):
+    // count its 4 bytes as on the wire, and parse the frame as tagged.
+    let (hw_vlan, wire_len) = if skb.vlan_present != 0 {
+        (Some((skb.vlan_tci as u16, skb.vlan_proto as u16)), len as u64 + 4)
+    } else {
+        (None, len as u64)
+    };
+    let pkt = Packet {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+        len: len as usize,
+    };
+    observe(ctx, &pkt, skb.ifindex, dir, wire_len, hw_vlan)
+}
+
+#[inline(always)]
+fn min(a: u32, b: u32) -> u32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Count the frame, emit its events, capture it, and say what the rules decided. `hw_vlan`:
+/// (TCI, TPID) of a tag the kernel moved into skb metadata.
+#[inline(always)]
+pub fn observe<C: EbpfContext, F: Frame>(
+    ctx: &C,
+    pkt: &F,
+    ifindex: u32,
+    dir: u8,
+    wire_len: u64,
+    hw_vlan: Option<(u16, u16)>,
+) -> Verdict {
+    let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else {
+        return NO_VERDICT;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on it during this program.
+    let s = unsafe { &mut *scratch };
+    let default_cfg = Config::default();
+    let cfg = NP_CONFIG.get(0).unwrap_or(&default_cfg);
+    parse_into(pkt, cfg, hw_vlan.map(|(tci, _)| tci), &mut s.parsed);
+    let class = s.parsed.class;
+    count::count_iface(ifindex, dir, class, wire_len, &s.zero, &mut s.log);
+    let mut now = Now::default();
+    if class == class::MALFORMED {
+        count::diag_inc(diag::MALFORMED_BASE + s.parsed.reason as u32);
+        emit(
+            kind::MALFORMED,
+            s,
+            ifindex,
+            dir,
+            s.parsed.reason,
+            cfg,
+            now.precise(),
+            false,
+        );
+    }
+    if s.parsed.has_flow() {
+        // SAFETY: plain helper call. Flow times use the coarse clock (see FlowValue).
+        let coarse = unsafe { bpf_ktime_get_coarse_ns() };
+        let new = flow::count_flow(s, ifindex, dir, wire_len, coarse);
+        if new {
+            emit(kind::FLOW_NEW, s, ifindex, dir, 0, cfg, now.precise(), true);
+        }
+        let flow = s.parsed.flow();
+        let (flags, err, family) = (flow.tcp_flags, flow.err.family, flow.family);
+        if flags & TCP_RST != 0 {
+            emit(
+                kind::FLOW_END,
+                s,
+                ifindex,
+                dir,
+                end_reason::RST,
+                cfg,
+                now.precise(),
+                true,
+            );
+        } else if flags & TCP_FIN != 0 {
+            emit(
+                kind::FLOW_END,
+                s,
+                ifindex,
+                dir,
+                end_reason::FIN,
+                cfg,
+                now.precise(),
+                true,
+            );
+        }
+        if family == FAMILY_ARP {
+            emit(kind::ARP, s, ifindex, dir, 0, cfg, now.precise(), true);
+        } else if err != 0 {
+            emit(kind::ICMP_ERROR, s, ifindex, dir, 0, cfg, now.precise(), true);
+        }
+    }
+    capture::capture(ctx, ifindex, dir, class, wire_len, pkt.len() as u32, hw_vlan, &mut now);
+    log::flush(ctx);
+    match NP_RULE_CTL.get(0) {
+        Some(ctl) if ctl.count != 0 || ctl.fastpath != 0 => {}
+        _ => return NO_VERDICT,
+    }
+    s.ifindex = ifindex;
+    s.direction = dir;
+    s.class = class;
+    s.wire_len = wire_len;
+    let mac = pkt.bytes::<6>(0).unwrap_or([0; 6]);
+    copy_mac(&mut s.mac, &mac);
+    rules::decide(ctx)
+}
+
+/// A MAC copied byte by byte with volatile stores: an array assignment (alignment 1) becomes a
+/// call into the byte-loop memmove, six stores do not.
+#[inline(always)]
+pub fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
+    let d = dst.as_mut_ptr();
+    let mut i = 0;
+    while i < 6 {
+        // SAFETY: i < 6, inside `dst`.
+        unsafe { d.add(i).write_volatile(src[i]) };
+        i += 1;
+    }
+}

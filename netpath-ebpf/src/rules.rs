@@ -1,0 +1,123 @@
+//! Rules (first match in priority order) and the pod-to-pod fast path, and how TC carries out
+//! their verdict.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::{bpf_redirect, bpf_redirect_peer},
+    programs::TcContext,
+    EbpfContext,
+};
+use netpath_common::{
+    class, diag,
+    rule::{self, action, MacKey, MAX_RULES, MAX_RULE_IDS},
+    DIR_INGRESS,
+};
+
+use crate::{
+    count::diag_inc,
+    log,
+    observe::{Verdict, NO_VERDICT},
+    NP_FASTPATH, NP_RULES, NP_RULE_CTL, NP_RULE_HITS, NP_SCRATCH,
+};
+
+/// Apply a rule's action on TC. Without one: TCX_NEXT / TC_ACT_UNSPEC, so the next program (or the
+/// stack) decides; netpath then only observed. Redirects keep the skb, and with it GSO and
+/// checksum offload (unlike an XDP redirect).
+#[inline(always)]
+pub fn tc_verdict(ctx: &TcContext, dir: u8, v: Verdict) -> i32 {
+    match v.action {
+        action::DROP => TC_ACT_SHOT,
+        // bpf_redirect_peer delivers into the target veth's peer (the pod's namespace) without
+        // a second trip through the stack; it only works from TC ingress.
+        // SAFETY: plain helper calls with an ifindex and no flags.
+        action::REDIRECT if v.peer != 0 && dir == DIR_INGRESS => unsafe { bpf_redirect_peer(v.target, 0) as i32 },
+        action::REDIRECT => unsafe { bpf_redirect(v.target, 0) as i32 },
+        action::MIRROR => {
+            let _ = ctx.clone_redirect(v.target, 0);
+            TC_ACT_UNSPEC
+        }
+        _ => TC_ACT_UNSPEC,
+    }
+}
+
+/// The first rule that matches (rules are in priority order), else the fast path.
+//
+// It runs last, and reads every fact about the frame back from the scratch map: loaded from map
+// memory they are unknown scalars to the verifier, so the states of all the parser's paths meet
+// here and the rule loop is verified once instead of once per path (inline, with the facts in
+// registers, it exceeded the verifier's million instructions). It is not a tail-called program
+// because on this kernel a TC_ACT_REDIRECT returned by a tail-called program was not carried out,
+// while the same bpf_redirect_peer from the main program was.
+#[inline(never)]
+pub fn decide<C: EbpfContext>(ctx: &C) -> Verdict {
+    let Some(ctl) = NP_RULE_CTL.get(0) else {
+        return NO_VERDICT;
+    };
+    let Some(s) = NP_SCRATCH.get(0) else { return NO_VERDICT };
+    let (ifindex, dir, class, wire_len, mac) = (s.ifindex, s.direction, s.class, s.wire_len, s.mac);
+    if ctl.count != 0 {
+        let l = s.parsed.flow();
+        let dport = if class == class::TCP || class == class::UDP {
+            l.dport
+        } else {
+            0
+        };
+        let p = rule::Packet {
+            ifindex,
+            direction: dir,
+            class,
+            family: l.family,
+            src: &l.src.0,
+            dst: &l.dst.0,
+            dport,
+            dst_mac: &mac,
+        };
+        let base = (ctl.bank & 1) * MAX_RULES as u32;
+        for i in 0..MAX_RULES as u32 {
+            if i >= ctl.count {
+                break;
+            }
+            let Some(r) = NP_RULES.get(base + i) else { break };
+            // A redirect or mirror never applies on its own target: a copy sent there would be
+            // seen there again and copied forever.
+            if r.target_ifindex == ifindex && (r.action == action::REDIRECT || r.action == action::MIRROR) {
+                continue;
+            }
+            if rule::matches(r, &p) {
+                if let Some(h) = NP_RULE_HITS.get_ptr_mut(r.id % MAX_RULE_IDS) {
+                    // SAFETY: this CPU's slot.
+                    unsafe {
+                        (*h).packets += 1;
+                        (*h).bytes += wire_len;
+                    }
+                }
+                if r.action != action::PASS {
+                    diag_inc(diag::RULE_ACTIONS);
+                    log::rule_action(ctx, r, ifindex, dir, class);
+                }
+                return Verdict {
+                    action: r.action,
+                    target: r.target_ifindex,
+                    peer: r.peer,
+                };
+            }
+        }
+    }
+    // Pod to pod on the fast path's bridge: unicast frames addressed to a known pod MAC go straight
+    // into that pod. ARP and broadcast/multicast (low bit of the first octet) keep using the bridge.
+    if ctl.fastpath != 0 && dir == DIR_INGRESS && class != class::ARP && mac[0] & 1 == 0 {
+        let key = MacKey { mac, _pad: [0; 2] };
+        // SAFETY: a plain lookup.
+        if let Some(t) = unsafe { NP_FASTPATH.get(&key) } {
+            if t.ifindex != ifindex {
+                diag_inc(diag::FASTPATH_REDIRECTED);
+                return Verdict {
+                    action: action::REDIRECT,
+                    target: t.ifindex,
+                    peer: 1,
+                };
+            }
+        }
+    }
+    NO_VERDICT
+}
