@@ -121,7 +121,7 @@ impl core::fmt::Debug for Addr {
 // SAFETY (Words): 16 bytes, 8-byte aligned, a byte array (all-zero is valid, no padding).
 unsafe impl crate::Words for Addr {}
 
-const _: () = assert!(core::mem::size_of::<Addr>() == 16 && core::mem::align_of::<Addr>() == 8);
+const _: () = assert!(size_of::<Addr>() == 16 && align_of::<Addr>() == 8);
 
 #[cfg(test)]
 mod tests {

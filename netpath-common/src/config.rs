@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn layout_has_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<Config>(), 20);
+        assert_eq!(size_of::<Config>(), 20);
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub struct IfaceCounters {
     pub class: [Counter; class::COUNT],
 }
 
-const _: () = assert!(core::mem::size_of::<IfaceKey>() == 8 && core::mem::align_of::<IfaceKey>() == 4);
+const _: () = assert!(size_of::<IfaceKey>() == 8 && align_of::<IfaceKey>() == 4);
 
 #[cfg(feature = "user")]
 mod pod {

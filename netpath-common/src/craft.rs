@@ -22,7 +22,7 @@ use crate::parse::{
 /// Append a header's bytes as laid out on the wire.
 fn put<H: Header>(out: &mut Vec<u8>, h: &H) {
     // SAFETY: a Header is plain bytes of its wire length (no padding, every byte initialised).
-    let b = unsafe { core::slice::from_raw_parts(h as *const H as *const u8, core::mem::size_of::<H>()) };
+    let b = unsafe { core::slice::from_raw_parts(h as *const H as *const u8, size_of::<H>()) };
     out.extend_from_slice(b);
 }
 

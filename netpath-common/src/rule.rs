@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn layout() {
         // 4 u32 + 8 u8 + 2 addresses + MAC + port + 2 u8 + 6 padding: no implicit padding.
-        assert_eq!(core::mem::size_of::<Rule>(), 72);
+        assert_eq!(size_of::<Rule>(), 72);
     }
 
     #[test]

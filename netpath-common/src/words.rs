@@ -20,10 +20,10 @@ pub unsafe trait Words: Copy {}
 /// `dst` is valid for writes of a `T`.
 #[inline(always)]
 pub unsafe fn zero_words<T: Words>(dst: *mut T) {
-    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>().is_multiple_of(8)) };
+    const { assert!(align_of::<T>() >= 8 && size_of::<T>().is_multiple_of(8)) };
     let p = dst as *mut u64;
     let mut i = 0;
-    while i < core::mem::size_of::<T>() / 8 {
+    while i < size_of::<T>() / 8 {
         // SAFETY: in bounds and aligned (checked above); all-zero is a valid T (trait contract).
         unsafe { p.add(i).write_volatile(0) };
         i += 1;
@@ -37,10 +37,10 @@ pub unsafe fn zero_words<T: Words>(dst: *mut T) {
 /// byte is initialised, so reading it as u64 words is defined).
 #[inline(always)]
 pub unsafe fn copy_words<T: Words>(dst: *mut T, src: *const T) {
-    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>().is_multiple_of(8)) };
+    const { assert!(align_of::<T>() >= 8 && size_of::<T>().is_multiple_of(8)) };
     let (d, s) = (dst as *mut u64, src as *const u64);
     let mut i = 0;
-    while i < core::mem::size_of::<T>() / 8 {
+    while i < size_of::<T>() / 8 {
         // SAFETY: see the function's contract. The store is volatile so that LLVM cannot
         // recognise the loop as a memcpy/memmove idiom.
         unsafe { d.add(i).write_volatile(s.add(i).read()) };

@@ -40,7 +40,7 @@ impl Frame for Packet {
         }
         let off = core::hint::black_box(off);
         let p = self.data + off;
-        if p + core::mem::size_of::<H>() > self.data_end {
+        if p + size_of::<H>() > self.data_end {
             return None;
         }
         // SAFETY: [p, p + size_of::<H>()) lies inside the packet, checked above; the read is

@@ -93,7 +93,7 @@ for a,bs in edges.items():
     for b in bs:
         ta=a.split('::')[0]; tb=b.split('::')[0]
         if ta!=tb: top[ta].add(tb)
-for k in sorted(top): print(k,'->',sorted(top[k]))
+for k in sorted(top): print('  %s uses %s' % (k, ', '.join(sorted(top[k]))))
 if sccs:
     for c in sccs:
         print('import cycle: ' + ' -> '.join(sorted(c)))

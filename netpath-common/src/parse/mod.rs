@@ -126,7 +126,7 @@ impl<F: Frame + ?Sized> Frame for Bounded<'_, F> {
     }
     #[inline(always)]
     fn header<H: Header>(&self, off: usize) -> Option<H> {
-        if off + core::mem::size_of::<H>() > self.end {
+        if off + size_of::<H>() > self.end {
             return None;
         }
         self.f.header(off)
@@ -148,7 +148,7 @@ impl Frame for [u8] {
     }
     #[inline]
     fn header<H: Header>(&self, off: usize) -> Option<H> {
-        let end = off.checked_add(core::mem::size_of::<H>())?;
+        let end = off.checked_add(size_of::<H>())?;
         let s = self.get(off..end)?;
         // SAFETY: `s` holds size_of::<H>() bytes, read unaligned; any bytes are a valid H (Header).
         Some(unsafe { core::ptr::read_unaligned(s.as_ptr() as *const H) })

@@ -61,7 +61,7 @@ const AGE_SCAN: Duration = Duration::from_secs(5);
 /// The ring buffer's one reader: decode, name, derive, publish. Runs until the daemon stops.
 async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
     // SAFETY: the AsyncFd owns the RingBuf, so its fd stays open and unchanged while registered.
-    let mut afd = match unsafe { tokio::io::unix::AsyncFd::register(rb) } {
+    let mut afd = match unsafe { AsyncFd::register(rb) } {
         Ok(a) => a,
         Err(e) => {
             log::warn!("event ring buffer: {e}; no events");
@@ -109,7 +109,9 @@ async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
 /// The datapath's aya-log records (`--ebpf-log`), into `log` as they arrive. Runs until the daemon
 /// stops.
 async fn read_ebpf_log(logger: EbpfLogger<&'static dyn log::Log>) {
-    let mut afd = match AsyncFd::with_interest(logger, Interest::READABLE) {
+    // SAFETY: the AsyncFd owns the logger and with it the AYA_LOGS ring buffer's fd, which stays
+    // open and unchanged while registered.
+    let mut afd = match unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) } {
         Ok(a) => a,
         Err(e) => return log::warn!("datapath log buffer: {e}; no datapath log records"),
     };

@@ -243,7 +243,7 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
     netpath::datapath::attach::load_programs(&mut ebpf).unwrap();
     let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
     let dp = Datapath::new(ebpf, maps);
-    let arp_frame = eth(netpath_common::parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
+    let arp_frame = eth(parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
     for _ in 0..1000 {
         dp.hook("xdp", &arp_frame);
     }
