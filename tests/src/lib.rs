@@ -188,6 +188,8 @@ impl Drop for PinDir {
 /// A running `netpath run`, stopped with SIGINT (then SIGKILL) on drop.
 pub struct Daemon {
     child: Option<Child>,
+    /// The daemon's stderr lines after the ones `start` waited for.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Daemon {
@@ -235,7 +237,24 @@ impl Daemon {
                 }
             }
         }
-        Daemon { child: Some(child) }
+        Daemon {
+            child: Some(child),
+            lines: rx,
+        }
+    }
+
+    /// The first stderr line (from now on) that contains every one of `needles`, within `timeout`.
+    pub fn wait_for_line(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok()?;
+            if needles.iter().all(|n| l.contains(n)) {
+                return Some(l);
+            }
+        }
     }
 
     /// SIGKILL: the daemon gets no chance to clean up.

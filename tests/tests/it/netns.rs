@@ -258,3 +258,50 @@ fn netns_json_lines_every_interval() {
         .iter()
         .all(|l| l["stats"].is_array() && l["time"].is_string() && l["flow_table"]["capacity"] == 65536));
 }
+
+/// `--ebpf-log info`: the datapath's own records (here a rule's drops) reach the daemon's log, and a
+/// daemon without the flag loads programs that log nothing.
+#[test]
+fn netns_ebpf_log_reports_rule_actions_in_the_daemon_log() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let d = Daemon::start(&[
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--mode",
+        "tc",
+        "--ebpf-log",
+        "info",
+    ]);
+    let out = netpath(&[
+        "rule",
+        "--socket",
+        pins.sock(),
+        "add",
+        "--iface",
+        "veth-a",
+        "--direction",
+        "egress",
+        "--class",
+        "icmp",
+        "--drop",
+    ]);
+    assert!(
+        out.status.success(),
+        "rule add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ping = pair.a.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", PAIR_B_IP]);
+    assert!(!ping.status.success(), "the drop rule let pings through");
+    // The datapath record, not the daemon's own "rule 1 added" line.
+    let line = d.wait_for_line(&["drop: ifindex", "egress class"], std::time::Duration::from_secs(5));
+    assert!(line.is_some(), "no datapath log record of the drop in the daemon's log");
+    assert!(d.stop().success());
+}
