@@ -399,13 +399,12 @@ fn readopt(ebpf: &mut Ebpf, pin: &Path, hook: Hook) -> Option<Held> {
             return None;
         }
     };
-    let swapped: std::result::Result<FdLink, String> = match hook {
+    // Any failure only decides between re-adopting and attaching anew; it is logged, not returned.
+    let swapped: std::result::Result<FdLink, Box<dyn std::error::Error>> = match hook {
         Hook::Xdp => (|| {
-            let p = xdp_prog(ebpf).map_err(|e| e.to_string())?;
-            let id = p
-                .attach_to_link(XdpLink::try_from(fd).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-            FdLink::try_from(p.take_link(id).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+            let p = xdp_prog(ebpf)?;
+            let id = p.attach_to_link(XdpLink::try_from(fd)?)?;
+            Ok(FdLink::try_from(p.take_link(id)?)?)
         })(),
         Hook::TcIngress | Hook::TcEgress => (|| {
             let name = if hook == Hook::TcIngress {
@@ -413,11 +412,9 @@ fn readopt(ebpf: &mut Ebpf, pin: &Path, hook: Hook) -> Option<Held> {
             } else {
                 PROG_TC_EGRESS
             };
-            let p = tc_prog(ebpf, name).map_err(|e| e.to_string())?;
-            let id = p
-                .attach_to_link(SchedClassifierLink::try_from(fd).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-            FdLink::try_from(p.take_link(id).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+            let p = tc_prog(ebpf, name)?;
+            let id = p.attach_to_link(SchedClassifierLink::try_from(fd)?)?;
+            Ok(FdLink::try_from(p.take_link(id)?)?)
         })(),
     };
     match swapped {
