@@ -112,16 +112,6 @@ impl ApiClient {
         ))
     }
 
-    /// `POST path` with a JSON body.
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, ApiError> {
-        self.request(hyper::Method::POST, path, Some(body)).await
-    }
-
-    /// `DELETE path`.
-    pub async fn delete(&self, path: &str) -> Result<serde_json::Value, ApiError> {
-        self.request(hyper::Method::DELETE, path, None).await
-    }
-
     async fn typed<T: DeserializeOwned>(
         &self,
         method: hyper::Method,
@@ -169,8 +159,9 @@ impl ApiClient {
         })
     }
 
-    /// `GET path_and_query` (e.g. `/v1/flows?top=3`): the JSON answer, or
-    /// [`ApiError::Daemon`] with the status and the daemon's `error` message.
+    /// `GET path_and_query` (e.g. `/v1/flows?top=3`) as raw JSON, for what the typed methods do not
+    /// cover (tests of the wire format, the benchmarks' status probes), or [`ApiError::Daemon`]
+    /// with the status and the daemon's `error` message.
     pub async fn get(&self, path_and_query: &str) -> Result<serde_json::Value, ApiError> {
         self.request(hyper::Method::GET, path_and_query, None).await
     }
