@@ -13,7 +13,7 @@ use std::{
 
 use netpath_common::{
     event::{end_reason, kind, Event},
-    malformed, FlowKey, DIRECTIONS, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_NONE,
+    malformed, FlowKey, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_NONE,
 };
 
 use super::{
@@ -156,11 +156,7 @@ pub fn decode(e: &Event, clock: &Clock) -> EventRow {
         kind: kind::name(e.kind).into(),
         iface: String::new(),
         ifindex: e.ifindex,
-        direction: DIRECTIONS
-            .get(e.direction as usize)
-            .copied()
-            .unwrap_or("unknown")
-            .into(),
+        direction: super::direction_name(e.direction).into(),
         ..EventRow::default()
     };
     match e.kind {
@@ -384,11 +380,7 @@ pub fn flow_end_row(k: &FlowKey, v: &netpath_common::FlowValue, reason: u8, cloc
         time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
         kind: "flow_end".into(),
         ifindex: k.ifindex,
-        direction: DIRECTIONS
-            .get(k.direction as usize)
-            .copied()
-            .unwrap_or("unknown")
-            .into(),
+        direction: super::direction_name(k.direction).into(),
         reason: end_reason::NAMES.get(reason as usize).map(|s| s.to_string()),
         ..EventRow::default()
     };

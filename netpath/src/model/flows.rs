@@ -8,7 +8,7 @@ use std::{
 use netpath_common::{
     class,
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
-    FlowKey, FlowValue, DIRECTIONS, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6,
+    FlowKey, FlowValue, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_IPV6,
 };
 
 use super::owner::Owner;
@@ -161,11 +161,7 @@ pub fn row(k: &FlowKey, v: &FlowValue, iface: String, clock: &Clock) -> FlowRow 
     FlowRow {
         iface,
         ifindex: k.ifindex,
-        direction: DIRECTIONS
-            .get(k.direction as usize)
-            .copied()
-            .unwrap_or("unknown")
-            .into(),
+        direction: super::direction_name(k.direction).into(),
         family: match k.family {
             FAMILY_IPV4 => "ipv4",
             FAMILY_IPV6 => "ipv6",

@@ -60,6 +60,14 @@ pub fn render<T: serde::Serialize + ?Sized>(
     })
 }
 
+/// `ingress` or `egress` for a datapath direction number (`unknown` for anything else).
+pub fn direction_name(direction: u8) -> &'static str {
+    netpath_common::DIRECTIONS
+        .get(direction as usize)
+        .copied()
+        .unwrap_or("unknown")
+}
+
 /// A traffic class by name (`tcp`, `arp`, ...), or an error listing the names.
 pub fn parse_class(name: &str) -> Result<u8> {
     netpath_common::class::from_name(name).ok_or_else(|| {

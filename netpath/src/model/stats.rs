@@ -31,11 +31,7 @@ pub fn rows(counters: &[(IfaceKey, IfaceCounters)], name_of: impl Fn(u32) -> Str
             out.push(StatRow {
                 iface: iface.clone(),
                 ifindex: k.ifindex,
-                direction: DIRECTIONS
-                    .get(k.direction as usize)
-                    .copied()
-                    .unwrap_or("unknown")
-                    .into(),
+                direction: super::direction_name(k.direction).into(),
                 class: class::name(i as u8).into(),
                 packets: counter.packets,
                 bytes: counter.bytes,
