@@ -1,5 +1,7 @@
 //! The command line: `netpath-bench [SUITE] [OPTIONS]`, testrun when no suite is named.
-use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use netpath_common::DEFAULT_FLOW_TABLE_SIZE;
 
 #[derive(Parser, Debug)]
@@ -42,11 +44,14 @@ pub enum Suite {
     All(Opts),
     /// Pod to pod on one node: fast path vs bridge vs bridge + netfilter (needs iperf3, sockperf, iptables)
     Fastpath(FastpathOpts),
+    /// This build's datapath against another build's (--against DIR), interleaved in one process,
+    /// as new/old ratios (not in `all`)
+    Compare(CompareOpts),
 }
 
 impl Suite {
     /// The names a suite is run by: what an unknown one is answered with.
-    pub const NAMES: [&str; 6] = ["testrun", "daemon", "events", "metrics", "all", "fastpath"];
+    pub const NAMES: [&str; 7] = ["testrun", "daemon", "events", "metrics", "all", "fastpath", "compare"];
 }
 
 /// Options of the testrun suite; the daemon, events and metrics suites take only `--quick`.
@@ -104,6 +109,34 @@ pub struct FastpathOpts {
     pub no_pin: bool,
 }
 
+/// Options of the compare suite: the other build (a checkout, or its objects), rounds and repeat.
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("baseline").required(true).args(["against", "against_object"])))]
+pub struct CompareOpts {
+    /// Fewer rounds and a smaller repeat count
+    #[arg(long)]
+    pub quick: bool,
+    /// A netpath checkout built with `cargo xtask build --release` (or `cargo xtask bench`): its
+    /// newest target/release/build/netpath-*/out/netpath, and netpath-bench beside it if present
+    #[arg(long, value_name = "DIR")]
+    pub against: Option<PathBuf>,
+    /// The other build's production eBPF object, instead of --against
+    #[arg(long, value_name = "FILE")]
+    pub against_object: Option<PathBuf>,
+    /// The other build's benchmark object (netpath_xdp_nop, netpath_xdp_prs), if they are not in
+    /// its production object
+    #[arg(long, value_name = "FILE", requires = "against_object", conflicts_with = "against")]
+    pub against_bench_object: Option<PathBuf>,
+    /// BPF_PROG_TEST_RUN repeat count per call [quick: 100000]
+    #[arg(long, value_name = "N", default_value = "1000000", value_parser = repeat,
+          default_value_if("quick", "true", "100000"))]
+    pub repeat: u32,
+    /// Interleaved rounds; ratios are computed within a round, medians over rounds reported [quick: 11]
+    #[arg(long, value_name = "N", default_value = "31", value_parser = positive::<usize>,
+          default_value_if("quick", "true", "11"))]
+    pub rounds: usize,
+}
+
 /// A positive whole number; `_` may group digits (`1_000_000`).
 fn count(s: &str) -> Result<u64, String> {
     match s.replace('_', "").parse::<u64>() {
@@ -146,7 +179,7 @@ mod tests {
     fn opts(args: &[&str]) -> Opts {
         match parse(args).unwrap() {
             Suite::Testrun(o) | Suite::Daemon(o) | Suite::Events(o) | Suite::Metrics(o) | Suite::All(o) => o,
-            Suite::Fastpath(_) => panic!("{args:?} parsed as fastpath"),
+            Suite::Fastpath(_) | Suite::Compare(_) => panic!("{args:?} parsed as another suite's options"),
         }
     }
 
@@ -222,5 +255,41 @@ mod tests {
         }
         // The testrun options are not the fast path's.
         assert_eq!(parse(&["fastpath", "--repeat", "5"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn compare_needs_one_baseline() {
+        let Suite::Compare(d) = parse(&["compare", "--against", "/b"]).unwrap() else {
+            panic!("not compare")
+        };
+        assert_eq!((d.quick, d.repeat, d.rounds), (false, 1_000_000, 31));
+        assert_eq!(d.against, Some(PathBuf::from("/b")));
+        assert!(d.against_object.is_none() && d.against_bench_object.is_none());
+        let Suite::Compare(q) = parse(&[
+            "compare",
+            "--quick",
+            "--against-object",
+            "/o",
+            "--against-bench-object",
+            "/ob",
+        ])
+        .unwrap() else {
+            panic!("not compare")
+        };
+        assert_eq!((q.quick, q.repeat, q.rounds), (true, 100_000, 11));
+        assert_eq!(
+            (q.against_object, q.against_bench_object),
+            (Some(PathBuf::from("/o")), Some(PathBuf::from("/ob")))
+        );
+        for bad in [
+            &["compare"][..],
+            &["compare", "--quick"],
+            &["compare", "--against", "/b", "--against-object", "/o"],
+            &["compare", "--against", "/b", "--against-bench-object", "/ob"],
+            &["compare", "--against", "/b", "--rounds", "0"],
+            &["compare", "--against", "/b", "--batch", "5"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! What the benchmarks record about the machine and the source they ran on: a number means little
 //! without the kernel, the CPU, the load beside it and the commit it measured.
 use std::{
+    path::Path,
     process::Command,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -74,10 +75,15 @@ pub const NETPATH_SOURCES: &[&str] = &[":/netpath-ebpf", ":/netpath-common", ":/
 /// The commit measured, and whether `paths` (git pathspecs) differ from it: a benchmark of
 /// uncommitted code should say so.
 pub fn source_state(paths: &[&str]) -> (Option<String>, Option<bool>) {
+    source_state_in(Path::new(env!("CARGO_MANIFEST_DIR")), paths)
+}
+
+/// [`source_state`] of the checkout at `dir` (another build, for the compare suite).
+pub fn source_state_in(dir: &Path, paths: &[&str]) -> (Option<String>, Option<bool>) {
     let git = |args: &[&str]| {
         Command::new("git")
             .arg("-C")
-            .arg(env!("CARGO_MANIFEST_DIR"))
+            .arg(dir)
             .args(args)
             .output()
             .ok()

@@ -16,7 +16,7 @@ mod suites;
 
 use clap::{error::ErrorKind, Parser as _};
 use cli::{Cli, Suite};
-use suites::{daemon, events, fastpath, metrics, testrun};
+use suites::{compare, daemon, events, fastpath, metrics, testrun};
 
 fn main() {
     let suite = match Cli::try_parse() {
@@ -29,11 +29,26 @@ fn main() {
         }
         Err(e) => e.exit(),
     };
+    // The other build of `compare` is checked before root: a missing build is a usage error.
+    let against = match &suite {
+        Suite::Compare(o) => match compare::Against::resolve(o) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("netpath-bench: compare: {e}");
+                std::process::exit(2);
+            }
+        },
+        _ => None,
+    };
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         match suite {
             Suite::Fastpath(_) => eprintln!(
                 "netpath-bench: needs root (network namespaces, iptables, BPF): run `sudo -E cargo xtask bench fastpath`"
+            ),
+            Suite::Compare(_) => eprintln!(
+                "netpath-bench: needs root (CAP_BPF and CAP_PERFMON to load both datapaths and run BPF_PROG_TEST_RUN): \
+                 run `sudo -E cargo xtask bench compare --against DIR`"
             ),
             _ => eprintln!(
                 "netpath-bench: needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON to load the datapath and run \
@@ -48,6 +63,7 @@ fn main() {
         Suite::Events(o) => events::run(o),
         Suite::Metrics(o) => metrics::run(o),
         Suite::All(o) => suites::all(o),
+        Suite::Compare(o) => compare::run(o, against.as_ref().expect("resolved above")),
         Suite::Fastpath(o) => match fastpath::run(o) {
             Ok(false) if o.require_fastpath => {
                 eprintln!("netpath-bench: --require-fastpath: the fast path was unavailable (see above)");
@@ -58,6 +74,7 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("netpath-bench: error: {e:#}");
-        std::process::exit(1);
+        // A build that lacks what the comparison needs is bad input, like a missing one.
+        std::process::exit(if e.is::<compare::BadInput>() { 2 } else { 1 });
     }
 }

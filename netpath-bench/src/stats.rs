@@ -30,6 +30,12 @@ pub fn min_max(v: &[f64]) -> (f64, f64) {
         .fold((f64::NAN, f64::NAN), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
 }
 
+/// Per-round ratios `num[i] / den[i]`: a ratio taken within a round cancels the drift that
+/// separates rounds; its median over the rounds is what the suites report.
+pub fn ratios(num: &[f64], den: &[f64]) -> Vec<f64> {
+    num.iter().zip(den).map(|(a, b)| a / b).collect()
+}
+
 /// Bounds of x / base when both are whole-ns truncations of the true values.
 pub fn ratio_bounds(x: f64, base: f64) -> [f64; 2] {
     [x / (base + 1.0), (x + 1.0) / base.max(1.0)]
@@ -106,6 +112,11 @@ mod tests {
         assert_eq!(min_max(&[2.0, f64::NAN, 1.0, 3.0]), (1.0, 3.0));
         let s = Stat::of(vec![9.0, 10.0, 11.0]);
         assert_eq!((s.median, s.min, s.max, s.spread_pct()), (10.0, 9.0, 11.0, 20.0));
+        let r = ratios(&[10.0, 22.0, 30.0, 5.0], &[10.0, 20.0, 0.0, 5.0]);
+        assert_eq!(r[..2], [1.0, 1.1]);
+        assert!(r[2].is_infinite());
+        // The zero-ns round does not count; the median of 1.0, 1.1, 1.0 is 1.0.
+        assert_eq!(median(&r), 1.0);
         let p = Pcts::of(&v);
         assert_eq!((p.count, p.p50, p.p99, p.max), (100, 51.0, 99.0, 100.0));
     }

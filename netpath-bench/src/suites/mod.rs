@@ -5,6 +5,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::cli::Opts;
 
+pub mod compare;
 pub mod daemon;
 pub mod events;
 pub mod fastpath;
@@ -14,7 +15,7 @@ pub mod testrun;
 type Run = fn(&Opts) -> Result<()>;
 
 /// The suites `all` runs, in order. fastpath is not among them: it needs its own tools and runs for
-/// minutes.
+/// minutes; nor is compare, which needs another build.
 const ALL: [(&str, Run); 4] = [
     ("testrun", testrun::run),
     ("daemon", daemon::run),

@@ -41,13 +41,14 @@ const IPPROTO_DSTOPTS: u8 = 60;
 // ---------------------------------------------------------------------------------------------
 // Frames
 
-struct Bench {
-    name: &'static str,
-    what: &'static str,
-    frame: Vec<u8>,
+/// One benchmark frame; the compare suite runs the same list.
+pub struct Bench {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub frame: Vec<u8>,
 }
 
-fn frames() -> Vec<Bench> {
+pub fn frames() -> Vec<Bench> {
     let udp4 = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")));
     let tcp6 = eth(
         ETH_P_IPV6,
@@ -207,7 +208,7 @@ struct ProgSize {
 }
 
 /// Count calls to the byte-loop mem* subprograms in the xlated (post-verifier) program `id`.
-fn mem_calls(id: u32) -> Option<u32> {
+pub fn mem_calls(id: u32) -> Option<u32> {
     let out = Command::new("bpftool")
         .args(["prog", "dump", "xlated", "id", &id.to_string()])
         .output()
@@ -240,10 +241,10 @@ fn prog_sizes(dp: &Datapath) -> Vec<ProgSize> {
     out
 }
 
-fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
-    let fr = frames();
-    // Check every frame parses as intended (a malformed frame would measure the error path).
-    for b in &fr {
+/// Check every frame parses as intended with the host parser (a malformed frame would measure the
+/// error path).
+pub fn check_frames(fr: &[Bench]) -> Result<()> {
+    for b in fr {
         let p = parse::parse(b.frame.as_slice(), &Config::default(), None);
         if p.class == class::MALFORMED || !p.has_flow() {
             bail!(
@@ -254,6 +255,12 @@ fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
             );
         }
     }
+    Ok(())
+}
+
+fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
+    let fr = frames();
+    check_frames(&fr)?;
     // Warm up: caches, branch predictors, and the flow entry of each frame (so `full` is the
     // hot-flow path).
     for b in &fr {
