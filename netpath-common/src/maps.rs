@@ -19,3 +19,11 @@ pub const ALL: [&str; 8] = [
     CAPTURE_CFG,
     CAPTURE_IFACES,
 ];
+
+/// The production object's program names (the entry points in netpath-ebpf's main.rs). They fit the
+/// kernel's 15 characters, so bpftool and `ip link` show them whole.
+pub mod programs {
+    pub const XDP: &str = "netpath_xdp";
+    pub const TC_INGRESS: &str = "netpath_tc_in";
+    pub const TC_EGRESS: &str = "netpath_tc_out";
+}

@@ -93,7 +93,7 @@ impl Armed {
 impl Drop for Armed {
     fn drop(&mut self) {
         if let Err(e) = self.disarm() {
-            log::error!("switching capture off: {e}");
+            log::warn!("{e}");
         }
     }
 }

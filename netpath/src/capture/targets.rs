@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, Result, ServiceError},
     model::ifaces::IfaceRow,
     node::{ifaces, view},
     service::api::{block_on, ApiClient, ApiError},
@@ -21,15 +21,28 @@ pub struct Target {
     pub attached: Option<bool>,
 }
 
+/// The daemon's answer, as capture has always reported it: a 4xx is bad input (exit 2), anything
+/// else a failure (exit 1).
+fn from_daemon(e: ApiError) -> Error {
+    match e.exit_code() {
+        2 => Error::BadArgument(e.to_string()),
+        _ => Error::Service(ServiceError {
+            exit_code: 1,
+            error: Box::new(e),
+        }),
+    }
+}
+
 /// The daemon's `ifaces` rows, if a daemon answers on `socket`.
 fn daemon_rows(socket: &Path) -> Result<Option<Vec<IfaceRow>>> {
-    let rows = block_on(async {
+    block_on(async {
         match ApiClient::connect(socket).await? {
             Some(c) => c.ifaces().await.map(Some),
-            None => Ok::<_, ApiError>(None),
+            None => Ok(None),
         }
-    })??;
-    Ok(rows)
+    })
+    .map_err(from_daemon)?
+    .map_err(from_daemon)
 }
 
 fn describe(row: &IfaceRow) -> Option<String> {
@@ -137,7 +150,7 @@ pub fn resolve(names: &[String], pod: Option<&str>, socket: &Path, netns: Option
     if let Some(pod) = pod {
         let rows = match daemon {
             Some(rows) => rows,
-            None => block_on(view::collect())??,
+            None => block_on(view::collect()).map_err(from_daemon)??,
         };
         for t in pod_targets(pod, &rows)? {
             if !out.iter().any(|o| o.ifindex == t.ifindex) {

@@ -135,7 +135,7 @@ pub fn read_file(path: &std::path::Path) -> Result<FileConfig> {
 
 impl Config {
     /// Merge: a flag given on the command line wins over the file, the file over defaults.
-    /// `matches` tells which flags the user actually typed.
+    /// `given` tells which flags the user actually typed.
     pub fn resolve(
         flags: &Config,
         file: Option<(&std::path::Path, FileConfig)>,

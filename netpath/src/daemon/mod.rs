@@ -437,7 +437,7 @@ async fn async_main(
     let maps = Maps::take(&mut ebpf)?;
     let ring: RingBuf<MapData> = ebpf
         .take_map(netpath_common::maps::EVENTS)
-        .ok_or_else(|| Error::MissingFromObject("the event ring buffer".into()))?
+        .ok_or_else(|| Error::MissingFromObject("event ring buffer".into()))?
         .try_into()
         .map_err(|source| Error::Map {
             what: "event ring buffer".into(),

@@ -163,7 +163,7 @@ impl Shared {
         let n = std::mem::take(&mut self.event_counts.lock().unwrap().unflushed_delivered);
         if n > 0 {
             if let Err(e) = self.maps.lock().unwrap().add_diag(diag::EVENTS_DELIVERED, n) {
-                log::error!("recording delivered events: {e}");
+                log::warn!("recording delivered events: {e}");
                 self.event_counts.lock().unwrap().unflushed_delivered += n;
             }
         }
@@ -341,7 +341,7 @@ impl Shared {
         if !ids.is_empty() {
             match table.publish(&current) {
                 Ok(()) => log::warn!("{name} is gone: rule(s) {ids:?} disabled"),
-                Err(e) => log::error!("disabling rules of {name}: {e}"),
+                Err(e) => log::warn!("disabling rules of {name}: {e}"),
             }
         }
     }

@@ -146,6 +146,16 @@ impl FromStr for TcHookChoice {
     }
 }
 
+impl fmt::Display for TcHookChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Tcx => "tcx",
+            Self::Clsact => "clsact",
+        })
+    }
+}
+
 impl TcHookChoice {
     pub fn resolve(self) -> TcHook {
         match self {
@@ -166,6 +176,15 @@ pub enum TcxOrder {
     First,
     /// After every other program (it then sees only what they let through with TCX_NEXT).
     Last,
+}
+
+impl fmt::Display for TcxOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::First => "first",
+            Self::Last => "last",
+        })
+    }
 }
 
 impl FromStr for TcxOrder {

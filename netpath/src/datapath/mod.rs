@@ -6,10 +6,7 @@ pub mod maps;
 pub mod pins;
 pub mod rules;
 
-/// Program names fit the kernel's 15 characters, so bpftool and `ip link` show them whole.
-pub const PROG_XDP: &str = "netpath_xdp";
-pub const PROG_TC_INGRESS: &str = "netpath_tc_in";
-pub const PROG_TC_EGRESS: &str = "netpath_tc_out";
+pub use netpath_common::maps::programs::{TC_EGRESS as PROG_TC_EGRESS, TC_INGRESS as PROG_TC_INGRESS, XDP as PROG_XDP};
 
 /// Size of the event ring buffer (as in the eBPF object).
 pub const EVENTS_RING_BYTES: u32 = 1 << 20;

@@ -24,10 +24,6 @@ pub enum Output {
     Json,
 }
 
-impl Output {
-    pub const NAMES: [&str; 2] = ["table", "json"];
-}
-
 impl fmt::Display for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -55,12 +55,12 @@ pub fn resolve(name: &str, netns: Option<&str>) -> Result<Iface> {
     })
 }
 
-/// Name of an interface index in the current namespace.
 /// The name of `ifindex` here, or `ifN` when no such link exists (any more).
 pub fn display_name(ifindex: u32) -> String {
     name_of(ifindex).unwrap_or_else(|| format!("if{ifindex}"))
 }
 
+/// Name of an interface index in the current namespace.
 pub fn name_of(ifindex: u32) -> Option<String> {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.

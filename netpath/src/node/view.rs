@@ -3,6 +3,7 @@
 //! kernel and the CRI runtime directly. It automates the manual matching of `ip link` peer indexes
 //! across namespaces.
 use aya::programs::{SchedClassifier, TcAttachType};
+use netpath_common::maps::programs;
 
 use super::{
     cri::{CriClient, DEFAULT_SOCKETS},
@@ -113,11 +114,9 @@ pub async fn collect() -> Result<Vec<IfaceRow>> {
                 pod_namespace: pod.map(|p| p.namespace.clone()),
             };
             let programs = kernel_programs(&l.name);
-            // Which hooks netpath uses: its programs are named netpath_*, and only its XDP program
-            // is ever attached to an XDP hook.
-            let ours = |p: &ProgramRef| p.program.starts_with("netpath_");
-            let attached = programs.iter().any(ours).then(|| {
-                let xdp = programs.iter().any(|p| p.hook == "xdp" && ours(p));
+            let ours = programs.iter().any(|p| p.program.starts_with("netpath_"));
+            let attached = ours.then(|| {
+                let xdp = programs.iter().any(|p| p.hook == "xdp" && p.program == programs::XDP);
                 ((if xdp { "xdp" } else { "tc" }).to_string(), "tcx".to_string())
             });
             iface_row(l, l.master.and_then(name_of), owner, attached, programs)

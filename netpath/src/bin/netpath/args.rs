@@ -515,6 +515,26 @@ mod tests {
         assert_eq!(args.invocation(Vec::new()).flags, Config::default());
     }
 
+    /// The names `--help` lists are the names the library parses, and print back the same.
+    #[test]
+    fn every_listed_choice_is_a_library_value() {
+        fn check<T: FromStr + Display>(values: &[(&str, &str)])
+        where
+            T::Err: Display,
+        {
+            for (name, _) in values {
+                let v = name.parse::<T>().unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(v.to_string().to_lowercase(), *name);
+            }
+        }
+        check::<Output>(OUTPUTS);
+        check::<Mode>(MODES);
+        check::<TcHookChoice>(TC_HOOKS);
+        check::<TcxOrder>(TCX_ORDERS);
+        check::<SortBy>(SORTS);
+        check::<log::LevelFilter>(EBPF_LOG_LEVELS);
+    }
+
     #[test]
     fn library_values_parse_and_unknown_ones_list_the_choices() {
         let Command::Run(args) = Cli::parse_from([

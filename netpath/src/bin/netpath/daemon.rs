@@ -14,7 +14,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// The daemon's API when one answers on the socket; None means read the pins.
 pub fn connect(socket: &std::path::Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<Option<ApiClient>> {
-    Ok(rt.block_on(ApiClient::connect(socket)).map_err(netpath::Error::from)?)
+    Ok(rt.block_on(ApiClient::connect(socket))?)
 }
 
 /// The pinned maps, named from `--netns` when given.
@@ -37,7 +37,8 @@ pub fn require(rt: &tokio::runtime::Runtime, socket: &std::path::Path) -> anyhow
     })
 }
 
-/// A daemon's 4xx answer is bad input (exit 2) and says what is wrong in its own words.
+/// For the commands that change the daemon (`rule`, `fastpath`): its 4xx answer is bad input (exit 2)
+/// and says what is wrong in its own words. The read commands pass the daemon's answer on as it is.
 pub fn answer<T>(r: Result<T, ApiError>) -> anyhow::Result<T> {
     r.map_err(|e| match e {
         ApiError::Daemon { status, message } if (400..500).contains(&status) => {

@@ -19,7 +19,7 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
     };
     let rt = daemon::runtime()?;
     let rows = match daemon::connect(&args.read.socket, &rt)? {
-        Some(c) => daemon::answer(rt.block_on(c.flows(&filter)))?,
+        Some(c) => rt.block_on(c.flows(&filter))?,
         None => {
             let clock = Clock::now();
             let rows = daemon::open_pins(&args.read)?

@@ -10,7 +10,7 @@ use crate::{args::ReadArgs, daemon};
 pub fn run(read: &ReadArgs) -> anyhow::Result<()> {
     let rt = daemon::runtime()?;
     let rows = match daemon::connect(&read.socket, &rt)? {
-        Some(c) => daemon::answer(rt.block_on(c.ifaces()))?,
+        Some(c) => rt.block_on(c.ifaces())?,
         None => {
             caps::require_read()?;
             if let Some(ns) = &read.netns {

@@ -20,12 +20,6 @@ use args::{Cli, Command};
 
 fn main() {
     let matches = Cli::command().get_matches();
-    // `run --ebpf-log debug` asks for the datapath's debug records: let them through.
-    let ebpf_log = matches
-        .subcommand_matches("run")
-        .and_then(|m| m.get_one::<log::LevelFilter>("ebpf_log").copied())
-        .unwrap_or(log::LevelFilter::Off);
-    init_logging(ebpf_log.max(log::LevelFilter::Info));
     // The flags typed on the command line of `run` (they win over its config file).
     let given: Vec<String> = matches
         .subcommand_matches("run")
@@ -37,20 +31,58 @@ fn main() {
         })
         .unwrap_or_default();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    init_logging(&cli, &given);
     if let Err(e) = dispatch(cli, given) {
-        eprintln!("netpath: error: {e:#}");
+        eprintln!("netpath: error: {}", chain(&e));
         let code = e.downcast_ref::<netpath::Error>().map(|e| e.exit_code()).unwrap_or(1);
         std::process::exit(code);
     }
 }
 
-/// The library logs through `log`; people read it on stderr as `netpath: ...` lines, at `level`
-/// unless `RUST_LOG` says otherwise (e.g. `RUST_LOG=debug`, or `RUST_LOG=warn` for a quiet daemon).
-fn init_logging(level: log::LevelFilter) {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level.as_str()))
-        .format(|buf, record| match record.level() {
-            log::Level::Info => writeln!(buf, "netpath: {}", record.args()),
-            level => writeln!(buf, "netpath: {}: {}", level.as_str().to_lowercase(), record.args()),
+/// The error and its causes, each said once: many of netpath's messages already name their cause
+/// (`metrics listener ...: Address already in use`) and also keep it as the source.
+fn chain(e: &anyhow::Error) -> String {
+    let mut s = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+    }
+    s
+}
+
+/// The library logs through `log`; people read netpath's records on stderr as `netpath: ...` lines
+/// (`netpath capture: ...` for a capture's), at `info`, or more for `run --ebpf-log debug|trace`
+/// (from the flag or the config file). Other crates' records stay out unless `RUST_LOG` asks for
+/// them (`RUST_LOG=warn` makes a quiet agent, `RUST_LOG=debug,netlink_proto=trace` a talkative one).
+fn init_logging(cli: &Cli, given: &[String]) {
+    let ebpf_log = match &cli.command {
+        // A config file that fails to resolve is reported by `run` itself.
+        Command::Run(args) => args
+            .invocation(given.to_vec())
+            .resolve()
+            .map(|c| c.ebpf_log)
+            .unwrap_or(log::LevelFilter::Off),
+        _ => log::LevelFilter::Off,
+    };
+    let level = ebpf_log.max(log::LevelFilter::Info);
+    // The datapath's aya-log records carry the eBPF crate's module paths, which start with
+    // `netpath` like the library's.
+    let filter = format!("netpath={}", level.as_str().to_lowercase());
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
+        .format(|buf, record| {
+            let who = if record.target().starts_with("netpath::capture") {
+                "netpath capture"
+            } else {
+                "netpath"
+            };
+            match record.level() {
+                log::Level::Info => writeln!(buf, "{who}: {}", record.args()),
+                log::Level::Warn => writeln!(buf, "{who}: warning: {}", record.args()),
+                level => writeln!(buf, "{who}: {}: {}", level.as_str().to_lowercase(), record.args()),
+            }
         })
         .init();
 }

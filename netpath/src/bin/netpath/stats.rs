@@ -9,7 +9,7 @@ use crate::{args::ReadArgs, daemon};
 pub fn run(read: &ReadArgs) -> anyhow::Result<()> {
     let rt = daemon::runtime()?;
     let rows = match daemon::connect(&read.socket, &rt)? {
-        Some(c) => daemon::answer(rt.block_on(c.stats()))?,
+        Some(c) => rt.block_on(c.stats())?,
         None => stats::rows(&daemon::open_pins(read)?.iface_counters()?, ifaces::display_name),
     };
     print!("{}", model::render(&rows, read.output, |r| stats::table(r))?);

@@ -7,7 +7,7 @@ use crate::{args::ReadArgs, daemon};
 pub fn run(read: &ReadArgs) -> anyhow::Result<()> {
     let rt = daemon::runtime()?;
     let report = match daemon::connect(&read.socket, &rt)? {
-        Some(c) => daemon::answer(rt.block_on(c.status()))?,
+        Some(c) => rt.block_on(c.status())?,
         None => daemon::open_pins(read)?.status()?,
     };
     print!("{}", model::render(&report, read.output, StatusReport::text)?);

@@ -21,7 +21,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
     caps::require_read()?;
     let rt = daemon::runtime()?;
     rt.block_on(async {
-        let Some(client) = ApiClient::connect(&args.socket).await.map_err(netpath::Error::from)? else {
+        let Some(client) = ApiClient::connect(&args.socket).await? else {
             anyhow::bail!(
                 "no netpath daemon answers on {}: events come from the daemon (it is the ring buffer's only reader)",
                 args.socket.display()
@@ -29,7 +29,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
         };
         let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
         let mut seen = 0u64;
-        let mut stream = daemon::answer(client.events(&filter).await)?;
+        let mut stream = client.events(&filter).await?;
         loop {
             let next = async {
                 match deadline {
@@ -38,7 +38,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
                 }
             };
             let Some(item) = next.await else { break };
-            let Some(row) = daemon::answer(item)? else {
+            let Some(row) = item? else {
                 break;
             };
             let line = match args.output {

@@ -358,10 +358,7 @@ pub fn filter_query(f: &Filter) -> String {
         q.push(format!("top={t}"));
     }
     if let Some(s) = f.sort {
-        q.push(format!(
-            "sort={}",
-            if s == SortBy::Packets { "packets" } else { "bytes" }
-        ));
+        q.push(format!("sort={s}"));
     }
     if q.is_empty() {
         String::new()
