@@ -58,12 +58,17 @@ impl Run {
     }
 
     /// `doc` completed with the load and the time at the end, written as `SUITE.json`.
-    pub fn write(&self, doc: serde_json::Value) -> Result<PathBuf> {
-        write_doc(self.suite, doc, self.started)
-    }
-
-    pub fn seconds(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+    /// Write the suite's JSON and say where (and what else the suite wrote, e.g. `daemon.log`).
+    pub fn finish(self, doc: serde_json::Value, also: Option<&str>) -> Result<()> {
+        let path = write_doc(self.suite, doc, self.started)?;
+        println!();
+        let also = also.map(|a| format!(" and {a}")).unwrap_or_default();
+        println!(
+            "Wrote {}{also} ({:.1} s)",
+            path.display(),
+            self.started.elapsed().as_secs_f64()
+        );
+        Ok(())
     }
 }
 

@@ -579,10 +579,7 @@ pub fn run(o: &CompareOpts, against: &Against) -> Result<()> {
         "full_new_old": all_full,
         "verdict": verdict(all_full.median),
     });
-    let path = run.write(doc)?;
-    println!();
-    println!("Wrote {} ({:.1} s)", path.display(), run.seconds());
-    Ok(())
+    run.finish(doc, None)
 }
 
 #[cfg(test)]

@@ -704,8 +704,5 @@ pub fn run(opts: &Opts) -> Result<()> {
     doc["args"] = json!(args);
     doc["flow_table_size"] = DAEMON_FLOW_TABLE.into();
     doc["results"] = r;
-    let path = run.write(doc)?;
-    println!();
-    println!("Wrote {} and daemon.log ({:.1} s)", path.display(), run.seconds());
-    Ok(())
+    run.finish(doc, Some("daemon.log"))
 }

@@ -897,10 +897,7 @@ pub fn run(opts: &Opts) -> Result<()> {
     doc["burst"] = json!(bursts);
     doc["decode_cost"] = json!(cost);
     doc["goals"] = goals;
-    let path = run.write(doc)?;
-    println!();
-    println!("Wrote {} ({:.1} s)", path.display(), run.seconds());
-    Ok(())
+    run.finish(doc, None)
 }
 
 #[cfg(test)]

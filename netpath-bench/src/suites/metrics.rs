@@ -444,10 +444,7 @@ pub fn run(opts: &Opts) -> Result<()> {
     doc["interfaces"] = METRICS_IFACES.into();
     doc["results"] = json!(out);
     doc["goals"] = json!(goals);
-    let path = run.write(doc)?;
-    println!();
-    println!("Wrote {} ({:.1} s)", path.display(), run.seconds());
-    Ok(())
+    run.finish(doc, None)
 }
 
 #[cfg(test)]
