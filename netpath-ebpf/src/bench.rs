@@ -47,13 +47,3 @@ pub fn netpath_xdp_prs(ctx: XdpContext) -> u32 {
         xdp_action::XDP_PASS
     }
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

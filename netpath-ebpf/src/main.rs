@@ -134,13 +134,3 @@ fn tc_main(ctx: &TcContext, dir: u8) -> i32 {
     let v = observe::tc_observe(ctx, dir);
     rules::tc_verdict(ctx, dir, v)
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
