@@ -131,33 +131,10 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
         }
     }
     println!("\n== top flows on node 1 ==");
-    let _ = Command::new(bin)
-        .args([
-            "flows",
-            "--socket",
-            SOCKET,
-            "--pin-dir",
-            PIN_DIR,
-            "--netns",
-            NODE1,
-            "--top",
-            "15",
-        ])
-        .status();
-    let rows = netpath_json(
-        bin,
-        &[
-            "stats",
-            "--socket",
-            SOCKET,
-            "--pin-dir",
-            PIN_DIR,
-            "--netns",
-            NODE1,
-            "-o",
-            "json",
-        ],
-    )?;
+    // The daemon is gone: the read commands read node 1's pins.
+    let read = ["--socket", SOCKET, "--pin-dir", PIN_DIR, "--netns", NODE1];
+    let _ = Command::new(bin).arg("flows").args(read).args(["--top", "15"]).status();
+    let rows = netpath_json(bin, &[&["stats"][..], &read, &["-o", "json"]].concat())?;
     let mut missing = Vec::new();
     for class in EXPECTED {
         let n: u64 = rows
