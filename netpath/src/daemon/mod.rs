@@ -371,10 +371,9 @@ impl Daemon {
     }
 }
 
-/// `netpath run`: resolve the configuration, then run until SIGINT/SIGTERM (or `duration`).
-/// Bad input fails before anything is loaded or attached.
-pub fn run(invocation: Invocation) -> Result<()> {
-    let cfg = invocation.resolve()?;
+/// `netpath run` with `cfg`, what `invocation` resolves to now (SIGHUP resolves it again): run until
+/// SIGINT/SIGTERM (or `duration`). Bad input fails before anything is loaded or attached.
+pub fn run(invocation: Invocation, cfg: Config) -> Result<()> {
     caps::require_datapath()?;
     // The socket lives in the filesystem; binding it before entering the namespace keeps the
     // daemon reachable from the host whatever namespace it observes.

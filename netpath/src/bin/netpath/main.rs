@@ -31,7 +31,10 @@ fn main() {
         })
         .unwrap_or_default();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    init_logging(&cli, &given);
+    // `run` starts logging itself, at the level its configuration asks for.
+    if !matches!(cli.command, Command::Run(_)) {
+        init_logging(log::LevelFilter::Off);
+    }
     if let Err(e) = dispatch(cli, given) {
         eprintln!("netpath: error: {}", chain(&e));
         let code = e.downcast_ref::<netpath::Error>().map(|e| e.exit_code()).unwrap_or(1);
@@ -54,37 +57,30 @@ fn chain(e: &anyhow::Error) -> String {
 }
 
 /// The library logs through `log`; people read netpath's records on stderr as `netpath: ...` lines
-/// (`netpath capture: ...` for a capture's), at `info`, or more for `run --ebpf-log debug|trace`
-/// (from the flag or the config file). Other crates' records stay out unless `RUST_LOG` asks for
-/// them (`RUST_LOG=warn` makes a quiet agent, `RUST_LOG=debug,netlink_proto=trace` a talkative one).
-fn init_logging(cli: &Cli, given: &[String]) {
-    let ebpf_log = match &cli.command {
-        // A config file that fails to resolve is reported by `run` itself.
-        Command::Run(args) => args
-            .invocation(given.to_vec())
-            .resolve()
-            .map(|c| c.ebpf_log)
-            .unwrap_or(log::LevelFilter::Off),
-        _ => log::LevelFilter::Off,
-    };
+/// (`netpath capture: ...` for a capture's), at `info`, or at `ebpf_log` when that is more (the
+/// datapath's aya-log records carry the eBPF crate's module paths, which start with `netpath` like
+/// the library's). Other crates' records stay out unless `RUST_LOG` asks for them (`RUST_LOG=warn`
+/// makes a quiet agent, `RUST_LOG=debug,netlink_proto=trace` a talkative one).
+fn init_logging(ebpf_log: log::LevelFilter) {
     let level = ebpf_log.max(log::LevelFilter::Info);
-    // The datapath's aya-log records carry the eBPF crate's module paths, which start with
-    // `netpath` like the library's.
     let filter = format!("netpath={}", level.as_str().to_lowercase());
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
-        .format(|buf, record| {
-            let who = if record.target().starts_with("netpath::capture") {
-                "netpath capture"
-            } else {
-                "netpath"
-            };
-            match record.level() {
-                log::Level::Info => writeln!(buf, "{who}: {}", record.args()),
-                log::Level::Warn => writeln!(buf, "{who}: warning: {}", record.args()),
-                level => writeln!(buf, "{who}: {}: {}", level.as_str().to_lowercase(), record.args()),
-            }
-        })
+        .format(|buf, record| writeln!(buf, "{}{}", line_prefix(record.target(), record.level()), record.args()))
         .init();
+}
+
+/// `netpath: `, `netpath capture: warning: `, ...: what a log line starts with.
+fn line_prefix(target: &str, level: log::Level) -> String {
+    let who = if target.starts_with("netpath::capture") {
+        "netpath capture"
+    } else {
+        "netpath"
+    };
+    match level {
+        log::Level::Info => format!("{who}: "),
+        log::Level::Warn => format!("{who}: warning: "),
+        level => format!("{who}: {}: ", level.as_str().to_lowercase()),
+    }
 }
 
 fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
@@ -99,5 +95,33 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
         Command::Down(pin) => down::run(&pin),
         Command::Rule(args) => rule::run(args),
         Command::Fastpath(args) => fastpath::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_says_each_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let e = anyhow::Error::new(netpath::Error::IoAt {
+            what: "binding 127.0.0.1:9464".into(),
+            source: io,
+        })
+        .context("starting the exporter");
+        let s = chain(&e);
+        assert_eq!(s.matches("address in use").count(), 1, "{s}");
+        assert!(s.starts_with("starting the exporter: binding 127.0.0.1:9464"), "{s}");
+    }
+
+    #[test]
+    fn log_lines_say_who_and_how_bad() {
+        assert_eq!(line_prefix("netpath::daemon", log::Level::Info), "netpath: ");
+        assert_eq!(
+            line_prefix("netpath::capture::pcapng", log::Level::Warn),
+            "netpath capture: warning: "
+        );
+        assert_eq!(line_prefix("netpath::log", log::Level::Debug), "netpath: debug: ");
     }
 }
