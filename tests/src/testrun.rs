@@ -46,7 +46,7 @@ impl Datapath {
             ..LoadOptions::default()
         })
         .expect("load eBPF object");
-        attach::load_programs(&mut ebpf).expect("verifier accepts the datapath programs");
+        attach::load_programs(&mut ebpf, attach::Programs::All).expect("verifier accepts the datapath programs");
         let maps = Maps::take(&mut ebpf).expect("maps");
         Datapath::new(ebpf, maps)
     }

@@ -196,6 +196,9 @@ impl Daemon {
                     }
                     drop(view);
                     self.links.insert(ifindex, l);
+                    // The first XDP attach loads the XDP program.
+                    let programs = loader::program_ids(&self.ebpf);
+                    *self.shared.programs.lock().unwrap() = programs;
                 }
                 Err(e) => {
                     log::warn!("{name}: {e}");
@@ -419,7 +422,7 @@ async fn async_main(
         ebpf_log: cfg.ebpf_log as u8,
     };
     let mut ebpf = loader::load(&opts)?;
-    attach::load_programs(&mut ebpf)?;
+    attach::load_programs(&mut ebpf, attach::Programs::Tc)?;
     if cfg.persist {
         let dir = links_dir(&cfg.pin_dir);
         std::fs::create_dir_all(&dir).map_err(|e| Error::Bpffs {
@@ -459,7 +462,7 @@ async fn async_main(
             links: links.into_iter().map(|l| (l.ifindex, l)).collect(),
             ..View::default()
         }),
-        programs,
+        programs: Mutex::new(programs),
         started: Instant::now(),
         pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
         persist: cfg.persist,

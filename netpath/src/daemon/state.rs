@@ -90,7 +90,8 @@ pub struct Shared {
     pub(super) events: tokio::sync::broadcast::Sender<EventRow>,
     pub(super) event_counts: Mutex<EventCounts>,
     pub(super) view: Mutex<View>,
-    pub(super) programs: Vec<ProgramRef>,
+    /// The loaded programs (XDP joins on its first attach).
+    pub(super) programs: Mutex<Vec<ProgramRef>>,
     pub(super) started: Instant,
     pub(super) pin_dir: Option<PathBuf>,
     pub(super) persist: bool,
@@ -191,7 +192,7 @@ impl Shared {
             pin_dir: self.pin_dir.clone(),
             persist: self.persist,
             attached_interfaces: view.attached.len(),
-            programs: self.programs.clone(),
+            programs: self.programs.lock().unwrap().clone(),
             departed: view.departed.clone(),
             attach_latency_ms: Latency::of(&view.attach_latency_ms),
         });

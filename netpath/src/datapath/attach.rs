@@ -19,7 +19,7 @@ use aya::{
         links::{FdLink, LinkOrder, PinnedLink},
         tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
         xdp::XdpLink,
-        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        Program, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
     util::KernelVersion,
     Ebpf,
@@ -357,17 +357,48 @@ pub fn parse_link_pin(file: &str) -> Option<(String, u32, Hook)> {
     ))
 }
 
-/// Load the datapath programs into the kernel (once per process, before any attach).
-pub fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
-    for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
-        tc_prog(ebpf, name)?.load().map_err(|source| Error::Program {
-            what: format!("loading {name}"),
-            source,
-        })?;
+/// Which programs [`load_programs`] loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Programs {
+    /// The two TC programs, which every interface uses (XDP is loaded on its first attach).
+    Tc,
+    /// TC and XDP.
+    All,
+}
+
+/// Load the datapath programs into the kernel (once per process, before any attach), each on its
+/// own thread: verification is most of a load, and the kernel verifies programs in parallel.
+pub fn load_programs(ebpf: &mut Ebpf, which: Programs) -> Result<()> {
+    let wanted: &[&str] = match which {
+        Programs::Tc => &[PROG_TC_INGRESS, PROG_TC_EGRESS],
+        Programs::All => &[PROG_TC_INGRESS, PROG_TC_EGRESS, PROG_XDP],
+    };
+    let mut found: Vec<(&str, &mut Program)> = ebpf.programs_mut().filter(|(n, _)| wanted.contains(n)).collect();
+    if let Some(missing) = wanted.iter().find(|w| !found.iter().any(|(n, _)| n == *w)) {
+        return Err(Error::MissingFromObject(format!("program {missing}")));
     }
-    xdp_prog(ebpf)?.load().map_err(|source| Error::Program {
-        what: format!("loading {PROG_XDP}"),
-        source,
+    std::thread::scope(|scope| {
+        let loads: Vec<_> = found
+            .iter_mut()
+            .map(|(name, prog)| {
+                let name = *name;
+                scope.spawn(move || {
+                    let r = match prog {
+                        Program::SchedClassifier(p) => p.load(),
+                        Program::Xdp(p) => p.load(),
+                        _ => Ok(()),
+                    };
+                    r.map_err(|source| Error::Program {
+                        what: format!("loading {name}"),
+                        source,
+                    })
+                })
+            })
+            .collect();
+        loads
+            .into_iter()
+            .map(|h| h.join().expect("a program load thread panicked"))
+            .collect::<Result<Vec<()>>>()
     })?;
     Ok(())
 }
@@ -382,14 +413,24 @@ fn tc_prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier
         })
 }
 
+/// The XDP program, loaded on first use: most nodes attach TC only, and verifying XDP would add
+/// to every start.
 fn xdp_prog(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
-    ebpf.program_mut(PROG_XDP)
-        .ok_or_else(|| Error::BadArgument(format!("program {PROG_XDP} missing from the eBPF object")))?
+    let p: &mut Xdp = ebpf
+        .program_mut(PROG_XDP)
+        .ok_or_else(|| Error::MissingFromObject(format!("program {PROG_XDP}")))?
         .try_into()
         .map_err(|source| Error::Program {
             what: format!("program {PROG_XDP}"),
             source,
-        })
+        })?;
+    if p.fd().is_err() {
+        p.load().map_err(|source| Error::Program {
+            what: format!("loading {PROG_XDP}"),
+            source,
+        })?;
+    }
+    Ok(p)
 }
 
 /// What `auto` means for this interface.

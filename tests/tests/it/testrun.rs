@@ -165,7 +165,7 @@ fn bpf_testrun_vxlan_port_is_configurable() {
         ..netpath::datapath::loader::LoadOptions::default()
     })
     .unwrap();
-    netpath::datapath::attach::load_programs(&mut ebpf).unwrap();
+    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All).unwrap();
     let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
     let dp = Datapath::new(ebpf, maps);
     dp.hook("xdp", &frame);
@@ -240,7 +240,7 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
         ..netpath::datapath::loader::LoadOptions::default()
     })
     .unwrap();
-    netpath::datapath::attach::load_programs(&mut ebpf).unwrap();
+    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All).unwrap();
     let maps = netpath::datapath::maps::Maps::take(&mut ebpf).unwrap();
     let dp = Datapath::new(ebpf, maps);
     let arp_frame = eth(parse::ETH_P_ARP, &arp(1, MAC_A, IP_A, [0; 6], IP_B));
@@ -308,7 +308,7 @@ fn bpf_testrun_datapath_with_ebpf_log_on() {
         ..netpath::datapath::loader::LoadOptions::default()
     })
     .unwrap();
-    netpath::datapath::attach::load_programs(&mut ebpf).expect("the verifier accepts the datapath with logging on");
+    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All).expect("the verifier accepts the datapath with logging on");
     for name in [
         netpath::datapath::PROG_XDP,
         netpath::datapath::PROG_TC_INGRESS,
