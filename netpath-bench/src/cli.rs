@@ -1,4 +1,4 @@
-//! The command line: `netpath-bench [SUITE] [OPTIONS]`, testrun when no suite is named.
+//! The command line: `netpath-bench [SUITE] [OPTIONS]`, testrun then startup when no suite is named.
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
@@ -18,7 +18,7 @@ use netpath_common::DEFAULT_FLOW_TABLE_SIZE;
 pub struct Cli {
     #[command(subcommand)]
     pub suite: Option<Suite>,
-    /// The options of the default suite, testrun.
+    /// The options of the default suites, testrun and startup.
     #[command(flatten)]
     pub opts: Opts,
 }
@@ -32,8 +32,10 @@ impl Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Suite {
-    /// Datapath ns/packet via BPF_PROG_TEST_RUN, as ratios to an empty XDP program (the default)
+    /// Datapath ns/packet via BPF_PROG_TEST_RUN, as ratios to an empty XDP program (the default, with startup)
     Testrun(Opts),
+    /// Time from `netpath run` to attached on a veth (median of 5), verified instructions and load time per program
+    Startup(Opts),
     /// Hot-plug attach latency and daemon RSS idle / at 100k flows (runs the release `netpath` of $NETPATH_BIN)
     Daemon(Opts),
     /// Ring-buffer events drained per second, count-only and full decode
@@ -51,10 +53,10 @@ pub enum Suite {
 
 impl Suite {
     /// The names a suite is run by: what an unknown one is answered with.
-    pub const NAMES: [&str; 7] = ["testrun", "daemon", "events", "metrics", "all", "fastpath", "compare"];
+    pub const NAMES: [&str; 8] = ["testrun", "startup", "daemon", "events", "metrics", "all", "fastpath", "compare"];
 }
 
-/// Options of the testrun suite; the daemon, events and metrics suites take only `--quick`.
+/// Options of the testrun suite; the startup, daemon, events and metrics suites take only `--quick`.
 #[derive(Args, Debug, Clone)]
 pub struct Opts {
     /// Smaller counts and shorter runs

@@ -16,11 +16,11 @@ mod suites;
 
 use clap::{error::ErrorKind, Parser as _};
 use cli::{Cli, Suite};
-use suites::{compare, daemon, events, fastpath, metrics, testrun};
+use suites::{compare, daemon, events, fastpath, metrics, startup, testrun};
 
 fn main() {
-    let suite = match Cli::try_parse() {
-        Ok(cli) => cli.suite(),
+    let (default, suite) = match Cli::try_parse() {
+        Ok(cli) => (cli.suite.is_none(), cli.suite()),
         Err(e) if e.kind() == ErrorKind::InvalidSubcommand => {
             // clap suggests a similar name at best; list them all, as before clap.
             let _ = e.print();
@@ -58,7 +58,13 @@ fn main() {
         std::process::exit(1);
     }
     let result = match &suite {
+        // No suite named: the datapath's cost per frame, then its start.
+        Suite::Testrun(o) if default => testrun::run(o).and_then(|()| {
+            println!();
+            startup::run(o)
+        }),
         Suite::Testrun(o) => testrun::run(o),
+        Suite::Startup(o) => startup::run(o),
         Suite::Daemon(o) => daemon::run(o),
         Suite::Events(o) => events::run(o),
         Suite::Metrics(o) => metrics::run(o),

@@ -32,14 +32,14 @@ const FILL_DST_MAC: &str = "02:00:00:4e:50:63";
 const FILL_SOCKETS: usize = 4;
 
 /// A `netpath run` child: SIGINT (then SIGKILL after 10 s) on drop. Its stderr is kept, not echoed.
-struct BenchDaemon {
+pub(crate) struct BenchDaemon {
     child: Option<std::process::Child>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl BenchDaemon {
     /// Start `netpath run ARGS` and wait (up to 30 s) for `want` "attached to" lines.
-    fn start(args: &[&str], want: usize) -> Result<BenchDaemon> {
+    pub(crate) fn start(args: &[&str], want: usize) -> Result<BenchDaemon> {
         let bin = netpath_tests::netpath_bin();
         let mut child = Command::new(&bin)
             .arg("run")
@@ -91,7 +91,7 @@ impl BenchDaemon {
         log[log.len().saturating_sub(n)..].join("\n")
     }
 
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn stop(&mut self) -> Option<std::process::ExitStatus> {
         netpath_tests::stop_child(self.child.take()?)
     }
 }

@@ -10,14 +10,16 @@ pub mod daemon;
 pub mod events;
 pub mod fastpath;
 pub mod metrics;
+pub mod startup;
 pub mod testrun;
 
 type Run = fn(&Opts) -> Result<()>;
 
 /// The suites `all` runs, in order. fastpath is not among them: it needs its own tools and runs for
 /// minutes; nor is compare, which needs another build.
-const ALL: [(&str, Run); 4] = [
+const ALL: [(&str, Run); 5] = [
     ("testrun", testrun::run),
+    ("startup", startup::run),
     ("daemon", daemon::run),
     ("events", events::run),
     ("metrics", metrics::run),
