@@ -53,7 +53,9 @@ pub enum Suite {
 
 impl Suite {
     /// The names a suite is run by: what an unknown one is answered with.
-    pub const NAMES: [&str; 8] = ["testrun", "startup", "daemon", "events", "metrics", "all", "fastpath", "compare"];
+    pub const NAMES: [&str; 8] = [
+        "testrun", "startup", "daemon", "events", "metrics", "all", "fastpath", "compare",
+    ];
 }
 
 /// Options of the testrun suite; the startup, daemon, events and metrics suites take only `--quick`.

@@ -28,11 +28,7 @@ pub fn netpath_xdp_nop(_ctx: XdpContext) -> u32 {
 /// The parser alone. The verdict depends on parsed fields so the compiler cannot drop the parse.
 #[xdp]
 pub fn netpath_xdp_prs(ctx: XdpContext) -> u32 {
-    let pkt = Packet {
-        data: ctx.data(),
-        data_end: ctx.data_end(),
-        len: ctx.data_end() - ctx.data(),
-    };
+    let pkt = Packet::linear(ctx.data(), ctx.data_end());
     let Some(p) = NP_SCRATCH.get_ptr_mut(0) else {
         return xdp_action::XDP_PASS;
     };

@@ -1,55 +1,145 @@
 //! The one bounds-checked cursor over packet memory. Every read the shared parser makes comes
-//! through [`Packet::bytes`]; the two comparisons in it are what the verifier needs to accept a
+//! through [`read`]; the two comparisons in it are what the verifier needs to accept a
 //! variable-offset packet access: the offset has a constant upper bound, and the access ends before
-//! `data_end`.
+//! `data_end`. [`Packet`] reads a frame that is all linear (XDP); [`Skb`] reads an skb, pulling its
+//! headers into the linear area the first time a read runs into its paged part (TC).
 
+use aya_ebpf::programs::TcContext;
 use netpath_common::parse::{Frame, Header, CURSOR_WINDOW};
 
+/// The `T` (a byte array or a network-types header: alignment 1 or read unaligned, any bytes
+/// valid) at `off`, when `data + off .. + size_of::<T>()` lies before `data_end`.
+#[inline(always)]
+fn read<T: Copy>(data: usize, data_end: usize, off: usize) -> Option<T> {
+    if off > CURSOR_WINDOW {
+        return None;
+    }
+    // Without this barrier LLVM folds constants of neighbouring reads into the offset (computing
+    // `data + (off - 4) + 24`), and the verifier then sees a possibly negative scalar added to the
+    // packet pointer and rejects the program. black_box makes the checked value the one that is
+    // added.
+    let off = core::hint::black_box(off);
+    let p = data + off;
+    if p + size_of::<T>() > data_end {
+        return None;
+    }
+    // SAFETY: [p, p + size_of::<T>()) lies inside the packet, checked above; the read is
+    // unaligned, and every caller's T accepts any bytes ([u8; N], or `Header`'s contract).
+    Some(unsafe { core::ptr::read_unaligned(p as *const T) })
+}
+
+/// A frame that is all linear (XDP).
 pub struct Packet {
     pub data: usize,
     pub data_end: usize,
-    /// Length of the whole frame: for TC this is `skb->len`, which exceeds the linear part when
-    /// the skb is paged.
-    pub len: usize,
+}
+
+impl Packet {
+    #[inline(always)]
+    pub fn linear(data: usize, data_end: usize) -> Packet {
+        Packet { data, data_end }
+    }
 }
 
 impl Frame for Packet {
     #[inline(always)]
     fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        if off > CURSOR_WINDOW {
-            return None;
-        }
-        // Without this barrier LLVM folds constants of neighbouring reads into the offset
-        // (computing `data + (off - 4) + 24`), and the verifier then sees a possibly negative
-        // scalar added to the packet pointer and rejects the program. black_box makes the checked
-        // value the one that is added.
-        let off = core::hint::black_box(off);
-        let p = self.data + off;
-        if p + N > self.data_end {
-            return None;
-        }
-        // SAFETY: [p, p + N) lies inside the packet, checked above; [u8; N] has alignment 1.
-        Some(unsafe { core::ptr::read(p as *const [u8; N]) })
+        read(self.data, self.data_end, off)
     }
 
     #[inline(always)]
     fn header<H: Header>(&self, off: usize) -> Option<H> {
-        // The same two checks as `bytes`, for a network-types header layout.
-        if off > CURSOR_WINDOW {
-            return None;
-        }
-        let off = core::hint::black_box(off);
-        let p = self.data + off;
-        if p + size_of::<H>() > self.data_end {
-            return None;
-        }
-        // SAFETY: [p, p + size_of::<H>()) lies inside the packet, checked above; the read is
-        // unaligned, and any bytes are a valid H (the `Header` contract).
-        Some(unsafe { core::ptr::read_unaligned(p as *const H) })
+        read(self.data, self.data_end, off)
     }
 
     #[inline(always)]
     fn len(&self) -> usize {
-        self.len
+        self.data_end - self.data
+    }
+}
+
+/// An skb seen by TC: `skb->len` bytes, of which only the head is linear (directly readable).
+pub struct Skb<'a> {
+    ctx: &'a TcContext,
+    /// Set to 1 when pulling the headers failed. It points into map memory, whose contents the
+    /// verifier does not track: a flag on the stack would split the parser's states in two.
+    pull_failed: *mut u8,
+}
+
+/// How much of a paged skb is pulled into the linear area: as far as the parser reads.
+const PULL_LEN: usize = CURSOR_WINDOW;
+
+impl<'a> Skb<'a> {
+    /// `pull_failed` must point at a byte that outlives the frame (a field of a map value); it is
+    /// cleared here.
+    #[inline(always)]
+    pub fn new(ctx: &'a TcContext, pull_failed: *mut u8) -> Skb<'a> {
+        // SAFETY: the caller's contract.
+        unsafe { pull_failed.write_volatile(0) };
+        Skb { ctx, pull_failed }
+    }
+
+    /// Whether a pull failed since [`Skb::new`].
+    #[inline(always)]
+    pub fn pull_failed(&self) -> bool {
+        // SAFETY: see `new`.
+        unsafe { self.pull_failed.read_volatile() != 0 }
+    }
+
+    /// `skb->data` and `skb->data_end`, loaded now. The packet pointers are loaded from the
+    /// context for every read, never kept: a pull invalidates every packet pointer the verifier
+    /// knows of, and the parser holds only offsets.
+    #[inline(always)]
+    fn bounds(&self) -> (usize, usize) {
+        // black_box: without it LLVM keeps `&skb->data_end` (the context pointer plus 80) in a
+        // register across reads, and the verifier refuses a load through a modified context
+        // pointer.
+        let skb = core::hint::black_box(self.ctx.skb.skb);
+        // SAFETY: the __sk_buff the kernel passed to this program.
+        unsafe { ((*skb).data as usize, (*skb).data_end as usize) }
+    }
+
+    #[inline(always)]
+    fn read<T: Copy>(&self, off: usize) -> Option<T> {
+        let (data, data_end) = self.bounds();
+        if let Some(v) = read(data, data_end, off) {
+            return Some(v);
+        }
+        // `skb->len` loaded here, not kept: a length the comparison bounded on this path only
+        // would make the verifier walk the rest of the parse once more from every read.
+        let len = self.len();
+        if off + size_of::<T>() > len || off > CURSOR_WINDOW {
+            return None;
+        }
+        // The bytes are in the skb but not in its head. Pull only now: bpf_skb_pull_data on every
+        // skb would copy (or reallocate) the head of every GSO skb, whose headers are linear
+        // already. Once pulled, the head holds the whole parse window, so this runs once.
+        let want = if len < PULL_LEN { len } else { PULL_LEN };
+        if self.ctx.pull_data(want as u32).is_err() {
+            // SAFETY: see `new`.
+            unsafe { self.pull_failed.write_volatile(1) };
+            return None;
+        }
+        let (data, data_end) = self.bounds();
+        read(data, data_end, off)
+    }
+}
+
+impl Frame for Skb<'_> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.read(off)
+    }
+
+    #[inline(always)]
+    fn header<H: Header>(&self, off: usize) -> Option<H> {
+        self.read(off)
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        let skb = core::hint::black_box(self.ctx.skb.skb);
+        // SAFETY: the __sk_buff the kernel passed to this program.
+        unsafe { (*skb).len as usize }
     }
 }

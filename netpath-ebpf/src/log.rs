@@ -76,10 +76,10 @@ fn flush_pending<C: EbpfContext>(ctx: &C) {
 /// `bpf_skb_pull_data` failed: the headers stay where they are and are parsed as far as linear.
 /// Before the parse, so inline: the verifier has one state there.
 #[inline(always)]
-pub fn pull_failed<C: EbpfContext>(ctx: &C, ifindex: u32, len: u32, err: i64) {
+pub fn pull_failed<C: EbpfContext>(ctx: &C, ifindex: u32, len: u32) {
     warn!(
         ctx,
-        "bpf_skb_pull_data failed on ifindex {} ({} bytes): error {}", ifindex, len, err
+        "bpf_skb_pull_data failed on ifindex {} ({} bytes): headers in the paged part not parsed", ifindex, len
     );
 }
 

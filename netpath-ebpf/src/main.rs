@@ -32,6 +32,7 @@ use aya_ebpf::{
 use netpath_common::{
     diag,
     event::{kind, CaptureConfig, CaptureMeta, RateState},
+    parse::{parse_into, Frame as _},
     rule::{action, FastTarget, MacKey, Rule, RuleCtl, FASTPATH_ENTRIES, MAX_RULES, MAX_RULE_IDS},
     Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, DEFAULT_FLOW_TABLE_SIZE, DIR_EGRESS, DIR_INGRESS,
     IFACE_TABLE_SIZE,
@@ -104,15 +105,15 @@ static NP_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[xdp]
 pub fn netpath_xdp(ctx: XdpContext) -> u32 {
-    let pkt = Packet {
-        data: ctx.data(),
-        data_end: ctx.data_end(),
-        len: ctx.data_end() - ctx.data(),
-    };
     let ifindex = ctx.ingress_ifindex() as u32;
     // XDP applies pass and drop only: an XDP redirect to a veth is dropped unless the target's
     // peer runs XDP, and loses CHECKSUM_PARTIAL, so user space refuses such rules on XDP hooks.
-    if observe::observe(&ctx, &pkt, ifindex, DIR_INGRESS, pkt.len as u64, None).action == action::DROP {
+    let (Some(s), Some(cfg)) = (observe::scratch(), NP_CONFIG.get(0)) else {
+        return xdp_action::XDP_PASS;
+    };
+    let pkt = Packet::linear(ctx.data(), ctx.data_end());
+    parse_into(&pkt, cfg, None, &mut s.parsed);
+    if observe::observe(&ctx, &pkt, s, cfg, ifindex, DIR_INGRESS, pkt.len() as u64, None).action == action::DROP {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS

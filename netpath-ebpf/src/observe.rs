@@ -12,7 +12,7 @@ use netpath_common::{
     parse::{parse_into, Frame, Parsed},
     Config, FlowKey, FlowValue, IfaceCounters, FAMILY_ARP,
 };
-use netpath_ebpf::cursor::Packet;
+use netpath_ebpf::cursor::Skb;
 
 use crate::{capture, count, events::emit, flow, log, rules, NP_CONFIG, NP_RULE_CTL, NP_SCRATCH};
 
@@ -30,6 +30,8 @@ pub struct Scratch {
     pub value: FlowValue,
     /// Never written: the initial value for a new interface entry.
     pub zero: IfaceCounters,
+    /// [`Skb`]'s flag: pulling the headers into the linear area failed.
+    pub pull_failed: u8,
     /// A failure to report once the frame is counted (see `log::flush`).
     pub log: log::Pending,
 }
@@ -48,10 +50,6 @@ pub const NO_VERDICT: Verdict = Verdict {
     target: 0,
     peer: 0,
 };
-
-/// How much of a paged skb TC pulls into the linear area so the headers can be read directly:
-/// enough for QinQ + IPv6 + extension headers + VXLAN + an inner IPv6/TCP header.
-const TC_PULL_LEN: u32 = 256;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
@@ -79,12 +77,6 @@ pub fn tc_observe(ctx: &TcContext, dir: u8) -> Verdict {
     // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed to this program.
     let skb = unsafe { &*ctx.skb.skb };
     let len = skb.len;
-    if ((ctx.data_end() - ctx.data()) as u32) < min(len, TC_PULL_LEN) {
-        if let Err(e) = ctx.pull_data(min(len, TC_PULL_LEN)) {
-            count::diag_inc(diag::PULL_FAILED);
-            log::pull_failed(ctx, skb.ifindex, len, e);
-        }
-    }
     // The kernel moves the outer VLAN tag into skb metadata before TC ingress (skb_vlan_untag):
     // count its 4 bytes as on the wire, and parse the frame as tagged.
     let (hw_vlan, wire_len) = if skb.vlan_present != 0 {
@@ -92,42 +84,64 @@ pub fn tc_observe(ctx: &TcContext, dir: u8) -> Verdict {
     } else {
         (None, len as u64)
     };
-    let pkt = Packet {
-        data: ctx.data(),
-        data_end: ctx.data_end(),
-        len: len as usize,
+    // Neither lookup fails (index 0 of one-entry arrays); the verifier needs the check.
+    let (Some(s), Some(cfg)) = (scratch(), NP_CONFIG.get(0)) else {
+        return NO_VERDICT;
     };
-    observe(ctx, &pkt, skb.ifindex, dir, wire_len, hw_vlan)
-}
-
-#[inline(always)]
-fn min(a: u32, b: u32) -> u32 {
-    if a < b {
-        a
-    } else {
-        b
+    if parse_skb(ctx, s, cfg, hw_vlan.map_or(NO_HW_VLAN, |(tci, _)| tci as u32)) != 0 {
+        count::diag_inc(diag::PULL_FAILED);
+        log::pull_failed(ctx, skb.ifindex, len);
     }
+    let pkt = Skb::new(ctx, &mut s.pull_failed);
+    observe(ctx, &pkt, s, cfg, skb.ifindex, dir, wire_len, hw_vlan)
 }
 
-/// Count the frame, emit its events, capture it, and say what the rules decided. `hw_vlan`:
-/// (TCI, TPID) of a tag the kernel moved into skb metadata.
+/// [`parse_skb`]'s `hw_tci` when the skb carries no VLAN tag in its metadata.
+const NO_HW_VLAN: u32 = u32::MAX;
+
+/// Parse the skb into `s.parsed`; 1 when its headers could not be pulled into the linear area.
+//
+// Not inlined, and the parse goes to map memory: the verifier meets all of the parser's paths in
+// one state where it returns (the return value is 0 or 1 on every path), and walks what follows
+// once; inlined, LLVM and the verifier carried the parse's constants into the rest of the
+// program. `hw_tci` is a u32 because an Option would take two argument registers, one of them
+// left unset for None, which the verifier refuses to read.
+#[inline(never)]
+fn parse_skb(ctx: &TcContext, s: &mut Scratch, cfg: &Config, hw_tci: u32) -> u32 {
+    let hw_vlan = if hw_tci == NO_HW_VLAN {
+        None
+    } else {
+        Some(hw_tci as u16)
+    };
+    let pkt = Skb::new(ctx, &mut s.pull_failed);
+    parse_into(&pkt, cfg, hw_vlan, &mut s.parsed);
+    pkt.pull_failed() as u32
+}
+
+/// This CPU's [`Scratch`].
 #[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on it during this program.
+    NP_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Count the frame parsed into `s`, emit its events, capture it, and say what the rules decided.
+/// `hw_vlan`: (TCI, TPID) of a tag the kernel moved into skb metadata.
+#[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "inlined into each hook; the frame's facts as the hook has them"
+)]
 pub fn observe<C: EbpfContext, F: Frame>(
     ctx: &C,
     pkt: &F,
+    s: &mut Scratch,
+    cfg: &Config,
     ifindex: u32,
     dir: u8,
     wire_len: u64,
     hw_vlan: Option<(u16, u16)>,
 ) -> Verdict {
-    let Some(scratch) = NP_SCRATCH.get_ptr_mut(0) else {
-        return NO_VERDICT;
-    };
-    // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on it during this program.
-    let s = unsafe { &mut *scratch };
-    let default_cfg = Config::default();
-    let cfg = NP_CONFIG.get(0).unwrap_or(&default_cfg);
-    parse_into(pkt, cfg, hw_vlan.map(|(tci, _)| tci), &mut s.parsed);
     let class = s.parsed.class;
     count::count_iface(ifindex, dir, class, wire_len, &s.zero, &mut s.log);
     let mut now = Now::default();

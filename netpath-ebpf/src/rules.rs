@@ -3,8 +3,8 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::{bpf_loop, bpf_redirect, bpf_redirect_peer},
     cty::c_void,
+    helpers::{bpf_loop, bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
     EbpfContext,
 };
@@ -70,7 +70,11 @@ pub fn decide<C: EbpfContext>(ctx: &C) -> Verdict {
             base: (ctl.bank & 1) * MAX_RULES as u32,
             found: NOT_FOUND,
         };
-        let n = if count < MAX_RULES as u32 { count } else { MAX_RULES as u32 };
+        let n = if count < MAX_RULES as u32 {
+            count
+        } else {
+            MAX_RULES as u32
+        };
         // SAFETY: `match_one` has the callback signature bpf_loop expects, and `search` outlives
         // the call.
         unsafe {

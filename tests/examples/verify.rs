@@ -23,7 +23,11 @@ fn main() {
         match r {
             Ok(()) => {
                 let info = ebpf.program(&n).unwrap().info().unwrap();
-                println!("{n:<20} {:>9?} verified  {:>6.0} ms", info.verified_instruction_count(), el.as_secs_f64() * 1e3);
+                println!(
+                    "{n:<20} {:>9?} verified  {:>6.0} ms",
+                    info.verified_instruction_count(),
+                    el.as_secs_f64() * 1e3
+                );
             }
             Err(e) => println!("{n}: {e:?}"),
         }

@@ -46,7 +46,9 @@ fn loads(ebpf_log: u8) -> Result<Vec<Load>> {
     })?;
     let mut out = Vec::new();
     for name in [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRESS] {
-        let prog = ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?;
+        let prog = ebpf
+            .program_mut(name)
+            .with_context(|| format!("{name} missing from the object"))?;
         let t = Instant::now();
         match prog {
             Program::Xdp(p) => p.load(),
@@ -88,7 +90,10 @@ pub fn run(opts: &Opts) -> Result<()> {
         "--metrics",
         "none",
     ];
-    println!("Startup: netpath run {} (until \"attached to vstart\"), {STARTS} times", args.join(" "));
+    println!(
+        "Startup: netpath run {} (until \"attached to vstart\"), {STARTS} times",
+        args.join(" ")
+    );
     let mut starts = Vec::new();
     for _ in 0..STARTS {
         let t = Instant::now();

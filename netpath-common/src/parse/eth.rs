@@ -90,14 +90,20 @@ fn parse_arp<F: Frame + ?Sized>(f: &F, off: usize, l: &mut Level) -> Result<u8, 
         };
         l.src.set_v4(a.spa);
         l.dst.set_v4(a.tpa);
-        // The MACs straight from the frame at ArpHdr's offsets, not from the header copy: LLVM
-        // forwards a 6-byte field of the copy into a `memmove` call (the BPF backend's byte loop).
-        match (
-            f.bytes::<6>(off + offset_of!(ArpHdr, sha)),
-            f.bytes::<6>(off + offset_of!(ArpHdr, tha)),
-        ) {
-            (Some(sha), Some(tha)) => (l.arp_sha, l.arp_tha) = (sha, tha),
-            _ => return Err(malformed::TRUNCATED_ARP),
+        // The MACs straight from the frame at ArpHdr's offsets, not from the header copy, and
+        // stored byte by byte: LLVM turns a 6-byte array assignment into a `memmove` call (the
+        // BPF backend's byte loop), or into shifts of a stack address that the verifier refuses.
+        let Some(sha) = f.bytes::<6>(off + offset_of!(ArpHdr, sha)) else {
+            return Err(malformed::TRUNCATED_ARP);
+        };
+        let Some(tha) = f.bytes::<6>(off + offset_of!(ArpHdr, tha)) else {
+            return Err(malformed::TRUNCATED_ARP);
+        };
+        let mut i = 0;
+        while i < 6 {
+            l.arp_sha[i] = sha[i];
+            l.arp_tha[i] = tha[i];
+            i += 1;
         }
     }
     Ok(class::ARP)

@@ -305,3 +305,72 @@ fn netns_ebpf_log_reports_rule_actions_in_the_daemon_log() {
     assert!(line.is_some(), "no datapath log record of the drop in the daemon's log");
     assert!(d.stop().success());
 }
+
+/// A frame sent on a packet socket with a virtio-net header whose `hdr_len` is 14 leaves with only
+/// its Ethernet header in the skb's linear area and the rest in page fragments (packet_snd, for a
+/// frame longer than a page): TC must pull the IPv4 and UDP headers in before it can parse them.
+/// Every frame is counted UDP, none malformed, no pull fails, and the flow has its ports.
+#[test]
+fn netns_tc_parses_headers_in_the_paged_part_of_an_skb() {
+    use netpath_common::craft::{eth, ipv4, udp};
+
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    for (ns, dev) in [(&pair.a, "veth-a"), (&pair.b, "veth-b")] {
+        ns.ip(&["link", "set", dev, "mtu", "9000"]);
+    }
+    let d = Daemon::start(&[
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--quiet",
+    ]);
+    const FRAMES: u64 = 5;
+    // Longer than a page, so the packet socket builds a paged skb.
+    let frame = eth(
+        netpath_common::parse::ETH_P_IP,
+        &ipv4([10, 79, 0, 1], [10, 79, 0, 2], 17, &udp(4242, 9999, &[0x5a; 5000])),
+    );
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    // PACKET_VNET_HDR = 15; struct virtio_net_hdr: flags, gso_type (none), hdr_len = 14,
+    // gso_size, csum_start, csum_offset.
+    let script = format!(
+        "import socket, struct\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.setsockopt(263, 15, 1)\n\
+         s.bind(('veth-a', 0))\n\
+         f = bytes.fromhex('{hex}')\n\
+         for _ in range({FRAMES}):\n    s.send(struct.pack('<BBHHHH', 0, 0, 14, 0, 0, 0) + f)\n"
+    );
+    let out = pair.a.exec(&["python3", "-c", &script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let socket = ["--socket", pins.sock(), "--netns", pair.a.name.as_str()];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let rows = loop {
+        let rows = netpath_json(&[&["stats"][..], &socket].concat());
+        if stat(&rows, "veth-a", "egress", "udp", "packets") >= FRAMES || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(stat(&rows, "veth-a", "egress", "udp", "packets"), FRAMES, "{rows}");
+    assert_eq!(stat(&rows, "veth-a", "egress", "malformed", "packets"), 0, "{rows}");
+    let status = netpath_json(&[&["status"][..], &socket].concat());
+    assert_eq!(status["pull_failed"], 0, "{status}");
+    let flows = netpath_json(&[&["flows", "--class", "udp"][..], &socket].concat());
+    assert!(
+        flows
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["sport"] == 4242 && f["dport"] == 9999 && f["packets"] == FRAMES),
+        "{flows}"
+    );
+    drop(d);
+}

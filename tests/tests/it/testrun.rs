@@ -308,7 +308,8 @@ fn bpf_testrun_datapath_with_ebpf_log_on() {
         ..netpath::datapath::loader::LoadOptions::default()
     })
     .unwrap();
-    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All).expect("the verifier accepts the datapath with logging on");
+    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All)
+        .expect("the verifier accepts the datapath with logging on");
     for name in [
         netpath::datapath::PROG_XDP,
         netpath::datapath::PROG_TC_INGRESS,
