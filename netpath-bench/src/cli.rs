@@ -182,7 +182,12 @@ mod tests {
 
     fn opts(args: &[&str]) -> Opts {
         match parse(args).unwrap() {
-            Suite::Testrun(o) | Suite::Daemon(o) | Suite::Events(o) | Suite::Metrics(o) | Suite::All(o) => o,
+            Suite::Testrun(o)
+            | Suite::Startup(o)
+            | Suite::Daemon(o)
+            | Suite::Events(o)
+            | Suite::Metrics(o)
+            | Suite::All(o) => o,
             Suite::Fastpath(_) | Suite::Compare(_) => panic!("{args:?} parsed as another suite's options"),
         }
     }
@@ -217,7 +222,7 @@ mod tests {
                 ..
             })
         ));
-        for suite in ["testrun", "daemon", "events", "metrics", "all"] {
+        for suite in ["testrun", "startup", "daemon", "events", "metrics", "all"] {
             assert!(opts(&[suite, "--quick"]).quick, "{suite}");
         }
         assert_eq!(opts(&["--flow-table-size", "99999999999"]).flow_table_size, 1 << 24);
