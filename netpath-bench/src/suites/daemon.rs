@@ -356,7 +356,8 @@ fn raw_tcx_attach(node: &str, n: usize) -> Result<Vec<(f64, f64)>> {
     use aya::programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType};
     let mut ebpf = netpath::datapath::loader::load(&netpath::datapath::loader::LoadOptions::default())
         .context("loading the eBPF object")?;
-    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All).context("loading the datapath programs")?;
+    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All)
+        .context("loading the datapath programs")?;
     netpath_tests::in_netns(node, || -> Result<Vec<(f64, f64)>> {
         let mut out = Vec::new();
         for i in 0..n {

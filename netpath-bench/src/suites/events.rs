@@ -37,7 +37,8 @@ fn events_datapath() -> Result<EventsDp> {
         ..netpath::datapath::loader::LoadOptions::default()
     };
     let mut ebpf = netpath::datapath::loader::load(&opts).context("loading the eBPF object")?;
-    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All).context("loading the datapath programs")?;
+    netpath::datapath::attach::load_programs(&mut ebpf, netpath::datapath::attach::Programs::All)
+        .context("loading the datapath programs")?;
     let maps = netpath::datapath::maps::Maps::take(&mut ebpf).context("taking the maps")?;
     let ring = ebpf
         .take_map(netpath_common::maps::EVENTS)
