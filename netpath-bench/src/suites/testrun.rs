@@ -1027,6 +1027,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parser_excess_ratio_skips_rounds_without_excess() {
+        let r = excess_ratios(&[30.0, 30.0, 25.0], &[20.0, 20.0, 21.0], &[10.0, 20.0, 21.0]);
+        assert_eq!(r[0], 2.0);
+        assert!(r[1].is_nan() && r[2].is_nan());
+        assert_eq!(Stat::of(r).median, 2.0);
+    }
+
+    #[test]
     fn bench_frames_parse_cleanly_and_flows_are_distinct() {
         for b in frames() {
             let p = parse::parse(b.frame.as_slice(), &Config::default(), None);
