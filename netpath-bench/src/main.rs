@@ -6,9 +6,11 @@
 //!
 //! Shared: `cli` (the arguments), `stats` (medians, spreads, percentiles), `machine` (what a
 //! result records about the machine and the source), `cpu` (placement and CPU time), `report`
-//! (headers, verdicts, formats, the JSON file). One module per suite under `suites`.
+//! (headers, verdicts, formats, the JSON file), `cref` (the C reference the testrun suite times
+//! netpath against). One module per suite under `suites`.
 mod cli;
 mod cpu;
+mod cref;
 mod machine;
 mod report;
 mod stats;
@@ -80,7 +82,12 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("netpath-bench: error: {e:#}");
-        // A build that lacks what the comparison needs is bad input, like a missing one.
-        std::process::exit(if e.is::<compare::BadInput>() { 2 } else { 1 });
+        // A build that lacks what the comparison needs is bad input, like a missing one; so is a
+        // missing C compiler for the C reference.
+        std::process::exit(if e.is::<compare::BadInput>() || e.is::<cref::MissingCompiler>() {
+            2
+        } else {
+            1
+        });
     }
 }

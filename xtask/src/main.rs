@@ -190,10 +190,11 @@ fn bench(args: &[String]) -> Result<()> {
     let tools = tools::ensure()?;
     require_root("the benchmarks")?;
     // `bench fastpath` builds a lab and drives traffic tools and iptables; the other suites need
-    // only ip(8) and bpftool (for the program sizes).
+    // only ip(8) and bpftool (for the program sizes), and testrun clang-16 and libbpf-dev's
+    // headers to build its C reference.
     match args.first().map(String::as_str) {
         Some("fastpath") => ensure_debs(&["iperf3", "sockperf", "iptables", "iproute2", "bpftool"])?,
-        _ => ensure_debs(&["iproute2", "bpftool"])?,
+        _ => ensure_debs(&["iproute2", "bpftool", "clang-16", "libbpf-dev"])?,
     }
     let mut c = tools::cargo(&tools);
     c.args(["run", "--release", "--package", "netpath-bench", "--"])

@@ -3,7 +3,8 @@
 //! steady-state figures (large repeat) it reports the same programs run one frame per call (the
 //! per-call overhead included), the flow table's cost as it fills, and, via bpftool, how many calls
 //! to the byte-loop memset/memmove/memcpy subprograms each loaded program contains (0 is the
-//! target).
+//! target). In the same rounds it times a hand-written C reference of the same work
+//! (`netpath-bench/c/ref.c`, see [`crate::cref`]) and reports netpath against it.
 use std::{process::Command, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -22,9 +23,10 @@ use serde_json::json;
 use crate::{
     cli::Opts,
     cpu::pin_to_last_cpu,
+    cref::{self, CRef},
     machine::{cpu_model, kernel_version, loadavg, source_state, usable_cpus, utc_now, DATAPATH_SOURCES},
     report::{pass, write_json},
-    stats::{median, ratio_bounds, Stat},
+    stats::{median, ratio_bounds, ratios, Stat},
 };
 
 /// Goals, as ratios to the empty program. Reported, never asserted; BENCHMARKS.md suggests restating
@@ -34,6 +36,11 @@ const GOAL_FULL_HOT_MAX: f64 = 3.0;
 /// "No slow path when the table is full": the cost at 3x capacity over the cost at one flow stays
 /// within this factor (1.0 is ideal; the margin absorbs run-to-run noise).
 const GOAL_NO_SLOW_PATH_MAX: f64 = 1.25;
+/// Against the C reference (issue 16): the full program at a hot flow within this factor of the C
+/// full program, and the parser's cost above the empty program within this factor of the C
+/// parser's.
+const GOAL_VS_C_FULL_MAX: f64 = 1.05;
+const GOAL_VS_C_PARSE_MAX: f64 = 2.0;
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_DSTOPTS: u8 = 60;
@@ -190,6 +197,31 @@ struct FrameResult {
     single_full_ns: Stat,
     single_parse_ratio: Stat,
     single_full_ratio: Stat,
+    /// The C reference in the same rounds (same frame, repeat, CPU): its parser and full program.
+    c_parse_ns: Stat,
+    c_full_ns: Stat,
+    /// Per round: netpath full / C full (goal <= GOAL_VS_C_FULL_MAX).
+    full_vs_c: Stat,
+    /// Per round: (netpath parse - empty) / (C parse - empty), the parsers' costs above the empty
+    /// program (goal <= GOAL_VS_C_PARSE_MAX). A round whose C parse did not exceed the empty
+    /// program gives no ratio.
+    parse_excess_vs_c: Stat,
+    full_vs_c_goal_met: bool,
+    parse_vs_c_goal_met: bool,
+    /// The same two ratios one frame per call (for comparison only).
+    single_c_parse_ns: Stat,
+    single_c_full_ns: Stat,
+    single_full_vs_c: Stat,
+    single_parse_excess_vs_c: Stat,
+}
+
+/// Per-round (a - e) / (b - e); no ratio for a round where b does not exceed e.
+fn excess_ratios(a: &[f64], b: &[f64], e: &[f64]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .zip(e)
+        .map(|((a, b), e)| if b > e { (a - e) / (b - e) } else { f64::NAN })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -224,10 +256,17 @@ pub fn mem_calls(id: u32) -> Option<u32> {
     Some(calls as u32)
 }
 
-fn prog_sizes(dp: &Datapath) -> Vec<ProgSize> {
+fn prog_sizes(dp: &Datapath, c: &CRef) -> Vec<ProgSize> {
     let mut out = Vec::new();
-    for name in [PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY, PROG_XDP, PROG_TC_INGRESS] {
-        let info = dp.program(name).and_then(|p| p.info().ok());
+    for name in [
+        PROG_XDP_EMPTY,
+        PROG_XDP_PARSE_ONLY,
+        PROG_XDP,
+        PROG_TC_INGRESS,
+        cref::PROG_PARSE,
+        cref::PROG_FULL,
+    ] {
+        let info = dp.program(name).or_else(|| c.program(name)).and_then(|p| p.info().ok());
         if let Some(i) = info {
             out.push(ProgSize {
                 name,
@@ -258,14 +297,50 @@ pub fn check_frames(fr: &[Bench]) -> Result<()> {
     Ok(())
 }
 
-fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
+/// Kernel-reported ns per run of a C reference program (which must pass the frame).
+fn ns_c(c: &CRef, prog: &str, frame: &[u8], repeat: u32) -> Result<f64> {
+    let (ret, d) = c.xdp(prog, frame, repeat)?;
+    if ret != XDP_PASS {
+        bail!("{prog} returned {ret} instead of XDP_PASS");
+    }
+    Ok(d)
+}
+
+/// Mean over one repeat = 1 call per frame, as [`ns_batch`], for the C reference.
+fn ns_batch_c(c: &CRef, prog: &str, frame: &[u8], calls: usize) -> Result<f64> {
+    let mut sum = 0.0;
+    for _ in 0..calls {
+        sum += ns_c(c, prog, frame, 1)?;
+    }
+    Ok(sum / calls as f64)
+}
+
+/// Check that the C reference does netpath's work on every frame: netpath's class, netpath's flow
+/// key (see [`CRef::check`]).
+fn check_c(c: &CRef, fr: &[Bench]) -> Result<()> {
+    for b in fr {
+        let p = parse::parse(b.frame.as_slice(), &Config::default(), None);
+        let mut key = netpath_common::FlowKey::default();
+        p.fill_key(&mut key);
+        key.ifindex = netpath_tests::testrun::TEST_IFINDEX;
+        key.direction = netpath_common::DIR_INGRESS;
+        c.check(b.name, &b.frame, p.class, &key)?;
+    }
+    Ok(())
+}
+
+fn bench_frames(opts: &Opts, dp: &Datapath, c: &CRef) -> Result<Vec<FrameResult>> {
     let fr = frames();
     check_frames(&fr)?;
+    check_c(c, &fr)?;
     // Warm up: caches, branch predictors, and the flow entry of each frame (so `full` is the
     // hot-flow path).
     for b in &fr {
         for prog in [PROG_XDP_EMPTY, PROG_XDP_PARSE_ONLY, PROG_XDP] {
             ns(dp, prog, &b.frame, (opts.repeat / 10).max(1))?;
+        }
+        for prog in [cref::PROG_PARSE, cref::PROG_FULL] {
+            ns_c(c, prog, &b.frame, (opts.repeat / 10).max(1))?;
         }
     }
     let n = fr.len();
@@ -273,20 +348,58 @@ fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
     let mut p = vec![Vec::new(); n];
     let mut f = vec![Vec::new(); n];
     let (mut e1, mut p1, mut f1) = (vec![Vec::new(); n], vec![Vec::new(); n], vec![Vec::new(); n]);
+    let (mut cp, mut cf, mut cp1, mut cf1) = (
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+    );
     let single = single_calls(opts);
     for round in 0..opts.rounds {
         eprint!("\r  frames: round {}/{}", round + 1, opts.rounds);
         for (i, b) in fr.iter().enumerate() {
             e[i].push(ns(dp, PROG_XDP_EMPTY, &b.frame, opts.repeat)?);
-            p[i].push(ns(dp, PROG_XDP_PARSE_ONLY, &b.frame, opts.repeat)?);
-            f[i].push(ns(dp, PROG_XDP, &b.frame, opts.repeat)?);
+            // netpath and the C reference take turns going first, so that neither always runs
+            // on the caches the other left.
+            let netpath = |p: &mut Vec<f64>, f: &mut Vec<f64>| -> Result<()> {
+                p.push(ns(dp, PROG_XDP_PARSE_ONLY, &b.frame, opts.repeat)?);
+                f.push(ns(dp, PROG_XDP, &b.frame, opts.repeat)?);
+                Ok(())
+            };
+            let reference = |p: &mut Vec<f64>, f: &mut Vec<f64>| -> Result<()> {
+                p.push(ns_c(c, cref::PROG_PARSE, &b.frame, opts.repeat)?);
+                f.push(ns_c(c, cref::PROG_FULL, &b.frame, opts.repeat)?);
+                Ok(())
+            };
+            if round % 2 == 0 {
+                netpath(&mut p[i], &mut f[i])?;
+                reference(&mut cp[i], &mut cf[i])?;
+            } else {
+                reference(&mut cp[i], &mut cf[i])?;
+                netpath(&mut p[i], &mut f[i])?;
+            }
             e1[i].push(ns_batch(dp, PROG_XDP_EMPTY, std::iter::repeat_n(&b.frame, single))?);
-            p1[i].push(ns_batch(
-                dp,
-                PROG_XDP_PARSE_ONLY,
-                std::iter::repeat_n(&b.frame, single),
-            )?);
-            f1[i].push(ns_batch(dp, PROG_XDP, std::iter::repeat_n(&b.frame, single))?);
+            let netpath1 = |p: &mut Vec<f64>, f: &mut Vec<f64>| -> Result<()> {
+                p.push(ns_batch(
+                    dp,
+                    PROG_XDP_PARSE_ONLY,
+                    std::iter::repeat_n(&b.frame, single),
+                )?);
+                f.push(ns_batch(dp, PROG_XDP, std::iter::repeat_n(&b.frame, single))?);
+                Ok(())
+            };
+            let reference1 = |p: &mut Vec<f64>, f: &mut Vec<f64>| -> Result<()> {
+                p.push(ns_batch_c(c, cref::PROG_PARSE, &b.frame, single)?);
+                f.push(ns_batch_c(c, cref::PROG_FULL, &b.frame, single)?);
+                Ok(())
+            };
+            if round % 2 == 0 {
+                netpath1(&mut p1[i], &mut f1[i])?;
+                reference1(&mut cp1[i], &mut cf1[i])?;
+            } else {
+                reference1(&mut cp1[i], &mut cf1[i])?;
+                netpath1(&mut p1[i], &mut f1[i])?;
+            }
         }
     }
     eprintln!();
@@ -302,7 +415,19 @@ fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
         let ratio1 = |x: &[f64]| Stat::of(x.iter().zip(&e1[i]).map(|(a, b)| a / b).collect());
         let cls = parse::parse(b.frame.as_slice(), &Config::default(), None).class;
         let (me, mp, mf) = (median(&e[i]), median(&p[i]), median(&f[i]));
+        let full_vs_c = Stat::of(ratios(&f[i], &cf[i]));
+        let parse_excess_vs_c = Stat::of(excess_ratios(&p[i], &cp[i], &e[i]));
         out.push(FrameResult {
+            full_vs_c_goal_met: full_vs_c.median <= GOAL_VS_C_FULL_MAX,
+            parse_vs_c_goal_met: parse_excess_vs_c.median <= GOAL_VS_C_PARSE_MAX,
+            full_vs_c,
+            parse_excess_vs_c,
+            c_parse_ns: Stat::of(cp[i].clone()),
+            c_full_ns: Stat::of(cf[i].clone()),
+            single_c_parse_ns: Stat::of(cp1[i].clone()),
+            single_c_full_ns: Stat::of(cf1[i].clone()),
+            single_full_vs_c: Stat::of(ratios(&f1[i], &cf1[i])),
+            single_parse_excess_vs_c: Stat::of(excess_ratios(&p1[i], &cp1[i], &e1[i])),
             parse_ratio_bounds: ratio_bounds(mp, me),
             full_ratio_bounds: ratio_bounds(mf, me),
             parse_excess_ns: mp - me,
@@ -327,6 +452,41 @@ fn bench_frames(opts: &Opts, dp: &Datapath) -> Result<Vec<FrameResult>> {
         });
     }
     Ok(out)
+}
+
+/// The table of netpath against the C reference.
+fn print_vs_c(fr: &[FrameResult]) {
+    println!(
+        "Against the C reference (same rounds; parse-e = ns above the empty program; full/C and parse-e/C are medians of \
+         per-round ratios):"
+    );
+    println!(
+        "  {:<12} {:>6} {:>8} {:>8} {:>11} {:>6} {:>7} {:>9} {:>7} {:>12}",
+        "frame", "empty", "parse-e", "C pars-e", "parse-e/C", "full", "C full", "full/C", "spread", "1/call full/C"
+    );
+    for r in fr {
+        let ce = r.c_parse_ns.median - r.empty_ns.median;
+        println!(
+            "  {:<12} {:>6.1} {:>8.1} {:>8.1} {:>9.2}x{} {:>6.1} {:>7.1} {:>7.3}x{} {:>6.0}% {:>11.3}x",
+            r.name,
+            r.empty_ns.median,
+            r.parse_excess_ns,
+            ce,
+            r.parse_excess_vs_c.median,
+            if r.parse_vs_c_goal_met { " " } else { "!" },
+            r.full_ns.median,
+            r.c_full_ns.median,
+            r.full_vs_c.median,
+            if r.full_vs_c_goal_met { " " } else { "!" },
+            r.full_vs_c.spread_pct(),
+            r.single_full_vs_c.median
+        );
+    }
+    println!(
+        "  (! = misses its goal: full/C <= {GOAL_VS_C_FULL_MAX}, parse-e/C <= {GOAL_VS_C_PARSE_MAX}; spread = (max - min) / \
+         median of the per-round full/C; 1/call = one frame per call)"
+    );
+    println!();
 }
 
 /// Calls per program, frame and round for the one-frame-per-call figures.
@@ -509,9 +669,18 @@ pub fn run(opts: &Opts) -> Result<()> {
     );
     println!();
 
-    // 1. Per frame: empty / parser only / full program.
+    // The C reference first: a missing compiler should fail before anything is measured.
+    let c = CRef::load()?;
+    println!(
+        "  C reference: {} ({} -O2, netpath-bench/c/ref.c)",
+        c.object.display(),
+        cref::CLANG
+    );
+    println!();
+
+    // 1. Per frame: empty / parser only / full program, netpath's and the C reference's.
     let dp = Datapath::load(DEFAULT_FLOW_TABLE_SIZE);
-    let sizes = prog_sizes(&dp);
+    let sizes = prog_sizes(&dp, &c);
     println!("Programs (after the verifier):");
     for z in &sizes {
         println!(
@@ -533,8 +702,10 @@ pub fn run(opts: &Opts) -> Result<()> {
         println!("  (mem* calls: ? = bpftool not found, not counted)");
     }
     println!();
-    let fr = bench_frames(opts, &dp)?;
+    let fr = bench_frames(opts, &dp, &c)?;
+    let c_object = c.object.display().to_string();
     drop(dp);
+    drop(c);
     println!("Per frame (full program = parse + interface counters + hot flow update):");
     println!(
         "  {:<12} {:>5} {:<6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>12} {:>11} {:>7}",
@@ -598,6 +769,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         );
     }
     println!();
+    print_vs_c(&fr);
 
     // 2. Flow table scaling.
     let levels = bench_scaling(opts)?;
@@ -745,6 +917,39 @@ pub fn run(opts: &Opts) -> Result<()> {
         pass(slow_miss <= GOAL_NO_SLOW_PATH_MAX)
     );
 
+    let worst_vs_c_full = fr
+        .iter()
+        .max_by(|a, b| a.full_vs_c.median.total_cmp(&b.full_vs_c.median))
+        .context("no frames")?;
+    let worst_vs_c_parse = fr
+        .iter()
+        .max_by(|a, b| a.parse_excess_vs_c.median.total_cmp(&b.parse_excess_vs_c.median))
+        .context("no frames")?;
+    let vs_c_full_met = fr.iter().all(|r| r.full_vs_c_goal_met);
+    let vs_c_parse_met = fr.iter().all(|r| r.parse_vs_c_goal_met);
+    let over = |f: fn(&FrameResult) -> bool| {
+        let v: Vec<&str> = fr.iter().filter(|r| !f(r)).map(|r| r.name).collect();
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("; over: {}", v.join(", "))
+        }
+    };
+    println!(
+        "  {}  full program at a hot flow <= {GOAL_VS_C_FULL_MAX}x the C reference's: worst {:.3}x ({}){}",
+        pass(vs_c_full_met),
+        worst_vs_c_full.full_vs_c.median,
+        worst_vs_c_full.name,
+        over(|r| r.full_vs_c_goal_met)
+    );
+    println!(
+        "  {}  parser above empty <= {GOAL_VS_C_PARSE_MAX}x the C parser's: worst {:.2}x ({}){}",
+        pass(vs_c_parse_met),
+        worst_vs_c_parse.parse_excess_vs_c.median,
+        worst_vs_c_parse.name,
+        over(|r| r.parse_vs_c_goal_met)
+    );
+
     let worst1_parse = fr
         .iter()
         .max_by(|a, b| a.single_parse_ratio.median.total_cmp(&b.single_parse_ratio.median))
@@ -774,6 +979,12 @@ pub fn run(opts: &Opts) -> Result<()> {
         {"goal": "no slow path when the table is full", "limit": GOAL_NO_SLOW_PATH_MAX,
          "hot_factor": slow_hot, "hit_factor": slow_hit, "miss_factor": slow_miss,
          "hot_and_miss_baseline": first.label, "hit_baseline": hit_base.label, "met": slow_met},
+        {"goal": "full program at a hot flow <= 1.05x the C reference (netpath-bench/c/ref.c)",
+         "limit": GOAL_VS_C_FULL_MAX, "worst": worst_vs_c_full.full_vs_c.median, "worst_frame": worst_vs_c_full.name,
+         "met": vs_c_full_met},
+        {"goal": "parser cost above the empty program <= 2x the C parser's",
+         "limit": GOAL_VS_C_PARSE_MAX, "worst": worst_vs_c_parse.parse_excess_vs_c.median,
+         "worst_frame": worst_vs_c_parse.name, "met": vs_c_parse_met},
         {"goal": "for comparison only: the ratios against the one-frame-per-call (repeat = 1) baseline",
          "baseline_ns": base1, "parse_worst": worst1_parse.single_parse_ratio.median, "parse_worst_frame": worst1_parse.name,
          "full_worst": worst1_full.single_full_ratio.median, "full_worst_frame": worst1_full.name},
@@ -797,6 +1008,9 @@ pub fn run(opts: &Opts) -> Result<()> {
         "batch": batch,
         "flow_table_size": opts.flow_table_size,
         "programs": sizes,
+        "c_reference": {"source": "netpath-bench/c/ref.c", "compiler": cref::CLANG,
+                        "flags": "-O2 -g -Wall -Werror -target bpf", "object": c_object,
+                        "programs": [cref::PROG_PARSE, cref::PROG_FULL]},
         "frames": fr,
         "flow_table": levels,
         "goals": goals,
@@ -811,6 +1025,14 @@ pub fn run(opts: &Opts) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_excess_ratio_skips_rounds_without_excess() {
+        let r = excess_ratios(&[30.0, 30.0, 25.0], &[20.0, 20.0, 21.0], &[10.0, 20.0, 21.0]);
+        assert_eq!(r[0], 2.0);
+        assert!(r[1].is_nan() && r[2].is_nan());
+        assert_eq!(Stat::of(r).median, 2.0);
+    }
 
     #[test]
     fn bench_frames_parse_cleanly_and_flows_are_distinct() {
