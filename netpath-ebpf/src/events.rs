@@ -5,7 +5,7 @@ use netpath_common::{copy_words, diag, event::Event, zero_words, Config};
 
 use crate::{
     count::diag_inc,
-    observe::{copy_mac, Scratch},
+    observe::{copy_mac, Now, Scratch},
     NP_EVENTS, NP_RATE,
 };
 
@@ -13,7 +13,8 @@ use crate::{
 const EVENTS_WAKEUP_BYTES: u64 = 64 << 10;
 
 /// Per-CPU, per-kind token bucket, kept in nanoseconds of credit: each event costs
-/// 1e9 / rate ns, the credit grows with time up to `burst` events' worth.
+/// 1e9 / rate ns, the credit grows with time up to `burst` events' worth. `now` is the coarse
+/// clock: the credit grows a tick at a time, which the burst absorbs.
 #[inline(always)]
 fn allow(k: u8, cfg: &Config, now: u64) -> bool {
     if cfg.events_per_sec == 0 {
@@ -41,8 +42,8 @@ fn allow(k: u8, cfg: &Config, now: u64) -> bool {
 /// Emit an event about the frame in `s` (its flow key in `s.key` when `with_key`).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "inlined into one call site per event kind")]
-pub fn emit(k: u8, s: &Scratch, ifindex: u32, dir: u8, reason: u8, cfg: &Config, now: u64, with_key: bool) {
-    if !allow(k, cfg, now) {
+pub fn emit(k: u8, s: &Scratch, ifindex: u32, dir: u8, reason: u8, cfg: &Config, now: &mut Now, with_key: bool) {
+    if !allow(k, cfg, now.coarse()) {
         diag_inc(diag::EVENTS_SUPPRESSED);
         return;
     }
@@ -59,7 +60,7 @@ pub fn emit(k: u8, s: &Scratch, ifindex: u32, dir: u8, reason: u8, cfg: &Config,
     // array or struct assignments through `e` become byte-loop memset/memmove calls.
     unsafe {
         zero_words(e);
-        (*e).ts = now;
+        (*e).ts = now.precise();
         (*e).ifindex = ifindex;
         (*e).kind = k;
         (*e).direction = dir;

@@ -54,21 +54,34 @@ pub const NO_VERDICT: Verdict = Verdict {
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
 
-/// The precise clock (`bpf_ktime_get_ns`), read at most once per frame and only when the frame
-/// needs it: for events (their `ts` and the rate limiter) and capture records. It costs about
-/// 22 ns in a VM, as much as the rest of the hot path; flow times use the coarse clock instead.
-/// All events of one frame share one timestamp, as before.
+/// The frame's clocks, each read at most once and only when the frame needs it. The precise clock
+/// (`bpf_ktime_get_ns`) stamps events and capture records; it costs about 22 ns in a VM, as much
+/// as the rest of the hot path, so flow times and the event rate limiter use the coarse clock
+/// (`bpf_ktime_get_coarse_ns`, a few ns), and an event the limiter suppresses never reads the
+/// precise one. All events of one frame share one timestamp.
 #[derive(Default)]
-pub struct Now(u64);
+pub struct Now {
+    precise: u64,
+    coarse: u64,
+}
 
 impl Now {
     #[inline(always)]
     pub fn precise(&mut self) -> u64 {
-        if self.0 == 0 {
+        if self.precise == 0 {
             // SAFETY: plain helper call.
-            self.0 = unsafe { bpf_ktime_get_ns() };
+            self.precise = unsafe { bpf_ktime_get_ns() };
         }
-        self.0
+        self.precise
+    }
+
+    #[inline(always)]
+    pub fn coarse(&mut self) -> u64 {
+        if self.coarse == 0 {
+            // SAFETY: plain helper call.
+            self.coarse = unsafe { bpf_ktime_get_coarse_ns() };
+        }
+        self.coarse
     }
 }
 
@@ -147,53 +160,25 @@ pub fn observe<C: EbpfContext, F: Frame>(
     let mut now = Now::default();
     if class == class::MALFORMED {
         count::diag_inc(diag::MALFORMED_BASE + s.parsed.reason as u32);
-        emit(
-            kind::MALFORMED,
-            s,
-            ifindex,
-            dir,
-            s.parsed.reason,
-            cfg,
-            now.precise(),
-            false,
-        );
+        emit(kind::MALFORMED, s, ifindex, dir, s.parsed.reason, cfg, &mut now, false);
     }
     if s.parsed.has_flow() {
-        // SAFETY: plain helper call. Flow times use the coarse clock (see FlowValue).
-        let coarse = unsafe { bpf_ktime_get_coarse_ns() };
-        let new = flow::count_flow(s, ifindex, dir, wire_len, coarse);
+        // Flow times use the coarse clock (see FlowValue).
+        let new = flow::count_flow(s, ifindex, dir, wire_len, now.coarse());
         if new {
-            emit(kind::FLOW_NEW, s, ifindex, dir, 0, cfg, now.precise(), true);
+            emit(kind::FLOW_NEW, s, ifindex, dir, 0, cfg, &mut now, true);
         }
         let flow = s.parsed.flow();
         let (flags, err, family) = (flow.tcp_flags, flow.err.family, flow.family);
         if flags & TCP_RST != 0 {
-            emit(
-                kind::FLOW_END,
-                s,
-                ifindex,
-                dir,
-                end_reason::RST,
-                cfg,
-                now.precise(),
-                true,
-            );
+            emit(kind::FLOW_END, s, ifindex, dir, end_reason::RST, cfg, &mut now, true);
         } else if flags & TCP_FIN != 0 {
-            emit(
-                kind::FLOW_END,
-                s,
-                ifindex,
-                dir,
-                end_reason::FIN,
-                cfg,
-                now.precise(),
-                true,
-            );
+            emit(kind::FLOW_END, s, ifindex, dir, end_reason::FIN, cfg, &mut now, true);
         }
         if family == FAMILY_ARP {
-            emit(kind::ARP, s, ifindex, dir, 0, cfg, now.precise(), true);
+            emit(kind::ARP, s, ifindex, dir, 0, cfg, &mut now, true);
         } else if err != 0 {
-            emit(kind::ICMP_ERROR, s, ifindex, dir, 0, cfg, now.precise(), true);
+            emit(kind::ICMP_ERROR, s, ifindex, dir, 0, cfg, &mut now, true);
         }
     }
     capture::capture(ctx, ifindex, dir, class, wire_len, pkt.len() as u32, hw_vlan, &mut now);
