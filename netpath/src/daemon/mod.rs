@@ -153,6 +153,17 @@ impl Daemon {
     fn reconcile(&mut self, event_at: Option<Instant>) -> Result<()> {
         let links: Vec<LinkInfo> = self.shared.view.lock().unwrap().links.values().cloned().collect();
         let want = select::desired(&links, &self.cfg.ifaces, &self.cfg.exclude, self.cfg.mode);
+        let unmatched = select::unmatched_globs(&links, &self.cfg.ifaces);
+        {
+            let mut view = self.shared.view.lock().unwrap();
+            for glob in unmatched.iter().filter(|g| !view.unmatched.contains(g)) {
+                log::warn!(
+                    "--iface '{glob}' matches no interface (yet); interfaces here: {}",
+                    netns::list_or_none(links.iter().map(|l| l.name.clone()).collect())
+                );
+            }
+            view.unmatched = unmatched;
+        }
         let stale: Vec<u32> = self.links.keys().filter(|i| !want.contains_key(i)).copied().collect();
         for ifindex in stale {
             if let Some(l) = self.links.remove(&ifindex) {

@@ -51,6 +51,8 @@ pub(super) struct View {
     pub(super) pods: HashMap<u64, PodRef>,
     pub(super) departed: Departed,
     pub(super) attach_latency_ms: Vec<f64>,
+    /// `--iface` globs that match no link now.
+    pub(super) unmatched: Vec<String>,
 }
 
 impl View {
@@ -195,6 +197,7 @@ impl Shared {
             programs: self.programs.lock().unwrap().clone(),
             departed: view.departed.clone(),
             attach_latency_ms: Latency::of(&view.attach_latency_ms),
+            unmatched_ifaces: view.unmatched.clone(),
         });
         Ok(v)
     }

@@ -54,6 +54,9 @@ pub struct DaemonStatus {
     pub programs: Vec<ProgramRef>,
     pub departed: Departed,
     pub attach_latency_ms: Latency,
+    /// `--iface` globs that match no interface (the daemon observes nothing through them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_ifaces: Vec<String>,
 }
 
 /// Interfaces that went away while the daemon watched: what was counted on them.
@@ -138,6 +141,9 @@ impl StatusReport {
                 or_null(d.attach_latency_ms.p99),
                 d.attach_latency_ms.count,
             );
+            for glob in &d.unmatched_ifaces {
+                let _ = writeln!(s, "  warning: --iface '{glob}' matches no interface");
+            }
         }
         s
     }
