@@ -240,6 +240,28 @@ impl Backend for Shared {
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         Some(self.events.subscribe())
     }
+    fn check_names(&self, iface: Option<&str>, pod: Option<&str>) -> std::result::Result<(), ApiError> {
+        if let Some(name) = iface {
+            let view = self.view.lock().unwrap();
+            if !view.links.values().any(|l| l.name == name) {
+                return Err(Error::UnknownInterface {
+                    name: name.into(),
+                    ns: String::new(),
+                    available: view
+                        .links
+                        .values()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+                .into());
+            }
+        }
+        if let Some(pod) = pod {
+            crate::capture::targets::check_pod(pod, &self.iface_rows())?;
+        }
+        Ok(())
+    }
     fn rules(&self) -> std::result::Result<Vec<RuleRow>, ApiError> {
         self.rule_rows().map_err(internal)
     }

@@ -107,6 +107,12 @@ pub trait Backend: Send + Sync + 'static {
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         None
     }
+    /// The interface and pod a filter names (`flows --iface`, `watch --iface/--pod`) exist: an
+    /// unknown one is bad input naming those that do, not a filter that silently matches nothing.
+    fn check_names(&self, iface: Option<&str>, pod: Option<&str>) -> Result<(), ApiError> {
+        let _ = (iface, pod);
+        Ok(())
+    }
     /// The fast-path rules, in evaluation order.
     fn rules(&self) -> Result<Vec<RuleRow>, ApiError> {
         Err(ApiError::NotFound("this daemon has no rule table".into()))
