@@ -271,9 +271,18 @@ impl Backend for Shared {
             .as_mut()
             .ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
         let current = table.read().map_err(internal)?;
-        let id = rules::next_id(&current);
+        // The rules lock (held) serialises additions, so the count cannot move under us.
+        let issued = self.maps.lock().unwrap().diag().map_err(internal)?[diag::RULE_IDS_ISSUED as usize];
+        let issued = u32::try_from(issued).unwrap_or(u32::MAX);
+        let id = rules::next_id(&current, issued);
         let rule = rules::build(&spec, id, &ViewResolver(self)).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let next = rules::with_added(&current, rule).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        // Recorded before the rule is published: a failure in between skips an id, never reuses one.
+        self.maps
+            .lock()
+            .unwrap()
+            .add_diag(diag::RULE_IDS_ISSUED, u64::from(id.saturating_sub(issued)))
+            .map_err(internal)?;
         table.reset_hits(id).map_err(internal)?;
         table.publish(&next).map_err(internal)?;
         log::info!("rule {id} added: {spec:?}");

@@ -413,6 +413,10 @@ pub struct RuleAddArgs {
     /// Send a copy of matching frames to IF.
     #[arg(long, value_name = "IF")]
     pub mirror: Option<String>,
+    /// Accept a drop or redirect that matches every frame (no --class, --src, --dst, --dst-mac or
+    /// --port): it cuts all traffic of the interface (or node) off.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone)]
