@@ -28,6 +28,7 @@ use crate::{
         attach::{self, AttachOptions, IfaceLinks},
         loader::{self, LoadOptions},
         maps::Maps,
+        pins::PinLock,
         rules::RuleTable,
     },
     error::{Error, Result},
@@ -432,6 +433,8 @@ async fn async_main(
         // LevelFilter counts as aya-log's levels do: 0 off, 1 error ... 5 trace.
         ebpf_log: cfg.ebpf_log as u8,
     };
+    // Held until async_main returns: one daemon per pin directory.
+    let _pin_lock = opts.pin_dir.as_deref().map(PinLock::acquire).transpose()?;
     let mut ebpf = loader::load(&opts)?;
     attach::load_programs(&mut ebpf, attach::Programs::Tc)?;
     if cfg.persist {

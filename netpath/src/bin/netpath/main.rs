@@ -103,7 +103,7 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
         Command::Ifaces(read) => ifaces::run(&read),
         Command::Watch(args) => watch::run(&args),
         Command::Capture(args) => capture::run(&args),
-        Command::Down(pin) => down::run(&pin),
+        Command::Down(args) => down::run(&args),
         Command::Rule(args) => rule::run(args),
         Command::Fastpath(args) => fastpath::run(args),
     }
