@@ -275,8 +275,8 @@ impl Backend for Shared {
         let issued = self.maps.lock().unwrap().diag().map_err(internal)?[diag::RULE_IDS_ISSUED as usize];
         let issued = u32::try_from(issued).unwrap_or(u32::MAX);
         let id = rules::next_id(&current, issued);
-        let rule = rules::build(&spec, id, &ViewResolver(self)).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let next = rules::with_added(&current, rule).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let rule = rules::build(&spec, id, &ViewResolver(self)).map_err(ApiError::from)?;
+        let next = rules::with_added(&current, rule).map_err(ApiError::from)?;
         // Recorded before the rule is published: a failure in between skips an id, never reuses one.
         self.maps
             .lock()

@@ -349,13 +349,10 @@ pub fn row(r: &Rule, name_of: &dyn Fn(u32) -> String, hits: (u64, u64)) -> RuleR
 }
 
 pub fn table(rows: &[RuleRow]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:>4} {:>5} {:<8} {:<14} {:<7} {:<6} {:<20} {:<20} {:>5} {:<9} {:<16} {:>10} {:>12}",
-        "ID", "PRIO", "STATE", "IFACE", "DIR", "CLASS", "SRC", "DST", "PORT", "ACTION", "TARGET", "PACKETS", "BYTES"
-    );
+    let mut t = super::Columns::new(&[
+        ">ID", ">PRIO", "STATE", "IFACE", "DIR", "CLASS", "SRC", "DST", ">PORT", "ACTION", "TARGET", ">PACKETS",
+        ">BYTES",
+    ]);
     for r in rows {
         let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         let state = if r.enabled {
@@ -367,24 +364,23 @@ pub fn table(rows: &[RuleRow]) -> String {
             (Some(t), true) => format!("{t} (peer)"),
             (t, _) => dash(t),
         };
-        let _ = writeln!(
-            s,
-            "{:>4} {:>5} {:<8} {:<14} {:<7} {:<6} {:<20} {:<20} {:>5} {:<9} {:<16} {:>10} {:>12}",
-            r.id,
-            r.priority,
+        t.row(vec![
+            r.id.to_string(),
+            r.priority.to_string(),
             state,
             dash(&r.iface),
-            r.direction,
-            r.class,
+            r.direction.clone(),
+            r.class.clone(),
             dash(&r.src),
             dash(&r.dst),
             r.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            r.action,
+            r.action.clone(),
             target,
-            r.hits_packets,
-            r.hits_bytes
-        );
+            r.hits_packets.to_string(),
+            r.hits_bytes.to_string(),
+        ]);
     }
+    let mut s = t.render();
     if rows.is_empty() {
         s.push_str("(no rules)\n");
     }
@@ -577,6 +573,18 @@ mod tests {
     }
 
     #[test]
+    fn fastpath_text_says_each_word_once() {
+        let st = FastpathStatus {
+            enabled: true,
+            bridge: Some("cni0".into()),
+            ..FastpathStatus::default()
+        };
+        let t = st.text();
+        assert!(t.starts_with("fast path: on (bridge cni0), 0 frames redirected"), "{t}");
+        assert!(!t.contains("on on"), "{t}");
+    }
+
+    #[test]
     fn table_order_ids_and_interface_loss() {
         let a = Rule {
             id: 1,
@@ -618,7 +626,7 @@ mod tests {
 }
 
 /// `netpath fastpath status` and `GET /v1/fastpath`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FastpathStatus {
     pub enabled: bool,
     pub bridge: Option<String>,
@@ -643,7 +651,10 @@ impl FastpathStatus {
         let mut s = format!(
             "fast path: {}{}, {} frames redirected\n",
             if self.enabled { "on" } else { "off" },
-            self.bridge.as_deref().map(|b| format!(" on {b}")).unwrap_or_default(),
+            self.bridge
+                .as_deref()
+                .map(|b| format!(" (bridge {b})"))
+                .unwrap_or_default(),
             self.redirected
         );
         for e in &self.entries {

@@ -233,6 +233,11 @@ fn rules_bad_input_changes_nothing_and_rules_survive_restarts() {
             "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("bad argument: bad argument"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let forced = rule_json(
         &sock,

@@ -390,7 +390,7 @@ async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> 
         .get("kind")
         .map(|k| k.split(',').map(str::to_string).collect())
         .unwrap_or_default();
-    let kinds = EventFilter::parse_kinds(&kinds).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let kinds = EventFilter::parse_kinds(&kinds).map_err(ApiError::from)?;
     let filter = EventFilter {
         iface: p.get("iface").map(String::from),
         pod: p.get("pod").map(String::from),
