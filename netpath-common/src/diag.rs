@@ -29,6 +29,9 @@ pub const EVENTS_DELIVERED: u32 = 10;
 pub const FASTPATH_REDIRECTED: u32 = 11;
 /// Frames a rule dropped, redirected or mirrored (hits per rule are in NP_RULE_HITS).
 pub const RULE_ACTIONS: u32 = 12;
+/// The highest rule id the daemon has handed out (written by user space only): pinned with the
+/// rule table, so ids are never reused, across restarts too.
+pub const RULE_IDS_ISSUED: u32 = 13;
 /// Malformed frames by reason start here: `MALFORMED_BASE + malformed::*`.
 pub const MALFORMED_BASE: u32 = 16;
 pub const COUNT: u32 = MALFORMED_BASE + crate::malformed::COUNT as u32;

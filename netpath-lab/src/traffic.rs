@@ -46,6 +46,25 @@ pub struct TrafficReport {
     pub errors: Vec<String>,
 }
 
+impl std::fmt::Display for TrafficReport {
+    /// One line per kind of traffic, then the failed or skipped steps.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (what, ok) in [
+            ("ping, same node (cni0)", self.ping_same_node_ok),
+            ("ping, cross node (flannel.1)", self.ping_cross_node_ok),
+            ("arping", self.arping_ok),
+            ("tcp (iperf3, cross node)", self.tcp_ok),
+            ("udp (iperf3, cross node)", self.udp_ok),
+        ] {
+            writeln!(f, "{what:<30} {}", if ok { "ok" } else { "FAILED" })?;
+        }
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Lab {
     /// Generate a little of every kind of traffic a pod network carries, all bounded in count and
     /// time and addressed only to lab IPs from inside lab namespaces. Fails only when the lab is

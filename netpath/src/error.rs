@@ -60,6 +60,20 @@ pub enum Error {
         detail: String,
     },
 
+    /// One daemon per pin directory: two would count every packet twice.
+    #[error(
+        "another `netpath run`{holder} uses the pin directory {}: two daemons on the same maps would count every packet twice; stop it first, or give this one another --pin-dir",
+        dir.display()
+    )]
+    PinDirBusy { dir: PathBuf, holder: String },
+
+    /// `netpath down` under a running daemon would pull its maps from under it.
+    #[error(
+        "a `netpath run`{holder} is using the pins under {}: stop it first (its counters stay pinned), or `netpath down --force` to remove them from under it",
+        dir.display()
+    )]
+    PinsInUse { dir: PathBuf, holder: String },
+
     #[error("no pinned netpath maps under {dir}: is `netpath run` running, or was it given another --pin-dir?")]
     NotRunning { dir: PathBuf },
 
@@ -136,7 +150,11 @@ impl Error {
     /// missing privileges, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::UnknownInterface { .. } | Error::UnknownNetns { .. } | Error::BadArgument(_) => 2,
+            Error::UnknownInterface { .. }
+            | Error::UnknownNetns { .. }
+            | Error::BadArgument(_)
+            | Error::PinDirBusy { .. }
+            | Error::PinsInUse { .. } => 2,
             Error::Privileges { .. } => 77,
             Error::Service(e) => e.exit_code,
             _ => 1,

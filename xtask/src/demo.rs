@@ -45,6 +45,34 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// How long `netpath run` may take to attach (loading the programs included).
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Interfaces the demo's daemon has attached to, 0 while it does not answer yet.
+fn attached(bin: &Path) -> Result<u64> {
+    let out = Command::new(bin)
+        .args(["status", "--socket", SOCKET, "--pin-dir", PIN_DIR, "-o", "json"])
+        .stderr(Stdio::null())
+        .output()
+        .context("netpath status")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Ok(v["daemon"]["attached_interfaces"].as_u64().unwrap_or(0))
+}
+
+/// Ask `ready` every `every` until it says yes, fails, or `timeout` passes.
+fn wait_until(timeout: Duration, every: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("not ready after {timeout:?}");
+        }
+        std::thread::sleep(every);
+    }
+}
+
 fn netpath_json(bin: &Path, args: &[&str]) -> Result<serde_json::Value> {
     let out = Command::new(bin)
         .args(args)
@@ -98,9 +126,20 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
     {
         args.extend(["--iface".into(), i]);
     }
+    let want = args.iter().filter(|a| *a == "--iface").count() as u64;
     eprintln!("xtask demo: netpath {}", args.join(" "));
     cleanup.daemon = Some(Command::new(bin).args(&args).spawn().context("starting netpath run")?);
-    std::thread::sleep(Duration::from_secs(1));
+    // Traffic and the first `ifaces` only once the daemon answers with every interface attached:
+    // before that, its socket is not there and the read commands would show the host instead.
+    let daemon = cleanup.daemon.as_mut().expect("just started");
+    wait_until(ATTACH_TIMEOUT, Duration::from_millis(100), || {
+        if let Some(st) = daemon.try_wait()? {
+            bail!("netpath run exited before attaching ({st})");
+        }
+        Ok(attached(bin)? >= want)
+    })
+    .with_context(|| format!("netpath run did not attach to its {want} interfaces"))?;
+    eprintln!("xtask demo: netpath attached to {want} interfaces");
     let started = Instant::now();
     let until = duration.map(Duration::from_secs);
     let mut rounds = 0;
@@ -114,7 +153,9 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
         eprintln!("xtask demo: traffic round {rounds}: {report}");
         if rounds == 1 {
             println!("\n== node 1 interfaces: veth peer, the pod namespace behind it, attached programs ==");
-            let _ = Command::new(bin).args(["ifaces", "--socket", SOCKET]).status();
+            let _ = Command::new(bin)
+                .args(["ifaces", "--socket", SOCKET, "--netns", NODE1])
+                .status();
         }
         if let Some(d) = cleanup.daemon.as_mut() {
             if let Some(st) = d.try_wait()? {
@@ -157,4 +198,28 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
     }
     println!("demo: all of {} counted; lab and pins removed", EXPECTED.join(", "));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_until_ready_and_no_longer_than_the_timeout() {
+        let mut calls = 0;
+        wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+            calls += 1;
+            Ok(calls == 3)
+        })
+        .unwrap();
+        assert_eq!(calls, 3);
+        let t = Instant::now();
+        let e = wait_until(Duration::from_millis(50), Duration::from_millis(5), || Ok(false)).unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(2) && e.to_string().contains("not ready"),
+            "{e}"
+        );
+        let e = wait_until(Duration::from_secs(5), Duration::from_millis(1), || bail!("exited")).unwrap_err();
+        assert_eq!(e.to_string(), "exited");
+    }
 }

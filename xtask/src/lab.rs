@@ -1,7 +1,7 @@
 //! `cargo xtask lab`: the two-node lab of netpath-lab, driven directly (no netpath build needed).
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use netpath_lab::{Lab, LabStatus, TrafficOpts};
+use netpath_lab::{Lab, LabStatus, TrafficOpts, TrafficReport};
 
 #[derive(Args, Debug, Clone)]
 pub struct LabArgs {
@@ -44,11 +44,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
             lab.down()?;
             println!("lab '{}' removed", args.prefix);
         }
-        LabAction::Traffic => {
-            // One JSON line whatever -o says: scripts (and the demo's log) read the report as is.
-            let r = lab.drive_traffic(&TrafficOpts::default())?;
-            println!("{}", serde_json::to_string(&r)?);
-        }
+        LabAction::Traffic => print!("{}", traffic(&lab.drive_traffic(&TrafficOpts::default())?, json)?),
     }
     Ok(())
 }
@@ -60,4 +56,34 @@ fn print_status(st: &LabStatus, json: bool) -> Result<()> {
         print!("{st}");
     }
     Ok(())
+}
+
+/// The traffic report as `-o` asks: a line per kind for people, JSON for scripts.
+fn traffic(r: &TrafficReport, json: bool) -> Result<String> {
+    Ok(if json {
+        serde_json::to_string_pretty(r)? + "\n"
+    } else {
+        r.to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_honours_the_output_flag() {
+        let r = TrafficReport {
+            tcp_ok: true,
+            errors: vec!["udp: iperf3 timed out".into()],
+            ..TrafficReport::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&traffic(&r, true).unwrap()).unwrap();
+        assert_eq!(v["tcp_ok"], true);
+        let t = traffic(&r, false).unwrap();
+        assert!(!t.contains('{'), "{t}");
+        assert!(t.lines().any(|l| l.starts_with("tcp") && l.ends_with("ok")), "{t}");
+        assert!(t.lines().any(|l| l.starts_with("udp") && l.ends_with("FAILED")), "{t}");
+        assert!(t.contains("iperf3 timed out"), "{t}");
+    }
 }

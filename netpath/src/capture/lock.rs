@@ -6,7 +6,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::error::{Error, Result};
+use crate::{
+    datapath::pins::lock_holder,
+    error::{Error, Result},
+};
 
 /// Where the lock lives when the pin directory cannot be flocked.
 const FALLBACK_LOCK_DIR: &str = "/run/netpath";
@@ -32,25 +35,6 @@ fn flock_nb(fd: &OwnedFd, retry: bool) -> std::io::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     unreachable!("the loop returns")
-}
-
-/// The pid holding a flock on `path`, from /proc/locks (best effort).
-fn lock_holder(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt as _;
-    let md = std::fs::metadata(path).ok()?;
-    let want = format!(
-        "{:02x}:{:02x}:{}",
-        libc::major(md.dev()),
-        libc::minor(md.dev()),
-        md.ino()
-    );
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
-            .then(|| f.get(4)?.parse().ok())
-            .flatten()
-    })
 }
 
 impl CaptureLock {

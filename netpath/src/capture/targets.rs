@@ -54,30 +54,37 @@ fn describe(row: &IfaceRow) -> Option<String> {
     }
 }
 
+/// `--pod want` names a pod (or network namespace) behind one of `rows`, or bad input that lists the
+/// known ones.
+pub fn check_pod(want: &str, rows: &[IfaceRow]) -> Result<()> {
+    if rows.iter().any(|r| r.owner().matches(want)) {
+        return Ok(());
+    }
+    let mut known: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match (&r.pod_namespace, &r.pod, &r.peer_netns) {
+            (Some(ns), Some(p), _) => Some(format!("{ns}/{p}")),
+            (_, _, Some(n)) => Some(format!("netns {n}")),
+            _ => None,
+        })
+        .collect();
+    known.sort();
+    known.dedup();
+    Err(Error::BadArgument(format!(
+        "no interface here leads to pod or network namespace '{want}'; known: {}",
+        if known.is_empty() {
+            "(none)".to_string()
+        } else {
+            known.join(", ")
+        }
+    )))
+}
+
 /// The interfaces of `rows` (daemon or kernel view) behind `--pod want`: a pod name,
 /// `namespace/name`, or the network namespace behind the veth.
 pub fn pod_targets(want: &str, rows: &[IfaceRow]) -> Result<Vec<Target>> {
+    check_pod(want, rows)?;
     let hits: Vec<&IfaceRow> = rows.iter().filter(|r| r.owner().matches(want)).collect();
-    if hits.is_empty() {
-        let mut known: Vec<String> = rows
-            .iter()
-            .filter_map(|r| match (&r.pod_namespace, &r.pod, &r.peer_netns) {
-                (Some(ns), Some(p), _) => Some(format!("{ns}/{p}")),
-                (_, _, Some(n)) => Some(format!("netns {n}")),
-                _ => None,
-            })
-            .collect();
-        known.sort();
-        known.dedup();
-        return Err(Error::BadArgument(format!(
-            "no interface here leads to pod or network namespace '{want}'; known: {}",
-            if known.is_empty() {
-                "(none)".to_string()
-            } else {
-                known.join(", ")
-            }
-        )));
-    }
     // A bare name may be a pod in several Kubernetes namespaces: refuse to guess.
     let mut owners: Vec<String> = hits
         .iter()

@@ -17,8 +17,8 @@ use crate::{
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    pub iface: Option<Vec<String>>,
-    pub exclude: Option<Vec<String>>,
+    pub iface: Option<OneOrMany<String>>,
+    pub exclude: Option<OneOrMany<String>>,
     pub mode: Option<String>,
     pub netns: Option<String>,
     pub output: Option<String>,
@@ -27,7 +27,7 @@ pub struct FileConfig {
     pub no_pin: Option<bool>,
     pub persist: Option<bool>,
     pub flow_table_size: Option<u32>,
-    pub vxlan_port: Option<Vec<u16>>,
+    pub vxlan_port: Option<OneOrMany<u16>>,
     pub socket: Option<PathBuf>,
     pub tc_hook: Option<String>,
     pub tcx_order: Option<String>,
@@ -40,6 +40,24 @@ pub struct FileConfig {
     pub metrics: Option<String>,
     pub metrics_flows: Option<usize>,
     pub ebpf_log: Option<String>,
+}
+
+/// A setting that takes one value or a list (`iface = "cni0"` or `iface = ["cni0", "ul0:xdp"]`), as
+/// its flag takes one or is repeated.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged, expecting = "a value or a list of values")]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// The effective configuration of a daemon.
@@ -156,11 +174,12 @@ impl Config {
                     }
                 };
             }
-            take!("iface", iface, ifaces, |v: Vec<String>| v
+            take!("iface", iface, ifaces, |v: OneOrMany<String>| v
+                .into_vec()
                 .iter()
                 .map(|s| s.parse::<IfaceSpec>().map_err(|e| bad(path, format!("iface: {e}"))))
                 .collect::<Result<Vec<_>>>());
-            take!("exclude", exclude, |v: Vec<String>| Ok::<_, Error>(v));
+            take!("exclude", exclude, |v: OneOrMany<String>| Ok::<_, Error>(v.into_vec()));
             take!("mode", mode, |v: String| v.parse::<Mode>().map_err(|e| bad(path, e)));
             take!("netns", netns, |v: String| Ok::<_, Error>(Some(v)));
             take!("output", output, |v: String| v
@@ -172,7 +191,12 @@ impl Config {
             take!("no-pin", no_pin, |v: bool| Ok::<_, Error>(v));
             take!("persist", persist, |v: bool| Ok::<_, Error>(v));
             take!("flow-table-size", flow_table_size, |v: u32| Ok::<_, Error>(v));
-            take!("vxlan-port", vxlan_port, vxlan_ports, |v: Vec<u16>| Ok::<_, Error>(v));
+            take!(
+                "vxlan-port",
+                vxlan_port,
+                vxlan_ports,
+                |v: OneOrMany<u16>| Ok::<_, Error>(v.into_vec())
+            );
             take!("socket", socket, |v: PathBuf| Ok::<_, Error>(v));
             take!("tc-hook", tc_hook, |v: String| v
                 .parse::<TcHookChoice>()
@@ -319,6 +343,20 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(2));
         assert_eq!(c.flow_table_size, 1024);
         assert_eq!(c.vxlan_ports, [4789]);
+    }
+
+    #[test]
+    fn lists_may_be_written_as_one_value() {
+        let f: FileConfig = toml::from_str("iface = \"cni0\"\nexclude = \"veth0*\"\nvxlan_port = 4789\n").unwrap();
+        let c = Config::resolve(&Config::default(), Some((std::path::Path::new("/x.toml"), f)), &|_| {
+            false
+        })
+        .unwrap();
+        assert_eq!(c.ifaces, iface(&["cni0"]));
+        assert_eq!(c.exclude, ["veth0*"]);
+        assert_eq!(c.vxlan_ports, [4789]);
+        let e = toml::from_str::<FileConfig>("iface = 3").unwrap_err().to_string();
+        assert!(e.contains("a value or a list"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::{
         attach::{self, AttachOptions, IfaceLinks},
         loader::{self, LoadOptions},
         maps::Maps,
+        pins::PinLock,
         rules::RuleTable,
     },
     error::{Error, Result},
@@ -153,6 +154,17 @@ impl Daemon {
     fn reconcile(&mut self, event_at: Option<Instant>) -> Result<()> {
         let links: Vec<LinkInfo> = self.shared.view.lock().unwrap().links.values().cloned().collect();
         let want = select::desired(&links, &self.cfg.ifaces, &self.cfg.exclude, self.cfg.mode);
+        let unmatched = select::unmatched_globs(&links, &self.cfg.ifaces);
+        {
+            let mut view = self.shared.view.lock().unwrap();
+            for glob in unmatched.iter().filter(|g| !view.unmatched.contains(g)) {
+                log::warn!(
+                    "--iface '{glob}' matches no interface (yet); interfaces here: {}",
+                    netns::list_or_none(links.iter().map(|l| l.name.clone()).collect())
+                );
+            }
+            view.unmatched = unmatched;
+        }
         let stale: Vec<u32> = self.links.keys().filter(|i| !want.contains_key(i)).copied().collect();
         for ifindex in stale {
             if let Some(l) = self.links.remove(&ifindex) {
@@ -421,6 +433,8 @@ async fn async_main(
         // LevelFilter counts as aya-log's levels do: 0 off, 1 error ... 5 trace.
         ebpf_log: cfg.ebpf_log as u8,
     };
+    // Held until async_main returns: one daemon per pin directory.
+    let _pin_lock = opts.pin_dir.as_deref().map(PinLock::acquire).transpose()?;
     let mut ebpf = loader::load(&opts)?;
     attach::load_programs(&mut ebpf, attach::Programs::Tc)?;
     if cfg.persist {

@@ -57,6 +57,16 @@ pub fn missing_names<'a>(links: &[LinkInfo], specs: &'a [IfaceSpec]) -> Vec<&'a 
         .collect()
 }
 
+/// Globs that match no link (yet): not an error, since pods come later, but worth a warning, since a
+/// mistyped glob otherwise observes nothing in silence.
+pub fn unmatched_globs(links: &[LinkInfo], specs: &[IfaceSpec]) -> Vec<String> {
+    specs
+        .iter()
+        .filter(|s| is_glob(&s.name) && !links.iter().any(|l| matches(&s.name, &l.name)))
+        .map(|s| s.name.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +128,7 @@ mod tests {
     fn missing_plain_names_are_reported_globs_are_not() {
         let specs = [spec("cni0"), spec("nope0"), spec("veth9*")];
         assert_eq!(missing_names(&node(), &specs), ["nope0"]);
+        assert_eq!(unmatched_globs(&node(), &specs), ["veth9*"]);
+        assert!(unmatched_globs(&node(), &[spec("veth*"), spec("nope0")]).is_empty());
     }
 }

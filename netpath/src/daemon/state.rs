@@ -51,6 +51,8 @@ pub(super) struct View {
     pub(super) pods: HashMap<u64, PodRef>,
     pub(super) departed: Departed,
     pub(super) attach_latency_ms: Vec<f64>,
+    /// `--iface` globs that match no link now.
+    pub(super) unmatched: Vec<String>,
 }
 
 impl View {
@@ -195,6 +197,7 @@ impl Shared {
             programs: self.programs.lock().unwrap().clone(),
             departed: view.departed.clone(),
             attach_latency_ms: Latency::of(&view.attach_latency_ms),
+            unmatched_ifaces: view.unmatched.clone(),
         });
         Ok(v)
     }
@@ -237,6 +240,28 @@ impl Backend for Shared {
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         Some(self.events.subscribe())
     }
+    fn check_names(&self, iface: Option<&str>, pod: Option<&str>) -> std::result::Result<(), ApiError> {
+        if let Some(name) = iface {
+            let view = self.view.lock().unwrap();
+            if !view.links.values().any(|l| l.name == name) {
+                return Err(Error::UnknownInterface {
+                    name: name.into(),
+                    ns: String::new(),
+                    available: view
+                        .links
+                        .values()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+                .into());
+            }
+        }
+        if let Some(pod) = pod {
+            crate::capture::targets::check_pod(pod, &self.iface_rows())?;
+        }
+        Ok(())
+    }
     fn rules(&self) -> std::result::Result<Vec<RuleRow>, ApiError> {
         self.rule_rows().map_err(internal)
     }
@@ -246,9 +271,18 @@ impl Backend for Shared {
             .as_mut()
             .ok_or_else(|| ApiError::NotFound("no rule table".into()))?;
         let current = table.read().map_err(internal)?;
-        let id = rules::next_id(&current);
-        let rule = rules::build(&spec, id, &ViewResolver(self)).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let next = rules::with_added(&current, rule).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        // The rules lock (held) serialises additions, so the count cannot move under us.
+        let issued = self.maps.lock().unwrap().diag().map_err(internal)?[diag::RULE_IDS_ISSUED as usize];
+        let issued = u32::try_from(issued).unwrap_or(u32::MAX);
+        let id = rules::next_id(&current, issued);
+        let rule = rules::build(&spec, id, &ViewResolver(self)).map_err(ApiError::from)?;
+        let next = rules::with_added(&current, rule).map_err(ApiError::from)?;
+        // Recorded before the rule is published: a failure in between skips an id, never reuses one.
+        self.maps
+            .lock()
+            .unwrap()
+            .add_diag(diag::RULE_IDS_ISSUED, u64::from(id.saturating_sub(issued)))
+            .map_err(internal)?;
         table.reset_hits(id).map_err(internal)?;
         table.publish(&next).map_err(internal)?;
         log::info!("rule {id} added: {spec:?}");

@@ -81,29 +81,32 @@ pub struct IfaceSpec {
 impl FromStr for IfaceSpec {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if let Some((name, mode)) = s.rsplit_once(':') {
-            if let Ok(mode) = mode.parse::<Mode>() {
+        // Linux refuses ':' in interface names (it marks the old `eth0:1` address labels), so
+        // whatever follows one is a mode, and a misspelt mode must not pass for part of a name.
+        let (name, mode) = match s.split_once(':') {
+            Some((name, mode)) => {
+                let mode = mode
+                    .parse::<Mode>()
+                    .map_err(|_| format!("'{s}': unknown mode '{mode}' (modes: auto, tc, xdp, xdp-generic)"))?;
                 if name.is_empty() {
                     return Err(format!("'{s}': missing interface name before ':'"));
                 }
-                return Ok(IfaceSpec {
-                    name: name.to_string(),
-                    mode: Some(mode),
-                });
+                (name, Some(mode))
             }
-        }
-        if s.is_empty() {
+            None => (s, None),
+        };
+        if name.is_empty() {
             return Err("empty interface name".into());
         }
-        if s.len() >= libc::IF_NAMESIZE {
+        if name.len() >= libc::IF_NAMESIZE {
             return Err(format!(
-                "'{s}' is longer than an interface name can be ({} bytes)",
+                "'{name}' is longer than an interface name can be ({} bytes)",
                 libc::IF_NAMESIZE - 1
             ));
         }
         Ok(IfaceSpec {
-            name: s.to_string(),
-            mode: None,
+            name: name.to_string(),
+            mode,
         })
     }
 }
@@ -702,8 +705,11 @@ mod tests {
                 mode: Some(Mode::XdpGeneric)
             }
         );
-        // Not a mode: part of the name (aliases like eth0:1 are rejected later as unknown).
-        assert_eq!("eth0:1".parse::<IfaceSpec>().unwrap().name, "eth0:1");
+        // Interface names have no ':', so what follows one is a mode, spelt exactly.
+        for bad in ["cni0:bogusmode", "ul0:XDP", "eth0:1", "a:tc:xdp"] {
+            let e = bad.parse::<IfaceSpec>().unwrap_err();
+            assert!(e.contains("unknown mode") && e.contains("xdp-generic"), "{bad}: {e}");
+        }
         assert!(":tc".parse::<IfaceSpec>().is_err());
         assert!("".parse::<IfaceSpec>().is_err());
         assert!("averyveryverylongname".parse::<IfaceSpec>().is_err());

@@ -163,6 +163,105 @@ pub(super) fn check_pins(dir: &Path, flow_table_size: u32) -> Result<()> {
     Ok(())
 }
 
+/// The directory a running daemon flocks inside its pin directory. Not the pin directory itself:
+/// that one carries the capture lock, which the daemon takes too, now and then.
+pub const DAEMON_LOCK: &str = "daemon";
+
+/// The pin directory, held by one daemon for its lifetime (released when the fd closes, so also
+/// when the daemon is killed): a second daemon on the same maps would count every packet twice.
+pub struct PinLock {
+    _fd: std::os::fd::OwnedFd,
+}
+
+fn flock(fd: &std::os::fd::OwnedFd, op: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(fd.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn open_lock_dir(dir: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    Ok(std::fs::File::open(dir.join(DAEMON_LOCK))?.into())
+}
+
+impl PinLock {
+    /// Take `dir` (created, with bpffs mounted, if need be) for this daemon, or say who has it.
+    pub fn acquire(dir: &Path) -> Result<PinLock> {
+        ensure_bpffs(dir)?;
+        let path = dir.join(DAEMON_LOCK);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(Error::Bpffs {
+                    what: "creating the daemon lock",
+                    path,
+                    source,
+                })
+            }
+        }
+        let fd = open_lock_dir(dir).map_err(|source| Error::Bpffs {
+            what: "opening the daemon lock",
+            path: path.clone(),
+            source,
+        })?;
+        // A `netpath down` checking for us holds it shared for an instant: wait that out.
+        for attempt in 0..5 {
+            match flock(&fd, libc::LOCK_EX) {
+                Ok(()) => return Ok(PinLock { _fd: fd }),
+                Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) && attempt < 4 => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => break,
+                Err(source) => {
+                    return Err(Error::Bpffs {
+                        what: "locking the pin directory",
+                        path,
+                        source,
+                    })
+                }
+            }
+        }
+        Err(Error::PinDirBusy {
+            dir: dir.into(),
+            holder: lock_holder(&path).map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        })
+    }
+}
+
+/// Whether a daemon holds `dir` now, and its pid when /proc/locks says.
+pub fn daemon_holder(dir: &Path) -> Option<Option<u32>> {
+    let fd = open_lock_dir(dir).ok()?;
+    match flock(&fd, libc::LOCK_SH) {
+        Ok(()) => None,
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Some(lock_holder(&dir.join(DAEMON_LOCK))),
+        Err(_) => None,
+    }
+}
+
+/// The pid holding a flock on `path`, from /proc/locks (best effort).
+pub(crate) fn lock_holder(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let md = std::fs::metadata(path).ok()?;
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(md.dev()),
+        libc::minor(md.dev()),
+        md.ino()
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // A waiter's line is `-> FLOCK ...`, one field further: only holders match here.
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+            .then(|| f.get(4)?.parse().ok())
+            .flatten()
+    })
+}
+
 /// Every map netpath pins: counters, events, capture and rules.
 pub fn pinned_maps() -> impl Iterator<Item = &'static str> {
     maps::ALL.into_iter().chain(netpath_common::rule::MAPS)
@@ -198,6 +297,10 @@ pub fn unpin_all(dir: &Path) -> Result<Vec<PathBuf>> {
                 })
             }
         }
+    }
+    let lock = dir.join(DAEMON_LOCK);
+    if std::fs::remove_dir(&lock).is_ok() {
+        removed.push(lock);
     }
     match std::fs::remove_dir(dir) {
         Ok(()) => removed.push(dir.to_path_buf()),

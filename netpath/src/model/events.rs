@@ -86,6 +86,10 @@ pub struct EventRow {
     pub packets: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// flow_end from user space: the flow's last packet (`time` is when its end was seen, so
+    /// `watch` stays in time order even for a flow that went idle 30 s before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -388,7 +392,7 @@ pub fn flow_end_row(k: &FlowKey, v: &netpath_common::FlowValue, reason: u8, cloc
     if v.packets > 0 {
         r.packets = Some(v.packets);
         r.bytes = Some(v.bytes);
-        r.time = clock.rfc3339(v.last_seen);
+        r.last_seen = Some(clock.rfc3339(v.last_seen));
     }
     r
 }
@@ -509,6 +513,24 @@ fn opt(v: &Option<String>) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An aged flow ends now, not at its last packet 30 s ago: a `watch` line stamped with the
+    /// last packet would print before lines already printed.
+    #[test]
+    fn flow_end_rows_are_stamped_when_the_end_is_seen() {
+        let clock = Clock::now();
+        let before = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        let v = netpath_common::FlowValue {
+            packets: 3,
+            bytes: 300,
+            last_seen: clock.mono_now_ns().saturating_sub(30_000_000_000),
+            ..Default::default()
+        };
+        let r = flow_end_row(&FlowKey::default(), &v, end_reason::AGED, &clock);
+        assert!(r.time >= before, "{} < {before}", r.time);
+        let last = r.last_seen.expect("last_seen");
+        assert!(last < before, "{last} >= {before}");
+    }
 
     fn arp(op: &str, spa: &str, tpa: &str, sha: &str) -> EventRow {
         EventRow {

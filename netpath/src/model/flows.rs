@@ -1,6 +1,5 @@
 //! Flows as rows: filtering, sorting and the JSON contract of `netpath flows`.
 use std::{
-    fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, SystemTime},
 };
@@ -229,12 +228,9 @@ fn endpoint(addr: &str, port: u16, show_port: bool) -> String {
 }
 
 pub fn table(rows: &[FlowRow]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<14} {:<7} {:<6} {:<44} {:<44} {:>5} {:>4} {:>10} {:>12} {:<6} UNDERLAY",
-        "IFACE", "DIR", "PROTO", "SRC", "DST", "VNI", "VLAN", "PACKETS", "BYTES", "FLAGS"
-    );
+    let mut t = super::Columns::new(&[
+        "IFACE", "DIR", "PROTO", "SRC", "DST", ">VNI", ">VLAN", ">PACKETS", ">BYTES", "FLAGS", "UNDERLAY",
+    ]);
     for r in rows {
         let ports = matches!(r.proto.as_str(), "tcp" | "udp");
         let (src, dst) = match (r.icmp_type, r.arp_op.as_deref()) {
@@ -249,13 +245,21 @@ pub fn table(rows: &[FlowRow]) -> String {
             (Some(a), Some(b)) => format!("{a} > {b}"),
             _ => String::new(),
         };
-        let iface = format!("{}{}", r.iface, r.owner.suffix());
-        let _ = writeln!(
-            s,
-            "{:<14} {:<7} {:<6} {:<44} {:<44} {:>5} {:>4} {:>10} {:>12} {:<6} {}",
-            iface, r.direction, r.proto, src, dst, r.vni, r.vlan, r.packets, r.bytes, r.tcp_flags, underlay
-        );
+        t.row(vec![
+            format!("{}{}", r.iface, r.owner.suffix()),
+            r.direction.clone(),
+            r.proto.clone(),
+            src,
+            dst,
+            r.vni.to_string(),
+            r.vlan.to_string(),
+            r.packets.to_string(),
+            r.bytes.to_string(),
+            r.tcp_flags.clone(),
+            underlay,
+        ]);
     }
+    let mut s = t.render();
     if rows.is_empty() {
         s.push_str("(no flows)\n");
     }

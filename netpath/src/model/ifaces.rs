@@ -1,6 +1,5 @@
 //! `netpath ifaces` and `GET /v1/ifaces`: every link with its veth peer, the namespace and pod
 //! behind it, and what is attached to it (netpath's programs and anyone else's).
-use std::fmt::Write as _;
 
 use super::owner::Owner;
 
@@ -57,12 +56,20 @@ fn or_dash<T: ToString>(v: &Option<T>) -> String {
 
 /// A table of `ifaces` rows.
 pub fn table(rows: &[IfaceRow]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<16} {:>7} {:<8} {:<10} {:<17} {:>5} {:>5} {:<22} {:<24} {:<12} {:<20} PROGRAMS",
-        "IFACE", "IFINDEX", "KIND", "MASTER", "MAC", "MTU", "PEER", "PEER NETNS", "POD", "MODE", "ADDRESSES"
-    );
+    let mut t = super::Columns::new(&[
+        "IFACE",
+        ">IFINDEX",
+        "KIND",
+        "MASTER",
+        "MAC",
+        ">MTU",
+        ">PEER",
+        "PEER NETNS",
+        "POD",
+        "MODE",
+        "ADDRESSES",
+        "PROGRAMS",
+    ]);
     for r in rows {
         let pod = match (&r.pod_namespace, &r.pod) {
             (Some(ns), Some(p)) => format!("{ns}/{p}"),
@@ -83,11 +90,9 @@ pub fn table(rows: &[IfaceRow]) -> String {
             .map(|p| format!("{}:{}#{}", p.hook, p.program, p.id))
             .collect::<Vec<_>>()
             .join(" ");
-        let _ = writeln!(
-            s,
-            "{:<16} {:>7} {:<8} {:<10} {:<17} {:>5} {:>5} {:<22} {:<24} {:<12} {:<20} {}",
-            r.iface,
-            r.ifindex,
+        t.row(vec![
+            r.iface.clone(),
+            r.ifindex.to_string(),
             or_dash(&r.kind),
             or_dash(&r.master),
             or_dash(&r.mac),
@@ -97,8 +102,8 @@ pub fn table(rows: &[IfaceRow]) -> String {
             pod,
             mode,
             addrs,
-            progs
-        );
+            progs,
+        ]);
     }
-    s
+    t.render()
 }

@@ -42,6 +42,9 @@ pub struct RuleSpec {
     pub target: Option<String>,
     #[serde(default)]
     pub priority: Option<u32>,
+    /// Accept a drop or redirect that matches every frame (no class, address, MAC or port).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// A rule as it is listed.
@@ -86,7 +89,26 @@ pub fn parse_cidr(s: &str) -> Result<(u8, [u8; 16], u8)> {
     if len > max {
         return Err(bad(&format!("prefix length {len} exceeds {max}")));
     }
+    // 10.244.0.2/24 is either a typo for the network or for the address: refuse to guess.
+    // An IPv4 address sits in the first four bytes (netpath_common's layout), like IPv6's prefix.
+    let masked = mask(&bytes, u32::from(len));
+    if masked != bytes {
+        let network = crate::model::flows::addr(family, &masked);
+        return Err(bad(&format!(
+            "host bits set; the network is {network}/{len}, the address alone {addr}/{max}"
+        )));
+    }
     Ok((family, bytes, len))
+}
+
+/// `a` with every bit past the first `bits` cleared.
+fn mask(a: &[u8; 16], bits: u32) -> [u8; 16] {
+    let mut out = *a;
+    for (i, b) in out.iter_mut().enumerate() {
+        let keep = bits.saturating_sub(i as u32 * 8).min(8);
+        *b &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+    }
+    out
 }
 
 pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
@@ -212,6 +234,25 @@ pub fn build(spec: &RuleSpec, id: u32, resolver: &dyn Resolver) -> Result<Rule> 
         (_, Some(_)) => return Err(Error::BadArgument(format!("{} takes no target", spec.action))),
         _ => {}
     }
+    let narrowed = spec.class.as_deref().is_some_and(|c| c != "any")
+        || spec.src.is_some()
+        || spec.dst.is_some()
+        || spec.dst_mac.is_some()
+        || spec.port.is_some();
+    if matches!(act, action::DROP | action::REDIRECT) && !narrowed && !spec.force {
+        let what = match &spec.target {
+            Some(t) => format!("redirect all of it to {t}"),
+            None => "drop all of it".into(),
+        };
+        let on = match &spec.iface {
+            Some(i) => format!("on {i}"),
+            None => "on every observed interface".into(),
+        };
+        return Err(Error::BadArgument(format!(
+            "this rule matches every frame {on} (no --class, --src, --dst, --dst-mac or --port) and would {what}, \
+             cutting that traffic off; narrow it, or add --force if that is what you want"
+        )));
+    }
     Ok(r)
 }
 
@@ -233,9 +274,20 @@ pub fn with_added(existing: &[Rule], rule: Rule) -> Result<Vec<Rule>> {
     Ok(sorted(v))
 }
 
-/// The next free id.
-pub fn next_id(existing: &[Rule]) -> u32 {
-    existing.iter().map(|r| r.id).max().unwrap_or(0) + 1
+/// The next id: never one handed out before (`issued` is the highest so far, kept with the pins),
+/// and never one sharing a hit-counter slot (`id % MAX_RULE_IDS`) with a rule in the table.
+pub fn next_id(existing: &[Rule], issued: u32) -> u32 {
+    let mut id = existing.iter().map(|r| r.id).max().unwrap_or(0).max(issued);
+    loop {
+        id = id.wrapping_add(1).max(1);
+        let slot = id % netpath_common::rule::MAX_RULE_IDS;
+        if !existing
+            .iter()
+            .any(|r| r.id % netpath_common::rule::MAX_RULE_IDS == slot)
+        {
+            return id;
+        }
+    }
 }
 
 /// Rules to disable because an interface they use went away.
@@ -297,13 +349,10 @@ pub fn row(r: &Rule, name_of: &dyn Fn(u32) -> String, hits: (u64, u64)) -> RuleR
 }
 
 pub fn table(rows: &[RuleRow]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:>4} {:>5} {:<8} {:<14} {:<7} {:<6} {:<20} {:<20} {:>5} {:<9} {:<16} {:>10} {:>12}",
-        "ID", "PRIO", "STATE", "IFACE", "DIR", "CLASS", "SRC", "DST", "PORT", "ACTION", "TARGET", "PACKETS", "BYTES"
-    );
+    let mut t = super::Columns::new(&[
+        ">ID", ">PRIO", "STATE", "IFACE", "DIR", "CLASS", "SRC", "DST", ">PORT", "ACTION", "TARGET", ">PACKETS",
+        ">BYTES",
+    ]);
     for r in rows {
         let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         let state = if r.enabled {
@@ -315,24 +364,23 @@ pub fn table(rows: &[RuleRow]) -> String {
             (Some(t), true) => format!("{t} (peer)"),
             (t, _) => dash(t),
         };
-        let _ = writeln!(
-            s,
-            "{:>4} {:>5} {:<8} {:<14} {:<7} {:<6} {:<20} {:<20} {:>5} {:<9} {:<16} {:>10} {:>12}",
-            r.id,
-            r.priority,
+        t.row(vec![
+            r.id.to_string(),
+            r.priority.to_string(),
             state,
             dash(&r.iface),
-            r.direction,
-            r.class,
+            r.direction.clone(),
+            r.class.clone(),
             dash(&r.src),
             dash(&r.dst),
             r.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            r.action,
+            r.action.clone(),
             target,
-            r.hits_packets,
-            r.hits_bytes
-        );
+            r.hits_packets.to_string(),
+            r.hits_bytes.to_string(),
+        ]);
     }
+    let mut s = t.render();
     if rows.is_empty() {
         s.push_str("(no rules)\n");
     }
@@ -472,6 +520,49 @@ mod tests {
             ..spec("drop")
         })
         .contains("--port"));
+        // Host bits: a typo for the network or for the address, never silently one of them.
+        let e = err(RuleSpec {
+            src: Some("10.244.0.2/24".into()),
+            class: Some("tcp".into()),
+            ..spec("drop")
+        });
+        assert!(
+            e.contains("host bits") && e.contains("10.244.0.0/24") && e.contains("10.244.0.2/32"),
+            "{e}"
+        );
+        assert!(err(RuleSpec {
+            dst: Some("fd00::1/64".into()),
+            class: Some("tcp".into()),
+            ..spec("drop")
+        })
+        .contains("fd00::/64"));
+        assert_eq!(parse_cidr("10.244.0.0/24").unwrap().2, 24);
+        assert_eq!(parse_cidr("10.244.0.2").unwrap().2, 32);
+        assert_eq!(parse_cidr("0.0.0.0/0").unwrap().2, 0);
+        // Catch-all drops and redirects cut traffic: only with force.
+        let catch_all = RuleSpec {
+            iface: Some("vethA".into()),
+            target: Some("vethB".into()),
+            ..spec("redirect")
+        };
+        let e = err(catch_all.clone());
+        assert!(e.contains("every frame on vethA") && e.contains("--force"), "{e}");
+        assert!(err(RuleSpec {
+            direction: Some("ingress".into()),
+            class: Some("any".into()),
+            ..spec("drop")
+        })
+        .contains("every frame on every observed interface"));
+        assert!(build(
+            &RuleSpec {
+                force: true,
+                ..catch_all
+            },
+            1,
+            &Fake
+        )
+        .is_ok());
+        assert!(build(&spec("pass"), 1, &Fake).is_ok());
         let full: Vec<Rule> = (1..=MAX_RULES as u32)
             .map(|id| Rule { id, ..Rule::default() })
             .collect();
@@ -479,6 +570,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("full"));
+    }
+
+    #[test]
+    fn fastpath_text_says_each_word_once() {
+        let st = FastpathStatus {
+            enabled: true,
+            bridge: Some("cni0".into()),
+            ..FastpathStatus::default()
+        };
+        let t = st.text();
+        assert!(t.starts_with("fast path: on (bridge cni0), 0 frames redirected"), "{t}");
+        assert!(!t.contains("on on"), "{t}");
     }
 
     #[test]
@@ -499,7 +602,18 @@ mod tests {
         };
         let t = with_added(&[a], b).unwrap();
         assert_eq!(t.iter().map(|r| r.id).collect::<Vec<_>>(), [2, 1]);
-        assert_eq!(next_id(&t), 3);
+        assert_eq!(next_id(&t, 0), 3);
+        // Deleted ids are not handed out again, nor ids whose hit counters a rule still uses.
+        assert_eq!(next_id(&[], 7), 8);
+        assert_eq!(next_id(&t, 1), 3);
+        let one = [Rule {
+            id: 1,
+            ..Rule::default()
+        }];
+        assert_eq!(
+            next_id(&one, netpath_common::rule::MAX_RULE_IDS),
+            netpath_common::rule::MAX_RULE_IDS + 2
+        );
         let mut t = t;
         assert_eq!(disable_for_ifindex(&mut t, 6), [1]);
         assert_eq!((t[1].enabled, t[1].disabled_reason), (0, disabled::INTERFACE_GONE));
@@ -512,7 +626,7 @@ mod tests {
 }
 
 /// `netpath fastpath status` and `GET /v1/fastpath`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FastpathStatus {
     pub enabled: bool,
     pub bridge: Option<String>,
@@ -537,7 +651,10 @@ impl FastpathStatus {
         let mut s = format!(
             "fast path: {}{}, {} frames redirected\n",
             if self.enabled { "on" } else { "off" },
-            self.bridge.as_deref().map(|b| format!(" on {b}")).unwrap_or_default(),
+            self.bridge
+                .as_deref()
+                .map(|b| format!(" (bridge {b})"))
+                .unwrap_or_default(),
             self.redirected
         );
         for e in &self.entries {

@@ -1,5 +1,4 @@
 //! Per-interface, per-direction, per-class counters as rows, tables and JSON.
-use std::fmt::Write as _;
 
 use netpath_common::{class, IfaceCounters, IfaceKey, DIRECTIONS};
 
@@ -61,26 +60,21 @@ pub fn table(rows: &[StatRow]) -> String {
         }
         e.2 += r.bytes;
     }
-    let width = lines.values().map(|(n, _, _)| n.len()).max().unwrap_or(5).max(16);
-    let mut s = String::new();
-    let _ = write!(s, "{:<width$} {:>7} {:<7}", "IFACE", "IFINDEX", "DIR");
-    for n in class::NAMES {
-        let _ = write!(s, " {:>9}", n.to_uppercase());
-    }
-    let _ = writeln!(s, " {:>12}", "BYTES");
+    let mut heads: Vec<String> = ["IFACE", ">IFINDEX", "DIR"].map(String::from).to_vec();
+    heads.extend(class::NAMES.iter().map(|n| format!(">{}", n.to_uppercase())));
+    heads.push(">BYTES".into());
+    let mut t = super::Columns::new(&heads);
     for ((ifindex, dir), (name, packets, bytes)) in &lines {
-        let _ = write!(
-            s,
-            "{:<width$} {:>7} {:<7}",
-            name,
-            ifindex,
-            DIRECTIONS.get(*dir).copied().unwrap_or("?")
-        );
-        for p in packets {
-            let _ = write!(s, " {:>9}", p);
-        }
-        let _ = writeln!(s, " {:>12}", bytes);
+        let mut row = vec![
+            name.clone(),
+            ifindex.to_string(),
+            DIRECTIONS.get(*dir).copied().unwrap_or("?").to_string(),
+        ];
+        row.extend(packets.iter().map(u64::to_string));
+        row.push(bytes.to_string());
+        t.row(row);
     }
+    let mut s = t.render();
     if lines.is_empty() {
         s.push_str("(no traffic counted yet)\n");
     }

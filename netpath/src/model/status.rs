@@ -54,6 +54,9 @@ pub struct DaemonStatus {
     pub programs: Vec<ProgramRef>,
     pub departed: Departed,
     pub attach_latency_ms: Latency,
+    /// `--iface` globs that match no interface (the daemon observes nothing through them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_ifaces: Vec<String>,
 }
 
 /// Interfaces that went away while the daemon watched: what was counted on them.
@@ -86,12 +89,8 @@ impl Latency {
     }
 }
 
-fn or_null<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "null".into())
-}
-
 impl StatusReport {
-    /// `netpath status` for people: the same numbers as the JSON.
+    /// `netpath status` for people: the same numbers as the JSON, one section after the other.
     pub fn text(&self) -> String {
         let ft = &self.flow_table;
         let mut s = String::new();
@@ -108,6 +107,9 @@ impl StatusReport {
             self.iface_insert_failed,
             self.pull_failed,
         );
+        for (name, n) in &self.malformed {
+            let _ = writeln!(s, "  {name:<28} {n}");
+        }
         let ev = &self.events;
         let _ = write!(
             s,
@@ -120,24 +122,28 @@ impl StatusReport {
             self.capture.captured,
             self.capture.lost,
         );
-        for (name, n) in &self.malformed {
-            let _ = writeln!(s, "  {name:<28} {n}");
-        }
         if let Some(d) = &self.daemon {
+            let latency = match (d.attach_latency_ms.p50, d.attach_latency_ms.p99) {
+                (Some(p50), Some(p99)) => format!(
+                    "p50 {p50:.1} ms, p99 {p99:.1} ms over {} hot-plugs",
+                    d.attach_latency_ms.count
+                ),
+                _ => "no hot-plugs yet".into(),
+            };
             let _ = write!(
                 s,
-                "daemon: pid {}, up {} s, {} interface(s) attached, persist {}\n  departed interfaces {} ({} flows, {} packets)\n  attach latency p50 {} ms, p99 {} ms over {} hot-plugs\n",
+                "daemon: pid {}, up {} s, {} interface(s) attached, persist {}\n  departed interfaces {} ({} flows, {} packets)\n  attach latency: {latency}\n",
                 d.pid,
                 d.uptime_s,
                 d.attached_interfaces,
-                d.persist,
+                if d.persist { "on" } else { "off" },
                 d.departed.interfaces,
                 d.departed.flows,
                 d.departed.packets,
-                or_null(d.attach_latency_ms.p50),
-                or_null(d.attach_latency_ms.p99),
-                d.attach_latency_ms.count,
             );
+            for glob in &d.unmatched_ifaces {
+                let _ = writeln!(s, "  warning: --iface '{glob}' matches no interface");
+            }
         }
         s
     }
@@ -172,6 +178,43 @@ impl FlowTableStatus {
             deleted,
             insert_failed,
             fill_ratio,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_text_has_its_sections_in_order_and_no_null() {
+        let r = StatusReport {
+            malformed: [("ip_truncated".to_string(), 3), ("vlan_too_deep".to_string(), 0)].into(),
+            events: EventTotals {
+                pending: Some(0),
+                ..EventTotals::default()
+            },
+            daemon: Some(DaemonStatus {
+                pid: 7,
+                ..DaemonStatus::default()
+            }),
+            ..StatusReport::default()
+        };
+        let t = r.text();
+        assert!(!t.contains("null"), "{t}");
+        let at = |what: &str| t.find(what).unwrap_or_else(|| panic!("no '{what}' in:\n{t}"));
+        let order = [
+            "flow table:",
+            "malformed frames by reason:",
+            "ip_truncated",
+            "vlan_too_deep",
+            "events:",
+            "capture:",
+            "daemon:",
+            "attach latency: no hot-plugs yet",
+        ];
+        for w in order.windows(2) {
+            assert!(at(w[0]) < at(w[1]), "'{}' should come before '{}':\n{t}", w[0], w[1]);
         }
     }
 }

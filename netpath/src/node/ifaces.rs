@@ -37,8 +37,13 @@ pub fn list() -> Vec<Iface> {
 /// Index of an interface, or an error naming it and listing those that exist.
 pub fn resolve(name: &str, netns: Option<&str>) -> Result<Iface> {
     let c = CString::new(name).map_err(|_| Error::BadArgument(format!("interface name {name:?} contains NUL")))?;
-    // SAFETY: c is a valid NUL-terminated string.
-    let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    // The kernel cuts a name at ':' (an address label, `eth0:1`) and would answer for `eth0`.
+    let ifindex = if name.contains(':') {
+        0
+    } else {
+        // SAFETY: c is a valid NUL-terminated string.
+        unsafe { libc::if_nametoindex(c.as_ptr()) }
+    };
     if ifindex == 0 {
         let available: Vec<String> = list().into_iter().map(|i| i.name).collect();
         return Err(Error::UnknownInterface {

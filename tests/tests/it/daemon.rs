@@ -500,3 +500,70 @@ fn daemon_honours_tcx_order() {
         assert_eq!(ingress_order(), [other_id], "netpath left, the other program stays");
     }
 }
+
+/// Two daemons on one pin directory counted every packet twice, and `netpath down` pulled the maps
+/// from under a running daemon. The pin directory is now locked for a daemon's lifetime.
+#[test]
+fn daemon_pin_directory_is_one_daemons_and_down_refuses_under_it() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let run = |sock: &str| -> Vec<String> {
+        [
+            "--netns",
+            &pair.a.name,
+            "--iface",
+            "veth-a",
+            "--quiet",
+            "--pin-dir",
+            pins.arg(),
+            "--socket",
+            sock,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let first: Vec<String> = run(pins.sock());
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let d = Daemon::start(&first);
+    let other_sock = format!("{}-2", pins.sock());
+    let mut second: Vec<String> = run(&other_sock);
+    second.extend(["--metrics", "none", "--duration", "5s"].map(String::from));
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    let mut args = vec!["run"];
+    args.extend(&second);
+    let out = netpath(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", d.pid())) && err.contains(pins.arg()),
+        "the refusal should name the holder and the directory: {err}"
+    );
+    assert_eq!(netpath_on(&pair.a, "veth-a").len(), 2, "the second daemon attached");
+    let _ = std::fs::remove_file(&other_sock);
+
+    let out = netpath(&["down", "--pin-dir", pins.arg()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", d.pid())) && err.contains("--force"),
+        "{err}"
+    );
+    assert!(
+        pins.path.join(netpath_common::maps::FLOWS).exists(),
+        "a refused down removed pins"
+    );
+
+    // The lock dies with its holder, however it dies.
+    d.kill9();
+    let d = Daemon::start(&first);
+    let out = netpath(&["down", "--pin-dir", pins.arg(), "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !pins.path.join(netpath_common::maps::FLOWS).exists(),
+        "down --force left the maps"
+    );
+    assert!(d.stop().success());
+    assert!(netpath(&["down", "--pin-dir", pins.arg()]).status.success());
+    assert!(!pins.path.exists(), "down left {}", pins.path.display());
+}

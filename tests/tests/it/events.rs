@@ -224,3 +224,83 @@ fn events_overload_loses_nothing_silently_and_forwarding_goes_on() {
     );
     assert!(d.stop().success());
 }
+
+/// A filter on a name that does not exist used to match nothing, silently: `watch` waited forever
+/// and `flows` printed an empty table. Now the daemon (and, without one, the CLI) refuses it.
+#[test]
+fn events_unknown_iface_or_pod_filters_are_exit_2_naming_what_exists() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let d = Daemon::start(&[
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a",
+        "--quiet",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+    ]);
+    let refused = |args: &[&str], names: &[&str]| {
+        let out = netpath(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for n in names {
+            assert!(err.contains(n), "{args:?} should name {n}: {err}");
+        }
+    };
+    let sock = pins.sock();
+    refused(
+        &["watch", "--socket", sock, "--iface", "nosuch0", "--duration", "5s"],
+        &["nosuch0", "veth-a"],
+    );
+    refused(
+        &["watch", "--socket", sock, "--pod", "ghost", "--duration", "5s"],
+        &["ghost", &pair.b.name],
+    );
+    refused(&["flows", "--socket", sock, "--iface", "nosuch"], &["nosuch", "veth-a"]);
+    // Names that exist still work: the peer's namespace stands for the pod behind veth-a.
+    for args in [
+        &["watch", "--socket", sock, "--iface", "veth-a", "--duration", "300ms"][..],
+        &["watch", "--socket", sock, "--pod", &pair.b.name, "--duration", "300ms"][..],
+        &["flows", "--socket", sock, "--iface", "veth-a"][..],
+    ] {
+        let out = netpath(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(d.stop().success());
+    // Without a daemon, `flows` reads the pins and checks the name in the namespace given.
+    let ns = pair.a.name.as_str();
+    refused(
+        &[
+            "flows",
+            "--socket",
+            sock,
+            "--pin-dir",
+            pins.arg(),
+            "--netns",
+            ns,
+            "--iface",
+            "nosuch",
+        ],
+        &["nosuch", "veth-a"],
+    );
+    let out = netpath(&[
+        "flows",
+        "--socket",
+        sock,
+        "--pin-dir",
+        pins.arg(),
+        "--netns",
+        ns,
+        "--iface",
+        "veth-a",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -209,6 +209,76 @@ fn netns_unknown_interface_is_exit_2_names_it_and_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-ns-xyz"));
 }
 
+/// `NAME:MODE` with a mode that does not exist used to read as an interface name the kernel cut at
+/// the ':' (so `cni0:bogusmode` resolved, matched nothing and ran attached to nothing).
+#[test]
+fn netns_unknown_iface_modes_are_exit_2_and_lone_globs_warn() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    for spec in ["veth-a:bogusmode", "veth-a:XDP"] {
+        let out = netpath(&[
+            "run",
+            "--netns",
+            &pair.a.name,
+            "--iface",
+            spec,
+            "--pin-dir",
+            pins.arg(),
+            "--socket",
+            pins.sock(),
+            "--metrics",
+            "none",
+            "--duration",
+            "1s",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {err}");
+        assert!(
+            err.contains("unknown mode") && err.contains("tc, xdp, xdp-generic"),
+            "{spec}: {err}"
+        );
+        assert!(!pins.path.exists(), "bad input created pins");
+        assert!(netpath_progs_on(&pair.a, "veth-a").is_empty(), "bad input attached");
+    }
+    // A glob may match pods that come later: the daemon runs, and says so at start and in status.
+    let d = Daemon::start_expecting(
+        &[
+            "--netns",
+            &pair.a.name,
+            "--iface",
+            "nosuch*",
+            "--iface",
+            "veth-a",
+            "--pin-dir",
+            pins.arg(),
+            "--socket",
+            pins.sock(),
+            "--quiet",
+        ],
+        0,
+    );
+    let warn = d
+        .wait_for_line(&["matches no interface"], std::time::Duration::from_secs(20))
+        .expect("no warning about the glob");
+    assert!(warn.contains("'nosuch*'") && warn.contains("veth-a"), "{warn}");
+    d.wait_for_line(&["attached to veth-a"], std::time::Duration::from_secs(20))
+        .expect("veth-a not attached");
+    let status = netpath_json(&["status", "--socket", pins.sock()]);
+    assert_eq!(
+        status["daemon"]["unmatched_ifaces"],
+        serde_json::json!(["nosuch*"]),
+        "{status:#}"
+    );
+    let text = netpath(&["status", "--socket", pins.sock()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("warning: --iface 'nosuch*' matches no interface"),
+        "{text}"
+    );
+    assert!(d.stop().success());
+}
+
 #[test]
 fn netns_missing_privileges_are_named() {
     require_root();

@@ -209,6 +209,17 @@ fn rules_bad_input_changes_nothing_and_rules_survive_restarts() {
         ),
         (vec!["add", "--class", "sctp", "--drop"], "unknown class"),
         (vec!["add", "--redirect", "nope1"], "nope1"),
+        // A drop or redirect without match criteria cuts the traffic off: only with --force.
+        (
+            vec!["add", "--iface", &pods[0].host_veth, "--redirect", &pods[1].host_veth],
+            "--force",
+        ),
+        (vec!["add", "--direction", "ingress", "--drop"], "every frame"),
+        // Host bits set: neither the network nor the address is guessed.
+        (
+            vec!["add", "--src", "10.244.0.2/24", "--class", "tcp", "--drop"],
+            "10.244.0.0/24",
+        ),
     ] {
         let out = rule(&sock, &args);
         assert_eq!(
@@ -222,9 +233,30 @@ fn rules_bad_input_changes_nothing_and_rules_survive_restarts() {
             "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("bad argument: bad argument"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    // A full table refuses the next rule.
-    for _ in 1..netpath_common::rule::MAX_RULES {
+    let forced = rule_json(
+        &sock,
+        &[
+            "add",
+            "--iface",
+            &pods[0].host_veth,
+            "--direction",
+            "egress",
+            "--drop",
+            "--force",
+        ],
+    );
+    assert_eq!(forced[0]["id"], 2);
+    assert!(rule(&sock, &["del", "2"]).status.success());
+    // A full table refuses the next rule. Ids are never reused: the first of these is 3, not 2.
+    let next = rule_json(&sock, &["add", "--class", "tcp", "--port", "9", "--drop"]);
+    assert_eq!(next[0]["id"], 3, "a deleted rule's id was reused");
+    for _ in 2..netpath_common::rule::MAX_RULES {
         assert!(rule(&sock, &["add", "--class", "tcp", "--port", "9", "--drop"])
             .status
             .success());
@@ -249,6 +281,11 @@ fn rules_bad_input_changes_nothing_and_rules_survive_restarts() {
         "rules lost across a restart"
     );
     assert_eq!(again[0]["port"], 53);
+    // Nor across restarts: the highest id issued is pinned with the table.
+    let last = netpath_common::rule::MAX_RULES as u64 + 1;
+    assert!(rule(&sock, &["del", &last.to_string()]).status.success());
+    let r = rule_json(&sock, &["add", "--class", "udp", "--port", "9", "--drop"]);
+    assert_eq!(r[0]["id"], last + 1, "the restarted daemon reused a deleted rule's id");
 }
 
 #[test]

@@ -99,7 +99,7 @@ pub enum Command {
     Capture(CaptureArgs),
     /// Remove what netpath pinned: maps (and their counters) and `--persist` links (which detaches
     /// those programs). Nothing else is touched.
-    Down(PinArgs),
+    Down(DownArgs),
     /// Fast-path rules: pass, drop, redirect or mirror frames by interface (or pod), direction,
     /// class, CIDR, MAC and port.
     Rule(RuleArgs),
@@ -113,6 +113,16 @@ pub struct PinArgs {
     /// bpffs directory holding netpath's pinned maps.
     #[arg(long, default_value = defaults::PIN_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub pin: PinArgs,
+
+    /// Remove the pins even while a `netpath run` uses them (its maps go from under it).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -413,6 +423,10 @@ pub struct RuleAddArgs {
     /// Send a copy of matching frames to IF.
     #[arg(long, value_name = "IF")]
     pub mirror: Option<String>,
+    /// Accept a drop or redirect that matches every frame (no --class, --src, --dst, --dst-mac or
+    /// --port): it cuts all traffic of the interface (or node) off.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone)]

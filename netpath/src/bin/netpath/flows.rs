@@ -22,11 +22,17 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
         Some(c) => rt.block_on(c.flows(&filter))?,
         None => {
             let clock = Clock::now();
-            let rows = daemon::open_pins(&args.read)?
+            let rows: Vec<_> = daemon::open_pins(&args.read)?
                 .flows()?
                 .iter()
                 .map(|(k, v)| flows::row(k, v, ifaces::display_name(k.ifindex), &clock))
                 .collect();
+            // A name with flows is known (even if its link is gone); one without must exist.
+            if let Some(name) = &filter.iface {
+                if !rows.iter().any(|r| &r.iface == name) {
+                    ifaces::resolve(name, args.read.netns.as_deref())?;
+                }
+            }
             flows::select(rows, &filter)
         }
     };

@@ -37,9 +37,20 @@ fn main() {
     }
     if let Err(e) = dispatch(cli, given) {
         eprintln!("netpath: error: {}", chain(&e));
-        let code = e.downcast_ref::<netpath::Error>().map(|e| e.exit_code()).unwrap_or(1);
+        let code = exit_code(&e);
         std::process::exit(code);
     }
+}
+
+/// The library's exit code for its errors, and the API's for a daemon's answer (a 4xx is bad input).
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if let Some(e) = e.downcast_ref::<netpath::Error>() {
+        return e.exit_code();
+    }
+    if let Some(e) = e.downcast_ref::<netpath::service::api::ApiError>() {
+        return e.exit_code();
+    }
+    1
 }
 
 /// The error and its causes, each said once: many of netpath's messages already name their cause
@@ -92,7 +103,7 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
         Command::Ifaces(read) => ifaces::run(&read),
         Command::Watch(args) => watch::run(&args),
         Command::Capture(args) => capture::run(&args),
-        Command::Down(pin) => down::run(&pin),
+        Command::Down(args) => down::run(&args),
         Command::Rule(args) => rule::run(args),
         Command::Fastpath(args) => fastpath::run(args),
     }

@@ -35,6 +35,7 @@ pub fn run(args: RuleArgs) -> anyhow::Result<()> {
                 action: action.into(),
                 target,
                 priority: a.priority,
+                force: a.force,
             };
             vec![daemon::answer(rt.block_on(c.add_rule(&spec)))?]
         }

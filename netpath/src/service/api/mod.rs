@@ -107,6 +107,12 @@ pub trait Backend: Send + Sync + 'static {
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         None
     }
+    /// The interface and pod a filter names (`flows --iface`, `watch --iface/--pod`) exist: an
+    /// unknown one is bad input naming those that do, not a filter that silently matches nothing.
+    fn check_names(&self, iface: Option<&str>, pod: Option<&str>) -> Result<(), ApiError> {
+        let _ = (iface, pod);
+        Ok(())
+    }
     /// The fast-path rules, in evaluation order.
     fn rules(&self) -> Result<Vec<RuleRow>, ApiError> {
         Err(ApiError::NotFound("this daemon has no rule table".into()))
@@ -224,6 +230,10 @@ impl ApiError {
 
 impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> ApiError {
+        // The client says "bad argument" itself (a 4xx is bad input): the message alone, once.
+        if let crate::Error::BadArgument(m) = e {
+            return ApiError::BadRequest(m);
+        }
         match e.exit_code() {
             2 => ApiError::BadRequest(e.to_string()),
             _ => ApiError::Internal(e.to_string()),
@@ -402,6 +412,14 @@ pub fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CLI adds "bad argument: " to a daemon's 4xx itself; the daemon's message must not.
+    #[test]
+    fn bad_input_travels_without_its_prefix() {
+        let e = ApiError::from(crate::Error::BadArgument("bad CIDR 'x'".into()));
+        assert_eq!(e.wire_message(), "bad CIDR 'x'");
+        assert_eq!(e.exit_code(), 2);
+    }
 
     fn params(q: &str) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = q

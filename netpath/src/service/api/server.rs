@@ -367,7 +367,13 @@ async fn stats(State(st): State<AppState>, q: Q) -> Result<Json<Vec<StatRow>>, A
 
 async fn flows(State(st): State<AppState>, q: Q) -> Result<Json<Vec<FlowRow>>, ApiError> {
     let filter = parse_filter(&Params::new(q, &["iface", "class", "top", "sort"])?)?;
-    Ok(Json(call(&st, move |b| b.flows(&filter)).await?))
+    Ok(Json(
+        call(&st, move |b| {
+            b.check_names(filter.iface.as_deref(), None)?;
+            b.flows(&filter)
+        })
+        .await?,
+    ))
 }
 
 async fn ifaces(State(st): State<AppState>, q: Q) -> Result<Json<Vec<IfaceRow>>, ApiError> {
@@ -384,12 +390,14 @@ async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> 
         .get("kind")
         .map(|k| k.split(',').map(str::to_string).collect())
         .unwrap_or_default();
-    let kinds = EventFilter::parse_kinds(&kinds).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let kinds = EventFilter::parse_kinds(&kinds).map_err(ApiError::from)?;
     let filter = EventFilter {
         iface: p.get("iface").map(String::from),
         pod: p.get("pod").map(String::from),
         kinds,
     };
+    let (iface, pod) = (filter.iface.clone(), filter.pod.clone());
+    call(&st, move |b| b.check_names(iface.as_deref(), pod.as_deref())).await?;
     let rx = st
         .backend
         .events()
