@@ -58,7 +58,8 @@ def add(label, pkt, repeat=1, cut=None, pad_to=None):
         b = b[:cut]
     if pad_to is not None and len(b) < pad_to:
         b = b + b"\x00" * (pad_to - len(b))
-    assert 14 <= len(b) <= 1514, (label, len(b))
+    # Up to a 2.2 KB jumbo frame: the replay veths run with a 3000-byte MTU.
+    assert 14 <= len(b) <= 2200, (label, len(b))
     FRAMES.append((label, b, repeat))
 
 
@@ -158,7 +159,11 @@ def build():
     add("ipv6 hbh+fragment(first) tcp", eth() / IPv6(src=V6A, dst=V6B) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(nh=6, offset=0, m=1, id=0x66) / Raw(bytes(tcp_seg(0, sport=50205, dport=80, flags="PA")) + b"f" * 40), 2)
     add("ipv6 6 ext headers udp (limit)", eth() / IPv6(src=V6A, dst=V6B) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / UDP(sport=50206, dport=50207), 2)
     big_opts = [PadN(optdata=b"\x00" * 253)] * 3 + [PadN(optdata=b"\x00" * 191)]  # 3*255 + 193 = 958 -> 960-byte header
-    add("ipv6 960-byte dstopts udp (L4 at 1014 < 1024)", eth() / IPv6(src=V6A, dst=V6C) / IPv6ExtHdrDestOpt(options=big_opts) / UDP(sport=50208, dport=50209) / Raw(b"b" * 8), 1)
+    add("ipv6 960-byte dstopts udp (L4 at 1014 < 2048)", eth() / IPv6(src=V6A, dst=V6C) / IPv6ExtHdrDestOpt(options=big_opts) / UDP(sport=50208, dport=50209) / Raw(b"b" * 8), 1)
+    # Seen in public captures: a 1.4 KB destination-options header, L4 past byte 1024 (jumbo-frame
+    # headers reach that far; the parse window is 2048).
+    opts1400 = [PadN(optdata=b"\x00" * 253)] * 5 + [PadN(optdata=b"\x00" * 117)]  # 5*255 + 119 = 1394 -> 1400-byte header
+    add("ipv6 1400-byte dstopts udp (L4 at 1454 < 2048)", eth() / IPv6(src=V6A, dst=V6C) / IPv6ExtHdrDestOpt(options=opts1400) / UDP(sport=50209, dport=50210) / Raw(b"b" * 8), 1)
     add("ipv6 fragment first udp", eth() / IPv6(src=V6A, dst=V6B) / IPv6ExtHdrFragment(nh=17, offset=0, m=1, id=0x77) / Raw(bytes(UDP(sport=50300, dport=50301, len=1208, chksum=0x1234)) + b"F" * 200), 3)
     add("ipv6 fragment nonfirst udp", eth() / IPv6(src=V6A, dst=V6B) / IPv6ExtHdrFragment(nh=17, offset=26, m=1, id=0x77) / Raw(b"F" * 208), 3)
     add("ipv6 fragment last tcp", eth() / IPv6(src=V6B, dst=V6A) / IPv6ExtHdrFragment(nh=6, offset=100, m=0, id=0x78) / Raw(b"T" * 64), 2)
@@ -208,11 +213,12 @@ def build():
     add("ipv6 truncated icmp6 (4 of 8)", eth() / IPv6(src=V6A, dst=V6B, nh=58) / Raw(b"\x80\x00\x00\x00"), 1)
     add("ipv6 7 ext headers", eth() / IPv6(src=V6A, dst=V6B) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / UDP(sport=50403, dport=50404), 2)
     big_opts2 = [PadN(optdata=b"\x00" * 253)] * 3 + [PadN(optdata=b"\x00" * 231)]  # 1000-byte header
-    add("ipv6 1000-byte dstopts udp (L4 at 1054 > 1024)", eth() / IPv6(src=V6A, dst=V6C) / IPv6ExtHdrDestOpt(options=big_opts2) / UDP(sport=50405, dport=50406) / Raw(b"b" * 8), 1)
-    # The parse limit is on wire offsets: with an 802.1Q tag this extension header ends at byte
-    # 1026 of the frame (past 1024), 4 bytes later than the same packet untagged would.
+    hbh1024 = [PadN(optdata=b"\x00" * 253)] * 4 + [PadN(optdata=b"")]  # 4*255 + 2 = 1022 -> 1024-byte header
+    add("ipv6 1024-byte hbh + 1000-byte dstopts udp (L4 at 2078 > 2048)", eth() / IPv6(src=V6A, dst=V6C) / IPv6ExtHdrHopByHop(options=hbh1024) / IPv6ExtHdrDestOpt(options=big_opts2) / UDP(sport=50405, dport=50406) / Raw(b"b" * 8), 1)
+    # The parse limit is on wire offsets: with an 802.1Q tag these extension headers end at byte
+    # 2050 of the frame (past 2048), 4 bytes later than the same packet untagged would.
     opts968 = [PadN(optdata=b"\x00" * 253)] * 3 + [PadN(optdata=b"\x00" * 199)]
-    add("vlan100 ipv6 968-byte dstopts udp (ext header ends at wire byte 1026)", eth() / Dot1Q(vlan=100) / IPv6(src=V6A, dst=V6C) / IPv6ExtHdrDestOpt(options=opts968) / UDP(sport=50407, dport=50408) / Raw(b"b" * 8), 1)
+    add("vlan100 ipv6 1024-byte hbh + 968-byte dstopts udp (ext headers end at wire byte 2050)", eth() / Dot1Q(vlan=100) / IPv6(src=V6A, dst=V6C) / IPv6ExtHdrHopByHop(options=hbh1024) / IPv6ExtHdrDestOpt(options=opts968) / UDP(sport=50407, dport=50408) / Raw(b"b" * 8), 1)
     add("ipv6 ext header cut", eth() / IPv6(src=V6A, dst=V6B, nh=60, plen=4) / Raw(b"\x11\x01\x00\x00"), 1)
     add("arp truncated (20 of 28)", eth(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=SRC_MAC, psrc=V4A, pdst=V4B), 1, cut=14 + 20)
     add("arp truncated (6 of 8)", eth(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1), 1, cut=14 + 6)

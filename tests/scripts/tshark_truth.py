@@ -18,7 +18,7 @@ Bounds: a header must end inside the packet that carries it: inside the frame fo
 tags, ARP and the IP header itself; inside the IPv4 total length / IPv6 payload length for the
 extension headers, the L4 header and a VXLAN header and its inner frame (bytes after the IP packet
 are Ethernet padding, not part of it). Header offsets are wire offsets (VLAN tags included), and
-a header must start by byte 1024 (MAX_PARSE_OFFSET), an IPv6 extension header end by it.
+a header must start by byte 2048 (MAX_PARSE_OFFSET), an IPv6 extension header end by it.
 
 Prints one JSON document: frames, bytes, per-class packets/bytes, the flow table (keys in the form
 `netpath flows -o json` prints them) and a per-frame verdict.
@@ -33,7 +33,7 @@ VXLAN_PORTS = (8472, 4789)
 VLAN_TPIDS = (0x8100, 0x88A8)
 MAX_VLAN_TAGS = 2
 MAX_IPV6_EXT = 6
-MAX_PARSE_OFFSET = 1024
+MAX_PARSE_OFFSET = 2048
 # IPv6 extension headers netpath follows, and the tshark subtree for each.
 IPV6_EXT = {0: "ipv6.hopopts", 43: "ipv6.routing", 44: "ipv6.fraghdr", 51: "ah", 60: "ipv6.dstopts"}
 

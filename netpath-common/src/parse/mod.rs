@@ -36,7 +36,7 @@ use crate::{class, malformed, zero_words, Addr, Config, FlowKey, Words, ENCAP_NO
 /// Headers must start within this many bytes of the frame. It bounds every variable offset for the
 /// verifier (packet pointer arithmetic needs a bounded scalar); a frame whose headers reach further
 /// (e.g. 6 IPv6 extension headers of 200 bytes each) is malformed with `beyond_parse_limit`.
-pub const MAX_PARSE_OFFSET: usize = 1024;
+pub const MAX_PARSE_OFFSET: usize = 2048;
 /// The kernel cursor refuses reads past this offset: a header starts at most at
 /// [`MAX_PARSE_OFFSET`] and the parser never reads more than 64 bytes past a header's start
 /// (IPv4 options end at +60).

@@ -221,13 +221,31 @@ fn l4_headers_end_inside_the_ip_packet_not_in_padding() {
     assert_eq!(p(&eth(ETH_P_IP, &ip)).class, class::UDP);
 }
 
+/// Headers may start up to byte 2048 (jumbo frames carry them): a 1.4 KB destination-options
+/// header, seen in public captures, is parsed through to its UDP header; one that runs past the
+/// window is malformed (`beyond_parse_limit`).
+#[test]
+fn parse_window_reaches_byte_2048() {
+    let ext = ext_opts(IPPROTO_DSTOPTS, IPPROTO_UDP, 174);
+    assert_eq!(ext.bytes.len(), 1400);
+    let frame = eth(ETH_P_IPV6, &ipv6_ext(IP6_A, IP6_B, &[ext], &udp(1, 2, &[0; 8])));
+    let parsed = p(&frame);
+    assert_eq!(parsed.class, class::UDP, "{parsed:?}");
+    assert_eq!((parsed.outer.sport, parsed.outer.dport), (1, 2));
+    let hbh = ext_opts(IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, 255);
+    let ext = ext_opts(IPPROTO_DSTOPTS, IPPROTO_UDP, 10);
+    let frame = eth(ETH_P_IPV6, &ipv6_ext(IP6_A, IP6_B, &[hbh, ext], &udp(1, 2, &[0; 8])));
+    assert_eq!(p(&frame).reason, malformed::BEYOND_PARSE_LIMIT);
+}
+
 /// Found by the tshark comparison: with the outer tag in skb metadata (TC), the parse limit
 /// still counts the tag's 4 bytes, as XDP sees them in the frame.
 #[test]
 fn parse_limit_counts_a_stripped_vlan_tag() {
-    // A destination-options header ending at wire byte 1026 (frame 1042 with its tag).
+    // Extension headers ending at wire byte 2050 with the tag: 18 + 40 + 1024 + 968.
+    let hbh = ext_opts(IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, 127);
     let ext = ext_opts(IPPROTO_DSTOPTS, IPPROTO_UDP, 120);
-    let ip6 = ipv6_ext(IP6_A, IP6_B, &[ext], &udp(1, 2, &[0; 8]));
+    let ip6 = ipv6_ext(IP6_A, IP6_B, &[hbh, ext], &udp(1, 2, &[0; 8]));
     let tagged = vlan_eth(&[(ETH_P_8021Q, 100)], ETH_P_IPV6, &ip6);
     assert_eq!(p(&tagged).reason, malformed::BEYOND_PARSE_LIMIT);
     let stripped = eth(ETH_P_IPV6, &ip6);
