@@ -10,7 +10,7 @@ use netpath_common::{
     class, diag,
     event::{end_reason, kind},
     parse::{parse_into, Frame, Parsed},
-    Config, FlowKey, FlowValue, IfaceCounters, FAMILY_ARP,
+    Config, FlowKey, FlowValue, IfaceCounters, DIR_EGRESS, FAMILY_ARP,
 };
 use netpath_ebpf::cursor::Skb;
 
@@ -129,6 +129,30 @@ fn parse_skb(ctx: &TcContext, s: &mut Scratch, cfg: &Config, hw_tci: u32) -> u32
     let pkt = Skb::new(ctx, &mut s.pull_failed);
     parse_into(&pkt, cfg, hw_vlan, &mut s.parsed);
     pkt.pull_failed() as u32
+}
+
+/// Account a frame the fast path (or a rule) redirects into a veth's peer to that veth's egress:
+/// `bpf_redirect_peer` hands it straight to the pod's side, so it never passes the veth's own TC
+/// egress hook, and without this the pod's veth would show only the traffic the pod sends. The
+/// frame's facts come from the scratch map, as the rules read them; it is counted, accounted to
+/// its flow on the target and offered to capture, as if seen there (no events: the ingress side
+/// already emitted them).
+//
+// Not inlined: one walk for the verifier, on the rare redirect path.
+#[inline(never)]
+pub fn account_peer_redirect(ctx: &TcContext, target: u32) -> u32 {
+    let Some(s) = scratch() else { return 0 };
+    let (class, wire_len) = (s.class, s.wire_len);
+    count::count_iface(target, DIR_EGRESS, class, wire_len, &s.zero, &mut s.log);
+    let mut now = Now::default();
+    if s.parsed.has_flow() {
+        flow::count_flow(s, target, DIR_EGRESS, wire_len, now.coarse());
+    }
+    // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed to this program.
+    let skb = unsafe { &*ctx.skb.skb };
+    let hw_vlan = (skb.vlan_present != 0).then_some((skb.vlan_tci as u16, skb.vlan_proto as u16));
+    capture::capture(ctx, target, DIR_EGRESS, class, wire_len, skb.len, hw_vlan, &mut now);
+    0
 }
 
 /// This CPU's [`Scratch`].

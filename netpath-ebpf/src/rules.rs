@@ -17,7 +17,7 @@ use netpath_common::{
 use crate::{
     count::diag_inc,
     log,
-    observe::{Verdict, NO_VERDICT},
+    observe::{account_peer_redirect, Verdict, NO_VERDICT},
     NP_FASTPATH, NP_RULES, NP_RULE_CTL, NP_RULE_HITS, NP_SCRATCH,
 };
 
@@ -29,9 +29,14 @@ pub fn tc_verdict(ctx: &TcContext, dir: u8, v: Verdict) -> i32 {
     match v.action {
         action::DROP => TC_ACT_SHOT,
         // bpf_redirect_peer delivers into the target veth's peer (the pod's namespace) without
-        // a second trip through the stack; it only works from TC ingress.
-        // SAFETY: plain helper calls with an ifindex and no flags.
-        action::REDIRECT if v.peer != 0 && dir == DIR_INGRESS => unsafe { bpf_redirect_peer(v.target, 0) as i32 },
+        // a second trip through the stack; it only works from TC ingress. The frame skips the
+        // target's TC egress, so it is accounted there first.
+        action::REDIRECT if v.peer != 0 && dir == DIR_INGRESS => {
+            account_peer_redirect(ctx, v.target);
+            // SAFETY: a plain helper call with an ifindex and no flags.
+            unsafe { bpf_redirect_peer(v.target, 0) as i32 }
+        }
+        // SAFETY: a plain helper call with an ifindex and no flags.
         action::REDIRECT => unsafe { bpf_redirect(v.target, 0) as i32 },
         action::MIRROR => {
             let _ = ctx.clone_redirect(v.target, 0);

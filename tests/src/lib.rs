@@ -8,6 +8,7 @@ use std::{
 };
 
 pub mod fake_cri;
+pub mod proc;
 pub mod testrun;
 
 pub fn require_root() {

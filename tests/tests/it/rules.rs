@@ -6,7 +6,7 @@ use std::{
 };
 
 use netpath_lab::Lab;
-use netpath_tests::*;
+use netpath_tests::{proc::Proc, *};
 
 fn in_pod(netns: &str, args: &[&str]) -> std::process::Output {
     Command::new("ip")
@@ -315,6 +315,72 @@ fn fastpath_carries_real_tcp_between_pods_and_keeps_counting() {
         macs.contains(&a.host_veth.as_str()) && macs.contains(&b.host_veth.as_str()),
         "{st:#}"
     );
+    // A frame the fast path hands into pod B skips B's veth egress hook: it is accounted there at
+    // redirect time, and capture on B's veth sees it. Five pings A -> B: the requests reach B's
+    // veth egress (redirected from A's veth ingress), the replies A's.
+    let node_ns = n.lab.0.node_ns(1);
+    let pcap = std::env::temp_dir().join(format!("{}.pcapng", unique("np-fastpath-capture")));
+    let _rm = RemoveOnDrop(pcap.clone());
+    let mut cmd = Command::new(netpath_bin());
+    cmd.args([
+        "capture",
+        "--socket",
+        sock,
+        "--pin-dir",
+        n.pins.arg(),
+        "--netns",
+        &node_ns,
+    ])
+    .args(["--iface", &b.host_veth])
+    .args(["--kind", "icmp", "-c", "10", "--duration", "15s", "-w"])
+    .arg(&pcap)
+    .stdout(Stdio::null());
+    let capture = Proc::spawn("netpath capture", cmd, "capturing on");
+    let icmp_before = (
+        iface_stat(sock, &b.host_veth, "egress", "icmp"),
+        iface_stat(sock, &a.host_veth, "egress", "icmp"),
+    );
+    let redirected_before = netpath_json(&["fastpath", "--socket", sock, "status"])["redirected"]
+        .as_u64()
+        .unwrap();
+    assert!(in_pod(&a.netns, &["ping", "-c", "5", "-i", "0.2", &b.ip.to_string()])
+        .status
+        .success());
+    let icmp_after = (
+        iface_stat(sock, &b.host_veth, "egress", "icmp"),
+        iface_stat(sock, &a.host_veth, "egress", "icmp"),
+    );
+    let redirected = netpath_json(&["fastpath", "--socket", sock, "status"])["redirected"]
+        .as_u64()
+        .unwrap()
+        - redirected_before;
+    assert!(
+        redirected >= 10,
+        "the pings did not take the fast path ({redirected} frames)"
+    );
+    assert!(
+        icmp_after.0 - icmp_before.0 >= 5 && icmp_after.1 - icmp_before.1 >= 5,
+        "redirected frames counted on the target veths' egress: {} on {}, {} on {}",
+        icmp_after.0 - icmp_before.0,
+        b.host_veth,
+        icmp_after.1 - icmp_before.1,
+        a.host_veth
+    );
+    let (exit, err) = capture.wait(Duration::from_secs(20));
+    assert!(exit.success(), "netpath capture: {err}");
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args(["-Y", "icmp.type == 8", "-T", "fields", "-e", "icmp.seq"])
+        .output()
+        .expect("tshark");
+    let requests = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(
+        requests >= 5,
+        "capture on {} saw {requests} of 5 echo requests",
+        b.host_veth
+    );
+
     let before = st["redirected"].as_u64().unwrap();
     let server = Command::new("ip")
         .args(["netns", "exec", &b.netns, "timeout", "20", "iperf3", "-s", "-1"])
@@ -365,4 +431,13 @@ fn fastpath_carries_real_tcp_between_pods_and_keeps_counting() {
             .success(),
         "the bridge works again"
     );
+}
+
+/// Removes a file when dropped (a test's output, on success and on panic).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
