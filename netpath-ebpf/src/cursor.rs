@@ -70,10 +70,11 @@ pub struct Skb<'a> {
 const PULL_LEN: usize = CURSOR_WINDOW;
 
 impl<'a> Skb<'a> {
+    /// # Safety
     /// `pull_failed` must point at a byte that outlives the frame (a field of a map value); it is
-    /// cleared here.
+    /// cleared here, and written only by this frame's reads.
     #[inline(always)]
-    pub fn new(ctx: &'a TcContext, pull_failed: *mut u8) -> Skb<'a> {
+    pub unsafe fn new(ctx: &'a TcContext, pull_failed: *mut u8) -> Skb<'a> {
         // SAFETY: the caller's contract.
         unsafe { pull_failed.write_volatile(0) };
         Skb { ctx, pull_failed }

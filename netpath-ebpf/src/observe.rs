@@ -105,7 +105,8 @@ pub fn tc_observe(ctx: &TcContext, dir: u8) -> Verdict {
         count::diag_inc(diag::PULL_FAILED);
         log::pull_failed(ctx, skb.ifindex, len);
     }
-    let pkt = Skb::new(ctx, &mut s.pull_failed);
+    // SAFETY: a field of this CPU's scratch map value, which outlives the program run.
+    let pkt = unsafe { Skb::new(ctx, &mut s.pull_failed) };
     observe(ctx, &pkt, s, cfg, skb.ifindex, dir, wire_len, hw_vlan)
 }
 
@@ -126,7 +127,8 @@ fn parse_skb(ctx: &TcContext, s: &mut Scratch, cfg: &Config, hw_tci: u32) -> u32
     } else {
         Some(hw_tci as u16)
     };
-    let pkt = Skb::new(ctx, &mut s.pull_failed);
+    // SAFETY: a field of this CPU's scratch map value, which outlives the program run.
+    let pkt = unsafe { Skb::new(ctx, &mut s.pull_failed) };
     parse_into(&pkt, cfg, hw_vlan, &mut s.parsed);
     pkt.pull_failed() as u32
 }
