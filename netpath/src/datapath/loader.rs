@@ -14,7 +14,7 @@ use crate::{
     model::ifaces::ProgramRef,
 };
 
-/// The eBPF object built by netpath/build.rs (aya-build) for this exact version of the shared types.
+/// The eBPF object built by netpath/build.rs for this exact version of the shared types.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpath"));
 
 /// aya-log-ebpf's level global in the object's `.rodata` (0xff, everything, as built).
