@@ -1098,6 +1098,59 @@ mod tests {
         );
     }
 
+    /// A fixed backend with every family, odd label values, IPv6 and VXLAN flows: its exposition
+    /// is compared byte for byte with the one the exporter produced through `prometheus-client`
+    /// (testdata/, captured before the exporter wrote the text itself).
+    fn golden_fake() -> Fake {
+        let f = fake();
+        f.stats.lock().unwrap()[1].owner.pod = Some("we\"ird\\pod\nname".into());
+        f.stats
+            .lock()
+            .unwrap()
+            .push(stat("vethcccc", 7, "ingress", "udp", 12_345_678_901, Some("cni-9"), None));
+        let mut v6 = flow("vethcccc", 7, 5353, 53, 77);
+        (v6.family, v6.src, v6.dst, v6.proto) = ("ipv6".into(), "fd00::1".into(), "fd00::2".into(), "udp".into());
+        let mut vx = flow("ul0", 2, 1000, 443, 4096);
+        (vx.vni, vx.outer_src, vx.outer_dst) = (42, Some("172.27.0.11".into()), Some("172.27.16.10".into()));
+        vx.owner = Owner::default();
+        f.flows.lock().unwrap().extend([v6, vx]);
+        f.status.lock().unwrap()["events"] = serde_json::json!({ "emitted": 9, "delivered": 7, "lost": 2, "by_kind": { "arp": 6, "dhcp": 2 } });
+        f.status.lock().unwrap()["capture"] = serde_json::json!({ "lost": 5 });
+        f
+    }
+
+    /// Renders of `golden_fake` (a first render, then one after counters moved) in both formats.
+    fn golden_renders() -> [String; 4] {
+        let f = golden_fake();
+        let mut e = Exporter::new(MetricsOptions {
+            top_flows: 5,
+            ..MetricsOptions::default()
+        });
+        let t0 = Instant::now();
+        let a = e.render(&f, false, t0).unwrap();
+        let b = e.encode(true).unwrap();
+        f.stats.lock().unwrap()[0].packets += 5;
+        f.flows.lock().unwrap()[0].bytes += 1_000_000;
+        f.status.lock().unwrap()["flow_table"]["fill_ratio"] = 0.00001.into();
+        let c = e.render(&f, true, t0 + Duration::from_secs(1)).unwrap();
+        let d = e.encode(false).unwrap();
+        [a, b, c, d].map(|t| t.replace(env!("CARGO_PKG_VERSION"), "VERSION"))
+    }
+
+    #[test]
+    fn exposition_is_byte_for_byte_the_prometheus_client_one() {
+        let got = golden_renders().join("\n----\n");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/service/testdata/metrics-golden.txt");
+        if std::env::var_os("NETPATH_BLESS").is_some() {
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+            assert_eq!(g, w, "line {}", i + 1);
+        }
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn families_and_labels_are_present() {
         let f = fake();
