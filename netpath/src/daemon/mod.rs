@@ -11,7 +11,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use aya_log::EbpfLogger;
-use netpath_common::event::{end_reason, Event};
+use netpath_common::event::{end_reason, kind, Event};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
@@ -75,6 +75,12 @@ async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let drain = |rb: &mut RingBuf<MapData>, deriver: &mut Deriver| {
         let clock = Clock::now();
+        let now = Instant::now();
+        // Rows are for watchers: with none, an event is only counted and fed to the Deriver raw
+        // (formatting every event cost the reader 30 times what draining it did).
+        let watched = shared.events.receiver_count() > 0;
+        let (mut delivered, mut by_kind) = (0u64, [0u64; kind::COUNT]);
+        // (row, counted already): kernel events are counted here, derived ones by `publish`.
         let mut rows = Vec::new();
         while let Some(item) = rb.next() {
             if item.len() < size_of::<Event>() {
@@ -82,14 +88,23 @@ async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
             }
             // SAFETY: the kernel wrote an Event (same crate, same layout); unaligned read.
             let e: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            rows.push(decode(&e, &clock));
+            drop(item);
+            delivered += 1;
+            if let Some(n) = by_kind.get_mut(e.kind as usize) {
+                *n += 1;
+            }
+            if watched {
+                rows.push((decode(&e, &clock), true));
+            }
+            rows.extend(deriver.feed_event(&e, &clock, now).into_iter().map(|d| (d, false)));
         }
-        shared.event_counts.lock().unwrap().unflushed_delivered += rows.len() as u64;
-        let now = Instant::now();
-        for r in rows {
-            let derived = deriver.feed(&r, now);
-            shared.publish(r);
-            derived.into_iter().for_each(|d| shared.publish(d));
+        shared.count_read(delivered, &by_kind);
+        for (r, counted) in rows {
+            if counted {
+                shared.send(r);
+            } else {
+                shared.publish(r);
+            }
         }
         for r in deriver.tick(now) {
             shared.publish(r);

@@ -144,8 +144,16 @@ impl Shared {
         Ok(flows::select(rows, filter))
     }
 
-    /// Name a row's interface and owner, count it, and hand it to every watcher.
-    pub(super) fn publish(&self, mut r: EventRow) {
+    /// Count a row by kind, name its interface and owner, and hand it to every watcher.
+    pub(super) fn publish(&self, r: EventRow) {
+        if let Some(k) = kind::from_name(&r.kind) {
+            self.event_counts.lock().unwrap().by_kind[k as usize] += 1;
+        }
+        self.send(r);
+    }
+
+    /// Name a row (counted already) and hand it to every watcher.
+    pub(super) fn send(&self, mut r: EventRow) {
         {
             let view = self.view.lock().unwrap();
             if r.iface.is_empty() {
@@ -154,11 +162,17 @@ impl Shared {
             let o = view.owner(r.ifindex);
             r.owner = o;
         }
-        if let Some(k) = kind::from_name(&r.kind) {
-            self.event_counts.lock().unwrap().by_kind[k as usize] += 1;
-        }
         // No watcher is fine: send fails only when nobody listens.
         let _ = self.events.send(r);
+    }
+
+    /// Events read from the ring: `delivered` in all, `by_kind` by kernel kind.
+    pub(super) fn count_read(&self, delivered: u64, by_kind: &[u64; kind::COUNT]) {
+        let mut c = self.event_counts.lock().unwrap();
+        c.unflushed_delivered += delivered;
+        for (total, n) in c.by_kind.iter_mut().zip(by_kind) {
+            *total += n;
+        }
     }
 
     /// Persist the delivered count (pinned, beside the kernel's emitted and lost).

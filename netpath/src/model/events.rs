@@ -8,6 +8,8 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt::Write as _,
+    hash::{BuildHasherDefault, Hasher},
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
@@ -18,6 +20,7 @@ use netpath_common::{
 
 use super::{
     flows::{self, Clock},
+    inline::{self, Inline, ADDR_MAX},
     owner::Owner,
 };
 use crate::error::{Error, Result};
@@ -102,10 +105,6 @@ pub struct QuotedRow {
     pub dport: u16,
 }
 
-fn mac(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
 fn family_name(f: u8) -> &'static str {
     match f {
         FAMILY_IPV4 => "ipv4",
@@ -115,14 +114,6 @@ fn family_name(f: u8) -> &'static str {
     }
 }
 
-fn proto_of(family: u8, proto: u8) -> String {
-    flows::proto_name(&FlowKey {
-        family,
-        proto,
-        ..FlowKey::default()
-    })
-}
-
 fn arp_op_name(op: u8, gratuitous: bool) -> &'static str {
     match (op, gratuitous) {
         (_, true) => "gratuitous",
@@ -130,6 +121,260 @@ fn arp_op_name(op: u8, gratuitous: bool) -> &'static str {
         (2, _) => "reply",
         _ => "other",
     }
+}
+
+type Addr = Inline<ADDR_MAX>;
+/// RFC 3339 with microseconds: `2025-01-01T00:00:00.000000Z`.
+type Time = Inline<32>;
+/// `tcp`, `udp`, `icmp`, `icmp6`, `arp` or a protocol number.
+type Proto = Inline<5>;
+
+fn time(clock: &Clock, mono_ns: u64) -> Time {
+    let mut t = Time::new();
+    // humantime writes through the formatter without allocating; the `String` was the cost.
+    let _ = write!(t, "{}", humantime::format_rfc3339_micros(clock.wall(mono_ns)));
+    t
+}
+
+fn proto(family: u8, proto: u8) -> Proto {
+    use netpath_common::parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+    let name = match (family, proto) {
+        (FAMILY_ARP, _) => "arp",
+        (_, IPPROTO_TCP) => "tcp",
+        (_, IPPROTO_UDP) => "udp",
+        (_, IPPROTO_ICMP) => "icmp",
+        (_, IPPROTO_ICMPV6) => "icmp6",
+        (_, p) => return inline::decimal(p.into()),
+    };
+    let mut s = Proto::new();
+    let _ = s.write_str(name);
+    s
+}
+
+/// A kernel event as its row and its JSON show it, formatted on the stack: serializing it writes
+/// the same JSON as serializing the [`EventRow`] [`decode`] returns, without allocating.
+/// Interface name and owner are the caller's (empty and none unless set).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventView<'a> {
+    time: Time,
+    kind: &'static str,
+    pub iface: &'a str,
+    ifindex: u32,
+    direction: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src: Option<Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dst: Option<Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proto: Option<Proto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vni: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arp_op: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender_mac: Option<Inline<17>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender_ip: Option<Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_mac: Option<Inline<17>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_ip: Option<Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_type: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_code: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quoted: Option<QuotedView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outer_src: Option<Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outer_dst: Option<Addr>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct QuotedView {
+    family: &'static str,
+    proto: Proto,
+    src: Addr,
+    dst: Addr,
+    sport: u16,
+    dport: u16,
+}
+
+impl<'a> EventView<'a> {
+    /// Decode a kernel event (names and owners are the caller's to add).
+    pub fn new(e: &Event, clock: &Clock) -> EventView<'a> {
+        let mut r = EventView {
+            time: time(clock, e.ts),
+            kind: kind::name(e.kind),
+            iface: "",
+            ifindex: e.ifindex,
+            direction: crate::model::direction_name(e.direction),
+            netns: None,
+            pod: None,
+            pod_namespace: None,
+            family: None,
+            src: None,
+            dst: None,
+            proto: None,
+            sport: None,
+            dport: None,
+            vni: None,
+            vlan: None,
+            reason: None,
+            arp_op: None,
+            sender_mac: None,
+            sender_ip: None,
+            target_mac: None,
+            target_ip: None,
+            icmp_type: None,
+            icmp_code: None,
+            quoted: None,
+            outer_src: None,
+            outer_dst: None,
+        };
+        match e.kind {
+            kind::MALFORMED => r.reason = malformed::NAMES.get(e.reason as usize).copied(),
+            kind::ARP => {
+                r.arp_op = Some(arp_op_name(e.key.arp_op, e.key.src[..4] == e.key.dst[..4]));
+                r.sender_mac = Some(inline::mac(&e.arp_sha));
+                r.target_mac = Some(inline::mac(&e.arp_tha));
+                r.sender_ip = Some(inline::addr(FAMILY_IPV4, &e.key.src));
+                r.target_ip = Some(inline::addr(FAMILY_IPV4, &e.key.dst));
+                if e.key.vlan != 0 {
+                    r.vlan = Some(e.key.vlan);
+                }
+            }
+            kind::ICMP_ERROR => {
+                r.with_key(&e.key);
+                r.icmp_type = Some(e.key.icmp_type);
+                r.icmp_code = Some(e.key.icmp_code);
+                r.quoted = Some(QuotedView {
+                    family: family_name(e.quoted_family),
+                    proto: proto(e.quoted_family, e.quoted_proto),
+                    src: inline::addr(e.quoted_family, &e.quoted_src),
+                    dst: inline::addr(e.quoted_family, &e.quoted_dst),
+                    sport: e.quoted_sport,
+                    dport: e.quoted_dport,
+                });
+            }
+            _ => {
+                r.with_key(&e.key);
+                if e.kind == kind::FLOW_END {
+                    r.reason = end_reason::NAMES.get(e.reason as usize).copied();
+                }
+                if e.outer_family != FAMILY_NONE {
+                    r.outer_src = Some(inline::addr(e.outer_family, &e.outer_src));
+                    r.outer_dst = Some(inline::addr(e.outer_family, &e.outer_dst));
+                }
+            }
+        }
+        r
+    }
+
+    /// Fill the flow fields from a key.
+    fn with_key(&mut self, k: &FlowKey) {
+        if k.family == FAMILY_NONE {
+            return;
+        }
+        self.family = Some(family_name(k.family));
+        self.src = Some(inline::addr(k.family, &k.src));
+        self.dst = Some(inline::addr(k.family, &k.dst));
+        if k.family != FAMILY_ARP {
+            self.proto = Some(proto(k.family, k.proto));
+            self.sport = Some(k.sport);
+            self.dport = Some(k.dport);
+        }
+        if k.encap == ENCAP_VXLAN {
+            self.vni = Some(k.vni);
+        }
+        if k.vlan != 0 {
+            self.vlan = Some(k.vlan);
+        }
+    }
+
+    /// Name the interface and its owner.
+    pub fn owned_by(mut self, iface: &'a str, o: &'a Owner) -> EventView<'a> {
+        self.iface = iface;
+        self.netns = o.netns.as_deref();
+        self.pod = o.pod.as_deref();
+        self.pod_namespace = o.pod_namespace.as_deref();
+        self
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The row (what the control API and `watch` carry).
+    pub fn to_row(&self) -> EventRow {
+        let s = |v: &Option<Addr>| v.as_ref().map(|a| a.to_string());
+        let m = |v: &Option<Inline<17>>| v.as_ref().map(|a| a.to_string());
+        EventRow {
+            time: self.time.to_string(),
+            kind: self.kind.into(),
+            iface: self.iface.into(),
+            ifindex: self.ifindex,
+            direction: self.direction.into(),
+            owner: Owner {
+                netns: self.netns.map(String::from),
+                pod: self.pod.map(String::from),
+                pod_namespace: self.pod_namespace.map(String::from),
+            },
+            family: self.family.map(String::from),
+            src: s(&self.src),
+            dst: s(&self.dst),
+            proto: self.proto.map(|p| p.to_string()),
+            sport: self.sport,
+            dport: self.dport,
+            vni: self.vni,
+            vlan: self.vlan,
+            reason: self.reason.map(String::from),
+            arp_op: self.arp_op.map(String::from),
+            sender_mac: m(&self.sender_mac),
+            sender_ip: s(&self.sender_ip),
+            target_mac: m(&self.target_mac),
+            target_ip: s(&self.target_ip),
+            previous_mac: None,
+            waited_ms: None,
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+            quoted: self.quoted.as_ref().map(|q| QuotedRow {
+                family: q.family.into(),
+                proto: q.proto.to_string(),
+                src: q.src.to_string(),
+                dst: q.dst.to_string(),
+                sport: q.sport,
+                dport: q.dport,
+            }),
+            outer_src: s(&self.outer_src),
+            outer_dst: s(&self.outer_dst),
+            packets: None,
+            bytes: None,
+            last_seen: None,
+        }
+    }
+}
+
+/// Decode a kernel event (names and owners are the caller's to add).
+pub fn decode(e: &Event, clock: &Clock) -> EventRow {
+    EventView::new(e, clock).to_row()
 }
 
 /// Fill the flow fields of a row from a key.
@@ -153,57 +398,58 @@ fn with_key(r: &mut EventRow, k: &FlowKey) {
     }
 }
 
-/// Decode a kernel event (names and owners are the caller's to add).
-pub fn decode(e: &Event, clock: &Clock) -> EventRow {
-    let mut r = EventRow {
-        time: clock.rfc3339(e.ts),
-        kind: kind::name(e.kind).into(),
-        iface: String::new(),
-        ifindex: e.ifindex,
-        direction: super::direction_name(e.direction).into(),
-        ..EventRow::default()
-    };
-    match e.kind {
-        kind::MALFORMED => r.reason = malformed::NAMES.get(e.reason as usize).map(|s| s.to_string()),
-        kind::ARP => {
-            let (spa, tpa) = (
-                flows::addr(FAMILY_IPV4, &e.key.src),
-                flows::addr(FAMILY_IPV4, &e.key.dst),
-            );
-            r.arp_op = Some(arp_op_name(e.key.arp_op, spa == tpa).into());
-            r.sender_mac = Some(mac(&e.arp_sha));
-            r.target_mac = Some(mac(&e.arp_tha));
-            r.sender_ip = Some(spa);
-            r.target_ip = Some(tpa);
-            if e.key.vlan != 0 {
-                r.vlan = Some(e.key.vlan);
-            }
-        }
-        kind::ICMP_ERROR => {
-            with_key(&mut r, &e.key);
-            r.icmp_type = Some(e.key.icmp_type);
-            r.icmp_code = Some(e.key.icmp_code);
-            r.quoted = Some(QuotedRow {
-                family: family_name(e.quoted_family).into(),
-                proto: proto_of(e.quoted_family, e.quoted_proto),
-                src: flows::addr(e.quoted_family, &e.quoted_src),
-                dst: flows::addr(e.quoted_family, &e.quoted_dst),
-                sport: e.quoted_sport,
-                dport: e.quoted_dport,
-            });
-        }
-        _ => {
-            with_key(&mut r, &e.key);
-            if e.kind == kind::FLOW_END {
-                r.reason = end_reason::NAMES.get(e.reason as usize).map(|s| s.to_string());
-            }
-            if e.outer_family != FAMILY_NONE {
-                r.outer_src = Some(flows::addr(e.outer_family, &e.outer_src));
-                r.outer_dst = Some(flows::addr(e.outer_family, &e.outer_dst));
-            }
+/// FxHash (rustc's): the Deriver's keys are a few fixed-size integers, and SipHash on every ARP
+/// event cost more than decoding it. Keys come from the network, but each map is bounded by
+/// expiry, so flooding one bucket is no worse than flooding the map.
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
         }
     }
-    r
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i.into());
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(i.into());
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i.into());
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+type FxSet<K> = HashSet<K, BuildHasherDefault<Fx>>;
+type Mac = [u8; 6];
+
+/// A request waiting for its reply: kept raw when it came from the ring (decoded only if it ends
+/// up unanswered, with the clock it would have been decoded with then).
+enum Pending {
+    Row(Box<EventRow>),
+    Raw(Box<(Event, Clock)>),
+}
+
+impl Pending {
+    fn into_row(self) -> EventRow {
+        match self {
+            Pending::Row(r) => *r,
+            Pending::Raw(b) => decode(&b.0, &b.1),
+        }
+    }
 }
 
 /// Events derived in user space from the kernel's: ARP requests nobody answered, one IP claimed
@@ -213,12 +459,12 @@ pub struct Deriver {
     pub arp_timeout: Duration,
     /// How long an IP's MAC is remembered for conflict detection.
     pub arp_memory: Duration,
-    /// (sender ip, target ip) -> (first seen, the request's row).
-    pending: HashMap<(String, String), (Instant, EventRow)>,
+    /// (sender ip, target ip) -> (first seen, the request).
+    pending: FxMap<(Ipv4Addr, Ipv4Addr), (Instant, Pending)>,
     /// ip -> (mac, last seen).
-    owners: HashMap<String, (String, Instant)>,
-    reported_conflicts: HashSet<(String, String, String)>,
-    peers: HashSet<(u32, String, String)>,
+    owners: FxMap<Ipv4Addr, (Mac, Instant)>,
+    reported_conflicts: FxSet<(Ipv4Addr, Mac, Mac)>,
+    peers: FxSet<(u32, IpAddr, IpAddr)>,
 }
 
 impl Default for Deriver {
@@ -227,87 +473,168 @@ impl Default for Deriver {
     }
 }
 
+/// What the Deriver needs of an ARP event.
+#[derive(Clone, Copy)]
+struct Arp {
+    op: &'static str,
+    spa: Ipv4Addr,
+    tpa: Ipv4Addr,
+    sha: Mac,
+}
+
+fn parse_mac(s: &str) -> Option<Mac> {
+    let mut m = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut m {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(m)
+}
+
 impl Deriver {
     pub fn new(arp_timeout: Duration, arp_memory: Duration) -> Self {
         Self {
             arp_timeout,
             arp_memory,
-            pending: HashMap::new(),
-            owners: HashMap::new(),
-            reported_conflicts: HashSet::new(),
-            peers: HashSet::new(),
+            pending: FxMap::default(),
+            owners: FxMap::default(),
+            reported_conflicts: FxSet::default(),
+            peers: FxSet::default(),
         }
     }
 
-    /// Learn from one event; returns the events it implies now.
+    /// Learn from one event row; returns the events it implies now.
     pub fn feed(&mut self, r: &EventRow, now: Instant) -> Vec<EventRow> {
         let mut out = Vec::new();
         if r.kind == "arp" {
             let (Some(spa), Some(tpa), Some(sha)) = (&r.sender_ip, &r.target_ip, &r.sender_mac) else {
                 return out;
             };
-            match r.arp_op.as_deref() {
-                Some("request") => {
-                    self.pending
-                        .entry((spa.clone(), tpa.clone()))
-                        .or_insert_with(|| (now, r.clone()));
-                }
-                Some("reply") => {
-                    self.pending.remove(&(tpa.clone(), spa.clone()));
-                }
-                _ => {}
-            }
-            // 0.0.0.0 is a probe (RFC 5227), not a claim.
-            if spa != "0.0.0.0" {
-                let stale = self
-                    .owners
-                    .get(spa)
-                    .is_some_and(|(_, seen)| now.duration_since(*seen) > self.arp_memory);
-                match self.owners.get(spa) {
-                    Some((first, _)) if first != sha && !stale => {
-                        let key = (spa.clone(), first.clone(), sha.clone());
-                        if self.reported_conflicts.insert(key) {
-                            let mut c = r.clone();
-                            c.kind = "arp_conflict".into();
-                            c.previous_mac = Some(first.clone());
-                            out.push(c);
-                        }
-                    }
-                    _ => {
-                        self.owners.insert(spa.clone(), (sha.clone(), now));
-                    }
-                }
-                if let Some(o) = self.owners.get_mut(spa) {
-                    if &o.0 == sha {
-                        o.1 = now;
-                    }
-                }
-            }
+            let (Ok(spa), Ok(tpa), Some(sha)) = (spa.parse(), tpa.parse(), parse_mac(sha)) else {
+                return out;
+            };
+            let op = match r.arp_op.as_deref() {
+                Some("request") => "request",
+                Some("reply") => "reply",
+                _ => "other",
+            };
+            self.arp(
+                Arp { op, spa, tpa, sha },
+                now,
+                &mut out,
+                || Pending::Row(Box::new(r.clone())),
+                || r.clone(),
+            );
         }
         if r.kind == "flow_new" {
             if let (Some(vni), Some(a), Some(b)) = (r.vni, &r.outer_src, &r.outer_dst) {
-                if self.peers.insert((vni, a.clone(), b.clone())) {
-                    let mut p = r.clone();
-                    p.kind = "vxlan_peer".into();
-                    out.push(p);
+                if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                    if self.peers.insert((vni, a, b)) {
+                        let mut p = r.clone();
+                        p.kind = "vxlan_peer".into();
+                        out.push(p);
+                    }
                 }
             }
         }
         out
     }
 
+    /// [`Deriver::feed`] on the raw event, as the ring delivers it: no row is built unless an
+    /// event is derived (or a request is left unanswered).
+    pub fn feed_event(&mut self, e: &Event, clock: &Clock, now: Instant) -> Vec<EventRow> {
+        let mut out = Vec::new();
+        let v4 = |a: &[u8; 16]| Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+        match e.kind {
+            kind::ARP => {
+                let (spa, tpa) = (v4(&e.key.src), v4(&e.key.dst));
+                let a = Arp {
+                    op: arp_op_name(e.key.arp_op, spa == tpa),
+                    spa,
+                    tpa,
+                    sha: e.arp_sha,
+                };
+                self.arp(
+                    a,
+                    now,
+                    &mut out,
+                    || Pending::Raw(Box::new((*e, *clock))),
+                    || decode(e, clock),
+                );
+            }
+            kind::FLOW_NEW
+                if e.key.family != FAMILY_NONE && e.key.encap == ENCAP_VXLAN && e.outer_family != FAMILY_NONE =>
+            {
+                let ip = |a: &[u8; 16]| match e.outer_family {
+                    netpath_common::FAMILY_IPV6 => IpAddr::from(*a),
+                    _ => IpAddr::V4(v4(a)),
+                };
+                if self.peers.insert((e.key.vni, ip(&e.outer_src), ip(&e.outer_dst))) {
+                    let mut p = decode(e, clock);
+                    p.kind = "vxlan_peer".into();
+                    out.push(p);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn arp(
+        &mut self,
+        a: Arp,
+        now: Instant,
+        out: &mut Vec<EventRow>,
+        pending: impl FnOnce() -> Pending,
+        row: impl FnOnce() -> EventRow,
+    ) {
+        match a.op {
+            "request" => {
+                self.pending.entry((a.spa, a.tpa)).or_insert_with(|| (now, pending()));
+            }
+            "reply" => {
+                self.pending.remove(&(a.tpa, a.spa));
+            }
+            _ => {}
+        }
+        // 0.0.0.0 is a probe (RFC 5227), not a claim.
+        if a.spa.is_unspecified() {
+            return;
+        }
+        match self.owners.entry(a.spa) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let (first, seen) = *o.get();
+                let stale = now.duration_since(seen) > self.arp_memory;
+                if first != a.sha && !stale {
+                    if self.reported_conflicts.insert((a.spa, first, a.sha)) {
+                        let mut c = row();
+                        c.kind = "arp_conflict".into();
+                        c.previous_mac = Some(inline::mac(&first).to_string());
+                        out.push(c);
+                    }
+                } else {
+                    *o.get_mut() = (a.sha, now);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((a.sha, now));
+            }
+        }
+    }
+
     /// Requests whose time ran out.
     pub fn tick(&mut self, now: Instant) -> Vec<EventRow> {
         let timeout = self.arp_timeout;
-        let expired: Vec<(String, String)> = self
+        let expired: Vec<(Ipv4Addr, Ipv4Addr)> = self
             .pending
             .iter()
             .filter(|(_, (t, _))| now.duration_since(*t) >= timeout)
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| *k)
             .collect();
         let mut out = Vec::new();
         for k in expired {
-            if let Some((t, mut r)) = self.pending.remove(&k) {
+            if let Some((t, p)) = self.pending.remove(&k) {
+                let mut r = p.into_row();
                 r.kind = "arp_unanswered".into();
                 r.waited_ms = Some(now.duration_since(t).as_millis() as u64);
                 out.push(r);
@@ -513,6 +840,290 @@ fn opt(v: &Option<String>) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The decoder as it was before [`EventView`]: the reference the fast path must match.
+    mod old {
+        use super::super::*;
+
+        fn mac(m: &[u8; 6]) -> String {
+            m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+        }
+
+        fn family_name(f: u8) -> &'static str {
+            match f {
+                FAMILY_IPV4 => "ipv4",
+                netpath_common::FAMILY_IPV6 => "ipv6",
+                FAMILY_ARP => "arp",
+                _ => "none",
+            }
+        }
+
+        fn proto_of(family: u8, proto: u8) -> String {
+            flows::proto_name(&FlowKey {
+                family,
+                proto,
+                ..FlowKey::default()
+            })
+        }
+
+        fn arp_op_name(op: u8, gratuitous: bool) -> &'static str {
+            match (op, gratuitous) {
+                (_, true) => "gratuitous",
+                (1, _) => "request",
+                (2, _) => "reply",
+                _ => "other",
+            }
+        }
+
+        /// Fill the flow fields of a row from a key.
+        fn with_key(r: &mut EventRow, k: &FlowKey) {
+            if k.family == FAMILY_NONE {
+                return;
+            }
+            r.family = Some(family_name(k.family).into());
+            r.src = Some(flows::addr(k.family, &k.src));
+            r.dst = Some(flows::addr(k.family, &k.dst));
+            if k.family != FAMILY_ARP {
+                r.proto = Some(flows::proto_name(k));
+                r.sport = Some(k.sport);
+                r.dport = Some(k.dport);
+            }
+            if k.encap == ENCAP_VXLAN {
+                r.vni = Some(k.vni);
+            }
+            if k.vlan != 0 {
+                r.vlan = Some(k.vlan);
+            }
+        }
+
+        /// Decode a kernel event (names and owners are the caller's to add).
+        pub fn decode(e: &Event, clock: &Clock) -> EventRow {
+            let mut r = EventRow {
+                time: clock.rfc3339(e.ts),
+                kind: kind::name(e.kind).into(),
+                iface: String::new(),
+                ifindex: e.ifindex,
+                direction: crate::model::direction_name(e.direction).into(),
+                ..EventRow::default()
+            };
+            match e.kind {
+                kind::MALFORMED => r.reason = malformed::NAMES.get(e.reason as usize).map(|s| s.to_string()),
+                kind::ARP => {
+                    let (spa, tpa) = (
+                        flows::addr(FAMILY_IPV4, &e.key.src),
+                        flows::addr(FAMILY_IPV4, &e.key.dst),
+                    );
+                    r.arp_op = Some(arp_op_name(e.key.arp_op, spa == tpa).into());
+                    r.sender_mac = Some(mac(&e.arp_sha));
+                    r.target_mac = Some(mac(&e.arp_tha));
+                    r.sender_ip = Some(spa);
+                    r.target_ip = Some(tpa);
+                    if e.key.vlan != 0 {
+                        r.vlan = Some(e.key.vlan);
+                    }
+                }
+                kind::ICMP_ERROR => {
+                    with_key(&mut r, &e.key);
+                    r.icmp_type = Some(e.key.icmp_type);
+                    r.icmp_code = Some(e.key.icmp_code);
+                    r.quoted = Some(QuotedRow {
+                        family: family_name(e.quoted_family).into(),
+                        proto: proto_of(e.quoted_family, e.quoted_proto),
+                        src: flows::addr(e.quoted_family, &e.quoted_src),
+                        dst: flows::addr(e.quoted_family, &e.quoted_dst),
+                        sport: e.quoted_sport,
+                        dport: e.quoted_dport,
+                    });
+                }
+                _ => {
+                    with_key(&mut r, &e.key);
+                    if e.kind == kind::FLOW_END {
+                        r.reason = end_reason::NAMES.get(e.reason as usize).map(|s| s.to_string());
+                    }
+                    if e.outer_family != FAMILY_NONE {
+                        r.outer_src = Some(flows::addr(e.outer_family, &e.outer_src));
+                        r.outer_dst = Some(flows::addr(e.outer_family, &e.outer_dst));
+                    }
+                }
+            }
+            r
+        }
+    }
+
+    /// One event of every kind and shape the ring can carry.
+    fn every_kind() -> Vec<Event> {
+        use netpath_common::{parse::*, FAMILY_IPV6};
+        let v4 = |a: [u8; 4]| {
+            let mut x = [0u8; 16];
+            x[..4].copy_from_slice(&a);
+            netpath_common::Addr(x)
+        };
+        let v6 = |s: &str| netpath_common::Addr(s.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        let none = netpath_common::Addr([0; 16]);
+        let flow = |kind: u8, family: u8, proto: u8, src: netpath_common::Addr, dst: netpath_common::Addr| {
+            let mut e = Event {
+                kind,
+                ts: 1_000_000_123_456,
+                ifindex: 7,
+                direction: 1,
+                ..Event::default()
+            };
+            e.key.family = family;
+            e.key.proto = proto;
+            e.key.src = src;
+            e.key.dst = dst;
+            e.key.sport = 40000;
+            e.key.dport = 443;
+            e
+        };
+        let mut out = vec![
+            flow(
+                kind::FLOW_NEW,
+                FAMILY_IPV4,
+                IPPROTO_TCP,
+                v4([10, 244, 0, 2]),
+                v4([10, 96, 0, 10]),
+            ),
+            flow(kind::FLOW_NEW, FAMILY_IPV6, IPPROTO_UDP, v6("fd00::1"), v6("fe80::1:2")),
+            flow(
+                kind::FLOW_NEW,
+                FAMILY_IPV4,
+                47,
+                v4([1, 2, 3, 4]),
+                v4([255, 255, 255, 0]),
+            ),
+            flow(
+                kind::FLOW_NEW,
+                FAMILY_IPV6,
+                IPPROTO_ICMPV6,
+                v6("::ffff:10.0.0.1"),
+                v6("::"),
+            ),
+            flow(kind::FLOW_NEW, FAMILY_NONE, 0, none, none),
+        ];
+        let mut vx = flow(
+            kind::FLOW_NEW,
+            FAMILY_IPV4,
+            IPPROTO_TCP,
+            v4([10, 244, 1, 2]),
+            v4([10, 244, 0, 3]),
+        );
+        (vx.key.encap, vx.key.vni, vx.key.vlan) = (ENCAP_VXLAN, 1, 100);
+        (vx.outer_family, vx.outer_src, vx.outer_dst) = (FAMILY_IPV4, v4([172, 27, 0, 11]), v4([172, 27, 16, 10]));
+        out.push(vx);
+        let mut vx6 = vx;
+        (vx6.outer_family, vx6.outer_src, vx6.outer_dst) = (FAMILY_IPV6, v6("2001:db8::1"), v6("2001:db8::2"));
+        out.push(vx6);
+        for reason in 0..=end_reason::NAMES.len() as u8 {
+            let mut e = flow(
+                kind::FLOW_END,
+                FAMILY_IPV4,
+                IPPROTO_UDP,
+                v4([10, 0, 0, 1]),
+                v4([10, 0, 0, 2]),
+            );
+            e.reason = reason;
+            out.push(e);
+        }
+        for (op, spa, tpa, vlan) in [
+            (1, [10, 244, 0, 2], [10, 244, 0, 3], 0),
+            (2, [10, 244, 0, 3], [10, 244, 0, 2], 0),
+            (1, [10, 244, 0, 9], [10, 244, 0, 9], 5),
+            (7, [0, 0, 0, 0], [10, 244, 0, 3], 0),
+        ] {
+            let mut e = flow(kind::ARP, FAMILY_ARP, 0, v4(spa), v4(tpa));
+            (e.key.arp_op, e.key.vlan) = (op, vlan);
+            (e.arp_sha, e.arp_tha) = ([2, 0, 0xa, 0xf4, 0, 2], [0xff; 6]);
+            out.push(e);
+        }
+        for (family, proto, src, dst) in [
+            (FAMILY_IPV4, IPPROTO_UDP, v4([10, 0, 0, 1]), v4([10, 0, 0, 2])),
+            (FAMILY_IPV6, IPPROTO_TCP, v6("fd00::5"), v6("fd00::6")),
+            (FAMILY_IPV4, 132, v4([10, 0, 0, 1]), v4([10, 0, 0, 2])),
+        ] {
+            let mut e = flow(
+                kind::ICMP_ERROR,
+                FAMILY_IPV4,
+                IPPROTO_ICMP,
+                v4([10, 0, 0, 254]),
+                v4([10, 0, 0, 1]),
+            );
+            (e.key.icmp_type, e.key.icmp_code) = (3, 4);
+            (e.quoted_family, e.quoted_proto, e.quoted_src, e.quoted_dst) = (family, proto, src, dst);
+            (e.quoted_sport, e.quoted_dport) = (5353, 53);
+            out.push(e);
+        }
+        for reason in 0..=malformed::NAMES.len() as u8 {
+            let mut e = flow(kind::MALFORMED, FAMILY_NONE, 0, none, none);
+            e.reason = reason;
+            out.push(e);
+        }
+        out.push(flow(99, FAMILY_IPV4, IPPROTO_TCP, v4([10, 0, 0, 1]), v4([10, 0, 0, 2])));
+        out
+    }
+
+    #[test]
+    fn fast_decode_matches_the_old_rows_json_and_text() {
+        let clock = Clock::now();
+        let owners = [
+            Owner::default(),
+            Owner {
+                netns: Some("cni-1234".into()),
+                pod: Some("we\"ird".into()),
+                pod_namespace: Some("default".into()),
+            },
+        ];
+        for e in every_kind() {
+            let mut want = old::decode(&e, &clock);
+            assert_eq!(decode(&e, &clock), want, "{e:?}");
+            for o in &owners {
+                (want.iface, want.owner) = ("veth3a1f\u{e9}".into(), o.clone());
+                let view = EventView::new(&e, &clock).owned_by("veth3a1f\u{e9}", o);
+                assert_eq!(view.to_row(), want);
+                assert_eq!(
+                    serde_json::to_string(&view).unwrap(),
+                    serde_json::to_string(&want).unwrap()
+                );
+                assert_eq!(text(&view.to_row()), text(&want));
+            }
+        }
+    }
+
+    #[test]
+    fn deriving_from_raw_events_matches_deriving_from_rows() {
+        let clock = Clock::now();
+        let t0 = Instant::now();
+        let (mut raw, mut rows) = (Deriver::default(), Deriver::default());
+        let mut events = every_kind();
+        // A second MAC claiming 10.244.0.3 (a conflict), then the first one again.
+        let mut claim = events
+            .iter()
+            .find(|e| e.kind == kind::ARP && e.key.arp_op == 2)
+            .copied()
+            .unwrap();
+        claim.arp_sha = [2, 0x66, 0x66, 0x66, 0x66, 0x66];
+        events.push(claim);
+        // A request nobody answers.
+        let mut lonely = claim;
+        (lonely.key.arp_op, lonely.key.dst.0[3]) = (1, 77);
+        events.push(lonely);
+        events.extend(every_kind());
+        let mut derived = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let now = t0 + Duration::from_millis(i as u64);
+            let got = raw.feed_event(e, &clock, now);
+            assert_eq!(got, rows.feed(&old::decode(e, &clock), now), "{e:?}");
+            derived.extend(got.into_iter().map(|r| r.kind));
+        }
+        assert_eq!(derived, ["vxlan_peer", "vxlan_peer", "arp_conflict"]);
+        let later = t0 + Duration::from_secs(5);
+        let (mut a, mut b) = (raw.tick(later), rows.tick(later));
+        a.sort_by(|x, y| x.time.cmp(&y.time).then(x.target_ip.cmp(&y.target_ip)));
+        b.sort_by(|x, y| x.time.cmp(&y.time).then(x.target_ip.cmp(&y.target_ip)));
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].target_ip.as_deref(), Some("10.244.0.77"));
+    }
 
     /// An aged flow ends now, not at its last packet 30 s ago: a `watch` line stamped with the
     /// last packet would print before lines already printed.

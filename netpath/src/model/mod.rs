@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 pub mod events;
 pub mod flows;
 pub mod ifaces;
+pub mod inline;
 pub mod owner;
 pub mod rules;
 pub mod stats;
