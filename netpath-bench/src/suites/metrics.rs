@@ -211,6 +211,8 @@ fn fake_backend(n_flows: usize) -> FakeBackend {
             tcp_flags: if proto == "tcp" { "SA".into() } else { String::new() },
             first_seen: "2025-01-01T00:00:00.000000Z".into(),
             last_seen: "2025-01-01T00:05:00.000000Z".into(),
+            idle_s: 0,
+            active: true,
             arp_op: None,
             owner: p.owner(),
             class: cls,

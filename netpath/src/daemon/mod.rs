@@ -34,7 +34,7 @@ use crate::{
     error::{Error, Result},
     model::{
         events::{decode, flow_end_row, Ager, Deriver},
-        flows::Clock,
+        flows::{self, Clock, FLOW_IDLE},
     },
     node::{
         cri::{self, CriClient},
@@ -54,8 +54,6 @@ mod print;
 pub mod select;
 mod state;
 
-/// A flow silent this long has ended (`flow_end` reason `aged`).
-pub const FLOW_IDLE: Duration = Duration::from_secs(30);
 /// How often the flow table is compared with the previous scan (aged and evicted flows).
 const AGE_SCAN: Duration = Duration::from_secs(5);
 
@@ -368,6 +366,8 @@ impl Daemon {
         };
         let clock = Clock::now();
         let now_ns = clock.mono_now_ns();
+        let active = flows.iter().filter(|(_, v)| flows::is_active(v, now_ns)).count() as u64;
+        *self.shared.flows_active.lock().unwrap() = Some(active);
         for (k, v, reason) in self.ager.scan(&flows, now_ns) {
             self.shared.publish(flow_end_row(&k, &v, reason, &clock));
         }
@@ -492,6 +492,7 @@ async fn async_main(
             ..View::default()
         }),
         programs: Mutex::new(programs),
+        flows_active: Mutex::new(None),
         started: Instant::now(),
         pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
         persist: cfg.persist,

@@ -7,10 +7,11 @@ use crate::model::{stats, status::FlowTableStatus, Output};
 /// The periodic table of `netpath run`.
 pub fn tick_table(rows: &[stats::StatRow], ft: &FlowTableStatus, elapsed: Duration) -> String {
     format!(
-        "netpath: {} elapsed, packets per class\n{}flows: {} active / {} capacity ({:.1}% full), {} evicted, {} failed inserts\n",
+        "netpath: {} elapsed, packets per class\n{}flows: {} active, {} entries / {} capacity ({:.1}% full), {} evicted, {} failed inserts\n",
         humantime::format_duration(Duration::from_secs(elapsed.as_secs())),
         stats::table(rows),
         ft.active,
+        ft.entries,
         ft.capacity,
         ft.fill_ratio * 100.0,
         ft.evictions,
@@ -30,7 +31,11 @@ pub fn tick_json(rows: &[stats::StatRow], ft: &FlowTableStatus) -> String {
 
 pub(super) fn print_tick(shared: &Shared, output: Output, elapsed: Duration) {
     let rows = shared.stat_rows();
-    let ft = shared.maps.lock().unwrap().flow_table();
+    let ft = shared
+        .maps
+        .lock()
+        .unwrap()
+        .flow_table(*shared.flows_active.lock().unwrap());
     let (rows, ft) = match (rows, ft) {
         (Ok(r), Ok(f)) => (r, f),
         (Err(e), _) | (_, Err(e)) => {

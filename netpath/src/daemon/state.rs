@@ -92,6 +92,8 @@ pub struct Shared {
     pub(super) events: tokio::sync::broadcast::Sender<EventRow>,
     pub(super) event_counts: Mutex<EventCounts>,
     pub(super) view: Mutex<View>,
+    /// Flows still going at the last age scan (`model::flows::is_active`); None before the first.
+    pub(super) flows_active: Mutex<Option<u64>>,
     /// The loaded programs (XDP joins on its first attach).
     pub(super) programs: Mutex<Vec<ProgramRef>>,
     pub(super) started: Instant,
@@ -187,7 +189,8 @@ impl Shared {
     }
 
     pub fn status(&self) -> Result<StatusReport> {
-        let mut v = self.maps.lock().unwrap().status()?;
+        let active = *self.flows_active.lock().unwrap();
+        let mut v = self.maps.lock().unwrap().status(active)?;
         {
             let c = self.event_counts.lock().unwrap();
             let ev = &mut v.events;

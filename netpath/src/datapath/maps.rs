@@ -124,11 +124,24 @@ impl Maps {
         Ok(out)
     }
 
-    pub fn flow_table(&self) -> Result<FlowTableStatus> {
+    /// The flow table's numbers. `active` is the caller's count of flows still going when it has
+    /// one (the daemon's last scan); without it the flows are read to count them.
+    pub fn flow_table(&self, active: Option<u64>) -> Result<FlowTableStatus> {
         let d = self.diag()?;
-        let active = self.flows.keys().filter(|k| k.is_ok()).count() as u64;
+        let entries = self.flows.keys().filter(|k| k.is_ok()).count() as u64;
+        let active = match active {
+            Some(n) => n,
+            None => {
+                let now = crate::model::flows::Clock::now().mono_now_ns();
+                self.flows()?
+                    .iter()
+                    .filter(|(_, v)| crate::model::flows::is_active(v, now))
+                    .count() as u64
+            }
+        };
         Ok(FlowTableStatus::new(
             self.flow_capacity,
+            entries,
             active,
             d[diag::FLOWS_CREATED as usize],
             d[diag::FLOWS_DELETED as usize],
@@ -219,11 +232,12 @@ pub fn merge_flow<'a>(values: impl Iterator<Item = &'a FlowValue>) -> FlowValue 
 impl Maps {
     /// Datapath health from the maps alone: flow table, insert and pull failures, events, capture,
     /// malformed frames by reason.
-    pub fn status(&self) -> Result<StatusReport> {
+    /// `active`: as for [`Maps::flow_table`].
+    pub fn status(&self, active: Option<u64>) -> Result<StatusReport> {
         let d = self.diag()?;
         let at = |i: u32| d[i as usize];
         Ok(StatusReport {
-            flow_table: self.flow_table()?,
+            flow_table: self.flow_table(active)?,
             events: EventTotals {
                 emitted: at(diag::EVENTS_EMITTED),
                 delivered: at(diag::EVENTS_DELIVERED),
@@ -286,9 +300,9 @@ mod tests {
 
     #[test]
     fn evictions_are_created_minus_active() {
-        let s = FlowTableStatus::new(100, 100, 300, 0, 0);
+        let s = FlowTableStatus::new(100, 100, 90, 300, 0, 0);
         assert_eq!(s.evictions, 200);
-        assert_eq!(FlowTableStatus::new(100, 50, 300, 20, 0).evictions, 230);
+        assert_eq!(FlowTableStatus::new(100, 50, 50, 300, 20, 0).evictions, 230);
         assert!((s.fill_ratio - 1.0).abs() < 1e-9);
     }
 }

@@ -12,6 +12,19 @@ use netpath_common::{
 
 use super::owner::Owner;
 
+/// A flow with no packet for this long has ended (`aged`).
+pub const FLOW_IDLE: Duration = Duration::from_secs(30);
+
+const TCP_FIN: u8 = 0x01;
+const TCP_RST: u8 = 0x04;
+
+/// Whether a flow entry is still going: a packet within [`FLOW_IDLE`] of `now_ns` (CLOCK_MONOTONIC)
+/// and no FIN or RST seen in its direction. Ended flows stay in the table (the LRU evicts them
+/// when it needs room) but are not active.
+pub fn is_active(v: &FlowValue, now_ns: u64) -> bool {
+    now_ns.saturating_sub(v.last_seen) < FLOW_IDLE.as_nanos() as u64 && v.tcp_flags & (TCP_FIN | TCP_RST) == 0
+}
+
 /// One flow. The field names are a stable JSON contract; `arp_op` is an addition for ARP flows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlowRow {
@@ -35,6 +48,12 @@ pub struct FlowRow {
     pub tcp_flags: String,
     pub first_seen: String,
     pub last_seen: String,
+    /// Seconds since its last packet.
+    #[serde(default)]
+    pub idle_s: u64,
+    /// Still going (see [`is_active`]); false once it aged out or saw FIN or RST.
+    #[serde(default)]
+    pub active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arp_op: Option<String>,
     /// The namespace and pod behind the interface (`netns`, `pod`, `pod_namespace`), when known.
@@ -184,6 +203,8 @@ pub fn row(k: &FlowKey, v: &FlowValue, iface: String, clock: &Clock) -> FlowRow 
         tcp_flags: tcp_flags(v.tcp_flags),
         first_seen: clock.rfc3339(v.first_seen),
         last_seen: clock.rfc3339(v.last_seen),
+        idle_s: clock.mono_now_ns().saturating_sub(v.last_seen) / 1_000_000_000,
+        active: is_active(v, clock.mono_now_ns()),
         arp_op: (k.family == FAMILY_ARP).then(|| {
             match k.arp_op {
                 1 => "request",
@@ -205,10 +226,16 @@ pub struct Filter {
     pub class: Option<u8>,
     pub top: Option<usize>,
     pub sort: Option<SortBy>,
+    /// Only flows still going (see [`is_active`]).
+    pub active: bool,
 }
 
 pub fn select(mut rows: Vec<FlowRow>, f: &Filter) -> Vec<FlowRow> {
-    rows.retain(|r| f.iface.as_deref().is_none_or(|i| r.iface == i) && f.class.is_none_or(|c| r.class == c));
+    rows.retain(|r| {
+        f.iface.as_deref().is_none_or(|i| r.iface == i)
+            && f.class.is_none_or(|c| r.class == c)
+            && (r.active || !f.active)
+    });
     match f.sort.unwrap_or(SortBy::Bytes) {
         SortBy::Bytes => rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.packets.cmp(&a.packets))),
         SortBy::Packets => rows.sort_by(|a, b| b.packets.cmp(&a.packets).then(b.bytes.cmp(&a.bytes))),
@@ -229,7 +256,7 @@ fn endpoint(addr: &str, port: u16, show_port: bool) -> String {
 
 pub fn table(rows: &[FlowRow]) -> String {
     let mut t = super::Columns::new(&[
-        "IFACE", "DIR", "PROTO", "SRC", "DST", ">VNI", ">VLAN", ">PACKETS", ">BYTES", "FLAGS", "UNDERLAY",
+        "IFACE", "DIR", "PROTO", "SRC", "DST", ">VNI", ">VLAN", ">PACKETS", ">BYTES", "FLAGS", ">IDLE", "UNDERLAY",
     ]);
     for r in rows {
         let ports = matches!(r.proto.as_str(), "tcp" | "udp");
@@ -256,6 +283,12 @@ pub fn table(rows: &[FlowRow]) -> String {
             r.packets.to_string(),
             r.bytes.to_string(),
             r.tcp_flags.clone(),
+            // An ended flow's idle time is marked, so the table says which flows still run.
+            if r.active {
+                format!("{}s", r.idle_s)
+            } else {
+                format!("{}s ended", r.idle_s)
+            },
             underlay,
         ]);
     }
@@ -335,6 +368,45 @@ mod tests {
             "{}",
             r.first_seen
         );
+    }
+
+    /// A flow ends when it has been idle FLOW_IDLE or saw FIN or RST; `--active` keeps the rest.
+    #[test]
+    fn flows_end_by_idle_time_fin_or_rst() {
+        let now = 100 * 1_000_000_000;
+        let v = |last_s: u64, flags: u8| FlowValue {
+            last_seen: last_s * 1_000_000_000,
+            tcp_flags: flags,
+            ..Default::default()
+        };
+        assert!(is_active(&v(99, 0x10), now), "1 s idle, ACK only");
+        assert!(is_active(&v(71, 0x02), now), "29 s idle");
+        assert!(!is_active(&v(70, 0), now), "30 s idle: aged");
+        assert!(!is_active(&v(99, 0x11), now), "FIN seen");
+        assert!(!is_active(&v(99, 0x04), now), "RST seen");
+        let clock = Clock::now();
+        let now = clock.mono_now_ns();
+        let mut fresh = v(0, 0x18);
+        fresh.last_seen = now - 2_000_000_000;
+        let mut ended = fresh;
+        ended.tcp_flags |= 0x01;
+        let rows = vec![
+            row(&key(IPPROTO_TCP, 0), &fresh, "a".into(), &clock),
+            row(&key(IPPROTO_TCP, 0), &ended, "b".into(), &clock),
+        ];
+        assert_eq!((rows[0].active, rows[0].idle_s), (true, 2));
+        assert!(!rows[1].active);
+        let kept = select(
+            rows.clone(),
+            &Filter {
+                active: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(kept.iter().map(|r| r.iface.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(select(rows.clone(), &Filter::default()).len(), 2);
+        let t = table(&rows);
+        assert!(t.contains(" 2s ") && t.contains("2s ended"), "{t}");
     }
 
     #[test]

@@ -96,8 +96,9 @@ impl StatusReport {
         let mut s = String::new();
         let _ = write!(
             s,
-            "flow table: {} active / {} capacity ({:.1}% full)\n  created {}  evicted {}  deleted {}  failed inserts {}\ninterface table failed inserts: {}\nskb pull failures: {}\nmalformed frames by reason:\n",
+            "flow table: {} active, {} entries / {} capacity ({:.1}% full)\n  created {}  evicted {}  deleted {}  failed inserts {}\ninterface table failed inserts: {}\nskb pull failures: {}\nmalformed frames by reason:\n",
             ft.active,
+            ft.entries,
             ft.capacity,
             ft.fill_ratio * 100.0,
             ft.created,
@@ -153,6 +154,10 @@ impl StatusReport {
 #[serde(default)]
 pub struct FlowTableStatus {
     pub capacity: u32,
+    /// Entries in the table, ended flows included.
+    pub entries: u64,
+    /// Flows still going: a packet within the idle timeout and no FIN or RST seen
+    /// (`model::flows::is_active`).
     pub active: u64,
     pub created: u64,
     /// Flows the LRU pushed out to make room: created minus still present minus those netpath
@@ -164,17 +169,18 @@ pub struct FlowTableStatus {
 }
 
 impl FlowTableStatus {
-    pub fn new(capacity: u32, active: u64, created: u64, deleted: u64, insert_failed: u64) -> Self {
+    pub fn new(capacity: u32, entries: u64, active: u64, created: u64, deleted: u64, insert_failed: u64) -> Self {
         let fill_ratio = if capacity == 0 {
             0.0
         } else {
-            active as f64 / f64::from(capacity)
+            entries as f64 / f64::from(capacity)
         };
         Self {
             capacity,
+            entries,
             active,
             created,
-            evictions: created.saturating_sub(active).saturating_sub(deleted),
+            evictions: created.saturating_sub(entries).saturating_sub(deleted),
             deleted,
             insert_failed,
             fill_ratio,

@@ -713,7 +713,7 @@ impl ExportState {
         );
         w.scalar(
             "netpath_flows_active",
-            "Flows currently in the flow table.",
+            "Flows still going: a packet in the last 30 s and no FIN or RST seen.",
             Gauge,
             self.flows_active,
         );
@@ -1191,6 +1191,8 @@ mod tests {
             tcp_flags: "SA".into(),
             first_seen: String::new(),
             last_seen: String::new(),
+            idle_s: 0,
+            active: true,
             arp_op: None,
             owner: Owner {
                 netns: Some("np-n1-pod-a".into()),

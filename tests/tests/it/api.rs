@@ -87,6 +87,8 @@ fn flow_row(proto: &str, bytes: u64) -> FlowRow {
         tcp_flags: "SA".into(),
         first_seen: "2024-01-01T00:00:00.000000Z".into(),
         last_seen: "2024-01-01T00:00:01.000000Z".into(),
+        idle_s: 0,
+        active: true,
         arp_op: None,
         owner: Default::default(),
         class: if proto == "tcp" { class::TCP } else { class::UDP },
@@ -97,7 +99,7 @@ impl Backend for Fake {
     fn status(&self) -> Result<StatusReport, ApiError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(StatusReport {
-            flow_table: FlowTableStatus::new(65536, 2, 2, 0, 0),
+            flow_table: FlowTableStatus::new(65536, 2, 2, 2, 0, 0),
             pull_failed: 0,
             ..Default::default()
         })
@@ -271,6 +273,7 @@ fn api_round_trips_rows_and_filters() {
         class: Some(class::UDP),
         top: Some(2),
         sort: Some(SortBy::Packets),
+        active: false,
     };
     let r = block_on(async {
         (

@@ -444,3 +444,101 @@ fn netns_tc_parses_headers_in_the_paged_part_of_an_skb() {
     );
     drop(d);
 }
+
+/// A TCP connection that closed (FIN seen) leaves the active flows: `flows --active` drops it,
+/// `flows` marks it ended, and the status counts it among the table's entries but not as active;
+/// a UDP flow still sending stays active.
+#[test]
+fn netns_ended_flows_leave_the_active_count() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let d = Daemon::start(&[
+        "--netns",
+        &pair.a.name,
+        "--iface",
+        "veth-a",
+        "--pin-dir",
+        pins.arg(),
+        "--socket",
+        pins.sock(),
+        "--quiet",
+    ]);
+    // One TCP connection, opened, used and closed within the namespaces (bounded by timeouts).
+    let server = Command::new("ip")
+        .args(["netns", "exec", &pair.b.name, "timeout", "10", "python3", "-c"])
+        .arg(format!(
+            "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{PAIR_B_IP}', 7070))\ns.listen(1)\nc, _ = s.accept()\nc.recv(100)\nc.sendall(b'bye')\nc.close()\n"
+        ))
+        .spawn()
+        .expect("server");
+    let _server = ChildGuard(Some(server));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let client = pair.a.exec(&[
+        "timeout",
+        "10",
+        "python3",
+        "-c",
+        &format!(
+            "import socket\nc = socket.create_connection(('{PAIR_B_IP}', 7070), timeout=5)\nc.sendall(b'hi')\nc.recv(100)\nc.close()\n"
+        ),
+    ]);
+    assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
+    let socket = ["--socket", pins.sock(), "--netns", pair.a.name.as_str()];
+    // The daemon counts active flows at its age scan (every 5 s); keep a UDP flow going meanwhile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        pair.a
+            .exec(&["bash", "-c", &format!("echo x > /dev/udp/{PAIR_B_IP}/7071")]);
+        let st = netpath_json(&[&["status"][..], &socket].concat());
+        let ft = &st["flow_table"];
+        if ft["active"].as_u64() < ft["entries"].as_u64() || std::time::Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let ft = &status["flow_table"];
+    assert!(ft["active"].as_u64() < ft["entries"].as_u64(), "{status}");
+    let all = netpath_json(&[&["flows", "--class", "tcp"][..], &socket].concat());
+    let tcp: Vec<&serde_json::Value> = all.as_array().unwrap().iter().collect();
+    assert!(
+        tcp.iter()
+            .any(|f| f["active"] == false && f["tcp_flags"].as_str().unwrap_or("").contains('F')),
+        "no ended TCP flow in {all}"
+    );
+    let active = netpath_json(&[&["flows", "--active"][..], &socket].concat());
+    let rows = active.as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|f| f["active"] == true && !f["tcp_flags"].as_str().unwrap_or("").contains('F')),
+        "{active}"
+    );
+    assert!(
+        rows.iter().any(|f| f["proto"] == "udp" && f["dport"] == 7071),
+        "the UDP flow still sending is active: {active}"
+    );
+    // After the daemon's own count (its age scan, every 5 s): the same answer.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    pair.a
+        .exec(&["bash", "-c", &format!("echo x > /dev/udp/{PAIR_B_IP}/7071")]);
+    let st = netpath_json(&[&["status"][..], &socket].concat());
+    let ft = &st["flow_table"];
+    assert!(
+        ft["active"].as_u64() >= Some(1) && ft["active"].as_u64() < ft["entries"].as_u64(),
+        "{st}"
+    );
+    drop(d);
+}
+
+/// Stops a helper process by PID on drop (SIGKILL; it is bounded by `timeout` anyway).
+struct ChildGuard(Option<std::process::Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -356,6 +356,11 @@ pub struct FlowsArgs {
 
     #[arg(long, value_parser = choice::<SortBy>(SORTS), default_value = "bytes")]
     pub sort: SortBy,
+
+    /// Only flows still going: a packet in the last 30 s and no FIN or RST seen (ended flows stay
+    /// in the table until the LRU needs their room).
+    #[arg(long)]
+    pub active: bool,
 }
 
 #[derive(Args, Debug, Clone)]

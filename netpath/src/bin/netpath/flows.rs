@@ -16,6 +16,7 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
         class,
         top: args.top,
         sort: Some(args.sort),
+        active: args.active,
     };
     let rt = daemon::runtime()?;
     let rows = match daemon::connect(&args.read.socket, &rt)? {

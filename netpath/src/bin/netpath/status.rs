@@ -8,7 +8,7 @@ pub fn run(read: &ReadArgs) -> anyhow::Result<()> {
     let rt = daemon::runtime()?;
     let report = match daemon::connect(&read.socket, &rt)? {
         Some(c) => rt.block_on(c.status())?,
-        None => daemon::open_pins(read)?.status()?,
+        None => daemon::open_pins(read)?.status(None)?,
     };
     print!("{}", model::render(&report, read.output, StatusReport::text)?);
     Ok(())

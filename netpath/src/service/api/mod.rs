@@ -347,13 +347,22 @@ pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
             ))),
         })
         .transpose()?;
+    let active = match p.get("active") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(a) => return Err(ApiError::BadRequest(format!("active must be true or false, got '{a}'"))),
+    };
     Ok(Filter {
         iface,
         class,
         top,
         sort,
+        active,
     })
 }
+
+/// The query parameters of `GET /v1/flows`, which [`parse_filter`] reads.
+pub const FLOW_PARAMS: &[&str] = &["iface", "class", "top", "sort", "active"];
 
 /// The query string [`parse_filter`] reads back as `f` (empty for the default filter).
 pub fn filter_query(f: &Filter) -> String {
@@ -369,6 +378,9 @@ pub fn filter_query(f: &Filter) -> String {
     }
     if let Some(s) = f.sort {
         q.push(format!("sort={s}"));
+    }
+    if f.active {
+        q.push("active=true".into());
     }
     if q.is_empty() {
         String::new()
@@ -430,7 +442,7 @@ mod tests {
                 (k.to_string(), v.to_string())
             })
             .collect();
-        Params::new(Ok(Query(pairs)), &["iface", "class", "top", "sort"])
+        Params::new(Ok(Query(pairs)), FLOW_PARAMS)
     }
 
     #[test]
@@ -440,13 +452,14 @@ mod tests {
             class: Some(netpath_common::class::TCP),
             top: Some(3),
             sort: Some(SortBy::Packets),
+            active: true,
         };
         let q = filter_query(&f);
-        assert_eq!(q, "?iface=veth%201&class=tcp&top=3&sort=packets");
-        let back = parse_filter(&params("iface=veth1&class=tcp&top=3&sort=packets").unwrap()).unwrap();
+        assert_eq!(q, "?iface=veth%201&class=tcp&top=3&sort=packets&active=true");
+        let back = parse_filter(&params("iface=veth1&class=tcp&top=3&sort=packets&active=true").unwrap()).unwrap();
         assert_eq!(
-            (back.iface.as_deref(), back.class, back.top, back.sort),
-            (Some("veth1"), Some(3), Some(3), Some(SortBy::Packets))
+            (back.iface.as_deref(), back.class, back.top, back.sort, back.active),
+            (Some("veth1"), Some(3), Some(3), Some(SortBy::Packets), true)
         );
         assert_eq!(filter_query(&Filter::default()), "");
     }
@@ -459,6 +472,7 @@ mod tests {
             ("top=x", "positive integer"),
             ("top=-1", "positive integer"),
             ("sort=size", "unknown sort 'size'"),
+            ("active=yes", "active must be true or false"),
             ("iface=", "must not be empty"),
             ("iface=abcdefghijklmnopq", "longer than"),
         ] {

@@ -24,7 +24,9 @@ use axum::{
 };
 use hyper::body::Bytes;
 
-use super::{error_response, parse_filter, ApiError, Backend, FastpathRequest, Params, ENDPOINTS, SHUTDOWN_GRACE};
+use super::{
+    error_response, parse_filter, ApiError, Backend, FastpathRequest, Params, ENDPOINTS, FLOW_PARAMS, SHUTDOWN_GRACE,
+};
 use crate::model::{
     events::{EventFilter, EventRow},
     flows::FlowRow,
@@ -366,7 +368,7 @@ async fn stats(State(st): State<AppState>, q: Q) -> Result<Json<Vec<StatRow>>, A
 }
 
 async fn flows(State(st): State<AppState>, q: Q) -> Result<Json<Vec<FlowRow>>, ApiError> {
-    let filter = parse_filter(&Params::new(q, &["iface", "class", "top", "sort"])?)?;
+    let filter = parse_filter(&Params::new(q, FLOW_PARAMS)?)?;
     Ok(Json(
         call(&st, move |b| {
             b.check_names(filter.iface.as_deref(), None)?;
