@@ -71,7 +71,7 @@ enum {
 
 /* netpath_common::parse limits: headers start within MAX_PARSE_OFFSET bytes, and no read reaches
  * past CURSOR_WINDOW. They also give the verifier a constant bound on every variable offset. */
-#define MAX_PARSE_OFFSET 1024
+#define MAX_PARSE_OFFSET 2048
 #define CURSOR_WINDOW (MAX_PARSE_OFFSET + 64)
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT 6
