@@ -45,6 +45,18 @@ impl Addr {
         }
     }
 
+    /// The address from its two words, as read from a frame with `Frame::ne_u64_at` (memory
+    /// order kept): two word stores.
+    #[inline(always)]
+    pub fn set_words(&mut self, hi: u64, lo: u64) {
+        let w = self.words();
+        // SAFETY: as in `set_v4`.
+        unsafe {
+            w.write(hi);
+            w.add(1).write(lo);
+        }
+    }
+
     /// `*self = *src` as two word loads and stores.
     #[inline(always)]
     pub fn set(&mut self, src: &Addr) {

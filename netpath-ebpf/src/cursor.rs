@@ -7,8 +7,7 @@
 use aya_ebpf::programs::TcContext;
 use netpath_common::parse::{Frame, Header, CURSOR_WINDOW};
 
-/// The `T` (a byte array or a network-types header: alignment 1 or read unaligned, any bytes
-/// valid) at `off`, when `data + off .. + size_of::<T>()` lies before `data_end`.
+/// The `T` (a byte array, a u64 or a network-types header: read unaligned, any bytes valid) at `off`, when `data + off .. + size_of::<T>()` lies before `data_end`.
 #[inline(always)]
 fn read<T: Copy>(data: usize, data_end: usize, off: usize) -> Option<T> {
     if off > CURSOR_WINDOW {
@@ -44,6 +43,11 @@ impl Packet {
 impl Frame for Packet {
     #[inline(always)]
     fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        read(self.data, self.data_end, off)
+    }
+
+    #[inline(always)]
+    fn ne_u64_at(&self, off: usize) -> Option<u64> {
         read(self.data, self.data_end, off)
     }
 
@@ -129,6 +133,11 @@ impl<'a> Skb<'a> {
 impl Frame for Skb<'_> {
     #[inline(always)]
     fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.read(off)
+    }
+
+    #[inline(always)]
+    fn ne_u64_at(&self, off: usize) -> Option<u64> {
         self.read(off)
     }
 

@@ -93,14 +93,16 @@ pub(super) fn parse_ipv6<F: Frame + ?Sized>(f: &F, off: usize, max_off: usize, l
     }
     l.family = FAMILY_IPV6;
     l.l3_end = off + Ipv6Hdr::LEN + payload;
-    // The addresses straight from the frame at Ipv6Hdr's offsets, not from the header copy: LLVM
-    // forwards a 16-byte field of the copy into a `memmove` call (the BPF backend's byte loop),
-    // where a direct read is copied with plain loads and stores.
-    match (
-        f.bytes::<16>(off + offset_of!(Ipv6Hdr, src_addr)),
-        f.bytes::<16>(off + offset_of!(Ipv6Hdr, dst_addr)),
-    ) {
-        (Some(src), Some(dst)) => (l.src.0, l.dst.0) = (src, dst),
+    // The addresses straight from the frame at Ipv6Hdr's offsets, as words, not from the header
+    // copy: LLVM forwards a 16-byte field of the copy into a `memmove` call (the BPF backend's byte
+    // loop), and copies a `[u8; 16]` read byte by byte; two 8-byte loads per address do neither.
+    // The fixed header is in the frame (read above), so these reads succeed.
+    let (s, d) = (off + offset_of!(Ipv6Hdr, src_addr), off + offset_of!(Ipv6Hdr, dst_addr));
+    match (f.ne_u64_at(s), f.ne_u64_at(s + 8), f.ne_u64_at(d), f.ne_u64_at(d + 8)) {
+        (Some(s0), Some(s1), Some(d0), Some(d1)) => {
+            l.src.set_words(s0, s1);
+            l.dst.set_words(d0, d1);
+        }
         _ => return Err(malformed::TRUNCATED_IPV6),
     }
     // Extension headers and L4 lie inside the payload, not in Ethernet padding after it.

@@ -106,6 +106,13 @@ pub trait Frame {
     fn u32_at(&self, off: usize) -> Option<u32> {
         self.bytes::<4>(off).map(u32::from_be_bytes)
     }
+    /// The 8 bytes at `off` in memory order (a native-endian u64), for moving an address as
+    /// words. The datapath overrides it with one 8-byte load: a `[u8; 8]` or `[u8; 16]` read is
+    /// copied byte by byte (LLVM expands an alignment-1 copy into byte loads and stores).
+    #[inline(always)]
+    fn ne_u64_at(&self, off: usize) -> Option<u64> {
+        self.bytes::<8>(off).map(u64::from_ne_bytes)
+    }
 }
 
 /// A frame seen only up to `end`: the end of an IP packet inside an Ethernet frame that may carry
@@ -130,6 +137,13 @@ impl<F: Frame + ?Sized> Frame for Bounded<'_, F> {
             return None;
         }
         self.f.header(off)
+    }
+    #[inline(always)]
+    fn ne_u64_at(&self, off: usize) -> Option<u64> {
+        if off + 8 > self.end {
+            return None;
+        }
+        self.f.ne_u64_at(off)
     }
     #[inline(always)]
     fn len(&self) -> usize {
