@@ -1,4 +1,5 @@
 //! `cargo xtask`: build, run, lint, test, lab, demo and bench for netpath, from a fresh machine.
+mod debs;
 mod demo;
 mod lab;
 mod lint;
@@ -78,11 +79,15 @@ fn real_main() -> Result<()> {
         Cmd::Test { filter } => test(filter)?,
         Cmd::Lab(args) => {
             require_root("the lab")?;
+            if !matches!(args.action, lab::LabAction::Down | lab::LabAction::Status) {
+                debs::ensure(debs::Task::Lab)?;
+            }
             lab::run(&args)?;
         }
         Cmd::Demo { duration } => {
             let bin = build(false)?;
             require_root("the demo")?;
+            debs::ensure(debs::Task::Demo)?;
             demo::run(&bin, duration)?;
         }
         Cmd::Bench { args } => bench(&args)?,
@@ -141,6 +146,7 @@ fn test(filter: Option<String>) -> Result<()> {
     }
     run_checked(c)?;
     require_root("the BPF and network-namespace tests")?;
+    debs::ensure(debs::Task::Test)?;
     eprintln!("xtask: BPF_PROG_TEST_RUN and network-namespace integration tests");
     let mut c = tools::cargo(&tools);
     // netpath-bench's unit tests (statistics, argument parsing) are host-only, but the crate builds
@@ -157,45 +163,14 @@ fn test(filter: Option<String>) -> Result<()> {
     run_checked(c)
 }
 
-/// Install the Debian packages a benchmark drives, when missing (a fresh machine has none).
-fn ensure_debs(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("xtask: installing {}", missing.join(" "));
-    run_checked({
-        let mut c = Command::new("apt-get");
-        c.args(["update", "-qq"]);
-        c
-    })?;
-    let mut c = Command::new("apt-get");
-    c.args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    run_checked(c)
-}
-
 fn bench(args: &[String]) -> Result<()> {
     let netpath = build(true)?;
     let tools = tools::ensure()?;
     require_root("the benchmarks")?;
-    // `bench fastpath` builds a lab and drives traffic tools and iptables; the other suites need
-    // only ip(8) and bpftool (for the program sizes), and testrun clang-16 and libbpf-dev's
-    // headers to build its C reference.
-    match args.first().map(String::as_str) {
-        Some("fastpath") => ensure_debs(&["iperf3", "sockperf", "iptables", "iproute2", "bpftool"])?,
-        _ => ensure_debs(&["iproute2", "bpftool", "clang-16", "libbpf-dev"])?,
-    }
+    debs::ensure(match args.first().map(String::as_str) {
+        Some("fastpath") => debs::Task::BenchFastpath,
+        _ => debs::Task::Bench,
+    })?;
     let mut c = tools::cargo(&tools);
     c.args(["run", "--release", "--package", "netpath-bench", "--"])
         .args(args)
