@@ -73,6 +73,10 @@ impl<'a> Skb<'a> {
     /// `pull_failed` must point at a byte that outlives the frame (a field of a map value); it is
     /// cleared here.
     #[inline(always)]
+    #[expect(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the programs are its only callers and pass a map value's field; an unsafe fn would only move the SAFETY comment"
+    )]
     pub fn new(ctx: &'a TcContext, pull_failed: *mut u8) -> Skb<'a> {
         // SAFETY: the caller's contract.
         unsafe { pull_failed.write_volatile(0) };
