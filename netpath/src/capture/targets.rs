@@ -60,18 +60,11 @@ pub fn check_pod(want: &str, rows: &[IfaceRow]) -> Result<()> {
     if rows.iter().any(|r| r.owner().matches(want)) {
         return Ok(());
     }
-    let mut known: Vec<String> = rows
-        .iter()
-        .filter_map(|r| match (&r.pod_namespace, &r.pod, &r.peer_netns) {
-            (Some(ns), Some(p), _) => Some(format!("{ns}/{p}")),
-            (_, _, Some(n)) => Some(format!("netns {n}")),
-            _ => None,
-        })
-        .collect();
+    let mut known: Vec<String> = rows.iter().flat_map(|r| r.owner().pod_names()).collect();
     known.sort();
     known.dedup();
     Err(Error::BadArgument(format!(
-        "no interface here leads to pod or network namespace '{want}'; known: {}",
+        "no interface here leads to pod '{want}'; pods: {}",
         if known.is_empty() {
             "(none)".to_string()
         } else {

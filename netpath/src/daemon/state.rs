@@ -57,20 +57,11 @@ pub(super) struct View {
 
 impl View {
     pub(super) fn owner(&self, ifindex: u32) -> Owner {
-        let Some(ns) = self
-            .links
-            .get(&ifindex)
-            .and_then(|l| l.link_netnsid)
-            .and_then(|id| self.netns.get(&id))
-        else {
+        let Some(link) = self.links.get(&ifindex) else {
             return Owner::default();
         };
-        let pod = self.pods.get(&ns.inode);
-        Owner {
-            netns: ns.name.clone().or_else(|| ns.pid.map(|p| format!("pid:{p}"))),
-            pod: pod.map(|p| p.name.clone()),
-            pod_namespace: pod.map(|p| p.namespace.clone()),
-        }
+        let ns = link.link_netnsid.and_then(|id| self.netns.get(&id));
+        view::owner(link, ns, ns.and_then(|n| self.pods.get(&n.inode)))
     }
 
     pub(super) fn name(&self, ifindex: u32) -> String {

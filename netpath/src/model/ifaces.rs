@@ -1,7 +1,7 @@
 //! `netpath ifaces` and `GET /v1/ifaces`: every link with its veth peer, the namespace and pod
 //! behind it, and what is attached to it (netpath's programs and anyone else's).
 
-use super::owner::Owner;
+use super::owner::{Owner, Role};
 
 /// A program as the kernel reports it on a hook (`tcx-ingress`, `tcx-egress`, `xdp`) or as netpath
 /// loaded it (`xdp`, `tc-ingress`, `tc-egress`).
@@ -28,6 +28,9 @@ pub struct IfaceRow {
     pub peer_netns: Option<String>,
     pub pod: Option<String>,
     pub pod_namespace: Option<String>,
+    /// `pod`, `underlay` or `host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     /// The hook mode netpath attached with (`tc`, `xdp`, `xdp-generic`), if it observes the link.
     pub mode: Option<String>,
     /// `tcx` or `clsact`, if netpath observes the link.
@@ -41,6 +44,7 @@ impl IfaceRow {
             netns: self.peer_netns.clone(),
             pod: self.pod.clone(),
             pod_namespace: self.pod_namespace.clone(),
+            role: self.role,
         }
     }
 

@@ -510,6 +510,9 @@ pub struct NetnsName {
     pub path: Option<String>,
     /// A process living in it (for container sandboxes without a name).
     pub pid: Option<u32>,
+    /// How many links other than loopback it holds (None: not counted): a pod's namespace holds
+    /// its `eth0`, a node's (another node's, as behind an underlay veth) several.
+    pub links: Option<usize>,
 }
 
 /// A namespace found by the scan, held open so it cannot be freed (and its nsid reused) while the
@@ -544,7 +547,9 @@ pub async fn resolve_netnsids(nl: &Netlink, wanted: &[i32]) -> Result<HashMap<i3
             Err(e) => return Err(e),
         };
         if missing.remove(&id) {
-            found.insert(id, c.ns);
+            let mut ns = c.ns;
+            ns.links = count_links(&c.file).await;
+            found.insert(id, ns);
             if missing.is_empty() {
                 break;
             }
@@ -553,6 +558,43 @@ pub async fn resolve_netnsids(nl: &Netlink, wanted: &[i32]) -> Result<HashMap<i3
     drop(rx);
     let _ = scan.await;
     Ok(found)
+}
+
+/// The links of the namespace `file` is, other than loopback, counted from a thread of its own that
+/// enters it and ends (setns moves only the calling thread; a pooled one would stay there).
+async fn count_links(file: &File) -> Option<usize> {
+    let fd = file.try_clone().ok()?;
+    tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || {
+            // SAFETY: setns on a valid nsfs fd, in this short-lived thread only.
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            // SAFETY: if_nameindex returns an array ended by a zero entry, freed below.
+            unsafe {
+                let head = libc::if_nameindex();
+                if head.is_null() {
+                    return None;
+                }
+                let (mut p, mut n) = (head, 0);
+                while (*p).if_index != 0 {
+                    // Loopback is in every namespace.
+                    if (*p).if_index != 1 {
+                        n += 1;
+                    }
+                    p = p.add(1);
+                }
+                libc::if_freenameindex(head);
+                Some(n)
+            }
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Send every distinct network namespace (by inode, other than `own`) to `tx`: named ones first,
@@ -576,6 +618,7 @@ fn scan_namespaces(own: u64, tx: &mpsc::Sender<Candidate>) {
                 name: Some(name.to_string_lossy().into_owned()),
                 path: Some(path.to_string_lossy().into_owned()),
                 pid: None,
+                links: None,
             };
             if !offer(&path, &mut seen, ns, tx) {
                 return;
@@ -596,6 +639,7 @@ fn scan_namespaces(own: u64, tx: &mpsc::Sender<Candidate>) {
             name: None,
             path: Some(path.to_string_lossy().into_owned()),
             pid: Some(pid),
+            links: None,
         };
         if !offer(&path, &mut seen, ns, tx) {
             return;

@@ -261,12 +261,13 @@ impl FlowId {
     }
 }
 
-/// `pod`, `namespace` label values: the CRI pod when known, else the peer's netns name.
+/// `pod`, `namespace` label values: the CRI pod when known, else a pod's netns name; empty for
+/// what is not a pod (an underlay peer's namespace is another node's).
 fn owner(o: &Owner) -> (String, String) {
-    match &o.pod {
-        Some(p) => (p.clone(), o.pod_namespace.clone().unwrap_or_default()),
-        None => (o.netns.clone().unwrap_or_default(), String::new()),
-    }
+    (
+        o.pod_label().unwrap_or_default().to_string(),
+        o.pod.as_ref().and(o.pod_namespace.clone()).unwrap_or_default(),
+    )
 }
 
 /// One exported packets/bytes series pair.
@@ -988,6 +989,7 @@ mod tests {
                 netns: netns.map(String::from),
                 pod: pod.map(|p| p.1.to_string()),
                 pod_namespace: pod.map(|p| p.0.to_string()),
+                ..Owner::default()
             },
         }
     }

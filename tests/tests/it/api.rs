@@ -61,6 +61,7 @@ fn stat_row() -> StatRow {
             netns: Some("cni-0a1b".into()),
             pod: Some("web-1".into()),
             pod_namespace: Some("default".into()),
+            ..Default::default()
         },
     }
 }
