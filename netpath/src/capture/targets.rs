@@ -122,7 +122,24 @@ pub fn resolve(names: &[String], pod: Option<&str>, socket: &Path, netns: Option
     };
     let mut out: Vec<Target> = Vec::new();
     for name in names {
-        let i = ifaces::resolve(name, netns)?;
+        // The daemon may observe another network namespace than ours (`run --netns`): its names are
+        // the ones that count.
+        let i = match &daemon {
+            Some(rows) => match rows.iter().find(|r| &r.iface == name) {
+                Some(r) => ifaces::Iface {
+                    name: r.iface.clone(),
+                    ifindex: r.ifindex,
+                },
+                None => {
+                    return Err(Error::UnknownInterface {
+                        name: name.clone(),
+                        ns: " among the daemon's interfaces".into(),
+                        available: crate::node::netns::list_or_none(rows.iter().map(|r| r.iface.clone()).collect()),
+                    })
+                }
+            },
+            None => ifaces::resolve(name, netns)?,
+        };
         if out.iter().any(|t| t.ifindex == i.ifindex) {
             continue;
         }
