@@ -13,6 +13,7 @@ use crate::{
     datapath::{
         attach::{Attached, Mode},
         maps::Maps,
+        names::{Recorded, Recorder},
         rules::RuleTable,
     },
     error::{Error, Result},
@@ -88,6 +89,8 @@ pub struct Shared {
     pub(super) started: Instant,
     pub(super) pin_dir: Option<PathBuf>,
     pub(super) persist: bool,
+    /// The names kept with the pins (None with `--no-pin`).
+    pub(super) names: Mutex<Option<Recorder>>,
 }
 
 impl Shared {
@@ -150,6 +153,24 @@ impl Shared {
         }
         // No watcher is fine: send fails only when nobody listens.
         let _ = self.events.send(r);
+    }
+
+    /// Keep with the pins what the view says about each link, for the readers of the pins after
+    /// this daemon exits.
+    pub(super) fn record_names(&self) {
+        let mut guard = self.names.lock().unwrap();
+        let Some(rec) = guard.as_mut() else { return };
+        let view = self.view.lock().unwrap();
+        for l in view.links.values() {
+            let r = Recorded {
+                iface: l.name.clone(),
+                owner: view.owner(l.ifindex),
+            };
+            if let Err(e) = rec.record(l.ifindex, &r) {
+                log::warn!("{e}; `netpath stats` without a daemon may not name {}", l.name);
+                return;
+            }
+        }
     }
 
     /// Persist the delivered count (pinned, beside the kernel's emitted and lost).

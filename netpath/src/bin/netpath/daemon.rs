@@ -1,7 +1,12 @@
 //! Reaching the daemon from the read commands: its API when one answers, else the pins.
+use std::cell::RefCell;
+
 use netpath::{
     caps,
-    datapath::maps::Maps,
+    datapath::{
+        maps::Maps,
+        names::{Names, Recorded},
+    },
     node::netns,
     service::api::{ApiClient, ApiError},
 };
@@ -24,6 +29,35 @@ pub fn open_pins(read: &ReadArgs) -> anyhow::Result<Maps> {
         netns::enter(ns)?;
     }
     Ok(Maps::open_pinned(&read.pin.pin_dir)?)
+}
+
+/// Names for ifindexes read from the pins: what the daemon recorded with them.
+pub struct PinNames {
+    names: Names,
+    reader_netns: Option<String>,
+    unknown: RefCell<Vec<u32>>,
+}
+
+impl PinNames {
+    pub fn read(read: &ReadArgs) -> PinNames {
+        PinNames {
+            names: Names::read(&read.pin.pin_dir),
+            reader_netns: read.netns.clone(),
+            unknown: RefCell::default(),
+        }
+    }
+
+    pub fn get(&self, ifindex: u32) -> Recorded {
+        self.names
+            .name(ifindex, self.reader_netns.as_deref(), &mut self.unknown.borrow_mut())
+    }
+
+    /// Say which interfaces could not be named (on stderr: the rows stay what scripts parse).
+    pub fn warn_unknown(&self) {
+        if let Some(note) = self.names.unknown_note(&self.unknown.borrow()) {
+            log::warn!("{note}");
+        }
+    }
 }
 
 /// The daemon, or a clear error: rules and the fast path need its view of the node.

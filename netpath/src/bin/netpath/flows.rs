@@ -22,11 +22,18 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
         Some(c) => rt.block_on(c.flows(&filter))?,
         None => {
             let clock = Clock::now();
-            let rows: Vec<_> = daemon::open_pins(&args.read)?
-                .flows()?
+            let pinned = daemon::open_pins(&args.read)?.flows()?;
+            let names = daemon::PinNames::read(&args.read);
+            let rows: Vec<_> = pinned
                 .iter()
-                .map(|(k, v)| flows::row(k, v, ifaces::display_name(k.ifindex), &clock))
+                .map(|(k, v)| {
+                    let n = names.get(k.ifindex);
+                    let mut r = flows::row(k, v, n.iface, &clock);
+                    r.owner = n.owner;
+                    r
+                })
                 .collect();
+            names.warn_unknown();
             // A name with flows is known (even if its link is gone); one without must exist.
             if let Some(name) = &filter.iface {
                 if !rows.iter().any(|r| &r.iface == name) {
