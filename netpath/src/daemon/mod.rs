@@ -562,6 +562,8 @@ async fn async_main(
         cri,
         ager: Ager::new(FLOW_IDLE),
     };
+    // Named before attaching: once `netpath run` says it attached, `--pod` finds what it named.
+    let named = d.refresh_owners().await;
     if let Err(e) = d.reconcile(None) {
         d.shutdown();
         return Err(e);
@@ -575,7 +577,6 @@ async fn async_main(
             log::info!("removed stale pinned link {p}");
         }
     }
-    let named = d.refresh_owners().await;
     shared.record_names();
 
     let started = Instant::now();
