@@ -57,20 +57,8 @@ fn describe(row: &IfaceRow) -> Option<String> {
 /// `--pod want` names a pod (or network namespace) behind one of `rows`, or bad input that lists the
 /// known ones.
 pub fn check_pod(want: &str, rows: &[IfaceRow]) -> Result<()> {
-    if rows.iter().any(|r| r.owner().matches(want)) {
-        return Ok(());
-    }
-    let mut known: Vec<String> = rows.iter().flat_map(|r| r.owner().pod_names()).collect();
-    known.sort();
-    known.dedup();
-    Err(Error::BadArgument(format!(
-        "no interface here leads to pod '{want}'; pods: {}",
-        if known.is_empty() {
-            "(none)".to_string()
-        } else {
-            known.join(", ")
-        }
-    )))
+    let owners: Vec<_> = rows.iter().map(IfaceRow::owner).collect();
+    crate::model::owner::check_pod(want, &owners)
 }
 
 /// The interfaces of `rows` (daemon or kernel view) behind `--pod want`: a pod name,

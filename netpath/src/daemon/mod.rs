@@ -290,6 +290,15 @@ impl Daemon {
                 self.shared.view.lock().unwrap().netns.extend(found);
             }
         }
+        let unaddressed = self.shared.view.lock().unwrap().unaddressed_pods();
+        for (id, path) in &unaddressed {
+            if let Some(links) = netlink::peer_links_at(path).await {
+                if let Some(ns) = self.shared.view.lock().unwrap().netns.get_mut(id) {
+                    ns.links = Some(links);
+                }
+            }
+        }
+        let addressed = unaddressed.is_empty() || self.shared.view.lock().unwrap().unaddressed_pods().is_empty();
         let mut pods_named = true;
         if let Some(cri) = self.cri.as_mut() {
             if !wanted.is_empty() || unnamed_pods {
@@ -307,6 +316,7 @@ impl Daemon {
         }
         let view = self.shared.view.lock().unwrap();
         pods_named
+            && addressed
             && view
                 .links
                 .values()

@@ -21,7 +21,7 @@ use crate::{
         events::EventRow,
         flows::{self, Clock, Filter, FlowRow},
         ifaces::{IfaceRow, ProgramRef},
-        owner::Owner,
+        owner::{Owner, Role},
         rules::{self, FastpathStatus, RuleRow, RuleSpec},
         stats::{self, StatRow},
         status::{DaemonStatus, Departed, Latency, StatusReport},
@@ -63,6 +63,26 @@ impl View {
         };
         let ns = link.link_netnsid.and_then(|id| self.netns.get(&id));
         view::owner(link, ns, ns.and_then(|n| self.pods.get(&n.inode)))
+    }
+
+    /// The namespaces (netnsid, path) of pods whose veth peer has no address yet but link-local:
+    /// a CNI addresses the pod's `eth0` after the veth appears.
+    pub(super) fn unaddressed_pods(&self) -> Vec<(i32, String)> {
+        let mut v: Vec<(i32, String)> = self
+            .links
+            .values()
+            .filter(|l| self.owner(l.ifindex).role == Some(Role::Pod))
+            .filter_map(|l| {
+                let id = l.link_netnsid?;
+                let ns = self.netns.get(&id)?;
+                let bare =
+                    view::peer_link(l, Some(ns)).is_none_or(|p| p.addresses.iter().all(|a| a.starts_with("fe80:")));
+                bare.then(|| Some((id, ns.path.clone()?))).flatten()
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     pub(super) fn name(&self, ifindex: u32) -> String {
@@ -110,7 +130,7 @@ impl Shared {
         let view = self.view.lock().unwrap();
         // With `top`, choose on the raw entries first: building (and sorting) a row for each of
         // 100k flows to keep 100 cost a scrape hundreds of milliseconds.
-        if let Some(n) = filter.top {
+        if let Some(n) = filter.top.filter(|_| !filter.by_row()) {
             all.retain(|(k, _)| {
                 filter.class.is_none_or(|c| flows::class_of(k) == c)
                     && filter.iface.as_deref().is_none_or(|i| view.name(k.ifindex) == i)
@@ -220,10 +240,12 @@ impl Shared {
             .values()
             .map(|l| {
                 let a = view.attached.get(&l.ifindex);
+                let ns = l.link_netnsid.and_then(|id| view.netns.get(&id));
                 view::iface_row(
                     l,
                     l.master.map(|m| view.name(m)),
                     view.owner(l.ifindex),
+                    view::peer_link(l, ns),
                     a.map(|a| (a.mode.to_string(), a.tc_hook.to_string())),
                     view::kernel_programs(&l.name),
                 )

@@ -101,6 +101,28 @@ impl Owner {
     }
 }
 
+/// `--pod want` names the pod behind one of `owners`, or bad input (exit 2) that lists the names
+/// `--pod` accepts.
+pub fn check_pod<'a>(want: &str, owners: impl IntoIterator<Item = &'a Owner>) -> crate::error::Result<()> {
+    let mut known = Vec::new();
+    for o in owners {
+        if o.matches(want) {
+            return Ok(());
+        }
+        known.extend(o.pod_names());
+    }
+    known.sort();
+    known.dedup();
+    Err(crate::error::Error::BadArgument(format!(
+        "no interface here leads to pod '{want}'; pods: {}",
+        if known.is_empty() {
+            "(none)".to_string()
+        } else {
+            known.join(", ")
+        }
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use netpath_common::maps::programs;
 
 use super::{
     cri::{CriClient, PodRef, DEFAULT_SOCKETS},
-    netlink::{resolve_netnsids, LinkInfo, Netlink, NetnsName},
+    netlink::{resolve_netnsids, LinkInfo, Netlink, NetnsName, PeerLink},
 };
 use crate::{
     error::Result,
@@ -73,9 +73,15 @@ pub fn owner(l: &LinkInfo, ns: Option<&NetnsName>, pod: Option<&PodRef>) -> Owne
             l.link_netnsid.is_some(),
             pod.is_some(),
             l.master.is_some(),
-            ns.and_then(|n| n.links),
+            ns.and_then(|n| n.links.as_ref().map(Vec::len)),
         )),
     }
+}
+
+/// The veth peer of `l` inside the namespace `ns` it leads to.
+pub fn peer_link<'a>(l: &LinkInfo, ns: Option<&'a NetnsName>) -> Option<&'a PeerLink> {
+    let want = l.peer_ifindex?;
+    ns?.links.as_ref()?.iter().find(|p| p.ifindex == want)
 }
 
 /// A link as a row; `attached` is netpath's (mode, tc hook) when it observes the link.
@@ -83,6 +89,7 @@ pub fn iface_row(
     l: &LinkInfo,
     master: Option<String>,
     owner: Owner,
+    peer: Option<&PeerLink>,
     attached: Option<(String, String)>,
     programs: Vec<ProgramRef>,
 ) -> IfaceRow {
@@ -98,6 +105,8 @@ pub fn iface_row(
         up: l.up,
         peer_ifindex: l.peer_ifindex,
         peer_netns: owner.netns,
+        peer_mac: peer.and_then(|p| p.mac.clone()),
+        peer_addresses: peer.map(|p| p.addresses.clone()).unwrap_or_default(),
         pod: owner.pod,
         pod_namespace: owner.pod_namespace,
         role: owner.role,
@@ -130,7 +139,14 @@ pub async fn collect() -> Result<Vec<IfaceRow>> {
                 let xdp = programs.iter().any(|p| p.hook == "xdp" && p.program == programs::XDP);
                 ((if xdp { "xdp" } else { "tc" }).to_string(), "tcx".to_string())
             });
-            iface_row(l, l.master.and_then(name_of), owner, attached, programs)
+            iface_row(
+                l,
+                l.master.and_then(name_of),
+                owner,
+                peer_link(l, ns),
+                attached,
+                programs,
+            )
         })
         .collect())
 }

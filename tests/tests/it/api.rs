@@ -272,6 +272,7 @@ fn api_round_trips_rows_and_filters() {
         class: Some(class::UDP),
         top: Some(2),
         sort: Some(SortBy::Packets),
+        ..Filter::default()
     };
     let r = block_on(async {
         (
