@@ -27,6 +27,13 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
+    /// Build netpath (release) with the provisioned toolchain and install it with `cargo install`:
+    /// into `ROOT/bin`, or cargo's own bin directory (`~/.cargo/bin`) without --root.
+    Install {
+        /// e.g. `/usr/local` (then `netpath` is `/usr/local/bin/netpath`, on root's PATH).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
     /// Build, then run `netpath run ARGS` (as root), e.g. `cargo xtask run -- --iface cni0`.
     Run {
         #[arg(long)]
@@ -68,6 +75,17 @@ fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Build { release } => {
             build(release)?;
+        }
+        Cmd::Install { root } => {
+            let tools = tools::ensure()?;
+            let mut c = tools::cargo(&tools);
+            c.args(install_args(root.as_deref(), &tools::target_dir()));
+            run_checked(c)?;
+            let bin = match &root {
+                Some(r) => r.join("bin").display().to_string(),
+                None => "cargo's bin directory (~/.cargo/bin)".into(),
+            };
+            eprintln!("xtask: installed netpath into {bin}; it runs as root (see README, Requirements)");
         }
         Cmd::Run { release, args } => {
             let bin = build(release)?;
@@ -125,6 +143,23 @@ fn build(release: bool) -> Result<PathBuf> {
         .join("netpath"))
 }
 
+/// `cargo install` of the netpath crate, reusing the workspace's target directory (the eBPF object
+/// and the dependencies are built there already, and so not twice).
+fn install_args(root: Option<&std::path::Path>, target_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = ["install", "--locked", "--force", "--path"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    v.push(tools::workspace_root().join("netpath").into());
+    v.push("--target-dir".into());
+    v.push(target_dir.into());
+    if let Some(r) = root {
+        v.push("--root".into());
+        v.push(r.into());
+    }
+    v
+}
+
 fn test(filter: Option<String>) -> Result<()> {
     let bin = build(false)?;
     let tools = tools::ensure()?;
@@ -177,4 +212,36 @@ fn bench(args: &[String]) -> Result<()> {
         .env("NETPATH_BIN", &netpath)
         .env("NETPATH_BENCH_OUT", tools::target_dir().join("bench"));
     run_checked(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn install_builds_the_netpath_crate_into_root() {
+        let a: Vec<String> = install_args(Some(Path::new("/usr/local")), Path::new("/t"))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let path = tools::workspace_root().join("netpath").display().to_string();
+        assert_eq!(
+            a,
+            [
+                "install",
+                "--locked",
+                "--force",
+                "--path",
+                &path,
+                "--target-dir",
+                "/t",
+                "--root",
+                "/usr/local"
+            ]
+        );
+        let a = install_args(None, Path::new("/t"));
+        assert!(!a.iter().any(|s| s == "--root"), "{a:?}");
+    }
 }
