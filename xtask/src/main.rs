@@ -1,4 +1,5 @@
 //! `cargo xtask`: build, run, lint, test, lab, demo and bench for netpath, from a fresh machine.
+mod debs;
 mod demo;
 mod lab;
 mod lint;
@@ -25,6 +26,13 @@ enum Cmd {
     Build {
         #[arg(long)]
         release: bool,
+    },
+    /// Build netpath (release) with the provisioned toolchain and install it with `cargo install`:
+    /// into `ROOT/bin`, or cargo's own bin directory (`~/.cargo/bin`) without --root.
+    Install {
+        /// e.g. `/usr/local` (then `netpath` is `/usr/local/bin/netpath`, on root's PATH).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
     },
     /// Build, then run `netpath run ARGS` (as root), e.g. `cargo xtask run -- --iface cni0`.
     Run {
@@ -68,6 +76,17 @@ fn real_main() -> Result<()> {
         Cmd::Build { release } => {
             build(release)?;
         }
+        Cmd::Install { root } => {
+            let tools = tools::ensure()?;
+            let mut c = tools::cargo(&tools);
+            c.args(install_args(root.as_deref(), &tools::target_dir()));
+            run_checked(c)?;
+            let bin = match &root {
+                Some(r) => r.join("bin").display().to_string(),
+                None => "cargo's bin directory (~/.cargo/bin)".into(),
+            };
+            eprintln!("xtask: installed netpath into {bin}; it runs as root (see README, Requirements)");
+        }
         Cmd::Run { release, args } => {
             let bin = build(release)?;
             require_root("netpath run")?;
@@ -78,11 +97,15 @@ fn real_main() -> Result<()> {
         Cmd::Test { filter } => test(filter)?,
         Cmd::Lab(args) => {
             require_root("the lab")?;
+            if !matches!(args.action, lab::LabAction::Down | lab::LabAction::Status) {
+                debs::ensure(debs::Task::Lab)?;
+            }
             lab::run(&args)?;
         }
         Cmd::Demo { duration } => {
             let bin = build(false)?;
             require_root("the demo")?;
+            debs::ensure(debs::Task::Demo)?;
             demo::run(&bin, duration)?;
         }
         Cmd::Bench { args } => bench(&args)?,
@@ -120,6 +143,23 @@ fn build(release: bool) -> Result<PathBuf> {
         .join("netpath"))
 }
 
+/// `cargo install` of the netpath crate, reusing the workspace's target directory (the eBPF object
+/// and the dependencies are built there already, and so not twice).
+fn install_args(root: Option<&std::path::Path>, target_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = ["install", "--locked", "--force", "--path"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    v.push(tools::workspace_root().join("netpath").into());
+    v.push("--target-dir".into());
+    v.push(target_dir.into());
+    if let Some(r) = root {
+        v.push("--root".into());
+        v.push(r.into());
+    }
+    v
+}
+
 fn test(filter: Option<String>) -> Result<()> {
     let bin = build(false)?;
     let tools = tools::ensure()?;
@@ -141,6 +181,7 @@ fn test(filter: Option<String>) -> Result<()> {
     }
     run_checked(c)?;
     require_root("the BPF and network-namespace tests")?;
+    debs::ensure(debs::Task::Test)?;
     eprintln!("xtask: BPF_PROG_TEST_RUN and network-namespace integration tests");
     let mut c = tools::cargo(&tools);
     // netpath-bench's unit tests (statistics, argument parsing) are host-only, but the crate builds
@@ -157,49 +198,50 @@ fn test(filter: Option<String>) -> Result<()> {
     run_checked(c)
 }
 
-/// Install the Debian packages a benchmark drives, when missing (a fresh machine has none).
-fn ensure_debs(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("xtask: installing {}", missing.join(" "));
-    run_checked({
-        let mut c = Command::new("apt-get");
-        c.args(["update", "-qq"]);
-        c
-    })?;
-    let mut c = Command::new("apt-get");
-    c.args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    run_checked(c)
-}
-
 fn bench(args: &[String]) -> Result<()> {
     let netpath = build(true)?;
     let tools = tools::ensure()?;
     require_root("the benchmarks")?;
-    // `bench fastpath` builds a lab and drives traffic tools and iptables; the other suites need
-    // only ip(8) and bpftool (for the program sizes), and testrun clang-16 and libbpf-dev's
-    // headers to build its C reference.
-    match args.first().map(String::as_str) {
-        Some("fastpath") => ensure_debs(&["iperf3", "sockperf", "iptables", "iproute2", "bpftool"])?,
-        _ => ensure_debs(&["iproute2", "bpftool", "clang-16", "libbpf-dev"])?,
-    }
+    debs::ensure(match args.first().map(String::as_str) {
+        Some("fastpath") => debs::Task::BenchFastpath,
+        _ => debs::Task::Bench,
+    })?;
     let mut c = tools::cargo(&tools);
     c.args(["run", "--release", "--package", "netpath-bench", "--"])
         .args(args)
         .env("NETPATH_BIN", &netpath)
         .env("NETPATH_BENCH_OUT", tools::target_dir().join("bench"));
     run_checked(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn install_builds_the_netpath_crate_into_root() {
+        let a: Vec<String> = install_args(Some(Path::new("/usr/local")), Path::new("/t"))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let path = tools::workspace_root().join("netpath").display().to_string();
+        assert_eq!(
+            a,
+            [
+                "install",
+                "--locked",
+                "--force",
+                "--path",
+                &path,
+                "--target-dir",
+                "/t",
+                "--root",
+                "/usr/local"
+            ]
+        );
+        let a = install_args(None, Path::new("/t"));
+        assert!(!a.iter().any(|s| s == "--root"), "{a:?}");
+    }
 }

@@ -101,6 +101,7 @@ impl PodIface {
             netns: Some(self.netns.clone()),
             pod: Some(self.pod.clone()),
             pod_namespace: Some(self.namespace.clone()),
+            ..Default::default()
         }
     }
 }

@@ -57,27 +57,8 @@ fn describe(row: &IfaceRow) -> Option<String> {
 /// `--pod want` names a pod (or network namespace) behind one of `rows`, or bad input that lists the
 /// known ones.
 pub fn check_pod(want: &str, rows: &[IfaceRow]) -> Result<()> {
-    if rows.iter().any(|r| r.owner().matches(want)) {
-        return Ok(());
-    }
-    let mut known: Vec<String> = rows
-        .iter()
-        .filter_map(|r| match (&r.pod_namespace, &r.pod, &r.peer_netns) {
-            (Some(ns), Some(p), _) => Some(format!("{ns}/{p}")),
-            (_, _, Some(n)) => Some(format!("netns {n}")),
-            _ => None,
-        })
-        .collect();
-    known.sort();
-    known.dedup();
-    Err(Error::BadArgument(format!(
-        "no interface here leads to pod or network namespace '{want}'; known: {}",
-        if known.is_empty() {
-            "(none)".to_string()
-        } else {
-            known.join(", ")
-        }
-    )))
+    let owners: Vec<_> = rows.iter().map(IfaceRow::owner).collect();
+    crate::model::owner::check_pod(want, &owners)
 }
 
 /// The interfaces of `rows` (daemon or kernel view) behind `--pod want`: a pod name,
@@ -129,7 +110,24 @@ pub fn resolve(names: &[String], pod: Option<&str>, socket: &Path, netns: Option
     };
     let mut out: Vec<Target> = Vec::new();
     for name in names {
-        let i = ifaces::resolve(name, netns)?;
+        // The daemon may observe another network namespace than ours (`run --netns`): its names are
+        // the ones that count.
+        let i = match &daemon {
+            Some(rows) => match rows.iter().find(|r| &r.iface == name) {
+                Some(r) => ifaces::Iface {
+                    name: r.iface.clone(),
+                    ifindex: r.ifindex,
+                },
+                None => {
+                    return Err(Error::UnknownInterface {
+                        name: name.clone(),
+                        ns: " among the daemon's interfaces".into(),
+                        available: crate::node::netns::list_or_none(rows.iter().map(|r| r.iface.clone()).collect()),
+                    })
+                }
+            },
+            None => ifaces::resolve(name, netns)?,
+        };
         if out.iter().any(|t| t.ifindex == i.ifindex) {
             continue;
         }

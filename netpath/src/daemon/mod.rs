@@ -28,6 +28,7 @@ use crate::{
         attach::{self, AttachOptions, IfaceLinks},
         loader::{self, LoadOptions},
         maps::Maps,
+        names::Recorder,
         pins::PinLock,
         rules::RuleTable,
     },
@@ -54,6 +55,9 @@ mod print;
 pub mod select;
 mod state;
 
+/// How long after a link event an owner not nameable yet is looked for again, and how often.
+const OWNER_RETRY: Duration = Duration::from_millis(200);
+const OWNER_RETRIES: u32 = 25;
 /// How often the flow table is compared with the previous scan (aged and evicted flows).
 const AGE_SCAN: Duration = Duration::from_secs(5);
 
@@ -275,26 +279,62 @@ impl Daemon {
     }
 
     /// Name the namespaces behind veth peers we have not seen yet, and refresh pods from CRI.
-    async fn refresh_owners(&mut self) {
-        let wanted: Vec<i32> = {
+    /// Returns whether every link is named: all peer namespaces, and with a CRI runtime, the pod
+    /// behind every bridge port (the runtime may list a sandbox a moment after its veth appears).
+    async fn refresh_owners(&mut self) -> bool {
+        let (wanted, unnamed_pods) = {
             let view = self.shared.view.lock().unwrap();
-            view.links
+            let wanted: Vec<i32> = view
+                .links
                 .values()
                 .filter_map(|l| l.link_netnsid)
                 .filter(|id| !view.netns.contains_key(id))
-                .collect()
+                .collect();
+            let unnamed_pods = view.links.values().any(|l| {
+                l.master.is_some()
+                    && l.link_netnsid
+                        .and_then(|id| view.netns.get(&id))
+                        .is_some_and(|ns| !view.pods.contains_key(&ns.inode))
+            });
+            (wanted, unnamed_pods)
         };
-        if wanted.is_empty() {
-            return;
-        }
-        if let Ok(found) = netlink::resolve_netnsids(&self.nl, &wanted).await {
-            self.shared.view.lock().unwrap().netns.extend(found);
-        }
-        if let Some(cri) = self.cri.as_mut() {
-            if let Ok(pods) = cri.pods_by_netns_inode().await {
-                self.shared.view.lock().unwrap().pods = pods;
+        if !wanted.is_empty() {
+            if let Ok(found) = netlink::resolve_netnsids(&self.nl, &wanted).await {
+                self.shared.view.lock().unwrap().netns.extend(found);
             }
         }
+        let unaddressed = self.shared.view.lock().unwrap().unaddressed_pods();
+        for (id, path) in &unaddressed {
+            if let Some(links) = netlink::peer_links_at(path).await {
+                if let Some(ns) = self.shared.view.lock().unwrap().netns.get_mut(id) {
+                    ns.links = Some(links);
+                }
+            }
+        }
+        let addressed = unaddressed.is_empty() || self.shared.view.lock().unwrap().unaddressed_pods().is_empty();
+        let mut pods_named = true;
+        if let Some(cri) = self.cri.as_mut() {
+            if !wanted.is_empty() || unnamed_pods {
+                if let Ok(pods) = cri.pods_by_netns_inode().await {
+                    self.shared.view.lock().unwrap().pods = pods;
+                }
+            }
+            let view = self.shared.view.lock().unwrap();
+            pods_named = !view.links.values().any(|l| {
+                l.master.is_some()
+                    && l.link_netnsid
+                        .and_then(|id| view.netns.get(&id))
+                        .is_some_and(|ns| !view.pods.contains_key(&ns.inode))
+            });
+        }
+        let view = self.shared.view.lock().unwrap();
+        pods_named
+            && addressed
+            && view
+                .links
+                .values()
+                .filter_map(|l| l.link_netnsid)
+                .all(|id| view.netns.contains_key(&id))
     }
 
     fn on_event(&mut self, ev: LinkEvent) -> Result<bool> {
@@ -496,6 +536,12 @@ async fn async_main(
         started: Instant::now(),
         pin_dir: (!cfg.no_pin).then(|| cfg.pin_dir.clone()),
         persist: cfg.persist,
+        names: Mutex::new(match cfg.no_pin {
+            true => None,
+            false => Recorder::start(&cfg.pin_dir, cfg.netns.as_deref())
+                .map_err(|e| log::warn!("{e}; `netpath stats` without a daemon will not name interfaces"))
+                .ok(),
+        }),
     });
     let cri = match &cfg.cri_socket {
         Some(p) => CriClient::connect(p)
@@ -542,6 +588,8 @@ async fn async_main(
         cri,
         ager: Ager::new(FLOW_IDLE),
     };
+    // Named before attaching: once `netpath run` says it attached, `--pod` finds what it named.
+    let named = d.refresh_owners().await;
     if let Err(e) = d.reconcile(None) {
         d.shutdown();
         return Err(e);
@@ -555,12 +603,14 @@ async fn async_main(
             log::info!("removed stale pinned link {p}");
         }
     }
-    d.refresh_owners().await;
+    shared.record_names();
 
     let started = Instant::now();
     let deadline = d.cfg.duration.map(|x| tokio::time::Instant::now() + x);
     let mut next_print = tokio::time::Instant::now() + d.cfg.interval;
-    let mut owners_due = false;
+    // Owners are named as links appear; what is not nameable yet is retried on this timer, a
+    // bounded number of times (a namespace no process holds and no name pins never will be).
+    let mut owners_retry = (!named).then(|| (tokio::time::Instant::now() + OWNER_RETRY, 1));
     let mut next_age = tokio::time::Instant::now() + AGE_SCAN;
     loop {
         let until_deadline = async {
@@ -580,14 +630,18 @@ async fn async_main(
                 }
                 if dirty {
                     let _ = d.reconcile(Some(at));
-                    owners_due = true;
+                    let named = d.refresh_owners().await;
+                    shared.record_names();
+                    owners_retry = (!named).then(|| (tokio::time::Instant::now() + OWNER_RETRY, 1));
                 }
             }
+            _ = async { tokio::time::sleep_until(owners_retry.map_or_else(tokio::time::Instant::now, |r| r.0)).await }, if owners_retry.is_some() => {
+                let named = d.refresh_owners().await;
+                shared.record_names();
+                let tries = owners_retry.map_or(0, |r| r.1);
+                owners_retry = (!named && tries < OWNER_RETRIES).then(|| (tokio::time::Instant::now() + OWNER_RETRY, tries + 1));
+            }
             _ = tokio::time::sleep_until(next_print) => {
-                if owners_due {
-                    d.refresh_owners().await;
-                    owners_due = false;
-                }
                 shared.flush_delivered();
                 shared.learn_fastpath();
                 if !d.cfg.quiet {

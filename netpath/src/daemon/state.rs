@@ -13,6 +13,7 @@ use crate::{
     datapath::{
         attach::{Attached, Mode},
         maps::Maps,
+        names::{Recorded, Recorder},
         rules::RuleTable,
     },
     error::{Error, Result},
@@ -20,7 +21,7 @@ use crate::{
         events::EventRow,
         flows::{self, Clock, Filter, FlowRow},
         ifaces::{IfaceRow, ProgramRef},
-        owner::Owner,
+        owner::{Owner, Role},
         rules::{self, FastpathStatus, RuleRow, RuleSpec},
         stats::{self, StatRow},
         status::{DaemonStatus, Departed, Latency, StatusReport},
@@ -57,20 +58,31 @@ pub(super) struct View {
 
 impl View {
     pub(super) fn owner(&self, ifindex: u32) -> Owner {
-        let Some(ns) = self
-            .links
-            .get(&ifindex)
-            .and_then(|l| l.link_netnsid)
-            .and_then(|id| self.netns.get(&id))
-        else {
+        let Some(link) = self.links.get(&ifindex) else {
             return Owner::default();
         };
-        let pod = self.pods.get(&ns.inode);
-        Owner {
-            netns: ns.name.clone().or_else(|| ns.pid.map(|p| format!("pid:{p}"))),
-            pod: pod.map(|p| p.name.clone()),
-            pod_namespace: pod.map(|p| p.namespace.clone()),
-        }
+        let ns = link.link_netnsid.and_then(|id| self.netns.get(&id));
+        view::owner(link, ns, ns.and_then(|n| self.pods.get(&n.inode)))
+    }
+
+    /// The namespaces (netnsid, path) of pods whose veth peer has no address yet but link-local:
+    /// a CNI addresses the pod's `eth0` after the veth appears.
+    pub(super) fn unaddressed_pods(&self) -> Vec<(i32, String)> {
+        let mut v: Vec<(i32, String)> = self
+            .links
+            .values()
+            .filter(|l| self.owner(l.ifindex).role == Some(Role::Pod))
+            .filter_map(|l| {
+                let id = l.link_netnsid?;
+                let ns = self.netns.get(&id)?;
+                let bare =
+                    view::peer_link(l, Some(ns)).is_none_or(|p| p.addresses.iter().all(|a| a.starts_with("fe80:")));
+                bare.then(|| Some((id, ns.path.clone()?))).flatten()
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     pub(super) fn name(&self, ifindex: u32) -> String {
@@ -99,6 +111,8 @@ pub struct Shared {
     pub(super) started: Instant,
     pub(super) pin_dir: Option<PathBuf>,
     pub(super) persist: bool,
+    /// The names kept with the pins (None with `--no-pin`).
+    pub(super) names: Mutex<Option<Recorder>>,
 }
 
 impl Shared {
@@ -118,7 +132,7 @@ impl Shared {
         let view = self.view.lock().unwrap();
         // With `top`, choose on the raw entries first: building (and sorting) a row for each of
         // 100k flows to keep 100 cost a scrape hundreds of milliseconds.
-        if let Some(n) = filter.top {
+        if let Some(n) = filter.top.filter(|_| !filter.by_row()) {
             all.retain(|(k, _)| {
                 filter.class.is_none_or(|c| flows::class_of(k) == c)
                     && filter.iface.as_deref().is_none_or(|i| view.name(k.ifindex) == i)
@@ -177,6 +191,24 @@ impl Shared {
         }
     }
 
+    /// Keep with the pins what the view says about each link, for the readers of the pins after
+    /// this daemon exits.
+    pub(super) fn record_names(&self) {
+        let mut guard = self.names.lock().unwrap();
+        let Some(rec) = guard.as_mut() else { return };
+        let view = self.view.lock().unwrap();
+        for l in view.links.values() {
+            let r = Recorded {
+                iface: l.name.clone(),
+                owner: view.owner(l.ifindex),
+            };
+            if let Err(e) = rec.record(l.ifindex, &r) {
+                log::warn!("{e}; `netpath stats` without a daemon may not name {}", l.name);
+                return;
+            }
+        }
+    }
+
     /// Persist the delivered count (pinned, beside the kernel's emitted and lost).
     pub(super) fn flush_delivered(&self) {
         let n = std::mem::take(&mut self.event_counts.lock().unwrap().unflushed_delivered);
@@ -225,10 +257,12 @@ impl Shared {
             .values()
             .map(|l| {
                 let a = view.attached.get(&l.ifindex);
+                let ns = l.link_netnsid.and_then(|id| view.netns.get(&id));
                 view::iface_row(
                     l,
                     l.master.map(|m| view.name(m)),
                     view.owner(l.ifindex),
+                    view::peer_link(l, ns),
                     a.map(|a| (a.mode.to_string(), a.tc_hook.to_string())),
                     view::kernel_programs(&l.name),
                 )

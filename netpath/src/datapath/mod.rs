@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod loader;
 pub mod maps;
+pub mod names;
 pub mod pins;
 pub mod rules;
 

@@ -298,6 +298,9 @@ pub fn unpin_all(dir: &Path) -> Result<Vec<PathBuf>> {
             }
         }
     }
+    if let Some(p) = super::names::remove(dir)? {
+        removed.push(p);
+    }
     let lock = dir.join(DAEMON_LOCK);
     if std::fs::remove_dir(&lock).is_ok() {
         removed.push(lock);

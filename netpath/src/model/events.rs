@@ -21,7 +21,7 @@ use netpath_common::{
 use super::{
     flows::{self, Clock},
     inline::{self, Inline, ADDR_MAX},
-    owner::Owner,
+    owner::{Owner, Role},
 };
 use crate::error::{Error, Result};
 
@@ -168,6 +168,8 @@ pub struct EventView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_namespace: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     family: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     src: Option<Addr>,
@@ -229,6 +231,7 @@ impl<'a> EventView<'a> {
             netns: None,
             pod: None,
             pod_namespace: None,
+            role: None,
             family: None,
             src: None,
             dst: None,
@@ -315,6 +318,7 @@ impl<'a> EventView<'a> {
         self.netns = o.netns.as_deref();
         self.pod = o.pod.as_deref();
         self.pod_namespace = o.pod_namespace.as_deref();
+        self.role = o.role;
         self
     }
 
@@ -336,6 +340,7 @@ impl<'a> EventView<'a> {
                 netns: self.netns.map(String::from),
                 pod: self.pod.map(String::from),
                 pod_namespace: self.pod_namespace.map(String::from),
+                role: self.role,
             },
             family: self.family.map(String::from),
             src: s(&self.src),
@@ -730,6 +735,11 @@ pub struct EventFilter {
     pub iface: Option<String>,
     pub pod: Option<String>,
     pub kinds: Vec<String>,
+    /// Events about an address in this network: the flow's endpoints (inner or outer), ARP's
+    /// sender and target, an ICMP error's quoted packet.
+    pub ip: Option<super::Cidr>,
+    /// Events about TCP or UDP traffic from or to this port (an ICMP error's quoted packet too).
+    pub port: Option<u16>,
 }
 
 impl EventFilter {
@@ -749,6 +759,28 @@ impl EventFilter {
         self.iface.as_deref().is_none_or(|i| r.iface == i)
             && (self.kinds.is_empty() || self.kinds.contains(&r.kind))
             && self.pod.as_deref().is_none_or(|p| r.owner.matches(p))
+            && self.ip.is_none_or(|net| {
+                let q = r.quoted.as_ref();
+                [
+                    r.src.as_ref(),
+                    r.dst.as_ref(),
+                    r.outer_src.as_ref(),
+                    r.outer_dst.as_ref(),
+                    r.sender_ip.as_ref(),
+                    r.target_ip.as_ref(),
+                    q.map(|q| &q.src),
+                    q.map(|q| &q.dst),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|a| net.contains_str(a))
+            })
+            && self.port.is_none_or(|p| {
+                super::port_matches(r.proto.as_deref(), r.sport, r.dport, p)
+                    || r.quoted
+                        .as_ref()
+                        .is_some_and(|q| super::port_matches(Some(&q.proto), Some(q.sport), Some(q.dport), p))
+            })
     }
 }
 
@@ -774,7 +806,13 @@ pub fn text(r: &EventRow) -> String {
         ep(&r.src, r.sport),
         ep(&r.dst, r.dport)
     );
-    let vni = r.vni.map(|v| format!(" vni {v}")).unwrap_or_default();
+    // A VXLAN flow: the inner flow, then the underlay endpoints it rides between.
+    let vni = match (r.vni, &r.outer_src, &r.outer_dst) {
+        (Some(v), Some(os), Some(od)) => format!(" vni {v} outer {os} > {od}"),
+        (Some(v), _, _) => format!(" vni {v}"),
+        (None, Some(os), Some(od)) => format!(" outer {os} > {od}"),
+        _ => String::new(),
+    };
     let _ = match r.kind.as_str() {
         "arp" => match r.arp_op.as_deref() {
             Some("request") => write!(s, "ARP who-has {} tell {}", opt(&r.target_ip), opt(&r.sender_ip)),
@@ -1071,6 +1109,7 @@ mod tests {
                 netns: Some("cni-1234".into()),
                 pod: Some("we\"ird".into()),
                 pod_namespace: Some("default".into()),
+                role: Some(Role::Pod),
             },
         ];
         for e in every_kind() {
@@ -1248,6 +1287,59 @@ mod tests {
         // Active again, then idle again: a new end.
         assert!(a.scan(&[(k1, v(121 * s))], 122 * s).is_empty());
         assert_eq!(a.scan(&[(k1, v(121 * s))], 140 * s).len(), 1);
+    }
+
+    #[test]
+    fn watch_filters_by_ip_and_port_and_shows_vxlan_outer_addresses() {
+        let mut e = Event {
+            kind: kind::FLOW_NEW,
+            ifindex: 2,
+            outer_family: FAMILY_IPV4,
+            ..Event::default()
+        };
+        e.key.family = FAMILY_IPV4;
+        e.key.proto = netpath_common::parse::IPPROTO_TCP;
+        e.key.src[..4].copy_from_slice(&[10, 244, 0, 4]);
+        e.key.dst[..4].copy_from_slice(&[10, 244, 1, 3]);
+        (e.key.sport, e.key.dport) = (46584, 5201);
+        e.key.encap = ENCAP_VXLAN;
+        e.key.vni = 1;
+        e.outer_src[..4].copy_from_slice(&[172, 27, 0, 11]);
+        e.outer_dst[..4].copy_from_slice(&[172, 27, 16, 10]);
+        let mut r = decode(&e, &Clock::now());
+        r.iface = "ul0".into();
+        let t = text(&r);
+        assert!(
+            t.ends_with("flow new tcp 10.244.0.4.46584 > 10.244.1.3.5201 vni 1 outer 172.27.0.11 > 172.27.16.10"),
+            "{t}"
+        );
+        let ip = |s: &str| EventFilter {
+            ip: Some(crate::model::Cidr::parse(s).unwrap()),
+            ..Default::default()
+        };
+        assert!(ip("10.244.1.0/24").matches(&r) && ip("172.27.16.10").matches(&r));
+        assert!(!ip("10.244.2.0/24").matches(&r));
+        let port = |p: u16| EventFilter {
+            port: Some(p),
+            ..Default::default()
+        };
+        assert!(port(5201).matches(&r) && port(46584).matches(&r) && !port(53).matches(&r));
+        // An ICMP error about a UDP packet: the quoted packet's addresses and ports count.
+        let err = EventRow {
+            kind: "icmp_error".into(),
+            proto: Some("icmp".into()),
+            src: Some("10.244.0.1".into()),
+            quoted: Some(QuotedRow {
+                family: "ipv4".into(),
+                proto: "udp".into(),
+                src: "10.244.0.2".into(),
+                dst: "10.244.9.9".into(),
+                sport: 5353,
+                dport: 53,
+            }),
+            ..EventRow::default()
+        };
+        assert!(port(53).matches(&err) && ip("10.244.9.9").matches(&err));
     }
 
     #[test]

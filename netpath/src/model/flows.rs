@@ -226,16 +226,58 @@ pub struct Filter {
     pub class: Option<u8>,
     pub top: Option<usize>,
     pub sort: Option<SortBy>,
+    /// Flows on the veths of this pod ([`Owner::matches`]).
+    pub pod: Option<String>,
+    /// Flows with an endpoint in this network: source or destination, inner or outer (VXLAN).
+    pub ip: Option<super::Cidr>,
+    /// TCP and UDP flows from or to this port.
+    pub port: Option<u16>,
     /// Only flows still going (see [`is_active`]).
     pub active: bool,
 }
 
+impl Filter {
+    /// Whether a filter asks about more than the interface and class (what the raw flow keys
+    /// answer before rows are built).
+    pub fn by_row(&self) -> bool {
+        self.pod.is_some() || self.ip.is_some() || self.port.is_some() || self.active
+    }
+
+    pub fn matches(&self, r: &FlowRow) -> bool {
+        self.iface.as_deref().is_none_or(|i| r.iface == i)
+            && self.class.is_none_or(|c| r.class == c)
+            && (r.active || !self.active)
+            && self.pod.as_deref().is_none_or(|p| r.owner.matches(p))
+            && self.ip.is_none_or(|net| {
+                [Some(&r.src), Some(&r.dst), r.outer_src.as_ref(), r.outer_dst.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|a| net.contains_str(a))
+            })
+            && self
+                .port
+                .is_none_or(|p| super::port_matches(Some(&r.proto), Some(r.sport), Some(r.dport), p))
+    }
+}
+
+/// The class of a row as the JSON has it (the API does not carry `class`): what [`class_of`] says
+/// of the key.
+pub fn class_of_row(r: &FlowRow) -> u8 {
+    if r.outer_src.is_some() || r.vni != 0 {
+        return class::VXLAN;
+    }
+    match (r.family.as_str(), r.proto.as_str()) {
+        ("arp", _) => class::ARP,
+        (_, "tcp") => class::TCP,
+        (_, "udp") => class::UDP,
+        ("ipv4", "icmp") => class::ICMP,
+        ("ipv6", "icmp6") => class::ICMP6,
+        _ => class::OTHER_IP,
+    }
+}
+
 pub fn select(mut rows: Vec<FlowRow>, f: &Filter) -> Vec<FlowRow> {
-    rows.retain(|r| {
-        f.iface.as_deref().is_none_or(|i| r.iface == i)
-            && f.class.is_none_or(|c| r.class == c)
-            && (r.active || !f.active)
-    });
+    rows.retain(|r| f.matches(r));
     match f.sort.unwrap_or(SortBy::Bytes) {
         SortBy::Bytes => rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.packets.cmp(&a.packets))),
         SortBy::Packets => rows.sort_by(|a, b| b.packets.cmp(&a.packets).then(b.bytes.cmp(&a.bytes))),
@@ -315,6 +357,64 @@ mod tests {
             vni,
             encap: if vni != 0 { ENCAP_VXLAN } else { 0 },
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn filter_by_pod_ip_and_port() {
+        let clock = Clock::now();
+        let outer = FlowValue {
+            packets: 1,
+            outer_family: FAMILY_IPV4,
+            outer_src: v4_mapped([172, 27, 0, 11]).into(),
+            outer_dst: v4_mapped([172, 27, 16, 10]).into(),
+            ..Default::default()
+        };
+        let mut tcp = key(IPPROTO_TCP, 0);
+        (tcp.sport, tcp.dport) = (40000, 5201);
+        let mut echo = key(IPPROTO_ICMP, 0);
+        echo.sport = 5201;
+        let mut pod_row = row(&tcp, &FlowValue::default(), "veth1".into(), &clock);
+        pod_row.owner = Owner {
+            netns: Some("np-n1-pod-a".into()),
+            role: Some(crate::model::owner::Role::Pod),
+            ..Owner::default()
+        };
+        let rows = vec![
+            pod_row,
+            row(&echo, &FlowValue::default(), "veth1".into(), &clock),
+            row(&key(IPPROTO_ICMP, 1), &outer, "ul0".into(), &clock),
+        ];
+        let pick = |f: Filter| {
+            select(rows.clone(), &f)
+                .iter()
+                .map(|r| r.proto.clone())
+                .collect::<Vec<_>>()
+        };
+        let by_pod = pick(Filter {
+            pod: Some("n1-pod-a".into()),
+            ..Filter::default()
+        });
+        assert_eq!(by_pod, vec!["tcp"]);
+        // ICMP's sport is the echo id, not a port.
+        let by_port = pick(Filter {
+            port: Some(5201),
+            ..Filter::default()
+        });
+        assert_eq!(by_port, vec!["tcp"]);
+        let outer_ip = Filter {
+            ip: Some(crate::model::Cidr::parse("172.27.16.0/20").unwrap()),
+            ..Filter::default()
+        };
+        let by_outer: Vec<_> = select(rows.clone(), &outer_ip).into_iter().map(|r| r.iface).collect();
+        assert_eq!(by_outer, vec!["ul0"]);
+        let inner_ip = Filter {
+            ip: Some(crate::model::Cidr::parse("10.244.1.3").unwrap()),
+            ..Filter::default()
+        };
+        assert_eq!(select(rows.clone(), &inner_ip).len(), 3);
+        for r in &rows {
+            assert_eq!(class_of_row(r), r.class, "{r:?}");
         }
     }
 

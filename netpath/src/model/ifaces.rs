@@ -1,7 +1,7 @@
 //! `netpath ifaces` and `GET /v1/ifaces`: every link with its veth peer, the namespace and pod
 //! behind it, and what is attached to it (netpath's programs and anyone else's).
 
-use super::owner::Owner;
+use super::owner::{Owner, Role};
 
 /// A program as the kernel reports it on a hook (`tcx-ingress`, `tcx-egress`, `xdp`) or as netpath
 /// loaded it (`xdp`, `tc-ingress`, `tc-egress`).
@@ -26,8 +26,16 @@ pub struct IfaceRow {
     pub up: bool,
     pub peer_ifindex: Option<u32>,
     pub peer_netns: Option<String>,
+    /// The veth peer's MAC and addresses, as its namespace has them (a pod's `eth0`: the pod's IP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_mac: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peer_addresses: Vec<String>,
     pub pod: Option<String>,
     pub pod_namespace: Option<String>,
+    /// `pod`, `underlay` or `host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     /// The hook mode netpath attached with (`tc`, `xdp`, `xdp-generic`), if it observes the link.
     pub mode: Option<String>,
     /// `tcx` or `clsact`, if netpath observes the link.
@@ -41,6 +49,7 @@ impl IfaceRow {
             netns: self.peer_netns.clone(),
             pod: self.pod.clone(),
             pod_namespace: self.pod_namespace.clone(),
+            role: self.role,
         }
     }
 
@@ -66,15 +75,26 @@ pub fn table(rows: &[IfaceRow]) -> String {
         ">PEER",
         "PEER NETNS",
         "POD",
+        "PEER ADDRESSES",
+        "PEER MAC",
         "MODE",
         "ADDRESSES",
         "PROGRAMS",
     ]);
     for r in rows {
-        let pod = match (&r.pod_namespace, &r.pod) {
-            (Some(ns), Some(p)) => format!("{ns}/{p}"),
+        // The name `--pod` accepts; what is behind a link that leads to no pod.
+        let pod = match (r.owner().pod_names().into_iter().next(), r.role) {
+            (Some(p), _) => p,
+            (None, Some(Role::Underlay)) => "(underlay)".into(),
             _ => "-".into(),
         };
+        // Link-local addresses say nothing about which pod this is.
+        let peer_addrs: Vec<&str> = r
+            .peer_addresses
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !a.starts_with("fe80:"))
+            .collect();
         let mode = match (&r.mode, &r.tc_hook) {
             (Some(m), Some(h)) => format!("{m}/{h}"),
             _ => "-".into(),
@@ -100,6 +120,12 @@ pub fn table(rows: &[IfaceRow]) -> String {
             or_dash(&r.peer_ifindex),
             or_dash(&r.peer_netns),
             pod,
+            if peer_addrs.is_empty() {
+                "-".into()
+            } else {
+                peer_addrs.join(",")
+            },
+            or_dash(&r.peer_mac),
             mode,
             addrs,
             progs,

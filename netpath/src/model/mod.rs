@@ -122,6 +122,59 @@ impl Columns {
     }
 }
 
+/// `--ip`: an address (all of its bits) or a network, as in `10.244.1.0/24` or `fd00::/64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    /// An address or a network without host bits (`10.244.0.2/24` is refused, as in rules).
+    pub fn parse(s: &str) -> Result<Cidr> {
+        let (_, _, len) = rules::parse_cidr(s)?;
+        let addr = s.split('/').next().unwrap_or(s).parse().expect("parse_cidr checked it");
+        Ok(Cidr { addr, len })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let (a, b, bits) = match (self.addr, ip) {
+            (V4(n), V4(i)) => (u128::from(n.to_bits()) << 96, u128::from(i.to_bits()) << 96, 32),
+            (V6(n), V6(i)) => (n.to_bits(), i.to_bits(), 128),
+            (V4(n), V6(i)) => match i.to_ipv4_mapped() {
+                Some(i) => (u128::from(n.to_bits()) << 96, u128::from(i.to_bits()) << 96, 32),
+                None => return false,
+            },
+            (V6(_), V4(_)) => return false,
+        };
+        let len = u32::from(self.len.min(bits));
+        len == 0 || (a ^ b) >> (128 - len) == 0
+    }
+
+    /// Whether the address written in `s` (`10.244.0.2`, or `10.244.0.2/24` as interfaces carry
+    /// theirs) is inside.
+    pub fn contains_str(&self, s: &str) -> bool {
+        s.split('/')
+            .next()
+            .unwrap_or(s)
+            .parse()
+            .is_ok_and(|ip| self.contains(ip))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// `--port`: is `port` one of a row's ports? Only TCP and UDP have ports (ICMP's `sport` is the
+/// echo id, ARP's is nothing).
+pub(crate) fn port_matches(proto: Option<&str>, sport: Option<u16>, dport: Option<u16>, port: u16) -> bool {
+    matches!(proto, Some("tcp" | "udp")) && (sport == Some(port) || dport == Some(port))
+}
+
 /// `ingress` or `egress` for a datapath direction number (`unknown` for anything else).
 pub fn direction_name(direction: u8) -> &'static str {
     netpath_common::DIRECTIONS
@@ -143,6 +196,22 @@ pub fn parse_class(name: &str) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidr_filters_addresses_of_its_family() {
+        let net = Cidr::parse("10.244.1.0/24").unwrap();
+        assert!(net.contains_str("10.244.1.7") && net.contains_str("10.244.1.1/24"));
+        assert!(!net.contains_str("10.244.2.7") && !net.contains_str("fd00::1") && !net.contains_str("?"));
+        assert!(net.contains_str("::ffff:10.244.1.9"));
+        let one = Cidr::parse("10.244.1.7").unwrap();
+        assert!(one.contains_str("10.244.1.7") && !one.contains_str("10.244.1.8"));
+        assert_eq!(one.to_string(), "10.244.1.7/32");
+        assert!(Cidr::parse("fd00::/64").unwrap().contains_str("fd00::5"));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains_str("1.2.3.4"));
+        for bad in ["10.244.1.7/24", "10.0.0.0/33", "nope", "10.0.0.0/x"] {
+            assert_eq!(Cidr::parse(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
 
     #[test]
     fn columns_widen_for_long_cells_and_stay_aligned() {

@@ -41,6 +41,83 @@ pub fn rows(counters: &[(IfaceKey, IfaceCounters)], name_of: impl Fn(u32) -> Str
     out
 }
 
+/// Counter rows summed from flow rows (`stats --ip/--port`: interfaces count no addresses or
+/// ports, the flow table does): per interface, direction and class, with the interface's owner.
+pub fn from_flows(flows: &[super::flows::FlowRow]) -> Vec<StatRow> {
+    let mut sums: std::collections::BTreeMap<(u32, String, u8), StatRow> = Default::default();
+    for f in flows {
+        let c = super::flows::class_of_row(f);
+        let row = sums
+            .entry((f.ifindex, f.direction.clone(), c))
+            .or_insert_with(|| StatRow {
+                iface: f.iface.clone(),
+                ifindex: f.ifindex,
+                direction: f.direction.clone(),
+                class: class::name(c).into(),
+                packets: 0,
+                bytes: 0,
+                owner: f.owner.clone(),
+            });
+        row.packets += f.packets;
+        row.bytes += f.bytes;
+    }
+    sums.into_values().collect()
+}
+
+#[cfg(test)]
+mod from_flows_tests {
+    use super::*;
+
+    #[test]
+    fn flows_sum_per_interface_direction_and_class() {
+        let flow = |iface: &str, ifindex: u32, proto: &str, packets: u64| super::super::flows::FlowRow {
+            iface: iface.into(),
+            ifindex,
+            direction: "ingress".into(),
+            family: "ipv4".into(),
+            src: "10.244.0.2".into(),
+            dst: "10.244.1.2".into(),
+            proto: proto.into(),
+            sport: 1,
+            dport: 2,
+            icmp_type: None,
+            icmp_code: None,
+            vni: 0,
+            vlan: 0,
+            outer_src: None,
+            outer_dst: None,
+            packets,
+            bytes: packets * 100,
+            tcp_flags: String::new(),
+            first_seen: String::new(),
+            last_seen: String::new(),
+            idle_s: 0,
+            active: true,
+            arp_op: None,
+            owner: Owner::default(),
+            class: 0,
+        };
+        let rows = from_flows(&[
+            flow("veth1", 5, "tcp", 2),
+            flow("veth1", 5, "tcp", 3),
+            flow("veth1", 5, "udp", 1),
+            flow("cni0", 3, "tcp", 7),
+        ]);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.iface.as_str(), r.class.as_str(), r.packets, r.bytes))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("cni0", "tcp", 7, 700),
+                ("veth1", "tcp", 5, 500),
+                ("veth1", "udp", 1, 100)
+            ]
+        );
+    }
+}
+
 /// A table of packets per class, one line per interface and direction (with the pod behind it
 /// when known), and total bytes.
 pub fn table(rows: &[StatRow]) -> String {

@@ -510,6 +510,9 @@ pub struct NetnsName {
     pub path: Option<String>,
     /// A process living in it (for container sandboxes without a name).
     pub pid: Option<u32>,
+    /// Its links other than loopback (None: not read): a pod's namespace holds its `eth0`, a
+    /// node's (another node's, as behind an underlay veth) several.
+    pub links: Option<Vec<PeerLink>>,
 }
 
 /// A namespace found by the scan, held open so it cannot be freed (and its nsid reused) while the
@@ -544,7 +547,9 @@ pub async fn resolve_netnsids(nl: &Netlink, wanted: &[i32]) -> Result<HashMap<i3
             Err(e) => return Err(e),
         };
         if missing.remove(&id) {
-            found.insert(id, c.ns);
+            let mut ns = c.ns;
+            ns.links = peer_links(&c.file).await;
+            found.insert(id, ns);
             if missing.is_empty() {
                 break;
             }
@@ -553,6 +558,117 @@ pub async fn resolve_netnsids(nl: &Netlink, wanted: &[i32]) -> Result<HashMap<i3
     drop(rx);
     let _ = scan.await;
     Ok(found)
+}
+
+/// One link of another namespace, as seen from inside it: a veth peer (a pod's `eth0`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerLink {
+    pub ifindex: u32,
+    pub mac: Option<String>,
+    /// "10.244.1.2/24", "fe80::1/64".
+    pub addresses: Vec<String>,
+}
+
+/// The links (other than loopback) of the namespace `file` is, with their MACs and addresses,
+/// read from a thread of its own that enters it and ends (setns moves only the calling thread; a
+/// pooled one would stay there).
+pub async fn peer_links(file: &File) -> Option<Vec<PeerLink>> {
+    let fd = file.try_clone().ok()?;
+    tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || {
+            // SAFETY: setns on a valid nsfs fd, in this short-lived thread only.
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            own_links()
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// [`peer_links`] of the namespace at `path` (`/run/netns/NAME`, `/proc/PID/ns/net`) again: a pod's
+/// address may be set after its veth appeared.
+pub async fn peer_links_at(path: &str) -> Option<Vec<PeerLink>> {
+    peer_links(&File::open(path).ok()?).await
+}
+
+/// The calling thread's namespace's links but loopback, by getifaddrs (AF_PACKET entries carry
+/// the ifindex and MAC, AF_INET/AF_INET6 ones the addresses).
+fn own_links() -> Option<Vec<PeerLink>> {
+    use std::collections::BTreeMap;
+    let mut by_name: BTreeMap<String, PeerLink> = BTreeMap::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we walk read-only and free with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return None;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let a = &*p;
+            p = a.ifa_next;
+            if a.ifa_name.is_null() || a.ifa_addr.is_null() || a.ifa_flags & libc::IFF_LOOPBACK as u32 != 0 {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(a.ifa_name).to_string_lossy().into_owned();
+            let entry = by_name.entry(name).or_insert_with(|| PeerLink {
+                ifindex: 0,
+                mac: None,
+                addresses: Vec::new(),
+            });
+            match i32::from((*a.ifa_addr).sa_family) {
+                libc::AF_PACKET => {
+                    let ll = &*(a.ifa_addr as *const libc::sockaddr_ll);
+                    entry.ifindex = ll.sll_ifindex as u32;
+                    if ll.sll_halen == 6 {
+                        entry.mac = Some(mac_string(&ll.sll_addr[..6]));
+                    }
+                }
+                libc::AF_INET => {
+                    let sin = &*(a.ifa_addr as *const libc::sockaddr_in);
+                    let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    let len = prefix_len(a.ifa_netmask, libc::AF_INET);
+                    entry.addresses.push(format!("{ip}/{len}"));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(a.ifa_addr as *const libc::sockaddr_in6);
+                    let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                    let len = prefix_len(a.ifa_netmask, libc::AF_INET6);
+                    entry.addresses.push(format!("{ip}/{len}"));
+                }
+                _ => {}
+            }
+        }
+        libc::freeifaddrs(ifap);
+    }
+    Some(by_name.into_values().filter(|l| l.ifindex != 0).collect())
+}
+
+/// The prefix length of a getifaddrs netmask.
+///
+/// # Safety
+/// `mask` is null or points at a sockaddr of `family`.
+unsafe fn prefix_len(mask: *const libc::sockaddr, family: i32) -> u32 {
+    if mask.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        match family {
+            libc::AF_INET => u32::from_be((*(mask as *const libc::sockaddr_in)).sin_addr.s_addr).count_ones(),
+            _ => (*(mask as *const libc::sockaddr_in6))
+                .sin6_addr
+                .s6_addr
+                .iter()
+                .map(|b| b.count_ones())
+                .sum(),
+        }
+    }
 }
 
 /// Send every distinct network namespace (by inode, other than `own`) to `tx`: named ones first,
@@ -576,6 +692,7 @@ fn scan_namespaces(own: u64, tx: &mpsc::Sender<Candidate>) {
                 name: Some(name.to_string_lossy().into_owned()),
                 path: Some(path.to_string_lossy().into_owned()),
                 pid: None,
+                links: None,
             };
             if !offer(&path, &mut seen, ns, tx) {
                 return;
@@ -596,6 +713,7 @@ fn scan_namespaces(own: u64, tx: &mpsc::Sender<Candidate>) {
             name: None,
             path: Some(path.to_string_lossy().into_owned()),
             pid: Some(pid),
+            links: None,
         };
         if !offer(&path, &mut seen, ns, tx) {
             return;

@@ -6,14 +6,14 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use netpath_common::maps::programs;
 
 use super::{
-    cri::{CriClient, DEFAULT_SOCKETS},
-    netlink::{resolve_netnsids, LinkInfo, Netlink},
+    cri::{CriClient, PodRef, DEFAULT_SOCKETS},
+    netlink::{resolve_netnsids, LinkInfo, Netlink, NetnsName, PeerLink},
 };
 use crate::{
     error::Result,
     model::{
         ifaces::{IfaceRow, ProgramRef},
-        owner::Owner,
+        owner::{Owner, Role},
     },
 };
 
@@ -63,11 +63,33 @@ pub fn kernel_programs(name: &str) -> Vec<ProgramRef> {
     v
 }
 
+/// Who is behind `l`: the namespace its peer is in (`ns`), the CRI pod there, and what it is.
+pub fn owner(l: &LinkInfo, ns: Option<&NetnsName>, pod: Option<&PodRef>) -> Owner {
+    Owner {
+        netns: ns.and_then(|n| n.name.clone().or_else(|| n.pid.map(|p| format!("pid:{p}")))),
+        pod: pod.map(|p| p.name.clone()),
+        pod_namespace: pod.map(|p| p.namespace.clone()),
+        role: Some(Role::of(
+            l.link_netnsid.is_some(),
+            pod.is_some(),
+            l.master.is_some(),
+            ns.and_then(|n| n.links.as_ref().map(Vec::len)),
+        )),
+    }
+}
+
+/// The veth peer of `l` inside the namespace `ns` it leads to.
+pub fn peer_link<'a>(l: &LinkInfo, ns: Option<&'a NetnsName>) -> Option<&'a PeerLink> {
+    let want = l.peer_ifindex?;
+    ns?.links.as_ref()?.iter().find(|p| p.ifindex == want)
+}
+
 /// A link as a row; `attached` is netpath's (mode, tc hook) when it observes the link.
 pub fn iface_row(
     l: &LinkInfo,
     master: Option<String>,
     owner: Owner,
+    peer: Option<&PeerLink>,
     attached: Option<(String, String)>,
     programs: Vec<ProgramRef>,
 ) -> IfaceRow {
@@ -83,8 +105,11 @@ pub fn iface_row(
         up: l.up,
         peer_ifindex: l.peer_ifindex,
         peer_netns: owner.netns,
+        peer_mac: peer.and_then(|p| p.mac.clone()),
+        peer_addresses: peer.map(|p| p.addresses.clone()).unwrap_or_default(),
         pod: owner.pod,
         pod_namespace: owner.pod_namespace,
+        role: owner.role,
         mode,
         tc_hook,
         programs,
@@ -107,19 +132,21 @@ pub async fn collect() -> Result<Vec<IfaceRow>> {
         .iter()
         .map(|l| {
             let ns = l.link_netnsid.and_then(|id| netns.get(&id));
-            let pod = ns.and_then(|n| pods.get(&n.inode));
-            let owner = Owner {
-                netns: ns.and_then(|n| n.name.clone().or_else(|| n.pid.map(|p| format!("pid:{p}")))),
-                pod: pod.map(|p| p.name.clone()),
-                pod_namespace: pod.map(|p| p.namespace.clone()),
-            };
+            let owner = owner(l, ns, ns.and_then(|n| pods.get(&n.inode)));
             let programs = kernel_programs(&l.name);
             let ours = programs.iter().any(|p| p.program.starts_with("netpath_"));
             let attached = ours.then(|| {
                 let xdp = programs.iter().any(|p| p.hook == "xdp" && p.program == programs::XDP);
                 ((if xdp { "xdp" } else { "tc" }).to_string(), "tcx".to_string())
             });
-            iface_row(l, l.master.and_then(name_of), owner, attached, programs)
+            iface_row(
+                l,
+                l.master.and_then(name_of),
+                owner,
+                peer_link(l, ns),
+                attached,
+                programs,
+            )
         })
         .collect())
 }

@@ -383,18 +383,23 @@ impl FlowId {
     }
 }
 
-/// `pod`, `namespace` label values: the CRI pod when known, else the peer's netns name.
+/// `pod`, `namespace` label values: the CRI pod when known, else a pod's netns name; empty for
+/// what is not a pod (an underlay peer's namespace is another node's).
 fn owner(o: &Owner) -> (String, String) {
     let (p, n) = owner_ref(o);
     (p.to_string(), n.to_string())
 }
 
-/// [`owner`] without allocating.
+/// [`owner`] without allocating: the pod label (a pod's name, or the namespace behind a pod's
+/// veth; empty for underlay and host links) and the pod's Kubernetes namespace.
 fn owner_ref(o: &Owner) -> (&str, &str) {
-    match &o.pod {
-        Some(p) => (p, o.pod_namespace.as_deref().unwrap_or_default()),
-        None => (o.netns.as_deref().unwrap_or_default(), ""),
-    }
+    let pod = o.pod_label().unwrap_or_default();
+    let namespace = if o.pod.is_some() {
+        o.pod_namespace.as_deref().unwrap_or_default()
+    } else {
+        ""
+    };
+    (pod, namespace)
 }
 
 /// One exported packets/bytes series pair.
@@ -1165,6 +1170,7 @@ mod tests {
                 netns: netns.map(String::from),
                 pod: pod.map(|p| p.1.to_string()),
                 pod_namespace: pod.map(|p| p.0.to_string()),
+                ..Owner::default()
             },
         }
     }

@@ -61,6 +61,7 @@ fn stat_row() -> StatRow {
             netns: Some("cni-0a1b".into()),
             pod: Some("web-1".into()),
             pod_namespace: Some("default".into()),
+            ..Default::default()
         },
     }
 }
@@ -273,7 +274,7 @@ fn api_round_trips_rows_and_filters() {
         class: Some(class::UDP),
         top: Some(2),
         sort: Some(SortBy::Packets),
-        active: false,
+        ..Filter::default()
     };
     let r = block_on(async {
         (
@@ -327,8 +328,10 @@ fn api_bad_requests_are_4xx_json_and_reach_no_backend() {
         ("/v1/flows?sort=size", "unknown sort 'size' (one of bytes, packets)"),
         (
             "/v1/flows?bogus=1",
-            "unknown query parameter 'bogus' (this endpoint takes: iface, class, top, sort)",
+            "unknown query parameter 'bogus' (this endpoint takes: iface, class, top, sort, pod, ip, port)",
         ),
+        ("/v1/flows?ip=10.244.0.2/24", "host bits set"),
+        ("/v1/flows?port=65536", "port must be a number from 0 to 65535"),
         ("/v1/flows?top=1&top=2", "'top' given more than once"),
         ("/v1/flows?iface=", "iface must not be empty"),
         (

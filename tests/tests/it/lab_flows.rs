@@ -130,3 +130,132 @@ fn lab_ping_across_nodes_shows_pod_flow_and_vxlan_underlay_flow() {
     );
     assert!(d.stop().success());
 }
+
+/// `flows`, `stats` and `watch` select by `--pod`, `--ip` (CIDR) and `--port`; `ifaces` shows each
+/// pod's address and MAC and selects by `--pod`; `watch` lines show a VXLAN flow's outer addresses.
+#[test]
+fn lab_select_by_pod_ip_and_port_and_ifaces_show_pod_addresses() {
+    require_root();
+    let lab = LabGuard::up("nps");
+    let pods = lab.0.pods();
+    let a = pods.iter().find(|p| p.name == "n1-pod-a").unwrap();
+    let b = pods.iter().find(|p| p.name == "n1-pod-b").unwrap();
+    let remote = pods.iter().find(|p| p.node == 2).unwrap();
+    let node1 = lab.0.node_ns(1);
+    let pins = PinDir::new();
+    let n1_pods = pods.iter().filter(|p| p.node == 1).count();
+    let _d = Daemon::start_expecting(
+        &[
+            "--netns",
+            &node1,
+            "--iface",
+            "cni0",
+            "--iface",
+            "ul0",
+            "--pin-dir",
+            pins.arg(),
+            "--socket",
+            pins.sock(),
+        ],
+        2 + n1_pods,
+    );
+    let sock = pins.sock();
+
+    // Pod addresses and MACs, and --pod, in `ifaces`.
+    let rows = netpath_json(&["ifaces", "--socket", sock, "--pod", "n1-pod-a"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["iface"], a.host_veth.as_str());
+    let addrs: Vec<&str> = rows[0]["peer_addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(addrs.contains(&format!("{}/24", a.ip).as_str()), "{addrs:?}");
+    assert_eq!(rows[0]["peer_mac"].as_str(), a.mac.as_deref(), "{:?}", rows[0]);
+    let table = String::from_utf8_lossy(&netpath(&["ifaces", "--socket", sock]).stdout).into_owned();
+    assert!(table.contains(&format!("{}/24", b.ip)), "{table}");
+    let out = netpath(&["ifaces", "--socket", sock, "--pod", "n9-pod-z"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // A watch for the remote pod's address, started before the traffic it should show.
+    let watch = std::process::Command::new(netpath_bin())
+        .args([
+            "watch",
+            "--socket",
+            sock,
+            "--ip",
+            &remote.ip.to_string(),
+            "--kind",
+            "flow_new",
+        ])
+        .args(["--count", "6", "--duration", "20s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for (p, dst) in [(a, remote.ip.to_string()), (b, a.ip.to_string())] {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &p.netns, "ping", "-c", "2", "-i", "0.2", "-W", "2", &dst,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ping from {}", p.name);
+    }
+    let text = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        text.lines().all(|l| l.contains(&remote.ip.to_string())),
+        "watch --ip let other flows through:\n{text}"
+    );
+    assert!(
+        text.contains("vni 1 outer 172.27.0.11 > 172.27.16.10")
+            || text.contains("vni 1 outer 172.27.16.10 > 172.27.0.11"),
+        "no VXLAN outer addresses in:\n{text}"
+    );
+
+    let flows = netpath_json(&["flows", "--socket", sock, "--pod", "n1-pod-b"]);
+    let flows = flows.as_array().unwrap();
+    assert!(!flows.is_empty());
+    assert!(flows.iter().all(|f| f["iface"] == b.host_veth.as_str()), "{flows:?}");
+    let flows = netpath_json(&["flows", "--socket", sock, "--ip", &format!("{}/32", remote.ip)]);
+    let flows = flows.as_array().unwrap();
+    assert!(flows.iter().any(|f| f["iface"] == "ul0" && f["vni"] == 1), "{flows:?}");
+    assert!(
+        flows
+            .iter()
+            .all(|f| f["src"] == remote.ip.to_string().as_str() || f["dst"] == remote.ip.to_string().as_str()),
+        "{flows:?}"
+    );
+    let flows = netpath_json(&["flows", "--socket", sock, "--ip", "172.27.16.10"]);
+    assert!(
+        flows.as_array().unwrap().iter().all(|f| f["iface"] == "ul0"),
+        "only the underlay carries the outer address: {flows}"
+    );
+    // No TCP or UDP ran: ICMP's echo id is not a port.
+    let flows = netpath_json(&["flows", "--socket", sock, "--port", "5201"]);
+    assert_eq!(flows, serde_json::json!([]));
+
+    // stats: --pod keeps the pod's rows; --ip sums the matching flows per interface.
+    let rows = netpath_json(&["stats", "--socket", sock, "--pod", "n1-pod-a"]);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["iface"] == a.host_veth.as_str()),
+        "{rows}"
+    );
+    let rows = netpath_json(&["stats", "--socket", sock, "--ip", &remote.ip.to_string()]);
+    assert_eq!(stat(&rows, &a.host_veth, "ingress", "icmp", "packets"), 2, "{rows}");
+    assert_eq!(stat(&rows, "ul0", "egress", "vxlan", "packets"), 2, "{rows}");
+    assert_eq!(stat(&rows, &b.host_veth, "ingress", "icmp", "packets"), 0, "{rows}");
+    for bad in [
+        &["flows", "--socket", sock, "--ip", "10.244.0.2/24"][..],
+        &["flows", "--socket", sock, "--pod", "np-node2"][..],
+        &["stats", "--socket", sock, "--pod", "nobody"][..],
+        &["watch", "--socket", sock, "--port", "x", "--duration", "1s"][..],
+    ] {
+        assert_eq!(netpath(bad).status.code(), Some(2), "{bad:?}");
+    }
+}

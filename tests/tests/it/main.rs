@@ -9,6 +9,7 @@ mod events;
 mod lab;
 mod lab_flows;
 mod metrics;
+mod naming;
 mod netlink;
 mod netns;
 mod rules;

@@ -11,8 +11,51 @@ use netpath::{
     daemon::config::{Config, Invocation},
     datapath::attach::{IfaceSpec, Mode, TcHookChoice, TcxOrder},
     defaults,
-    model::{flows::SortBy, Output},
+    model::{flows::SortBy, Cidr, Output},
 };
+
+/// `--ip`: an address or a network (CIDR), parsed by the library.
+fn cidr(s: &str) -> Result<Cidr, String> {
+    Cidr::parse(s).map_err(|e| e.to_string())
+}
+
+/// `--pod`, `--ip` and `--port`, as `flows`, `stats` and `watch` take them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Select {
+    /// Only the veths of this pod: a pod name, NAMESPACE/NAME, or the network namespace behind its
+    /// veth (with or without a leading `PREFIX-`, as `cargo xtask lab status` lists them).
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+
+    /// Only traffic from or to this address or network (CIDR): either endpoint, inner or outer.
+    #[arg(long, value_name = "IP|CIDR", value_parser = cidr)]
+    pub ip: Option<Cidr>,
+
+    /// Only TCP and UDP traffic from or to this port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// With --ip or --port, the counters are summed from the flow table (interfaces count no
+    /// addresses or ports).
+    #[command(flatten)]
+    pub select: Select,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IfacesArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Only the veths of this pod (as `--pod` of `flows`).
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+}
 
 /// A library enum as a clap value: its names (with help) listed in `--help` and in errors, parsed
 /// with its own `FromStr`.
@@ -84,13 +127,14 @@ pub enum Command {
     /// Attach to interfaces and print counters every interval until Ctrl-C (or --duration).
     Run(RunArgs),
     /// Per-interface, per-direction, per-class packet and byte counters.
-    Stats(ReadArgs),
+    Stats(StatsArgs),
     /// The flow table: one row per flow, heaviest first.
     Flows(FlowsArgs),
     /// Datapath health: flow table fill, evictions, failed inserts, malformed frames by reason.
     Status(ReadArgs),
-    /// Interfaces with their veth peer, the namespace and pod behind it, and attached programs.
-    Ifaces(ReadArgs),
+    /// Interfaces with their veth peer (its addresses and MAC), the namespace and pod behind it, and
+    /// attached programs.
+    Ifaces(IfacesArgs),
     /// Follow events as they happen: flows starting and ending, ARP (unanswered, conflicting),
     /// ICMP errors with the packet they quote, new VXLAN peers, malformed frames.
     Watch(WatchArgs),
@@ -266,9 +310,8 @@ pub struct WatchArgs {
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
 
-    /// Only events of this pod (name or namespace/name; a netns name also matches).
-    #[arg(long, value_name = "POD")]
-    pub pod: Option<String>,
+    #[command(flatten)]
+    pub select: Select,
 
     /// Only these kinds: flow_new, flow_end, arp, arp_unanswered, arp_conflict, icmp_error,
     /// vxlan_peer, malformed.
@@ -356,6 +399,9 @@ pub struct FlowsArgs {
 
     #[arg(long, value_parser = choice::<SortBy>(SORTS), default_value = "bytes")]
     pub sort: SortBy,
+
+    #[command(flatten)]
+    pub select: Select,
 
     /// Only flows still going: a packet in the last 30 s and no FIN or RST seen (ended flows stay
     /// in the table until the LRU needs their room).

@@ -1,10 +1,7 @@
 //! `netpath flows`: the flow table, heaviest first.
-use netpath::{
-    model::{
-        self,
-        flows::{self, Clock, Filter},
-    },
-    node::ifaces,
+use netpath::model::{
+    self,
+    flows::{self, Filter},
 };
 
 use crate::{args::FlowsArgs, daemon};
@@ -17,26 +14,12 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
         top: args.top,
         sort: Some(args.sort),
         active: args.active,
+        pod: args.select.pod.clone(),
+        ip: args.select.ip,
+        port: args.select.port,
     };
     let rt = daemon::runtime()?;
-    let rows = match daemon::connect(&args.read.socket, &rt)? {
-        Some(c) => rt.block_on(c.flows(&filter))?,
-        None => {
-            let clock = Clock::now();
-            let rows: Vec<_> = daemon::open_pins(&args.read)?
-                .flows()?
-                .iter()
-                .map(|(k, v)| flows::row(k, v, ifaces::display_name(k.ifindex), &clock))
-                .collect();
-            // A name with flows is known (even if its link is gone); one without must exist.
-            if let Some(name) = &filter.iface {
-                if !rows.iter().any(|r| &r.iface == name) {
-                    ifaces::resolve(name, args.read.netns.as_deref())?;
-                }
-            }
-            flows::select(rows, &filter)
-        }
-    };
+    let rows = daemon::flow_rows(&args.read, &filter, &rt)?;
     print!("{}", model::render(&rows, args.read.output, |r| flows::table(r))?);
     Ok(())
 }

@@ -97,10 +97,10 @@ fn line_prefix(target: &str, level: log::Level) -> String {
 fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run::run(&args, given),
-        Command::Stats(read) => stats::run(&read),
+        Command::Stats(args) => stats::run(&args),
         Command::Status(read) => status::run(&read),
         Command::Flows(args) => flows::run(&args),
-        Command::Ifaces(read) => ifaces::run(&read),
+        Command::Ifaces(args) => ifaces::run(&args),
         Command::Watch(args) => watch::run(&args),
         Command::Capture(args) => capture::run(&args),
         Command::Down(args) => down::run(&args),

@@ -15,8 +15,10 @@ use crate::{
 pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
     let filter = EventFilter {
         iface: args.iface.clone(),
-        pod: args.pod.clone(),
+        pod: args.select.pod.clone(),
         kinds: EventFilter::parse_kinds(&args.kind)?,
+        ip: args.select.ip,
+        port: args.select.port,
     };
     caps::require_read()?;
     let rt = daemon::runtime()?;

@@ -27,12 +27,14 @@
 //! |---|---|
 //! | `GET /v1/status` | datapath health: flow table fill, failed inserts, malformed frames by reason |
 //! | `GET /v1/stats` | an array of [`StatRow`]s (`iface`, `ifindex`, `direction`, `class`, `packets`, `bytes`) |
-//! | `GET /v1/flows?iface=IF&class=C&top=N&sort=bytes\|packets` | an array of [`FlowRow`]s, heaviest first; every parameter is optional |
+//! | `GET /v1/flows?iface=IF&class=C&top=N&sort=bytes\|packets&pod=P&ip=CIDR&port=N` | an array of [`FlowRow`]s, heaviest first; every parameter is optional |
 //! | `GET /v1/ifaces` | the interfaces the daemon observes |
 //!
 //! `class` is one of the class names of [`netpath_common::class::NAMES`] (`arp`, `icmp`,
 //! `icmp6`, `tcp`, `udp`, `vxlan`, `other_ip`, `other_l2`, `malformed`); `top` is a positive
-//! integer; `sort` is `bytes` (the default) or `packets`.
+//! integer; `sort` is `bytes` (the default) or `packets`; `pod` a pod `--pod` accepts; `ip` an
+//! address or network either endpoint (inner or outer) is in; `port` a TCP or UDP port either end
+//! uses. `/v1/events` takes `iface`, `pod`, `kind`, `ip` and `port`.
 //!
 //! ```text
 //! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/status
@@ -76,6 +78,7 @@ use crate::{
         rules::{FastpathStatus, RuleRow, RuleSpec},
         stats::StatRow,
         status::StatusReport,
+        Cidr,
     },
 };
 
@@ -304,6 +307,9 @@ impl Params {
     }
 }
 
+/// The parameters `GET /v1/flows` takes.
+pub(super) const FLOW_PARAMS: &[&str] = &["iface", "class", "top", "sort", "pod", "ip", "port", "active"];
+
 /// The filter of `GET /v1/flows`, validated.
 pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
     let iface = match p.get("iface") {
@@ -352,17 +358,44 @@ pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
         Some("true") => true,
         Some(a) => return Err(ApiError::BadRequest(format!("active must be true or false, got '{a}'"))),
     };
+    let (ip, port) = parse_ip_port(p)?;
     Ok(Filter {
         iface,
         class,
         top,
         sort,
         active,
+        pod: p.get("pod").map(String::from),
+        ip,
+        port,
     })
 }
 
-/// The query parameters of `GET /v1/flows`, which [`parse_filter`] reads.
-pub const FLOW_PARAMS: &[&str] = &["iface", "class", "top", "sort", "active"];
+/// The `ip` (an address or CIDR) and `port` parameters of `/v1/flows` and `/v1/events`.
+pub fn parse_ip_port(p: &Params) -> Result<(Option<Cidr>, Option<u16>), ApiError> {
+    let ip = p.get("ip").map(Cidr::parse).transpose().map_err(ApiError::from)?;
+    let port = p
+        .get("port")
+        .map(|s| {
+            s.parse::<u16>()
+                .map_err(|_| ApiError::BadRequest(format!("port must be a number from 0 to 65535, got '{s}'")))
+        })
+        .transpose()?;
+    Ok((ip, port))
+}
+
+/// The `pod`, `ip` and `port` parts of a query string.
+fn pod_ip_port_query(q: &mut Vec<String>, pod: Option<&str>, ip: Option<Cidr>, port: Option<u16>) {
+    if let Some(p) = pod {
+        q.push(format!("pod={}", percent_encode(p)));
+    }
+    if let Some(ip) = ip {
+        q.push(format!("ip={}", percent_encode(&ip.to_string())));
+    }
+    if let Some(p) = port {
+        q.push(format!("port={p}"));
+    }
+}
 
 /// The query string [`parse_filter`] reads back as `f` (empty for the default filter).
 pub fn filter_query(f: &Filter) -> String {
@@ -379,6 +412,7 @@ pub fn filter_query(f: &Filter) -> String {
     if let Some(s) = f.sort {
         q.push(format!("sort={s}"));
     }
+    pod_ip_port_query(&mut q, f.pod.as_deref(), f.ip, f.port);
     if f.active {
         q.push("active=true".into());
     }
@@ -395,12 +429,10 @@ pub fn event_query(f: &EventFilter) -> String {
     if let Some(i) = &f.iface {
         q.push(format!("iface={}", percent_encode(i)));
     }
-    if let Some(p) = &f.pod {
-        q.push(format!("pod={}", percent_encode(p)));
-    }
     if !f.kinds.is_empty() {
         q.push(format!("kind={}", f.kinds.join(",")));
     }
+    pod_ip_port_query(&mut q, f.pod.as_deref(), f.ip, f.port);
     if q.is_empty() {
         String::new()
     } else {
@@ -452,14 +484,28 @@ mod tests {
             class: Some(netpath_common::class::TCP),
             top: Some(3),
             sort: Some(SortBy::Packets),
+            pod: Some("default/web".into()),
+            ip: Some(Cidr::parse("10.244.0.0/16").unwrap()),
+            port: Some(53),
             active: true,
         };
         let q = filter_query(&f);
-        assert_eq!(q, "?iface=veth%201&class=tcp&top=3&sort=packets&active=true");
-        let back = parse_filter(&params("iface=veth1&class=tcp&top=3&sort=packets&active=true").unwrap()).unwrap();
+        assert_eq!(
+            q,
+            "?iface=veth%201&class=tcp&top=3&sort=packets&pod=default%2Fweb&ip=10.244.0.0%2F16&port=53&active=true"
+        );
+        let back = parse_filter(
+            &params("iface=veth1&class=tcp&top=3&sort=packets&pod=default/web&ip=10.244.0.0/16&port=53&active=true")
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             (back.iface.as_deref(), back.class, back.top, back.sort, back.active),
             (Some("veth1"), Some(3), Some(3), Some(SortBy::Packets), true)
+        );
+        assert_eq!(
+            (back.pod.as_deref(), back.ip, back.port),
+            (f.pod.as_deref(), f.ip, f.port)
         );
         assert_eq!(filter_query(&Filter::default()), "");
     }
@@ -475,6 +521,9 @@ mod tests {
             ("active=yes", "active must be true or false"),
             ("iface=", "must not be empty"),
             ("iface=abcdefghijklmnopq", "longer than"),
+            ("ip=10.0.0.1/8", "host bits set"),
+            ("ip=nope", "not an IP address"),
+            ("port=70000", "port must be a number"),
         ] {
             let e = parse_filter(&params(q).unwrap()).unwrap_err();
             assert_eq!(e.http_status(), 400, "{q}");

@@ -371,7 +371,7 @@ async fn flows(State(st): State<AppState>, q: Q) -> Result<Json<Vec<FlowRow>>, A
     let filter = parse_filter(&Params::new(q, FLOW_PARAMS)?)?;
     Ok(Json(
         call(&st, move |b| {
-            b.check_names(filter.iface.as_deref(), None)?;
+            b.check_names(filter.iface.as_deref(), filter.pod.as_deref())?;
             b.flows(&filter)
         })
         .await?,
@@ -383,11 +383,12 @@ async fn ifaces(State(st): State<AppState>, q: Q) -> Result<Json<Vec<IfaceRow>>,
     Ok(Json(call(&st, |b| b.ifaces()).await?))
 }
 
-/// `GET /v1/events?iface=&pod=&kind=a,b`: newline-delimited JSON events as they happen, until the
+/// `GET /v1/events?iface=&pod=&kind=a,b&ip=&port=`: newline-delimited JSON events as they happen, until the
 /// client hangs up. A reader too slow for the event rate gets a `{"kind":"watch_lagged"}` line
 /// saying how many it missed (`packets`), then continues.
 async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> {
-    let p = Params::new(q, &["iface", "pod", "kind"])?;
+    let p = Params::new(q, &["iface", "pod", "kind", "ip", "port"])?;
+    let (ip, port) = super::parse_ip_port(&p)?;
     let kinds: Vec<String> = p
         .get("kind")
         .map(|k| k.split(',').map(str::to_string).collect())
@@ -397,6 +398,8 @@ async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> 
         iface: p.get("iface").map(String::from),
         pod: p.get("pod").map(String::from),
         kinds,
+        ip,
+        port,
     };
     let (iface, pod) = (filter.iface.clone(), filter.pod.clone());
     call(&st, move |b| b.check_names(iface.as_deref(), pod.as_deref())).await?;
