@@ -126,5 +126,18 @@ fn parse_quoted<F: Frame + ?Sized>(f: &F, off: usize, q: &mut Quoted) {
             q.sport = u16::from_be_bytes([p[0], p[1]]);
             q.dport = u16::from_be_bytes([p[2], p[3]]);
         }
+    } else if q.proto == IPPROTO_ICMP || q.proto == IPPROTO_ICMPV6 {
+        // A quoted echo keeps its identifier where a flow keeps it (`sport`), so the error
+        // names the ping it is about.
+        if let Some(h) = f.bytes::<6>(l4) {
+            let echo = if q.proto == IPPROTO_ICMP {
+                h[0] == 0 || h[0] == 8
+            } else {
+                h[0] == 128 || h[0] == 129
+            };
+            if echo {
+                q.sport = u16::from_be_bytes([h[4], h[5]]);
+            }
+        }
     }
 }

@@ -287,6 +287,12 @@ fn icmp_errors_carry_the_quoted_tuple_and_arp_its_macs() {
     );
     let r = p(&eth(ETH_P_ARP, &arp(2, MAC_A, IP_A, MAC_B, IP_B)));
     assert_eq!((r.flow().arp_sha, r.flow().arp_tha), (MAC_A, MAC_B));
+    // Time exceeded quoting an echo request: the error keeps the echo id (as a flow's `sport`).
+    let quoted = ipv4(IP_A, IP_B, IPPROTO_ICMP, &icmp_echo(8, 0x1234, 7));
+    let mut err = vec![11, 0, 0, 0, 0, 0, 0, 0];
+    err.extend_from_slice(&quoted[..28]);
+    let q = p(&eth(ETH_P_IP, &ipv4(IP_B, IP_A, IPPROTO_ICMP, &err))).flow().err;
+    assert_eq!((q.proto, q.sport, q.dport), (IPPROTO_ICMP, 0x1234, 0));
 }
 
 /// The datapath parses into a reused per-CPU `Parsed` and resets each level with word stores

@@ -836,18 +836,33 @@ pub fn text(r: &EventRow) -> String {
         ),
         "icmp_error" => {
             let q = r.quoted.clone().unwrap_or_default();
-            write!(
-                s,
-                "ICMP error type {} code {} from {} about {} {}.{} > {}.{}",
-                r.icmp_type.unwrap_or(0),
-                r.icmp_code.unwrap_or(0),
-                opt(&r.src),
-                q.proto,
-                q.src,
-                q.sport,
-                q.dst,
-                q.dport
-            )
+            if matches!(q.proto.as_str(), "icmp" | "icmp6") {
+                // A quoted echo: its identifier (0 for other ICMP), as `flows` shows a ping.
+                write!(
+                    s,
+                    "ICMP error type {} code {} from {} about {} {} > {} id {}",
+                    r.icmp_type.unwrap_or(0),
+                    r.icmp_code.unwrap_or(0),
+                    opt(&r.src),
+                    q.proto,
+                    q.src,
+                    q.dst,
+                    q.sport
+                )
+            } else {
+                write!(
+                    s,
+                    "ICMP error type {} code {} from {} about {} {}.{} > {}.{}",
+                    r.icmp_type.unwrap_or(0),
+                    r.icmp_code.unwrap_or(0),
+                    opt(&r.src),
+                    q.proto,
+                    q.src,
+                    q.sport,
+                    q.dst,
+                    q.dport
+                )
+            }
         }
         "flow_new" => write!(s, "flow new {flow}{vni}"),
         "flow_end" => write!(
@@ -1340,6 +1355,29 @@ mod tests {
             ..EventRow::default()
         };
         assert!(port(53).matches(&err) && ip("10.244.9.9").matches(&err));
+    }
+
+    /// An ICMP error about a ping names the ping by its echo id; about UDP, by its ports.
+    #[test]
+    fn icmp_error_text_keeps_the_quoted_echo_id() {
+        let quoted = |proto: &str, sport: u16, dport: u16| EventRow {
+            kind: "icmp_error".into(),
+            icmp_type: Some(11),
+            src: Some("10.244.0.1".into()),
+            quoted: Some(QuotedRow {
+                family: "ipv4".into(),
+                proto: proto.into(),
+                src: "10.244.0.2".into(),
+                dst: "10.244.9.9".into(),
+                sport,
+                dport,
+            }),
+            ..EventRow::default()
+        };
+        let t = text(&quoted("icmp", 4660, 0));
+        assert!(t.contains("about icmp 10.244.0.2 > 10.244.9.9 id 4660"), "{t}");
+        let t = text(&quoted("udp", 5353, 53));
+        assert!(t.contains("about udp 10.244.0.2.5353 > 10.244.9.9.53"), "{t}");
     }
 
     #[test]

@@ -328,7 +328,7 @@ fn api_bad_requests_are_4xx_json_and_reach_no_backend() {
         ("/v1/flows?sort=size", "unknown sort 'size' (one of bytes, packets)"),
         (
             "/v1/flows?bogus=1",
-            "unknown query parameter 'bogus' (this endpoint takes: iface, class, top, sort, pod, ip, port)",
+            "unknown query parameter 'bogus' (this endpoint takes: iface, class, top, sort, pod, ip, port, active)",
         ),
         ("/v1/flows?ip=10.244.0.2/24", "host bits set"),
         ("/v1/flows?port=65536", "port must be a number from 0 to 65535"),
