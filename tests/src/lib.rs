@@ -194,6 +194,17 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// `netpath run` on the pair's `veth-a` (in namespace a), with the pin directory and socket of
+    /// `pins`, then `extra`; started once attached.
+    pub fn on_veth_a(pair: &Pair, pins: &PinDir, extra: &[&str]) -> Daemon {
+        let args: Vec<&str> = ["--netns", pair.a.name.as_str(), "--iface", "veth-a"]
+            .into_iter()
+            .chain(pins.args())
+            .chain(extra.iter().copied())
+            .collect();
+        Self::start(&args)
+    }
+
     /// Start `netpath run ARGS` and wait until it reports every `--iface` attached.
     pub fn start(args: &[&str]) -> Daemon {
         let want = args.iter().filter(|a| **a == "--iface" || **a == "-i").count();

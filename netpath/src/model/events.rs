@@ -8,7 +8,6 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt::Write as _,
-    hash::{BuildHasherDefault, Hasher},
     net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
@@ -403,42 +402,11 @@ fn with_key(r: &mut EventRow, k: &FlowKey) {
     }
 }
 
-/// FxHash (rustc's): the Deriver's keys are a few fixed-size integers, and SipHash on every ARP
-/// event cost more than decoding it. Keys come from the network, but each map is bounded by
-/// expiry, so flooding one bucket is no worse than flooding the map.
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(i.into());
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(i.into());
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(i.into());
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
-type FxSet<K> = HashSet<K, BuildHasherDefault<Fx>>;
+// FxHash (rustc-hash): the Deriver's keys are a few fixed-size integers, and SipHash on every ARP
+// event cost more than decoding it. Keys come from the network, but each map is bounded by
+// expiry, so flooding one bucket is no worse than flooding the map.
+type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type FxSet<K> = rustc_hash::FxHashSet<K>;
 type Mac = [u8; 6];
 
 /// A request waiting for its reply: kept raw when it came from the ring (decoded only if it ends

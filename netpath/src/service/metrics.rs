@@ -55,9 +55,9 @@
 //! without a server; [`MetricsServer`] serves it over HTTP, calling the backend on tokio's
 //! blocking pool.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     future::IntoFuture as _,
-    hash::{BuildHasherDefault, Hash, Hasher},
+    hash::{Hash, Hasher},
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -137,34 +137,9 @@ impl Default for MetricsOptions {
 // ---------------------------------------------------------------------------------------------
 // Series state
 
-/// FxHash (rustc's) over the label sets' precomputed hashes and the sources' small integer ids:
-/// SipHash over five label strings per row was most of an update.
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(i.into());
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+// FxHash (rustc-hash) over the label sets' precomputed hashes and the sources' small integer
+// ids: SipHash over five label strings per row was most of an update.
+type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// `{k="v",...}` with the exposition's escaping of `\`, `"` and newlines in values.
 fn write_labels(out: &mut String, pairs: &[(&str, &str)]) {

@@ -16,18 +16,7 @@ fn netns_tc_counts_real_ping_exactly_and_detaches() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let d = Daemon::start(&[
-        "--netns",
-        &pair.a.name,
-        "--iface",
-        "veth-a",
-        "--pin-dir",
-        pins.arg(),
-        "--socket",
-        pins.sock(),
-        "--mode",
-        "tc",
-    ]);
+    let d = Daemon::on_veth_a(&pair, &pins, &["--mode", "tc"]);
     assert_eq!(
         netpath_progs_on(&pair.a, "veth-a"),
         ["tcx-egress:netpath_tc_out", "tcx-ingress:netpath_tc_in"]
@@ -390,17 +379,7 @@ fn netns_tc_parses_headers_in_the_paged_part_of_an_skb() {
     for (ns, dev) in [(&pair.a, "veth-a"), (&pair.b, "veth-b")] {
         ns.ip(&["link", "set", dev, "mtu", "9000"]);
     }
-    let d = Daemon::start(&[
-        "--netns",
-        &pair.a.name,
-        "--iface",
-        "veth-a",
-        "--pin-dir",
-        pins.arg(),
-        "--socket",
-        pins.sock(),
-        "--quiet",
-    ]);
+    let d = Daemon::on_veth_a(&pair, &pins, &["--quiet"]);
     const FRAMES: u64 = 5;
     // Longer than a page, so the packet socket builds a paged skb.
     let frame = eth(
@@ -453,17 +432,7 @@ fn netns_ended_flows_leave_the_active_count() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let d = Daemon::start(&[
-        "--netns",
-        &pair.a.name,
-        "--iface",
-        "veth-a",
-        "--pin-dir",
-        pins.arg(),
-        "--socket",
-        pins.sock(),
-        "--quiet",
-    ]);
+    let d = Daemon::on_veth_a(&pair, &pins, &["--quiet"]);
     // One TCP connection, opened, used and closed within the namespaces (bounded by timeouts).
     let server = Command::new("ip")
         .args(["netns", "exec", &pair.b.name, "timeout", "10", "python3", "-c"])
