@@ -57,6 +57,15 @@ pub(super) struct View {
 }
 
 impl View {
+    /// The links' names, for an error that lists what exists.
+    fn link_names(&self) -> String {
+        self.links
+            .values()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub(super) fn owner(&self, ifindex: u32) -> Owner {
         let Some(link) = self.links.get(&ifindex) else {
             return Owner::default();
@@ -298,12 +307,7 @@ impl Backend for Shared {
                 return Err(Error::UnknownInterface {
                     name: name.into(),
                     ns: String::new(),
-                    available: view
-                        .links
-                        .values()
-                        .map(|l| l.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: view.link_names(),
                 }
                 .into());
             }
@@ -375,12 +379,7 @@ impl rules::Resolver for ViewResolver<'_> {
         Err(Error::UnknownInterface {
             name: name.into(),
             ns: " (nor a pod or namespace behind a veth)".into(),
-            available: view
-                .links
-                .values()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            available: view.link_names(),
         })
     }
     fn is_veth(&self, ifindex: u32) -> bool {
