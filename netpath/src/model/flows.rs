@@ -25,7 +25,32 @@ pub fn is_active(v: &FlowValue, now_ns: u64) -> bool {
     now_ns.saturating_sub(v.last_seen) < FLOW_IDLE.as_nanos() as u64 && v.tcp_flags & (TCP_FIN | TCP_RST) == 0
 }
 
-/// One flow. The field names are a stable JSON contract; `arp_op` is an addition for ARP flows.
+/// The JSON fields every `flows` row has: a stable contract for scripts (README).
+pub const FLOW_ROW_FIELDS: [&str; 20] = [
+    "iface",
+    "ifindex",
+    "direction",
+    "family",
+    "src",
+    "dst",
+    "proto",
+    "sport",
+    "dport",
+    "icmp_type",
+    "icmp_code",
+    "vni",
+    "vlan",
+    "outer_src",
+    "outer_dst",
+    "packets",
+    "bytes",
+    "tcp_flags",
+    "first_seen",
+    "last_seen",
+];
+
+/// One flow. The field names are a stable JSON contract ([`FLOW_ROW_FIELDS`]); `arp_op` is an
+/// addition for ARP flows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlowRow {
     pub iface: String,
@@ -439,28 +464,7 @@ mod tests {
         assert_eq!((r.icmp_type, r.vni, r.class), (Some(8), 1, class::VXLAN));
         assert_eq!(r.outer_src.as_deref(), Some("172.27.0.11"));
         let json = serde_json::to_value(&r).unwrap();
-        for f in [
-            "iface",
-            "ifindex",
-            "direction",
-            "family",
-            "src",
-            "dst",
-            "proto",
-            "sport",
-            "dport",
-            "icmp_type",
-            "icmp_code",
-            "vni",
-            "vlan",
-            "outer_src",
-            "outer_dst",
-            "packets",
-            "bytes",
-            "tcp_flags",
-            "first_seen",
-            "last_seen",
-        ] {
+        for f in FLOW_ROW_FIELDS {
             assert!(json.get(f).is_some(), "missing {f}");
         }
         assert!(

@@ -221,28 +221,7 @@ fn api_round_trips_rows_and_filters() {
             .collect::<Vec<_>>(),
         [300, 200, 100]
     );
-    for f in [
-        "iface",
-        "ifindex",
-        "direction",
-        "family",
-        "src",
-        "dst",
-        "proto",
-        "sport",
-        "dport",
-        "icmp_type",
-        "icmp_code",
-        "vni",
-        "vlan",
-        "outer_src",
-        "outer_dst",
-        "packets",
-        "bytes",
-        "tcp_flags",
-        "first_seen",
-        "last_seen",
-    ] {
+    for f in netpath::model::flows::FLOW_ROW_FIELDS {
         assert!(flows[0].get(f).is_some(), "flow row lacks {f}: {flows}");
     }
     assert!(
