@@ -403,19 +403,7 @@ fn daemon_names_pods_through_cri() {
     );
     let pins = PinDir::new();
     let cri_sock = cri.socket.to_str().unwrap().to_string();
-    let d = Daemon::start(&[
-        "--netns",
-        &pair.a.name,
-        "--iface",
-        "veth-a",
-        "--quiet",
-        "--cri-socket",
-        &cri_sock,
-        "--pin-dir",
-        pins.arg(),
-        "--socket",
-        pins.sock(),
-    ]);
+    let d = Daemon::on_veth_a(&pair, &pins, &["--quiet", "--cri-socket", &cri_sock]);
     pair.ping_from_a(2);
     let ifaces = netpath_json(&["ifaces", "--socket", pins.sock()]);
     let row = ifaces
@@ -476,19 +464,7 @@ fn daemon_honours_tcx_order() {
     };
     for (order, first_is_netpath) in [("first", true), ("last", false)] {
         let pins = PinDir::new();
-        let d = Daemon::start(&[
-            "--netns",
-            &pair.a.name,
-            "--iface",
-            "veth-a",
-            "--quiet",
-            "--tcx-order",
-            order,
-            "--pin-dir",
-            pins.arg(),
-            "--socket",
-            pins.sock(),
-        ]);
+        let d = Daemon::on_veth_a(&pair, &pins, &["--quiet", "--tcx-order", order]);
         let ids = ingress_order();
         assert_eq!(ids.len(), 2, "{ids:?}");
         assert_eq!(

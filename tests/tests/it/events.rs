@@ -168,19 +168,7 @@ fn events_overload_loses_nothing_silently_and_forwarding_goes_on() {
     let pair = Pair::new();
     let pins = PinDir::new();
     // No rate limit here: the point is the ring buffer overflowing (the limit has its own test).
-    let d = Daemon::start(&[
-        "--netns",
-        &pair.a.name,
-        "--iface",
-        "veth-a",
-        "--quiet",
-        "--events-rate",
-        "0",
-        "--pin-dir",
-        pins.arg(),
-        "--socket",
-        pins.sock(),
-    ]);
+    let d = Daemon::on_veth_a(&pair, &pins, &["--quiet", "--events-rate", "0"]);
     // SAFETY: signalling the daemon child.
     unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) };
     const PACKETS: u64 = 40_000;
@@ -232,17 +220,7 @@ fn events_unknown_iface_or_pod_filters_are_exit_2_naming_what_exists() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let d = Daemon::start(&[
-        "--netns",
-        &pair.a.name,
-        "--iface",
-        "veth-a",
-        "--quiet",
-        "--pin-dir",
-        pins.arg(),
-        "--socket",
-        pins.sock(),
-    ]);
+    let d = Daemon::on_veth_a(&pair, &pins, &["--quiet"]);
     let refused = |args: &[&str], names: &[&str]| {
         let out = netpath(args);
         let err = String::from_utf8_lossy(&out.stderr);

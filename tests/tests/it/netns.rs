@@ -119,16 +119,7 @@ fn netns_counters_survive_a_restart() {
     let pair = Pair::new();
     let pins = PinDir::new();
     for round in 1..=2u64 {
-        let d = Daemon::start(&[
-            "--netns",
-            &pair.a.name,
-            "--iface",
-            "veth-a",
-            "--pin-dir",
-            pins.arg(),
-            "--socket",
-            pins.sock(),
-        ]);
+        let d = Daemon::on_veth_a(&pair, &pins, &[]);
         pair.ping_from_a(3);
         assert!(d.stop().success());
         let rows = netpath_json(&[
