@@ -201,22 +201,15 @@ fn fake_backend(n_flows: usize) -> FakeBackend {
             proto: proto.into(),
             sport: 32_768 + (i % 28_000) as u16,
             dport,
-            icmp_type: None,
-            icmp_code: None,
-            vni: 0,
-            vlan: 0,
-            outer_src: None,
-            outer_dst: None,
             packets,
             bytes,
             tcp_flags: if proto == "tcp" { "SA".into() } else { String::new() },
             first_seen: "2025-01-01T00:00:00.000000Z".into(),
             last_seen: "2025-01-01T00:05:00.000000Z".into(),
-            idle_s: 0,
             active: true,
-            arp_op: None,
             owner: p.owner(),
             class: cls,
+            ..Default::default()
         });
     }
     let by_kind: serde_json::Map<String, serde_json::Value> = netpath_common::event::kind::NAMES

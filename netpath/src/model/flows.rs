@@ -51,7 +51,7 @@ pub const FLOW_ROW_FIELDS: [&str; 20] = [
 
 /// One flow. The field names are a stable JSON contract ([`FLOW_ROW_FIELDS`]); `arp_op` is an
 /// addition for ARP flows.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlowRow {
     pub iface: String,
     pub ifindex: u32,

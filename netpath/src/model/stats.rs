@@ -80,22 +80,11 @@ mod from_flows_tests {
             proto: proto.into(),
             sport: 1,
             dport: 2,
-            icmp_type: None,
-            icmp_code: None,
-            vni: 0,
-            vlan: 0,
-            outer_src: None,
-            outer_dst: None,
             packets,
             bytes: packets * 100,
-            tcp_flags: String::new(),
-            first_seen: String::new(),
-            last_seen: String::new(),
-            idle_s: 0,
             active: true,
-            arp_op: None,
-            owner: Owner::default(),
             class: 0,
+            ..Default::default()
         };
         let rows = from_flows(&[
             flow("veth1", 5, "tcp", 2),

@@ -77,22 +77,14 @@ fn flow_row(proto: &str, bytes: u64) -> FlowRow {
         proto: proto.into(),
         sport: 40000,
         dport: 80,
-        icmp_type: None,
-        icmp_code: None,
-        vni: 0,
-        vlan: 0,
-        outer_src: None,
-        outer_dst: None,
         packets: 3,
         bytes,
         tcp_flags: "SA".into(),
         first_seen: "2024-01-01T00:00:00.000000Z".into(),
         last_seen: "2024-01-01T00:00:01.000000Z".into(),
-        idle_s: 0,
         active: true,
-        arp_op: None,
-        owner: Default::default(),
         class: if proto == "tcp" { class::TCP } else { class::UDP },
+        ..Default::default()
     }
 }
 
