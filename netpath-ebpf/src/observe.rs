@@ -140,7 +140,9 @@ fn parse_skb(ctx: &TcContext, s: &mut Scratch, cfg: &Config, hw_tci: u32) -> u32
 /// its flow on the target and offered to capture, as if seen there (no events: the ingress side
 /// already emitted them).
 //
-// Not inlined: one walk for the verifier, on the rare redirect path.
+// Not inlined: one walk for the verifier, on the rare redirect path. It returns 0 rather than
+// nothing so that r0 holds a scalar at its exit (the verifier refuses a subprogram that leaves a
+// stack pointer there).
 #[inline(never)]
 pub fn account_peer_redirect(ctx: &TcContext, target: u32) -> u32 {
     let Some(s) = scratch() else { return 0 };

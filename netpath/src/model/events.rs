@@ -864,19 +864,11 @@ mod tests {
 
     /// The decoder as it was before [`EventView`]: the reference the fast path must match.
     mod old {
+        // What did not change (family and ARP op names, the key's fields) is the module's own.
         use super::super::*;
 
         fn mac(m: &[u8; 6]) -> String {
             m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-        }
-
-        fn family_name(f: u8) -> &'static str {
-            match f {
-                FAMILY_IPV4 => "ipv4",
-                netpath_common::FAMILY_IPV6 => "ipv6",
-                FAMILY_ARP => "arp",
-                _ => "none",
-            }
         }
 
         fn proto_of(family: u8, proto: u8) -> String {
@@ -885,36 +877,6 @@ mod tests {
                 proto,
                 ..FlowKey::default()
             })
-        }
-
-        fn arp_op_name(op: u8, gratuitous: bool) -> &'static str {
-            match (op, gratuitous) {
-                (_, true) => "gratuitous",
-                (1, _) => "request",
-                (2, _) => "reply",
-                _ => "other",
-            }
-        }
-
-        /// Fill the flow fields of a row from a key.
-        fn with_key(r: &mut EventRow, k: &FlowKey) {
-            if k.family == FAMILY_NONE {
-                return;
-            }
-            r.family = Some(family_name(k.family).into());
-            r.src = Some(flows::addr(k.family, &k.src));
-            r.dst = Some(flows::addr(k.family, &k.dst));
-            if k.family != FAMILY_ARP {
-                r.proto = Some(flows::proto_name(k));
-                r.sport = Some(k.sport);
-                r.dport = Some(k.dport);
-            }
-            if k.encap == ENCAP_VXLAN {
-                r.vni = Some(k.vni);
-            }
-            if k.vlan != 0 {
-                r.vlan = Some(k.vlan);
-            }
         }
 
         /// Decode a kernel event (names and owners are the caller's to add).

@@ -2,7 +2,7 @@
 //! XDP, real traffic, asserted counters. Guards remove namespaces, pins and processes on panic.
 use std::process::Command;
 
-use netpath_tests::*;
+use netpath_tests::{proc::Proc, *};
 
 fn netpath_progs_on(ns: &Netns, dev: &str) -> Vec<String> {
     attached_programs(ns, dev)
@@ -425,16 +425,14 @@ fn netns_ended_flows_leave_the_active_count() {
     let pins = PinDir::new();
     let d = Daemon::on_veth_a(&pair, &pins, &["--quiet"]);
     // One TCP connection, opened, used and closed within the namespaces (bounded by timeouts).
-    let server = Command::new("ip")
-        .args(["netns", "exec", &pair.b.name, "timeout", "10", "python3", "-c"])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &pair.b.name, "timeout", "10", "python3", "-c"])
         .arg(format!(
-            "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('{PAIR_B_IP}', 7070))\ns.listen(1)\nc, _ = s.accept()\nc.recv(100)\nc.sendall(b'bye')\nc.close()\n"
-        ))
-        .spawn()
-        .expect("server");
-    let _server = ChildGuard(Some(server));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+            "import socket, sys\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{PAIR_B_IP}', 7070))\ns.listen(1)\nprint('listening', file=sys.stderr, flush=True)\n\
+             c, _ = s.accept()\nc.recv(100)\nc.sendall(b'bye')\nc.close()\n"
+        ));
+    let _server = Proc::spawn("tcp server", cmd, "listening");
     let client = pair.a.exec(&[
         "timeout",
         "10",
@@ -489,16 +487,4 @@ fn netns_ended_flows_leave_the_active_count() {
         "{st}"
     );
     drop(d);
-}
-
-/// Stops a helper process by PID on drop (SIGKILL; it is bounded by `timeout` anyway).
-struct ChildGuard(Option<std::process::Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
