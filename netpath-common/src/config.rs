@@ -10,7 +10,9 @@ pub struct Config {
     pub events_per_sec: u32,
     /// Burst of the event token bucket.
     pub events_burst: u32,
-    pub _pad: [u8; 4],
+    /// Inode of the network namespace the programs are attached in (the daemon's): the drop
+    /// records of netpath's own rule drops name it, as the tracer's name the device's.
+    pub netns: u32,
 }
 
 pub const DEFAULT_EVENTS_PER_SEC: u32 = 5_000;
@@ -26,7 +28,7 @@ impl Default for Config {
             vxlan_ports: [VXLAN_PORT_FLANNEL, VXLAN_PORT_IANA, 0, 0],
             events_per_sec: DEFAULT_EVENTS_PER_SEC,
             events_burst: DEFAULT_EVENTS_BURST,
-            _pad: [0; 4],
+            netns: 0,
         }
     }
 }
@@ -44,7 +46,7 @@ impl Config {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: #[repr(C)], Copy, integers only, explicit padding.
+// SAFETY: #[repr(C)], Copy, integers only, no padding (20 + 4 bytes, align 4).
 unsafe impl aya::Pod for Config {}
 
 #[cfg(test)]
@@ -53,7 +55,7 @@ mod tests {
 
     #[test]
     fn layout_has_no_implicit_padding() {
-        assert_eq!(size_of::<Config>(), 20);
+        assert_eq!(size_of::<Config>(), 24);
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub const RULE_ACTIONS: u32 = 12;
 /// The highest rule id the daemon has handed out (written by user space only): pinned with the
 /// rule table, so ids are never reused, across restarts too.
 pub const RULE_IDS_ISSUED: u32 = 13;
+/// Drop sites the drop tracer could not add to `NP_DROPS` (table full): their drops are counted
+/// here only.
+pub const DROP_INSERT_FAILED: u32 = 14;
+/// Drops the tracer counted (kernel frees with a reason, and netpath's own rule drops).
+pub const DROPS_COUNTED: u32 = 15;
 /// Malformed frames by reason start here: `MALFORMED_BASE + malformed::*`.
 pub const MALFORMED_BASE: u32 = 16;
 pub const COUNT: u32 = MALFORMED_BASE + crate::malformed::COUNT as u32;

@@ -20,7 +20,9 @@ pub mod kind {
     pub const VXLAN_PEER: u8 = 6;
     /// A malformed frame, with the reason (kernel).
     pub const MALFORMED: u8 = 7;
-    pub const COUNT: usize = 8;
+    /// A packet the kernel dropped, with its reason (the drop tracer), or a netpath rule dropped.
+    pub const DROP: u8 = 8;
+    pub const COUNT: usize = 9;
     pub const NAMES: [&str; COUNT] = [
         "flow_new",
         "flow_end",
@@ -30,9 +32,10 @@ pub mod kind {
         "icmp_error",
         "vxlan_peer",
         "malformed",
+        "drop",
     ];
     /// Kinds the kernel produces (and rate-limits).
-    pub const KERNEL: [u8; 5] = [FLOW_NEW, FLOW_END, ARP, ICMP_ERROR, MALFORMED];
+    pub const KERNEL: [u8; 6] = [FLOW_NEW, FLOW_END, ARP, ICMP_ERROR, MALFORMED, DROP];
 
     pub fn name(k: u8) -> &'static str {
         NAMES.get(k as usize).copied().unwrap_or("unknown")
@@ -82,7 +85,12 @@ pub struct Event {
     /// ARP sender / target hardware addresses.
     pub arp_sha: [u8; 6],
     pub arp_tha: [u8; 6],
-    pub _pad2: [u8; 4],
+    /// DROP: inode of the device's network namespace (0: the skb had no device).
+    pub netns: u32,
+    /// DROP: the reason and location, as in [`DropKey`](crate::drop::DropKey).
+    pub drop_reason: u32,
+    pub _pad2: u32,
+    pub location: u64,
 }
 
 /// A token bucket per (CPU, kernel event kind): an ARP storm cannot starve the node, nor crowd
@@ -138,11 +146,12 @@ unsafe impl Words for CaptureMeta {}
 // The layouts user space reads: the 8-byte aligned `Addr` fields change no offset.
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<Event>() == 160 && align_of::<Event>() == 8);
+    assert!(size_of::<Event>() == 176 && align_of::<Event>() == 8);
     assert!(offset_of!(Event, key) == 16 && offset_of!(Event, outer_src) == 72 && offset_of!(Event, outer_dst) == 88);
     assert!(offset_of!(Event, outer_family) == 104 && offset_of!(Event, quoted_sport) == 108);
     assert!(offset_of!(Event, quoted_src) == 112 && offset_of!(Event, quoted_dst) == 128);
-    assert!(offset_of!(Event, arp_sha) == 144 && offset_of!(Event, arp_tha) == 150 && offset_of!(Event, _pad2) == 156);
+    assert!(offset_of!(Event, arp_sha) == 144 && offset_of!(Event, arp_tha) == 150 && offset_of!(Event, netns) == 156);
+    assert!(offset_of!(Event, drop_reason) == 160 && offset_of!(Event, location) == 168);
     assert!(size_of::<CaptureMeta>() == 32 && align_of::<CaptureMeta>() == 8);
 };
 
@@ -163,7 +172,7 @@ mod tests {
 
     #[test]
     fn layouts() {
-        assert_eq!(size_of::<Event>(), 8 + 8 + 56 + 32 + 4 + 4 + 32 + 12 + 4);
+        assert_eq!(size_of::<Event>(), 8 + 8 + 56 + 32 + 4 + 4 + 32 + 12 + 4 + 8 + 8);
         assert_eq!(size_of::<Event>() % 8, 0, "ring buffer records are 8-byte aligned");
         assert!(align_of::<Event>() <= 8);
         assert_eq!(size_of::<CaptureMeta>(), 32);

@@ -60,6 +60,15 @@ pub struct FlowValue {
     /// OR of the TCP flags seen.
     pub tcp_flags: u8,
     pub _pad: [u8; 6],
+    /// Packets and bytes of this flow the kernel dropped (the drop tracer: in this namespace on
+    /// this interface, or inside the pod behind it), or a netpath rule did.
+    pub drop_packets: u64,
+    pub drop_bytes: u64,
+    /// When the last drop was seen (the coarse clock, as `last_seen`).
+    pub drop_last_seen: u64,
+    /// The last drop's reason (a [`DropKey`](crate::drop::DropKey) reason; 0: none).
+    pub drop_reason: u32,
+    pub _pad2: u32,
 }
 
 // SAFETY (Words): 8-byte aligned (an Addr or a u64 inside), sizes multiples of 8, integers and
@@ -74,7 +83,8 @@ const _: () = {
     assert!(size_of::<FlowKey>() == 56 && align_of::<FlowKey>() == 8);
     assert!(offset_of!(FlowKey, src) == 8 && offset_of!(FlowKey, dst) == 24 && offset_of!(FlowKey, sport) == 40);
     assert!(offset_of!(FlowKey, encap) == 52 && offset_of!(FlowKey, _pad) == 53);
-    assert!(size_of::<FlowValue>() == 72 && align_of::<FlowValue>() == 8);
+    assert!(size_of::<FlowValue>() == 104 && align_of::<FlowValue>() == 8);
+    assert!(offset_of!(FlowValue, drop_packets) == 72 && offset_of!(FlowValue, _pad2) == 100);
     assert!(offset_of!(FlowValue, outer_src) == 32 && offset_of!(FlowValue, outer_dst) == 48);
     assert!(offset_of!(FlowValue, outer_family) == 64 && offset_of!(FlowValue, _pad) == 66);
 };
@@ -98,7 +108,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         // 4 + 4 + 16 + 16 + 2*3 + 7*1 + 3 padding = 56
         assert_eq!(size_of::<FlowKey>(), 56);
-        assert_eq!(size_of::<FlowValue>(), 32 + 32 + 8);
+        assert_eq!(size_of::<FlowValue>(), 32 + 32 + 8 + 32);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! read a `&[u8]`.
 //!
 //! One module per concern: [`class`] and [`malformed`] (what a frame is counted as), [`counters`]
-//! (per-interface counters), [`flow`] (the flow table), [`config`], [`diag`] (health counters),
+//! (per-interface counters), [`flow`] (the flow table), [`drop`] (the drop tracer), [`config`],
+//! [`diag`] (health counters),
 //! [`maps`] (pinned map names), [`event`] (events and capture records), [`rule`] (rules and the
 //! fast path), [`addr`] and [`words`] (how the datapath moves them without byte loops), and
 //! [`parse`] (the frame parser, one file per layer). The types are re-exported here.
@@ -22,6 +23,7 @@ pub mod counters;
 #[cfg(any(test, feature = "craft"))]
 pub mod craft;
 pub mod diag;
+pub mod drop;
 pub mod event;
 pub mod flow;
 pub mod malformed;

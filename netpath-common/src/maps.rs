@@ -8,8 +8,9 @@ pub const EVENTS: &str = "NP_EVENTS";
 pub const CAPTURE: &str = "NP_CAPTURE";
 pub const CAPTURE_CFG: &str = "NP_CAPTURE_CFG";
 pub const CAPTURE_IFACES: &str = "NP_CAPTURE_IFACES";
+pub const DROPS: &str = "NP_DROPS";
 /// Pinned so a restarted daemon, `netpath watch` and `netpath capture` find them.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 9] = [
     IFACE_STATS,
     FLOWS,
     DIAG,
@@ -18,6 +19,7 @@ pub const ALL: [&str; 8] = [
     CAPTURE,
     CAPTURE_CFG,
     CAPTURE_IFACES,
+    DROPS,
 ];
 
 /// The production object's program names (the entry points in netpath-ebpf's main.rs). They fit the
@@ -26,4 +28,6 @@ pub mod programs {
     pub const XDP: &str = "netpath_xdp";
     pub const TC_INGRESS: &str = "netpath_tc_in";
     pub const TC_EGRESS: &str = "netpath_tc_out";
+    /// The drop tracer (`tp_btf/kfree_skb`).
+    pub const DROPS: &str = "netpath_drops";
 }

@@ -2,7 +2,8 @@
 //! through [`read`]; the two comparisons in it are what the verifier needs to accept a
 //! variable-offset packet access: the offset has a constant upper bound, and the access ends before
 //! `data_end`. [`Packet`] reads a frame that is all linear (XDP); [`Skb`] reads an skb, pulling its
-//! headers into the linear area the first time a read runs into its paged part (TC).
+//! headers into the linear area the first time a read runs into its paged part (TC); [`Copied`]
+//! reads the headers the drop tracer copied out of a dropped skb into a map value.
 
 use aya_ebpf::programs::TcContext;
 use netpath_common::parse::{Frame, Header, CURSOR_WINDOW};
@@ -151,5 +152,49 @@ impl Frame for Skb<'_> {
         let skb = core::hint::black_box(self.ctx.skb.skb);
         // SAFETY: the __sk_buff the kernel passed to this program.
         unsafe { (*skb).len as usize }
+    }
+}
+
+/// Header bytes copied out of kernel memory into a map value (the drop tracer's copy of a dropped
+/// skb's headers): `len` bytes from `base`, at most `CAP`.
+pub struct Copied<const CAP: usize> {
+    pub base: *const u8,
+    pub len: usize,
+}
+
+impl<const CAP: usize> Copied<CAP> {
+    #[inline(always)]
+    fn read<T: Copy>(&self, off: usize) -> Option<T> {
+        // The first comparison is against a constant, which is what the verifier needs to accept
+        // a variable offset into the map value; the second keeps the read inside what was copied.
+        if off > CAP - size_of::<T>() || off + size_of::<T>() > self.len {
+            return None;
+        }
+        let off = core::hint::black_box(off);
+        // SAFETY: [base + off, + size_of::<T>()) lies inside the CAP-byte buffer (checked above),
+        // read unaligned; every caller's T accepts any bytes.
+        Some(unsafe { core::ptr::read_unaligned(self.base.add(off) as *const T) })
+    }
+}
+
+impl<const CAP: usize> Frame for Copied<CAP> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.read(off)
+    }
+
+    #[inline(always)]
+    fn ne_u64_at(&self, off: usize) -> Option<u64> {
+        self.read(off)
+    }
+
+    #[inline(always)]
+    fn header<H: Header>(&self, off: usize) -> Option<H> {
+        self.read(off)
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! This file holds the maps and the entry points; each concern has its module: `observe` (the
 //! parse and what follows it, per frame), `count` (interface and health counters), `flow` (the flow
-//! table), `events`, `capture`, `rules` (rules, the fast path and the TC verdict) and `log` (the
-//! rare paths aya-log reports, off unless user space enables it at load time).
+//! table), `events`, `capture`, `rules` (rules, the fast path and the TC verdict), `drops` (the
+//! kernel's drops, traced at `kfree_skb`, and the rules') and `log` (the rare paths aya-log
+//! reports, off unless user space enables it at load time).
 #![no_std]
 #![no_main]
 #![expect(
@@ -17,6 +18,7 @@
 
 mod capture;
 mod count;
+mod drops;
 mod events;
 mod flow;
 mod log;
@@ -25,12 +27,13 @@ mod rules;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{classifier, map, xdp},
+    macros::{btf_tracepoint, classifier, map, xdp},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray, RingBuf},
-    programs::{TcContext, XdpContext},
+    programs::{BtfTracePointContext, TcContext, XdpContext},
 };
 use netpath_common::{
     diag,
+    drop::{DropKey, DropLayout, DropPending, DROP_TABLE_SIZE},
     event::{kind, CaptureConfig, CaptureMeta, RateState},
     parse::{parse_into, Frame as _},
     rule::{action, FastTarget, MacKey, Rule, RuleCtl, FASTPATH_ENTRIES, MAX_RULES, MAX_RULE_IDS},
@@ -103,6 +106,28 @@ static NP_FASTPATH: HashMap<MacKey, FastTarget> = HashMap::with_max_entries(FAST
 #[map]
 static NP_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// Drops by site (namespace, interface, direction, reason, location), kernel's and rules'.
+#[map]
+static NP_DROPS: PerCpuHashMap<DropKey, Counter> = PerCpuHashMap::with_max_entries(DROP_TABLE_SIZE, 0);
+
+/// The kernel layout the drop tracer reads (see `DropLayout`), written by user space before it
+/// attaches the tracer.
+#[map]
+static NP_DROP_LAYOUT: Array<DropLayout> = Array::with_max_entries(1, 0);
+
+/// A pod's network namespace (inode) -> the host veth leading to it: drops inside a pod are
+/// accounted to the pod's flow on that veth.
+#[map]
+static NP_DROP_NETNS: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
+
+/// The frame a TC program just shot (see `DropPending`).
+#[map]
+static NP_DROP_PENDING: PerCpuArray<DropPending> = PerCpuArray::with_max_entries(1, 0);
+
+/// The drop tracer's working memory (see `drops::DropScratch`).
+#[map]
+static NP_DROP_SCRATCH: PerCpuArray<drops::DropScratch> = PerCpuArray::with_max_entries(1, 0);
+
 #[xdp]
 pub fn netpath_xdp(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
@@ -134,4 +159,11 @@ pub fn netpath_tc_out(ctx: TcContext) -> i32 {
 fn tc_main(ctx: &TcContext, dir: u8) -> i32 {
     let v = observe::tc_observe(ctx, dir);
     rules::tc_verdict(ctx, dir, v)
+}
+
+/// Every skb the kernel frees as dropped (`kfree_skb`), with the reason it gives.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn netpath_drops(ctx: BtfTracePointContext) -> i32 {
+    drops::on_kfree_skb(&ctx);
+    0
 }

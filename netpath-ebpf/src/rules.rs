@@ -16,7 +16,7 @@ use netpath_common::{
 
 use crate::{
     count::diag_inc,
-    log,
+    drops, log,
     observe::{account_peer_redirect, Verdict, NO_VERDICT},
     NP_FASTPATH, NP_RULES, NP_RULE_CTL, NP_RULE_HITS, NP_SCRATCH,
 };
@@ -27,7 +27,11 @@ use crate::{
 #[inline(always)]
 pub fn tc_verdict(ctx: &TcContext, dir: u8, v: Verdict) -> i32 {
     match v.action {
-        action::DROP => TC_ACT_SHOT,
+        action::DROP => {
+            // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed to this program.
+            drops::mark_tc_drop(unsafe { (*ctx.skb.skb).ifindex });
+            TC_ACT_SHOT
+        }
         // bpf_redirect_peer delivers into the target veth's peer (the pod's namespace) without
         // a second trip through the stack; it only works from TC ingress. The frame skips the
         // target's TC egress, so it is accounted there first.
@@ -102,6 +106,9 @@ pub fn decide<C: EbpfContext>(ctx: &C) -> Verdict {
                 if r.action != action::PASS {
                     diag_inc(diag::RULE_ACTIONS);
                     log::rule_action(ctx, r, ifindex, dir, class);
+                }
+                if r.action == action::DROP {
+                    drops::rule_drop(r.id);
                 }
                 return Verdict {
                     action: r.action,

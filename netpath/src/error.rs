@@ -134,6 +134,10 @@ pub enum Error {
     #[error("{0} missing from the eBPF object")]
     MissingFromObject(String),
 
+    /// The running kernel lacks what a feature needs (its BTF, a type, a field): says what.
+    #[error("{0}")]
+    Unsupported(String),
+
     /// A capture, an event stream or a notification feed stopped or failed.
     #[error("{0}")]
     Stopped(String),

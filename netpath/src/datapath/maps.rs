@@ -6,7 +6,9 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     Ebpf,
 };
-use netpath_common::{diag, malformed, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, DIRECTIONS};
+use netpath_common::{
+    diag, drop::DropKey, malformed, maps, Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, DIRECTIONS,
+};
 
 use crate::{
     error::{Error, Result},
@@ -18,6 +20,8 @@ pub struct Maps {
     pub flows: PerCpuHashMap<MapData, FlowKey, FlowValue>,
     pub diag: PerCpuArray<MapData, u64>,
     pub config: Array<MapData, Config>,
+    /// Drops by site (None in a pin set from a netpath without the drop tracer).
+    pub drops: Option<PerCpuHashMap<MapData, DropKey, Counter>>,
     pub flow_capacity: u32,
     /// Kernel id of the flow table (for tools and tests that inspect it).
     pub flow_map_id: u32,
@@ -43,7 +47,8 @@ impl Maps {
             take(maps::DIAG)?,
             take(maps::CONFIG)?,
         );
-        Self::from_maps(iface, flows, diag, config)
+        let drops = take(maps::DROPS)?;
+        Self::from_maps(iface, flows, diag, config, Some(drops))
     }
 
     /// Open the maps pinned under `dir` by a running (or previous) `netpath run`.
@@ -56,15 +61,20 @@ impl Maps {
             let data = MapData::from_pin(&path).map_err(map_err(&format!("opening {}", path.display())))?;
             Map::from_map_data(data).map_err(map_err(&format!("opening {}", path.display())))
         };
+        let drops = match dir.join(maps::DROPS).exists() {
+            true => Some(open(maps::DROPS)?),
+            false => None,
+        };
         Self::from_maps(
             open(maps::IFACE_STATS)?,
             open(maps::FLOWS)?,
             open(maps::DIAG)?,
             open(maps::CONFIG)?,
+            drops,
         )
     }
 
-    fn from_maps(iface: Map, flows: Map, diag: Map, config: Map) -> Result<Maps> {
+    fn from_maps(iface: Map, flows: Map, diag: Map, config: Map, drops: Option<Map>) -> Result<Maps> {
         let (flow_capacity, flow_map_id) = match &flows {
             Map::PerCpuLruHashMap(d) | Map::PerCpuHashMap(d) => {
                 d.info().map(|i| (i.max_entries(), i.id())).unwrap_or((0, 0))
@@ -77,6 +87,7 @@ impl Maps {
             flows,
             diag: diag.try_into().map_err(map_err("diagnostic counters"))?,
             config: config.try_into().map_err(map_err("config map"))?,
+            drops: drops.map(|d| d.try_into().map_err(map_err("drop table"))).transpose()?,
             flow_capacity,
             flow_map_id,
         })
@@ -107,6 +118,18 @@ impl Maps {
             // An entry evicted between the key walk and the lookup is simply gone.
             let Ok((key, values)) = item else { continue };
             out.push((key, merge_flow(values.iter())));
+        }
+        Ok(out)
+    }
+
+    /// Every drop site with its packets and bytes summed over CPUs (empty without a drop table).
+    pub fn drops(&self) -> Result<Vec<(DropKey, u64, u64)>> {
+        let Some(t) = &self.drops else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for item in t.iter() {
+            let (key, values) = item.map_err(map_err("reading the drop table"))?;
+            let (p, b) = values.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+            out.push((key, p, b));
         }
         Ok(out)
     }
@@ -209,7 +232,19 @@ pub struct Accounted {
 /// Fold per-CPU flow values: sums, earliest first_seen, latest last_seen, OR of flags.
 pub fn merge_flow<'a>(values: impl Iterator<Item = &'a FlowValue>) -> FlowValue {
     let mut m = FlowValue::default();
+    // Times of a flow the datapath saw only as drops (the tracer creates such entries).
+    let (mut drop_first, mut drop_last) = (u64::MAX, 0);
     for v in values {
+        if v.drop_packets != 0 {
+            m.drop_packets += v.drop_packets;
+            m.drop_bytes += v.drop_bytes;
+            if v.drop_last_seen >= m.drop_last_seen {
+                m.drop_last_seen = v.drop_last_seen;
+                m.drop_reason = v.drop_reason;
+            }
+            drop_first = drop_first.min(v.first_seen);
+            drop_last = drop_last.max(v.last_seen);
+        }
         if v.packets == 0 {
             continue;
         }
@@ -225,6 +260,10 @@ pub fn merge_flow<'a>(values: impl Iterator<Item = &'a FlowValue>) -> FlowValue 
             m.outer_src = v.outer_src;
             m.outer_dst = v.outer_dst;
         }
+    }
+    if m.packets == 0 && m.drop_packets != 0 {
+        m.first_seen = drop_first;
+        m.last_seen = drop_last;
     }
     m
 }

@@ -77,6 +77,13 @@ fn expected(flow_table_size: u32) -> [Expected; 7] {
             value_size: 1,
             max_entries: 256,
         },
+        Expected {
+            name: maps::DROPS,
+            map_type: MapType::PerCpuHash,
+            key_size: size_of::<DropKey>() as u32,
+            value_size: size_of::<Counter>() as u32,
+            max_entries: DROP_TABLE_SIZE,
+        },
     ]
 }
 

@@ -72,6 +72,7 @@ pub use self::{
 use crate::{
     error::ServiceError,
     model::{
+        drops::{DropFilter, DropRow},
         events::{EventFilter, EventRow},
         flows::{Filter, FlowRow, SortBy},
         ifaces::IfaceRow,
@@ -128,6 +129,12 @@ pub trait Backend: Send + Sync + 'static {
     fn del_rule(&self, id: u32) -> Result<RuleRow, ApiError> {
         let _ = id;
         Err(ApiError::NotFound("this daemon has no rule table".into()))
+    }
+    /// Drop rows after `filter` (pod, interface, reason), heaviest first. An unknown reason name
+    /// (for this kernel), interface or pod is bad input naming what exists.
+    fn drops(&self, filter: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
+        let _ = filter;
+        Err(ApiError::NotFound("this daemon has no drop table".into()))
     }
     /// Fast path state; with `Some(request)`, change it first.
     fn fastpath(&self, request: Option<FastpathRequest>) -> Result<FastpathStatus, ApiError> {
