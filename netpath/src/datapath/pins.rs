@@ -7,7 +7,10 @@ use std::{
 
 use aya::maps::{MapInfo, MapType};
 use netpath_common::{
-    diag, event::CaptureConfig, maps, Config, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE,
+    diag,
+    drop::{DropKey, DROP_TABLE_SIZE},
+    event::CaptureConfig,
+    maps, Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE,
 };
 
 use super::{attach, EVENTS_RING_BYTES};
@@ -26,7 +29,7 @@ struct Expected {
     max_entries: u32,
 }
 
-fn expected(flow_table_size: u32) -> [Expected; 7] {
+fn expected(flow_table_size: u32) -> [Expected; 8] {
     [
         Expected {
             name: maps::IFACE_STATS,
