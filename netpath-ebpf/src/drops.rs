@@ -24,7 +24,7 @@ use netpath_ebpf::cursor::Copied;
 use crate::{
     count::diag_inc,
     events::emit_drop,
-    observe::{self, Now},
+    observe::{self, Clock, Now, Precise},
     NP_CONFIG, NP_DROPS, NP_DROP_LAYOUT, NP_DROP_NETNS, NP_DROP_PENDING, NP_DROP_SCRATCH, NP_FLOWS,
 };
 
@@ -108,7 +108,7 @@ pub fn on_kfree_skb(ctx: &BtfTracePointContext) {
     site.direction = dir;
     site._pad = [0; 3];
     site.location = location;
-    let mut now = Now::default();
+    let mut now = Precise::now();
     let has_flow = s.parsed.has_flow();
     if has_flow {
         s.parsed.fill_key(&mut s.key);

@@ -14,7 +14,7 @@ use netpath_common::{
 
 use crate::{
     count::diag_inc,
-    observe::{copy_mac, Now},
+    observe::{copy_mac, Clock},
     NP_EVENTS, NP_RATE,
 };
 
@@ -59,7 +59,7 @@ pub fn emit(
     dir: u8,
     reason: u8,
     cfg: &Config,
-    now: &mut Now,
+    now: &mut impl Clock,
     with_key: bool,
 ) {
     let Some(mut entry) = reserve(k, cfg, now) else { return };
@@ -90,7 +90,7 @@ pub fn emit(
 
 /// Emit a DROP event: where (`d`), and the flow in `key` when `with_key`.
 #[inline(always)]
-pub fn emit_drop(d: &DropKey, key: &FlowKey, with_key: bool, cfg: &Config, now: &mut Now) {
+pub fn emit_drop(d: &DropKey, key: &FlowKey, with_key: bool, cfg: &Config, now: &mut impl Clock) {
     let Some(mut entry) = reserve(kind::DROP, cfg, now) else { return };
     let e = entry.as_mut_ptr();
     // SAFETY: as in `emit`.
@@ -110,7 +110,7 @@ pub fn emit_drop(d: &DropKey, key: &FlowKey, with_key: bool, cfg: &Config, now: 
 /// A zeroed, timestamped record of kind `k` in the ring, when the rate limit allows one and the
 /// ring has room (both counted otherwise).
 #[inline(always)]
-fn reserve(k: u8, cfg: &Config, now: &mut Now) -> Option<RingBufEntry<Event>> {
+fn reserve(k: u8, cfg: &Config, now: &mut impl Clock) -> Option<RingBufEntry<Event>> {
     if !allow(k, cfg, now.coarse()) {
         diag_inc(diag::EVENTS_SUPPRESSED);
         return None;

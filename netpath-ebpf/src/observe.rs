@@ -68,6 +68,46 @@ pub struct Now {
     coarse: u64,
 }
 
+/// The clocks an event and its rate limit read (see [`Now`]).
+pub trait Clock {
+    fn precise(&mut self) -> u64;
+    fn coarse(&mut self) -> u64;
+}
+
+/// One precise reading serving as both clocks (same base), for tracing programs: the verifier
+/// refuses `bpf_ktime_get_coarse_ns` in them.
+pub struct Precise(pub u64);
+
+impl Precise {
+    #[inline(always)]
+    pub fn now() -> Precise {
+        // SAFETY: plain helper call.
+        Precise(unsafe { bpf_ktime_get_ns() })
+    }
+}
+
+impl Clock for Precise {
+    #[inline(always)]
+    fn precise(&mut self) -> u64 {
+        self.0
+    }
+    #[inline(always)]
+    fn coarse(&mut self) -> u64 {
+        self.0
+    }
+}
+
+impl Clock for Now {
+    #[inline(always)]
+    fn precise(&mut self) -> u64 {
+        Now::precise(self)
+    }
+    #[inline(always)]
+    fn coarse(&mut self) -> u64 {
+        Now::coarse(self)
+    }
+}
+
 impl Now {
     #[inline(always)]
     pub fn precise(&mut self) -> u64 {

@@ -37,6 +37,7 @@ pub fn for_task(task: Task) -> Vec<&'static str> {
             "util-linux",
             "curl",
             "prometheus",
+            "iptables",
         ],
         Task::BenchFastpath => &["sockperf", "iptables", "bpftool"],
         Task::Bench => return vec!["iproute2", "bpftool", "clang-16", "libbpf-dev"],

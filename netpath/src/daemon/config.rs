@@ -40,6 +40,7 @@ pub struct FileConfig {
     pub metrics: Option<String>,
     pub metrics_flows: Option<usize>,
     pub ebpf_log: Option<String>,
+    pub drops: Option<String>,
 }
 
 /// A setting that takes one value or a list (`iface = "cni0"` or `iface = ["cni0", "ul0:xdp"]`), as
@@ -88,6 +89,8 @@ pub struct Config {
     /// The datapath's own log records (aya-log: refused inserts, failed pulls, rule actions) up to
     /// this level; `Off` leaves them out of the programs altogether.
     pub ebpf_log: log::LevelFilter,
+    /// Trace the kernel's drops (`kfree_skb`) with their reasons (`--drops on|off`).
+    pub drops: bool,
 }
 
 impl Default for Config {
@@ -117,6 +120,7 @@ impl Default for Config {
             metrics: defaults::METRICS_ADDR.into(),
             metrics_flows: 100,
             ebpf_log: log::LevelFilter::Off,
+            drops: true,
         }
     }
 }
@@ -217,6 +221,7 @@ impl Config {
             take!("ebpf-log", ebpf_log, |v: String| v.parse::<log::LevelFilter>().map_err(
                 |_| bad(path, format!("ebpf_log '{v}' (off, error, warn, info, debug, trace)"))
             ));
+            take!("drops", drops, |v: String| parse_on_off(&v).map_err(|e| bad(path, format!("drops: {e}"))));
         }
         c.validate()?;
         Ok(c)
@@ -253,11 +258,14 @@ impl Config {
         Ok(())
     }
 
-    /// The runtime configuration the datapath reads (`NP_CONFIG`).
+    /// The runtime configuration the datapath reads (`NP_CONFIG`), for programs attached in the
+    /// calling thread's network namespace.
     pub fn datapath_config(&self) -> Result<netpath_common::Config> {
         let mut c = vxlan_config(&self.vxlan_ports)?;
         c.events_per_sec = self.events_rate;
         c.events_burst = self.events_burst;
+        // Inode numbers of namespaces fit 32 bits (the kernel's `ns_common.inum` is an unsigned int).
+        c.netns = crate::node::netns::own_inode().unwrap_or(0) as u32;
         Ok(c)
     }
 
@@ -285,7 +293,19 @@ impl Config {
         if self.ebpf_log != new.ebpf_log {
             v.push("ebpf-log");
         }
+        if self.drops != new.drops {
+            v.push("drops");
+        }
         v
+    }
+}
+
+/// `on` or `off` (also `true`/`false`), for switches like `--drops`.
+pub fn parse_on_off(v: &str) -> std::result::Result<bool, String> {
+    match v {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("'{v}' is neither on nor off")),
     }
 }
 

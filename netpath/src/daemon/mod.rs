@@ -26,6 +26,7 @@ use crate::{
     caps,
     datapath::{
         attach::{self, AttachOptions, IfaceLinks},
+        drops::{start_tracer, DropMaps},
         loader::{self, LoadOptions},
         maps::Maps,
         names::Recorder,
@@ -50,6 +51,7 @@ use crate::{
 };
 
 pub mod config;
+mod drops;
 mod fastpath;
 mod print;
 pub mod select;
@@ -151,6 +153,8 @@ struct Daemon {
     nl: Netlink,
     cri: Option<CriClient>,
     ager: Ager,
+    /// The drop tracer's daemon-written maps (None if the object lacks them).
+    drop_maps: Option<DropMaps>,
 }
 
 fn attach_options(cfg: &Config) -> AttachOptions {
@@ -278,6 +282,46 @@ impl Daemon {
         }
     }
 
+    /// Name drop reasons, and with `--drops on` load and attach the drop tracer.
+    fn start_drops(&mut self, f: drops::KernelFacts) {
+        let state = match (self.cfg.drops, &f.layout, &f.btf, self.drop_maps.as_mut()) {
+            (false, _, _, _) => "off (--drops off)".to_string(),
+            (true, Err(e), _, _) => format!("unavailable: {e}"),
+            (true, Ok(_), None, _) => "unavailable: the kernel's BTF could not be read".to_string(),
+            (true, Ok(_), _, None) => "unavailable: the eBPF object has no drop tracer maps".to_string(),
+            (true, Ok(layout), Some(btf), Some(maps)) => match start_tracer(&mut self.ebpf, maps, layout, btf) {
+                Ok(p) => {
+                    log::info!("drop tracer on ({} at {}, program id {})", p.program, p.hook, p.id);
+                    self.shared.programs.lock().unwrap().push(p);
+                    "on".to_string()
+                }
+                Err(e) => format!("unavailable: {e}"),
+            },
+        };
+        if let Some(why) = state.strip_prefix("unavailable: ") {
+            log::warn!("drop tracer unavailable: {why}; netpath runs without it (rule drops are still counted)");
+        }
+        let mut d = self.shared.drops.lock().unwrap();
+        d.tracer = state;
+        d.learned(f.reasons, f.kallsyms);
+    }
+
+    /// Tell the drop tracer which namespaces are pods' and the veth in front of each.
+    fn sync_drop_namespaces(&mut self) {
+        let Some(maps) = self.drop_maps.as_mut() else { return };
+        let want: HashMap<u32, u32> = {
+            let view = self.shared.view.lock().unwrap();
+            view.links
+                .values()
+                .filter(|l| view.owner(l.ifindex).role == Some(crate::model::owner::Role::Pod))
+                .filter_map(|l| Some((view.netns.get(&l.link_netnsid?)?.inode as u32, l.ifindex)))
+                .collect()
+        };
+        if let Err(e) = maps.set_pod_namespaces(&want) {
+            log::warn!("{e}");
+        }
+    }
+
     /// Name the namespaces behind veth peers we have not seen yet, and refresh pods from CRI.
     /// Returns whether every link is named: all peer namespaces, and with a CRI runtime, the pod
     /// behind every bridge port (the runtime may list a sandbox a moment after its veth appears).
@@ -327,6 +371,7 @@ impl Daemon {
                         .is_some_and(|ns| !view.pods.contains_key(&ns.inode))
             });
         }
+        self.sync_drop_namespaces();
         let view = self.shared.view.lock().unwrap();
         pods_named
             && addressed
@@ -506,6 +551,16 @@ async fn async_main(
     };
     let programs = loader::program_ids(&ebpf);
     let maps = Maps::take(&mut ebpf)?;
+    let drop_maps = DropMaps::take(&mut ebpf)
+        .map_err(|e| log::warn!("{e}; drops inside pods will not count on their flows"))
+        .ok();
+    // The kernel's BTF and symbols, read while the TC programs attach.
+    let (facts_tx, mut facts_rx) = tokio::sync::oneshot::channel();
+    let tracer = cfg.drops;
+    std::thread::spawn(move || {
+        let _ = facts_tx.send(drops::read_kernel(tracer));
+    });
+    let own_netns = opts.config.netns;
     let ring: RingBuf<MapData> = ebpf
         .take_map(netpath_common::maps::EVENTS)
         .ok_or_else(|| Error::MissingFromObject("event ring buffer".into()))?
@@ -542,6 +597,11 @@ async fn async_main(
                 .map_err(|e| log::warn!("{e}; `netpath stats` without a daemon will not name interfaces"))
                 .ok(),
         }),
+        drops: Mutex::new(drops::Drops::new(
+            if cfg.drops { "starting" } else { "off (--drops off)" },
+            own_netns,
+            cfg.netns.clone(),
+        )),
     });
     let cri = match &cfg.cri_socket {
         Some(p) => CriClient::connect(p)
@@ -587,6 +647,7 @@ async fn async_main(
         nl,
         cri,
         ager: Ager::new(FLOW_IDLE),
+        drop_maps,
     };
     // Named before attaching: once `netpath run` says it attached, `--pod` finds what it named.
     let named = d.refresh_owners().await;
@@ -612,6 +673,7 @@ async fn async_main(
     // bounded number of times (a namespace no process holds and no name pins never will be).
     let mut owners_retry = (!named).then(|| (tokio::time::Instant::now() + OWNER_RETRY, 1));
     let mut next_age = tokio::time::Instant::now() + AGE_SCAN;
+    let mut facts_pending = true;
     loop {
         let until_deadline = async {
             match deadline {
@@ -659,6 +721,12 @@ async fn async_main(
                     }
                 }
                 next_age += AGE_SCAN;
+            }
+            facts = &mut facts_rx, if facts_pending => {
+                facts_pending = false;
+                if let Ok(f) = facts {
+                    d.start_drops(f);
+                }
             }
             _ = sighup.recv() => d.reload(),
             _ = sigint.recv() => break,

@@ -18,6 +18,7 @@ use crate::{
     },
     error::{Error, Result},
     model::{
+        drops::{DropFilter, DropRow},
         events::EventRow,
         flows::{self, Clock, Filter, FlowRow},
         ifaces::{IfaceRow, ProgramRef},
@@ -122,6 +123,8 @@ pub struct Shared {
     pub(super) persist: bool,
     /// The names kept with the pins (None with `--no-pin`).
     pub(super) names: Mutex<Option<Recorder>>,
+    /// The drop tracer's state and what names drop sites.
+    pub(super) drops: Mutex<super::drops::Drops>,
 }
 
 impl Shared {
@@ -157,7 +160,7 @@ impl Shared {
             }
         }
         let clock = Clock::now();
-        let rows = all
+        let mut rows: Vec<FlowRow> = all
             .iter()
             .map(|(k, v)| {
                 let mut r = flows::row(k, v, view.name(k.ifindex), &clock);
@@ -166,6 +169,8 @@ impl Shared {
                 r
             })
             .collect();
+        drop(view);
+        flows::name_drop_reasons(&mut rows, &self.drop_reasons());
         Ok(flows::select(rows, filter))
     }
 
@@ -179,6 +184,22 @@ impl Shared {
 
     /// Name a row (counted already) and hand it to every watcher.
     pub(super) fn send(&self, mut r: EventRow) {
+        if let Some(site) = r.drop_site {
+            // A drop names its own namespace and interface (it may be anywhere on the node).
+            let n = self.name_drop(&site);
+            r.iface = n.site.iface;
+            // `netns` is where the packet died; `pod` the pod it belongs to (which may live in
+            // another namespace: the one behind the veth it died on).
+            r.owner.pod = n.site.owner.pod_label().map(str::to_string);
+            r.owner.pod_namespace = n.site.owner.pod_namespace;
+            r.owner.role = n.site.owner.role;
+            r.owner.netns = n.site.netns;
+            r.reason = Some(n.reason);
+            r.subsystem = Some(n.subsystem);
+            r.location = Some(n.site.location);
+            let _ = self.events.send(r);
+            return;
+        }
         {
             let view = self.view.lock().unwrap();
             if r.iface.is_empty() {
@@ -256,6 +277,7 @@ impl Shared {
             departed: view.departed.clone(),
             attach_latency_ms: Latency::of(&view.attach_latency_ms),
             unmatched_ifaces: view.unmatched.clone(),
+            drop_tracer: self.drops.lock().unwrap().tracer.clone(),
         });
         Ok(v)
     }
@@ -296,6 +318,9 @@ impl Backend for Shared {
     }
     fn ifaces(&self) -> std::result::Result<Vec<IfaceRow>, ApiError> {
         Ok(self.iface_rows())
+    }
+    fn drops(&self, filter: &DropFilter) -> std::result::Result<Vec<DropRow>, ApiError> {
+        self.drop_rows(filter)
     }
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         Some(self.events.subscribe())

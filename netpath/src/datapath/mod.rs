@@ -1,6 +1,7 @@
 //! The datapath from user space: loading the eBPF object, pinning its maps, attaching its programs
 //! to interfaces (TC/tcx, XDP), and reading and writing its maps.
 pub mod attach;
+pub mod drops;
 pub mod loader;
 pub mod maps;
 pub mod names;

@@ -31,7 +31,8 @@ pub struct DropRow {
     pub iface: String,
     pub ifindex: u32,
     pub direction: String,
-    /// The network namespace's name (`/run/netns` or a pod's), else `netns:[INODE]`.
+    /// The name of the network namespace the device is in (`/run/netns/NAME`, or the daemon's
+    /// `--netns`), `netns:[INODE]` when it has none; absent for the node's own namespace.
     pub netns: Option<String>,
     pub pod: Option<String>,
     pub pod_namespace: Option<String>,
@@ -206,7 +207,7 @@ pub fn rows(
                     .copied()
                     .unwrap_or("?")
                     .to_string(),
-                netns: s.netns.or(s.owner.netns.clone()),
+                netns: s.netns,
                 pod: s.owner.pod_label().map(str::to_string),
                 pod_namespace: s.owner.pod_namespace.clone(),
                 reason: reasons.name(k.reason),

@@ -13,6 +13,7 @@ use std::{
 };
 
 use netpath_common::{
+    drop::DropKey,
     event::{end_reason, kind, Event},
     malformed, FlowKey, ENCAP_VXLAN, FAMILY_ARP, FAMILY_IPV4, FAMILY_NONE,
 };
@@ -92,6 +93,15 @@ pub struct EventRow {
     /// `watch` stays in time order even for a flow that went idle 30 s before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
+    /// drop: the reason's subsystem (`core`, `netpath`, ...); `reason` holds its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem: Option<String>,
+    /// drop: the kernel function that freed the packet (`function+0xoffset`), or `rule N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// drop: the site as the kernel reported it, for the daemon to name (not part of the JSON).
+    #[serde(skip)]
+    pub drop_site: Option<DropKey>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -372,13 +382,33 @@ impl<'a> EventView<'a> {
             packets: None,
             bytes: None,
             last_seen: None,
+            subsystem: None,
+            location: None,
+            drop_site: None,
         }
     }
 }
 
-/// Decode a kernel event (names and owners are the caller's to add).
+/// Decode a kernel event (names and owners are the caller's to add; a drop's reason, location and
+/// namespace too, from `drop_site`).
 pub fn decode(e: &Event, clock: &Clock) -> EventRow {
-    EventView::new(e, clock).to_row()
+    let mut r = EventView::new(e, clock).to_row();
+    if e.kind == kind::DROP {
+        r.drop_site = Some(drop_site(e));
+    }
+    r
+}
+
+/// Where a DROP event happened, as the drop table keys it.
+pub fn drop_site(e: &Event) -> DropKey {
+    DropKey {
+        netns: e.netns,
+        ifindex: e.ifindex,
+        reason: e.drop_reason,
+        direction: e.direction,
+        _pad: [0; 3],
+        location: e.location,
+    }
 }
 
 /// Fill the flow fields of a row from a key.

@@ -26,7 +26,7 @@ pub fn is_active(v: &FlowValue, now_ns: u64) -> bool {
 }
 
 /// The JSON fields every `flows` row has: a stable contract for scripts (README).
-pub const FLOW_ROW_FIELDS: [&str; 20] = [
+pub const FLOW_ROW_FIELDS: [&str; 22] = [
     "iface",
     "ifindex",
     "direction",
@@ -47,6 +47,8 @@ pub const FLOW_ROW_FIELDS: [&str; 20] = [
     "tcp_flags",
     "first_seen",
     "last_seen",
+    "drop_packets",
+    "drop_bytes",
 ];
 
 /// One flow. The field names are a stable JSON contract ([`FLOW_ROW_FIELDS`]); `arp_op` is an
@@ -81,6 +83,18 @@ pub struct FlowRow {
     pub active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arp_op: Option<String>,
+    /// Packets and bytes of this flow that were dropped (by the kernel, seen by the drop tracer on
+    /// this interface or inside the pod behind it, or by a netpath rule), and the last drop's
+    /// reason ([`super::drops::DropReasons::name`]).
+    #[serde(default)]
+    pub drop_packets: u64,
+    #[serde(default)]
+    pub drop_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_reason: Option<String>,
+    /// The last drop's reason as the kernel numbers it (named into `drop_reason` by the reader).
+    #[serde(skip)]
+    pub drop_reason_code: u32,
     /// The namespace and pod behind the interface (`netns`, `pod`, `pod_namespace`), when known.
     #[serde(flatten)]
     pub owner: Owner,
@@ -226,6 +240,10 @@ pub fn row(k: &FlowKey, v: &FlowValue, iface: String, clock: &Clock) -> FlowRow 
         packets: v.packets,
         bytes: v.bytes,
         tcp_flags: tcp_flags(v.tcp_flags),
+        drop_packets: v.drop_packets,
+        drop_bytes: v.drop_bytes,
+        drop_reason: None,
+        drop_reason_code: v.drop_reason,
         first_seen: clock.rfc3339(v.first_seen),
         last_seen: clock.rfc3339(v.last_seen),
         idle_s: clock.mono_now_ns().saturating_sub(v.last_seen) / 1_000_000_000,
@@ -321,10 +339,23 @@ fn endpoint(addr: &str, port: u16, show_port: bool) -> String {
     }
 }
 
+/// Name the drop reasons of `rows` (those with drops) with this kernel's names.
+pub fn name_drop_reasons(rows: &mut [FlowRow], reasons: &super::drops::DropReasons) {
+    for r in rows.iter_mut().filter(|r| r.drop_packets != 0) {
+        r.drop_reason = Some(reasons.name(r.drop_reason_code));
+    }
+}
+
 pub fn table(rows: &[FlowRow]) -> String {
-    let mut t = super::Columns::new(&[
+    // The DROPPED column only when a flow had drops: most tables have none.
+    let drops = rows.iter().any(|r| r.drop_packets != 0);
+    let mut cols = vec![
         "IFACE", "DIR", "PROTO", "SRC", "DST", ">VNI", ">VLAN", ">PACKETS", ">BYTES", "FLAGS", ">IDLE", "UNDERLAY",
-    ]);
+    ];
+    if drops {
+        cols.push("DROPPED");
+    }
+    let mut t = super::Columns::new(&cols);
     for r in rows {
         let ports = matches!(r.proto.as_str(), "tcp" | "udp");
         let (src, dst) = match (r.icmp_type, r.arp_op.as_deref()) {
@@ -339,7 +370,7 @@ pub fn table(rows: &[FlowRow]) -> String {
             (Some(a), Some(b)) => format!("{a} > {b}"),
             _ => String::new(),
         };
-        t.row(vec![
+        let mut cells = vec![
             format!("{}{}", r.iface, r.owner.suffix()),
             r.direction.clone(),
             r.proto.clone(),
@@ -357,7 +388,15 @@ pub fn table(rows: &[FlowRow]) -> String {
                 format!("{}s ended", r.idle_s)
             },
             underlay,
-        ]);
+        ];
+        if drops {
+            cells.push(match (r.drop_packets, &r.drop_reason) {
+                (0, _) => String::new(),
+                (n, Some(reason)) => format!("{n} {reason}"),
+                (n, None) => n.to_string(),
+            });
+        }
+        t.row(cells);
     }
     let mut s = t.render();
     if rows.is_empty() {

@@ -57,6 +57,9 @@ pub struct DaemonStatus {
     /// `--iface` globs that match no interface (the daemon observes nothing through them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmatched_ifaces: Vec<String>,
+    /// The drop tracer: `on`, `starting`, `off` (`--drops off`), or `unavailable: WHY`.
+    #[serde(default)]
+    pub drop_tracer: String,
 }
 
 /// Interfaces that went away while the daemon watched: what was counted on them.
@@ -142,6 +145,9 @@ impl StatusReport {
                 d.departed.flows,
                 d.departed.packets,
             );
+            if !d.drop_tracer.is_empty() {
+                let _ = writeln!(s, "  drop tracer: {}", d.drop_tracer);
+            }
             for glob in &d.unmatched_ifaces {
                 let _ = writeln!(s, "  warning: --iface '{glob}' matches no interface");
             }

@@ -5,6 +5,7 @@ mod api;
 mod capture;
 mod cri;
 mod daemon;
+mod drops;
 mod events;
 mod lab;
 mod lab_flows;

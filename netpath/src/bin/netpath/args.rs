@@ -273,6 +273,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEVEL", value_parser = choice::<log::LevelFilter>(EBPF_LOG_LEVELS), default_value = "off")]
     pub ebpf_log: log::LevelFilter,
 
+    /// Trace the kernel's packet drops with the reason it gives (tp_btf/kfree_skb): `netpath
+    /// drops`, `watch --kind drop`, per-flow drop counts and netpath_drops_total. Where the kernel
+    /// cannot (no BTF, no drop reasons) the daemon says so and runs without; drops by netpath's own
+    /// rules are counted either way.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = netpath::daemon::config::parse_on_off)]
+    pub drops: bool,
+
     /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
     #[arg(long, value_name = "PATH")]
     pub cri_socket: Option<PathBuf>,
@@ -535,6 +542,7 @@ impl RunArgs {
                 metrics: self.metrics.clone(),
                 metrics_flows: self.metrics_flows,
                 ebpf_log: self.ebpf_log,
+                drops: self.drops,
             },
             config_file: self.config.clone(),
             given,

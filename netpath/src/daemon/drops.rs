@@ -1,0 +1,237 @@
+//! The drop tracer in the daemon: what it reads about the kernel (off the startup path: parsing
+//! the kernel's BTF takes about 0.2 s, and the TC programs must not wait for it), its state for
+//! `status`, and naming a drop site (namespace, interface, pod, reason, location) the same way for
+//! rows, events and metrics.
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use netpath_common::drop::{DropKey, DropLayout, REASON_NETPATH_RULE};
+
+use super::state::Shared;
+use crate::{
+    error::{Error, Result},
+    model::{
+        drops::{self, DropFilter, DropReasons, DropRow, Site},
+        owner::{self, Owner},
+    },
+    node::{btf::KernelBtf, kallsyms::Kallsyms, netns},
+    service::api::ApiError,
+};
+
+/// What the tracer needs from the kernel, read on a thread of its own at startup.
+pub struct KernelFacts {
+    /// The tracer's layout, or why this kernel cannot run it.
+    pub layout: Result<DropLayout>,
+    pub reasons: DropReasons,
+    pub kallsyms: Kallsyms,
+    /// aya's view of the kernel's BTF, which loading a `tp_btf` program needs.
+    pub btf: Option<aya::Btf>,
+}
+
+/// Read what the tracer needs (blocking: BTF and /proc/kallsyms). With `tracer` false only the
+/// reason names (netpath's own rule drops are counted whatever the tracer does).
+pub fn read_kernel(tracer: bool) -> KernelFacts {
+    let kernel = KernelBtf::load();
+    let (layout, reasons) = match &kernel {
+        Ok(k) => (k.drop_layout(), k.drop_reasons()),
+        Err(e) => (Err(Error::Unsupported(e.to_string())), DropReasons::default()),
+    };
+    let btf = if tracer && layout.is_ok() {
+        aya::Btf::from_sys_fs()
+            .map_err(|e| log::warn!("reading the kernel's BTF for the drop tracer: {e}"))
+            .ok()
+    } else {
+        None
+    };
+    KernelFacts {
+        layout,
+        reasons,
+        kallsyms: Kallsyms::load(),
+        btf,
+    }
+}
+
+/// How long a name found for an interface in another namespace is trusted.
+const FOREIGN_TTL: Duration = Duration::from_secs(30);
+
+/// The daemon's drop state (in [`Shared`]).
+pub struct Drops {
+    /// For `status`: `starting`, `on`, `off`, or `unavailable: WHY`.
+    pub tracer: String,
+    reasons: Arc<DropReasons>,
+    kallsyms: Arc<Kallsyms>,
+    /// The daemon's network namespace (inode) and name (`--netns`; None for the node's own).
+    own: u32,
+    own_name: Option<String>,
+    /// (namespace, ifindex) -> (interface name, namespace name), for namespaces the view does not
+    /// hold links of.
+    foreign: HashMap<(u32, u32), (String, Option<String>, Instant)>,
+}
+
+impl Drops {
+    pub fn new(tracer: &str, own: u32, own_name: Option<String>) -> Drops {
+        Drops {
+            tracer: tracer.to_string(),
+            reasons: Arc::new(DropReasons::default()),
+            kallsyms: Arc::new(Kallsyms::default()),
+            own,
+            own_name,
+            foreign: HashMap::new(),
+        }
+    }
+
+    pub fn learned(&mut self, reasons: DropReasons, kallsyms: Kallsyms) {
+        self.reasons = Arc::new(reasons);
+        self.kallsyms = Arc::new(kallsyms);
+    }
+}
+
+/// A drop site named: where, who, why.
+pub struct Named {
+    pub site: Site,
+    pub reason: String,
+    pub subsystem: String,
+}
+
+impl Shared {
+    /// The interface, namespace, pod and location of a drop site.
+    pub(super) fn drop_site(&self, k: &DropKey) -> Site {
+        let (own, own_name, kallsyms) = {
+            let d = self.drops.lock().unwrap();
+            (d.own, d.own_name.clone(), Arc::clone(&d.kallsyms))
+        };
+        let location = if k.reason == REASON_NETPATH_RULE {
+            format!("rule {}", k.location)
+        } else {
+            kallsyms.name(k.location)
+        };
+        if k.netns == own {
+            let view = self.view.lock().unwrap();
+            return Site {
+                iface: view.name(k.ifindex),
+                netns: own_name,
+                owner: view.owner(k.ifindex),
+                location,
+            };
+        }
+        if k.netns == 0 {
+            // The skb had no device (a socket's queue, say): its input interface's index is kept,
+            // but without a namespace it names nothing.
+            return Site {
+                iface: "-".to_string(),
+                netns: None,
+                owner: Owner::default(),
+                location,
+            };
+        }
+        // A pod's namespace: the pod is the one behind the host veth that leads there.
+        let pod = {
+            let view = self.view.lock().unwrap();
+            view.links.values().find_map(|l| {
+                let ns = view.netns.get(&l.link_netnsid?)?;
+                (ns.inode as u32 == k.netns).then(|| (view.owner(l.ifindex), ns.name.clone(), ns.path.clone()))
+            })
+        };
+        let (owner, name, path) = match pod {
+            Some((o, name, path)) => (o, name, path),
+            None => match netns::find_by_inode(k.netns as u64) {
+                Some((name, path)) => (Owner::default(), Some(name), Some(path)),
+                None => (Owner::default(), None, None),
+            },
+        };
+        let iface = self.foreign_name(k.netns, k.ifindex, path.as_deref());
+        Site {
+            iface,
+            netns: Some(name.unwrap_or_else(|| format!("netns:[{}]", k.netns))),
+            owner,
+            location,
+        }
+    }
+
+    /// The name of `ifindex` in another namespace (at `path`), cached for a while.
+    fn foreign_name(&self, netns: u32, ifindex: u32, path: Option<&str>) -> String {
+        let now = Instant::now();
+        if let Some((n, _, at)) = self.drops.lock().unwrap().foreign.get(&(netns, ifindex)) {
+            if now.duration_since(*at) < FOREIGN_TTL {
+                return n.clone();
+            }
+        }
+        let name = path
+            .and_then(|p| netns::link_name_in(p, ifindex))
+            .unwrap_or_else(|| format!("if{ifindex}"));
+        let mut d = self.drops.lock().unwrap();
+        if d.foreign.len() > 4096 {
+            d.foreign.clear();
+        }
+        d.foreign.insert((netns, ifindex), (name.clone(), None, now));
+        name
+    }
+
+    /// A site named, its reason too.
+    pub(super) fn name_drop(&self, k: &DropKey) -> Named {
+        let reasons = Arc::clone(&self.drops.lock().unwrap().reasons);
+        Named {
+            site: self.drop_site(k),
+            reason: reasons.name(k.reason),
+            subsystem: reasons.subsystem(k.reason),
+        }
+    }
+
+    pub(super) fn drop_reasons(&self) -> Arc<DropReasons> {
+        Arc::clone(&self.drops.lock().unwrap().reasons)
+    }
+
+    /// Drop rows after `filter`, heaviest first. An unknown reason, interface or pod is bad input
+    /// naming what exists.
+    pub fn drop_rows(&self, filter: &DropFilter) -> std::result::Result<Vec<DropRow>, ApiError> {
+        let reasons = self.drop_reasons();
+        let mut filter = filter.clone();
+        if let Some(r) = &filter.reason {
+            if reasons.is_empty() && !r.eq_ignore_ascii_case(netpath_common::drop::NETPATH_RULE) {
+                return Err(ApiError::from(Error::BadArgument(format!(
+                    "the drop reasons of this kernel are not read yet (drop tracer: {}); try again in a moment",
+                    self.drops.lock().unwrap().tracer
+                ))));
+            }
+            // Normalised to the name rows carry (any case, prefix or not).
+            filter.reason = Some(reasons.name(reasons.parse(r)?));
+        }
+        let sites = self
+            .maps
+            .lock()
+            .unwrap()
+            .drops()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let all = drops::rows(&sites, &reasons, &DropFilter::default(), |k| self.drop_site(k));
+        if let Some(name) = &filter.iface {
+            let view = self.view.lock().unwrap();
+            if !all.iter().any(|r| &r.iface == name) && !view.links.values().any(|l| &l.name == name) {
+                let mut known: Vec<&str> = view
+                    .links
+                    .values()
+                    .map(|l| l.name.as_str())
+                    .chain(all.iter().map(|r| r.iface.as_str()))
+                    .collect();
+                known.sort();
+                known.dedup();
+                return Err(ApiError::from(Error::UnknownInterface {
+                    name: name.clone(),
+                    ns: String::new(),
+                    available: known.join(", "),
+                }));
+            }
+        }
+        if let Some(pod) = &filter.pod {
+            let mut owners: Vec<Owner> = {
+                let view = self.view.lock().unwrap();
+                view.links.keys().map(|i| view.owner(*i)).collect()
+            };
+            owners.extend(all.iter().map(drops::row_owner));
+            owner::check_pod(pod, owners.iter())?;
+        }
+        Ok(all.into_iter().filter(|r| filter.matches(r)).collect())
+    }
+}
