@@ -46,7 +46,7 @@ impl Config {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: #[repr(C)], Copy, integers only, no padding (20 + 4 bytes, align 4).
+// SAFETY: #[repr(C)], Copy, integers only, no padding (20 bytes, align 4).
 unsafe impl aya::Pod for Config {}
 
 #[cfg(test)]
@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn layout_has_no_implicit_padding() {
-        assert_eq!(size_of::<Config>(), 24);
+        assert_eq!(size_of::<Config>(), 20);
     }
 
     #[test]

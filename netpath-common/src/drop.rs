@@ -78,6 +78,11 @@ pub struct DropPending {
     pub set: u32,
 }
 
+// SAFETY (Words): 8-byte aligned (its u64), 24 bytes, integers and byte arrays only, explicit
+// padding. The datapath zeroes a key as words before filling it: `_pad = [0; 3]` becomes a call
+// into the BPF backend's byte-loop memset.
+unsafe impl crate::Words for DropKey {}
+
 // The layouts user space and the kernel share.
 const _: () = {
     use core::mem::{align_of, size_of};

@@ -102,11 +102,12 @@ pub fn on_kfree_skb(ctx: &BtfTracePointContext) {
     let s = unsafe { &mut *s };
     let bytes = copy_headers(s, l, cfg, skb);
     let site = &mut s.site;
+    // SAFETY: a valid, exclusively borrowed DropKey.
+    unsafe { zero_words(site) };
     site.netns = netns;
     site.ifindex = ifindex;
     site.reason = reason;
     site.direction = dir;
-    site._pad = [0; 3];
     site.location = location;
     let mut now = Precise::now();
     let has_flow = s.parsed.has_flow();
@@ -267,11 +268,12 @@ pub fn rule_drop(rule_id: u32) {
         return;
     };
     let site = &mut s.drop_site;
+    // SAFETY: a valid, exclusively borrowed DropKey.
+    unsafe { zero_words(site) };
     site.netns = cfg.netns;
     site.ifindex = s.ifindex;
     site.reason = REASON_NETPATH_RULE;
     site.direction = s.direction;
-    site._pad = [0; 3];
     site.location = rule_id as u64;
     let mut now = Now::default();
     let has_flow = s.parsed.has_flow();

@@ -84,6 +84,41 @@ fn netpath_json(bin: &Path, args: &[&str]) -> Result<serde_json::Value> {
     serde_json::from_slice(&out.stdout).with_context(|| format!("parsing output of netpath {args:?}"))
 }
 
+/// A staged drop: UDP from one node-1 pod to a port nothing listens on in another. The kernel
+/// drops it inside the receiving pod (NO_SOCKET); `netpath drops` must show it with the pod.
+fn stage_drop(bin: &Path, pods: &[netpath_lab::PodInfo]) -> Result<()> {
+    let on1: Vec<_> = pods.iter().filter(|p| p.node == 1).collect();
+    let [from, to, ..] = on1[..] else {
+        bail!("the lab has fewer than two pods on node 1");
+    };
+    const PORT: u16 = 9;
+    for _ in 0..3 {
+        // A traffic tool in the pod's namespace; bash's /dev/udp needs no listener.
+        let st = Command::new("ip")
+            .args(["netns", "exec", &from.netns, "bash", "-c"])
+            .arg(format!("echo drop-me > /dev/udp/{}/{PORT}", to.ip))
+            .status()
+            .context("sending the staged drop")?;
+        if !st.success() {
+            bail!("sending UDP from {} failed ({st})", from.name);
+        }
+    }
+    println!(
+        "\n== drops: UDP {} -> {}:{PORT}, where nothing listens ==",
+        from.name, to.ip
+    );
+    let read = ["drops", "--socket", SOCKET];
+    wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        let rows = netpath_json(bin, &[&read[..], &["--reason", "NO_SOCKET", "-o", "json"]].concat())?;
+        Ok(rows
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["pod"].is_string() && r["packets"].as_u64() >= Some(1))))
+    })
+    .context("netpath drops did not show the staged NO_SOCKET drop with its pod")?;
+    let _ = Command::new(bin).args(read).status();
+    Ok(())
+}
+
 pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -156,6 +191,7 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
             let _ = Command::new(bin)
                 .args(["ifaces", "--socket", SOCKET, "--netns", NODE1])
                 .status();
+            stage_drop(bin, &status.pods)?;
         }
         if let Some(d) = cleanup.daemon.as_mut() {
             if let Some(st) = d.try_wait()? {
@@ -196,7 +232,10 @@ pub fn run(bin: &Path, duration: Option<u64>) -> Result<()> {
     if !missing.is_empty() {
         bail!("no {} traffic was counted", missing.join(", "));
     }
-    println!("demo: all of {} counted; lab and pins removed", EXPECTED.join(", "));
+    println!(
+        "demo: all of {} counted, the staged drop shown with its reason and pod; lab and pins removed",
+        EXPECTED.join(", ")
+    );
     Ok(())
 }
 

@@ -1180,6 +1180,7 @@ mod tests {
                 ..Default::default()
             },
             class: netpath_common::class::TCP,
+            ..FlowRow::default()
         }
     }
 

@@ -255,7 +255,7 @@ fn a_rule_drop_is_netpath_rule_counted_once() {
     let out = netpath(&["rule", "--socket", pins.sock(), "add", "--class", "icmp", "--drop", "-o", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rule: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = rule["id"].as_u64().unwrap();
+    let id = rule[0]["id"].as_u64().unwrap();
     let w = Watch::start(pins.sock(), &["--kind", "drop"]);
     // From b: veth-a's TC ingress drops every echo request.
     let _ = pair.b.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", PAIR_A_IP]);

@@ -268,14 +268,26 @@ fn bpf_testrun_event_rate_limit_holds_per_kind() {
 #[test]
 fn bpf_datapath_has_no_byte_loop_calls() {
     require_root();
-    let dp = Datapath::load(64);
+    let mut dp = Datapath::load(64);
+    // The drop tracer runs on every drop of the node: loaded (not attached) to be checked too.
+    let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
+    let tracer: &mut aya::programs::BtfTracePoint = dp
+        .ebpf
+        .program_mut(netpath_common::maps::programs::DROPS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    tracer.load("kfree_skb", &btf).expect("the verifier accepts the drop tracer");
     for name in [
         netpath::datapath::PROG_XDP,
         netpath::datapath::PROG_TC_INGRESS,
         netpath::datapath::PROG_TC_EGRESS,
         PROG_XDP_PARSE_ONLY,
+        netpath_common::maps::programs::DROPS,
     ] {
-        let id = dp.program(name).unwrap().info().unwrap().id();
+        let info = dp.program(name).unwrap().info().unwrap();
+        let id = info.id();
+        eprintln!("BPF {name}: {:?} insns verified", info.verified_instruction_count());
         let out = std::process::Command::new("bpftool")
             .args(["prog", "dump", "xlated", "id", &id.to_string()])
             .output()

@@ -277,7 +277,7 @@ pub struct RunArgs {
     /// drops`, `watch --kind drop`, per-flow drop counts and netpath_drops_total. Where the kernel
     /// cannot (no BTF, no drop reasons) the daemon says so and runs without; drops by netpath's own
     /// rules are counted either way.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = netpath::daemon::config::parse_on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", action = clap::ArgAction::Set, value_parser = netpath::daemon::config::parse_on_off)]
     pub drops: bool,
 
     /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
