@@ -223,8 +223,13 @@ impl DropNamer<'_> {
             self.kallsyms.name(k.location)
         };
         if k.netns == self.daemon_netns {
-            // As `flows` names the link, and its netns column the namespace behind it.
-            let n = self.names.get(k.ifindex);
+            // As `flows` names the link; NETNS is the pod's namespace behind a pod's veth, none
+            // for the daemon's other links (an underlay veth's peer namespace is not where the
+            // packet died).
+            let mut n = self.names.get(k.ifindex);
+            if n.owner.role.is_some_and(|r| r != Role::Pod) {
+                n.owner.netns = None;
+            }
             return Site {
                 iface: n.iface,
                 netns: None,
@@ -404,6 +409,7 @@ mod tests {
             (key(ROUTER_NS, 7, 12, 0xffffffff81a00010), 3, 300),
             (key(4026539999, 9, 2, 0xffffffff81a00000), 2, 200),
             (key(DAEMON_NS, 3, REASON_NETPATH_RULE, 17), 1, 100),
+            (key(DAEMON_NS, 2, 2, 0xffffffff81a00000), 1, 50),
         ];
         drops::rows(&sites, &reasons(), &DropFilter::default(), |k| namer.site(k))
     }
@@ -450,6 +456,7 @@ mod tests {
                     "ip_forward+0x0"
                 ),
                 ("cni0", None, None, "NETPATH_RULE", "rule 17"),
+                ("ul0", None, None, "NOT_SPECIFIED", "ip_forward+0x0"),
             ]
         );
         assert_eq!(rows[4].subsystem, "netpath");
@@ -509,7 +516,7 @@ mod tests {
         let msg = e.to_string();
         assert!(
             msg.contains("'eth9' not found")
-                && msg.contains("interfaces with drops: cni0, if2, if7, if9, veth85423149"),
+                && msg.contains("interfaces with drops: cni0, if2, if7, if9, ul0, veth85423149"),
             "{msg}"
         );
         assert_eq!(
