@@ -113,8 +113,9 @@ const SORTS: &[(&str, &str)] = &[("bytes", "Heaviest by bytes"), ("packets", "He
     about = "eBPF flow observatory for Kubernetes nodes: per-pod, per-class and per-flow counters at the driver",
     long_about = "netpath attaches XDP/TC programs to a node's CNI bridge and veths, parses every frame \
 (Ethernet, VLAN/QinQ, ARP, IPv4/IPv6, ICMP, TCP/UDP, VXLAN and its inner frame) and counts it per \
-interface, direction, class and flow. Counters live in maps pinned under bpffs, so `netpath stats` and \
-`netpath flows` read them while `netpath run` works, and a restart continues where it left off.",
+interface, direction, class and flow; it also counts the packets the kernel drops, where and with \
+the kernel's own reason. Counters live in maps pinned under bpffs, so `netpath stats`, `netpath flows` and `netpath \
+drops` read them while `netpath run` works, and a restart continues where it left off.",
     after_help = "Examples:\n  netpath run --iface cni0 --iface veth3a1f0c2e\n  netpath run --netns node1 --iface cni0 --iface ul0:xdp -o json\n  netpath stats\n  netpath flows --class icmp --top 10\n  netpath drops --pod web-0\n  netpath down"
 )]
 pub struct Cli {
