@@ -131,7 +131,10 @@ impl DropReasons {
                 self.names.len()
             )
         } else {
-            format!("this kernel has no drop reason '{want}'; did you mean: {}", close.join(", "))
+            format!(
+                "this kernel has no drop reason '{want}'; did you mean: {}",
+                close.join(", ")
+            )
         }))
     }
 

@@ -19,6 +19,7 @@
 //! |---|---|---|
 //! | `netpath_packets_total`, `netpath_bytes_total` | counter | `iface`, `direction`, `class`, `pod`, `namespace` |
 //! | `netpath_flow_packets_total`, `netpath_flow_bytes_total` | counter | `iface`, `direction`, `family`, `src`, `dst`, `proto`, `dport`, `vni`, `pod`, `namespace` |
+//! | `netpath_drops_total`, `netpath_drop_bytes_total` | counter | `reason`, `subsystem`, `iface`, `pod`, `namespace` |
 //! | `netpath_flows_active` | gauge | |
 //! | `netpath_flow_evictions_total` | counter | |
 //! | `netpath_map_fill_ratio` | gauge | `map` (`flows`) |
@@ -34,6 +35,14 @@
 //! Event and loss counters are exported as zero-valued series before anything happened, so
 //! queries over them always have data.
 //!
+//! Drop series count the packets the kernel dropped (the `kfree_skb` tracer) and those netpath's
+//! own rules dropped, from [`Backend::drops`] with the default filter, summed over the drop
+//! location and the direction. `reason` is the running kernel's own name for it (its `enum
+//! skb_drop_reason`, without the `SKB_DROP_REASON_` prefix: `NETFILTER_DROP`, `NO_SOCKET`, ...; the
+//! names differ between kernel versions), `NETPATH_RULE` for a netpath rule; `subsystem` is `core`,
+//! the subsystem that defines the reason (`openvswitch`), or `netpath`. A backend without a drop
+//! table ([`ApiError::NotFound`]) exports no drop series.
+//!
 //! # Cardinality and series life
 //!
 //! - Interface series grow with interfaces (pods) times directions and classes, never with pod
@@ -41,6 +50,12 @@
 //! - Per-flow series are the `top_flows` heaviest flows by bytes (`--metrics-flows`), aggregated
 //!   over the labels above (flows differing only in source port share a series), and never more
 //!   than `top_flows` series per family.
+//! - Drop series are the `top_drops` heaviest label sets by packets (see [`MetricsOptions`]); when
+//!   there are more, the heaviest `top_drops - 1` are shown and the others summed into one series
+//!   `reason="other"` (its other labels empty), so `sum(rate(netpath_drops_total[5m]))` stays the
+//!   node's whole drop rate. `other` only grows: it adds what the series folded into it counted
+//!   since the last scrape; a series that becomes heavy enough to be shown starts as a new series
+//!   with its whole count (its earlier packets stay in `other`).
 //! - A series whose source vanished (an interface removed, whose counters the daemon deletes; a
 //!   pod gone; a flow evicted or no longer among the heaviest) keeps its last value for `grace`
 //!   (see [`MetricsOptions`]) and then goes away. Vanished flows are only shown while there is
@@ -75,6 +90,7 @@ use super::api::{graceful_shutdown, ApiError, Backend};
 use crate::{
     error::ServiceError,
     model::{
+        drops::{DropFilter, DropRow},
         flows::{Filter, FlowRow, SortBy},
         ifaces::IfaceRow,
         owner::Owner,
@@ -112,6 +128,9 @@ pub enum MetricsError {
 pub struct MetricsOptions {
     /// How many flows (heaviest by bytes) get per-flow series.
     pub top_flows: usize,
+    /// How many drop series (heaviest by packets) each drop family shows at most, the
+    /// `reason="other"` series included; 0 shows none.
+    pub top_drops: usize,
     /// How long series of a vanished interface, pod or flow keep their last value.
     pub grace: Duration,
 }
@@ -129,6 +148,7 @@ impl Default for MetricsOptions {
     fn default() -> Self {
         Self {
             top_flows: 100,
+            top_drops: 100,
             grace: Duration::from_secs(300),
         }
     }
@@ -320,6 +340,86 @@ impl FlowLabels {
             && self.pod == pod
             && self.namespace == namespace
     }
+}
+
+/// Labels of `netpath_drops_total` / `netpath_drop_bytes_total`.
+#[derive(Debug, Clone)]
+struct DropLabels {
+    reason: String,
+    subsystem: String,
+    iface: String,
+    pod: String,
+    namespace: String,
+    rendered: Rendered,
+}
+
+label_set!(DropLabels, reason, subsystem, iface, pod, namespace);
+
+impl DropLabels {
+    fn of(r: &DropRow) -> DropLabels {
+        let (pod, namespace) = drop_owner(r);
+        let rendered = Rendered::of(&[
+            ("reason", &r.reason),
+            ("subsystem", &r.subsystem),
+            ("iface", &r.iface),
+            ("pod", pod),
+            ("namespace", namespace),
+        ]);
+        DropLabels {
+            reason: r.reason.clone(),
+            subsystem: r.subsystem.clone(),
+            iface: r.iface.clone(),
+            pod: pod.to_string(),
+            namespace: namespace.to_string(),
+            rendered,
+        }
+    }
+
+    fn matches(&self, r: &DropRow) -> bool {
+        let (pod, namespace) = drop_owner(r);
+        self.reason == r.reason
+            && self.subsystem == r.subsystem
+            && self.iface == r.iface
+            && self.pod == pod
+            && self.namespace == namespace
+    }
+}
+
+/// The series the drops beyond the cap are summed into.
+const DROP_OTHER: &str = "other";
+
+/// The label text of the `reason="other"` series.
+fn drop_other_labels() -> String {
+    Rendered::of(&[
+        ("reason", DROP_OTHER),
+        ("subsystem", ""),
+        ("iface", ""),
+        ("pod", ""),
+        ("namespace", ""),
+    ])
+    .text
+}
+
+/// `pod`, `namespace` label values of a drop row (the row names its pod as the other rows' owner
+/// does: the CRI's name, else the pod's network namespace).
+fn drop_owner(r: &DropRow) -> (&str, &str) {
+    (
+        r.pod.as_deref().unwrap_or_default(),
+        r.pod_namespace.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The identity of one underlying drop counter (a drop table entry: where, in which direction,
+/// why), hashed: rows carry no allocation-free key, and a 64-bit hash of a few thousand sites at
+/// most (the table's size) does not collide in practice.
+fn drop_id(r: &DropRow) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    r.ifindex.hash(&mut h);
+    r.direction.hash(&mut h);
+    r.netns.hash(&mut h);
+    r.reason.hash(&mut h);
+    r.location.hash(&mut h);
+    h.finish()
 }
 
 /// The identity of one underlying flow counter (everything of the flow key a row shows).
@@ -545,6 +645,19 @@ struct ExportState {
     flows: Tracker<FlowId, FlowLabels>,
     /// The flow series shown, heaviest first (at most `top_flows`).
     shown_flows: Vec<(Arc<FlowLabels>, Series)>,
+    /// Drop sources by [`drop_id`], feeding series by reason, subsystem, interface and pod.
+    drops: Tracker<u64, DropLabels>,
+    /// One reading's rows by [`drop_id`] (first row, packets, bytes): a site listed twice counts
+    /// once, summed. Kept to reuse its allocation.
+    drop_sites: FxMap<u64, (usize, u64, u64)>,
+    /// Each drop series' values at the last update, for what a folded series added since.
+    drop_before: FxMap<Arc<DropLabels>, (u64, u64)>,
+    /// The drop series shown, heaviest first.
+    shown_drops: Vec<(Arc<DropLabels>, Series)>,
+    /// The `reason="other"` series (packets, bytes), once anything was folded into it, and its
+    /// label text.
+    drop_other: Option<(u64, u64)>,
+    drop_other_labels: String,
     flows_active: u64,
     fill_ratio: f64,
     evictions: u64,
@@ -629,6 +742,8 @@ impl ExportState {
         });
         self.shown_flows = shown.into_iter().map(|(l, s)| (Arc::clone(l), *s)).collect();
 
+        self.update_drops(&d.drops, opts, now, generation);
+
         let st = &d.status;
         let ft = &st.flow_table;
         self.flows_active = ft.active;
@@ -657,6 +772,65 @@ impl ExportState {
             .collect();
         self.programs.sort();
         self.programs.dedup();
+    }
+
+    /// Drop series: every site feeds the series of its labels; the heaviest `top_drops` series
+    /// are shown, or when there are more (or ever were), `top_drops - 1` and `reason="other"`.
+    fn update_drops(&mut self, rows: &[DropRow], opts: &MetricsOptions, now: Instant, generation: u64) {
+        self.drop_sites.clear();
+        for (i, r) in rows.iter().enumerate() {
+            let e = self.drop_sites.entry(drop_id(r)).or_insert((i, 0, 0));
+            e.1 = e.1.saturating_add(r.packets);
+            e.2 = e.2.saturating_add(r.bytes);
+        }
+        for (&id, &(i, packets, bytes)) in &self.drop_sites {
+            let r = &rows[i];
+            self.drops.observe(
+                id,
+                || DropLabels::of(r),
+                |l| l.matches(r),
+                packets,
+                bytes,
+                now,
+                generation,
+            );
+        }
+        let n = opts.top_drops;
+        self.drops
+            .expire(now, opts.grace, n.saturating_mul(4).saturating_add(1024));
+        let series = &self.drops.series;
+        self.drop_before.retain(|l, _| series.contains_key(l));
+        let mut ranked: Vec<(&Arc<DropLabels>, &Series)> = series.iter().collect();
+        ranked.sort_by(|a, b| {
+            b.1.packets
+                .cmp(&a.1.packets)
+                .then(b.1.bytes.cmp(&a.1.bytes))
+                .then(a.0.cmp(b.0))
+        });
+        let fold = n > 0 && (ranked.len() > n || self.drop_other.is_some());
+        let shown = ranked.len().min(if fold { n - 1 } else { n });
+        if fold {
+            let other = self.drop_other.get_or_insert((0, 0));
+            for (l, s) in &ranked[shown..] {
+                let (p, b) = self.drop_before.get(*l).copied().unwrap_or_default();
+                other.0 = other.0.saturating_add(s.packets.saturating_sub(p));
+                other.1 = other.1.saturating_add(s.bytes.saturating_sub(b));
+            }
+            if self.drop_other_labels.is_empty() {
+                self.drop_other_labels = drop_other_labels();
+            }
+        }
+        for (l, s) in &ranked {
+            match self.drop_before.get_mut(*l) {
+                Some(v) => *v = (s.packets, s.bytes),
+                None => {
+                    self.drop_before.insert(Arc::clone(l), (s.packets, s.bytes));
+                }
+            }
+        }
+        self.shown_drops.clear();
+        self.shown_drops
+            .extend(ranked[..shown].iter().map(|(l, s)| (Arc::clone(l), **s)));
     }
 
     fn encode(&mut self, openmetrics: bool) -> String {
@@ -690,6 +864,25 @@ impl ExportState {
             "Bytes of the heaviest flows by bytes (at most --metrics-flows series).",
             Counter,
             flows.iter().map(|(l, s)| (&l.rendered.text, s.bytes)),
+        );
+        let other = self.drop_other.map(|o| (&self.drop_other_labels, o));
+        w.family(
+            "netpath_drops",
+            DROPS_HELP,
+            Counter,
+            self.shown_drops
+                .iter()
+                .map(|(l, s)| (&l.rendered.text, s.packets))
+                .chain(other.map(|(l, (p, _))| (l, p))),
+        );
+        w.family(
+            "netpath_drop_bytes",
+            DROP_BYTES_HELP,
+            Counter,
+            self.shown_drops
+                .iter()
+                .map(|(l, s)| (&l.rendered.text, s.bytes))
+                .chain(other.map(|(l, (_, b))| (l, b))),
         );
         w.scalar(
             "netpath_flows_active",
@@ -759,6 +952,15 @@ impl ExportState {
         w.out
     }
 }
+
+// No double quotes: OpenMetrics would need them escaped in HELP, the Prometheus text format not.
+const DROPS_HELP: &str = "Packets dropped, by the kernel's own drop reason (the running kernel's enum \
+    skb_drop_reason names, which differ between kernel versions; NETPATH_RULE: a netpath rule), subsystem, \
+    interface and pod, summed over drop locations and directions. The heaviest series are shown, the rest \
+    summed in the one whose reason is other.";
+const DROP_BYTES_HELP: &str = "Bytes of the packets dropped, by the kernel's own drop reason (the running \
+    kernel's enum skb_drop_reason names; NETPATH_RULE: a netpath rule), subsystem, interface and pod, as \
+    netpath_drops_total.";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -874,6 +1076,8 @@ pub struct Data {
     pub flows: Vec<FlowRow>,
     pub status: StatusReport,
     pub ifaces: Vec<IfaceRow>,
+    /// Every drop row (none from a backend without a drop table).
+    pub drops: Vec<DropRow>,
 }
 
 impl Data {
@@ -893,11 +1097,17 @@ impl Data {
                 })
                 .map_err(err("flows"))?
         };
+        let drops = match source.drops(&DropFilter::default()) {
+            Ok(rows) => rows,
+            Err(ApiError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(err("drops")(e)),
+        };
         Ok(Data {
             stats: source.stats().map_err(err("interface counters"))?,
             flows,
             status: source.status().map_err(err("status"))?,
             ifaces: source.ifaces().map_err(err("interfaces"))?,
+            drops,
         })
     }
 }
@@ -959,6 +1169,11 @@ impl Exporter {
     /// How many flow series the exposition shows now.
     pub fn flow_series(&self) -> usize {
         self.state.shown_flows.len()
+    }
+
+    /// How many series each drop family shows now (`reason="other"` included).
+    pub fn drop_series(&self) -> usize {
+        self.state.shown_drops.len() + usize::from(self.state.drop_other.is_some())
     }
 }
 
@@ -1106,6 +1321,7 @@ mod tests {
         pub flows: Mutex<Vec<FlowRow>>,
         pub status: Mutex<serde_json::Value>,
         pub ifaces: Mutex<serde_json::Value>,
+        pub drops: Mutex<Vec<DropRow>>,
     }
 
     impl Backend for Fake {
@@ -1122,6 +1338,45 @@ mod tests {
         }
         fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
             serde_json::from_value(self.ifaces.lock().unwrap().clone()).map_err(|e| ApiError::Internal(e.to_string()))
+        }
+        /// Rows heaviest first, as the daemon answers.
+        fn drops(&self, filter: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
+            let mut rows: Vec<DropRow> = self
+                .drops
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| filter.matches(r))
+                .cloned()
+                .collect();
+            rows.sort_by_key(|r| std::cmp::Reverse(r.packets));
+            Ok(rows)
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one drop row, every field a test varies")]
+    fn drop_row(
+        iface: &str,
+        ifindex: u32,
+        direction: &str,
+        pod: Option<(&str, &str)>,
+        reason: &str,
+        subsystem: &str,
+        location: &str,
+        packets: u64,
+    ) -> DropRow {
+        DropRow {
+            iface: iface.into(),
+            ifindex,
+            direction: direction.into(),
+            netns: pod.map(|p| p.1.to_string()),
+            pod: pod.map(|p| p.1.to_string()),
+            pod_namespace: pod.map(|p| p.0.to_string()).filter(|n| !n.is_empty()),
+            reason: reason.into(),
+            subsystem: subsystem.into(),
+            location: location.into(),
+            packets,
+            bytes: packets * 100,
         }
     }
 
@@ -1217,6 +1472,61 @@ mod tests {
             { "iface": "ul0", "mode": "xdp", "tc_hook": "tcx" },
             { "iface": "lo", "mode": null, "tc_hook": null },
         ]);
+        // Both directions of a pod's veth (one series), a reason without a name at two kernel
+        // locations (one series), a rule's drops.
+        let pod_a = Some(("", "np-n1-pod-a"));
+        *f.drops.lock().unwrap() = vec![
+            drop_row(
+                "vethaaaa",
+                5,
+                "ingress",
+                pod_a,
+                "NETFILTER_DROP",
+                "core",
+                "nf_hook_slow+0x9c",
+                4,
+            ),
+            drop_row(
+                "vethaaaa",
+                5,
+                "egress",
+                pod_a,
+                "NETFILTER_DROP",
+                "core",
+                "nf_hook_slow+0x9c",
+                2,
+            ),
+            drop_row(
+                "ul0",
+                2,
+                "ingress",
+                None,
+                "NOT_SPECIFIED",
+                "core",
+                "ip_rcv_core+0x1b0",
+                3,
+            ),
+            drop_row(
+                "ul0",
+                2,
+                "ingress",
+                None,
+                "NOT_SPECIFIED",
+                "core",
+                "__netif_receive_skb_core+0x22",
+                1,
+            ),
+            drop_row(
+                "vethbbbb",
+                6,
+                "egress",
+                Some(("default", "web-0")),
+                "NETPATH_RULE",
+                "netpath",
+                "rule 3",
+                7,
+            ),
+        ];
         f
     }
 
@@ -1283,6 +1593,17 @@ mod tests {
         f.status.lock().unwrap()["events"] =
             serde_json::json!({ "emitted": 9, "delivered": 7, "lost": 2, "by_kind": { "arp": 6, "dhcp": 2 } });
         f.status.lock().unwrap()["capture"] = serde_json::json!({ "lost": 5 });
+        // A reason a subsystem defines; with top_drops 3 the two lightest series fold into `other`.
+        f.drops.lock().unwrap().push(drop_row(
+            "vethcccc",
+            7,
+            "ingress",
+            Some(("", "cni-9")),
+            "OVS_DROP_LAST_ACTION",
+            "openvswitch",
+            "ovs_dp_process_packet+0x1c8",
+            2,
+        ));
         f
     }
 
@@ -1291,6 +1612,7 @@ mod tests {
         let f = golden_fake();
         let mut e = Exporter::new(MetricsOptions {
             top_flows: 5,
+            top_drops: 3,
             ..MetricsOptions::default()
         });
         let t0 = Instant::now();
@@ -1298,6 +1620,7 @@ mod tests {
         let b = e.encode(true).unwrap();
         f.stats.lock().unwrap()[0].packets += 5;
         f.flows.lock().unwrap()[0].bytes += 1_000_000;
+        f.drops.lock().unwrap()[2].packets += 1;
         f.status.lock().unwrap()["flow_table"]["fill_ratio"] = 0.00001.into();
         let c = e.render(&f, true, t0 + Duration::from_secs(1)).unwrap();
         let d = e.encode(false).unwrap();
@@ -1328,6 +1651,8 @@ mod tests {
             ("netpath_bytes_total", "counter"),
             ("netpath_flow_packets_total", "counter"),
             ("netpath_flow_bytes_total", "counter"),
+            ("netpath_drops_total", "counter"),
+            ("netpath_drop_bytes_total", "counter"),
             ("netpath_flows_active", "gauge"),
             ("netpath_flow_evictions_total", "counter"),
             ("netpath_map_fill_ratio", "gauge"),
@@ -1380,6 +1705,36 @@ mod tests {
             "{t}"
         );
         assert_eq!(count(&t, "netpath_flow_bytes_total"), 2, "{t}");
+        // Drops by the kernel's reason, summed over directions and locations.
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_drops_total{reason="NETFILTER_DROP",subsystem="core",iface="vethaaaa",pod="np-n1-pod-a",namespace=""}"#
+            ),
+            Some(6.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_drop_bytes_total{reason="NOT_SPECIFIED",subsystem="core",iface="ul0",pod="",namespace=""}"#
+            ),
+            Some(400.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpath_drops_total{reason="NETPATH_RULE",subsystem="netpath",iface="vethbbbb",pod="web-0",namespace="default"}"#
+            ),
+            Some(7.0),
+            "{t}"
+        );
+        assert_eq!(count(&t, "netpath_drops_total"), 3, "{t}");
+        assert!(
+            t.contains("enum skb_drop_reason"),
+            "the HELP says whose names they are:\n{t}"
+        );
         assert_eq!(sample(&t, "netpath_flows_active"), Some(3.0));
         assert_eq!(sample(&t, "netpath_flow_evictions_total"), Some(4.0));
         assert_eq!(sample(&t, r#"netpath_map_fill_ratio{map="flows"}"#), Some(0.003));
@@ -1453,6 +1808,7 @@ mod tests {
         let opts = MetricsOptions {
             top_flows: 10,
             grace: Duration::from_secs(300),
+            ..MetricsOptions::default()
         };
         let mut e = Exporter::new(opts);
         let t0 = Instant::now();
@@ -1492,11 +1848,197 @@ mod tests {
         promtool(&t);
     }
 
+    /// `n` pods with one NETFILTER_DROP site each; pod `i` dropped `packets(i)`.
+    fn pod_drops(n: u32, packets: impl Fn(u32) -> u64) -> Vec<DropRow> {
+        (0..n)
+            .map(|i| {
+                let pod = format!("pod-{i:02}");
+                drop_row(
+                    &format!("veth{i:02}"),
+                    10 + i,
+                    "egress",
+                    Some(("", &pod)),
+                    "NETFILTER_DROP",
+                    "core",
+                    "nf_hook_slow+0x9c",
+                    packets(i),
+                )
+            })
+            .collect()
+    }
+
+    fn drops_of(t: &str, pod: &str) -> Option<f64> {
+        sample(
+            t,
+            &format!(
+                r#"netpath_drops_total{{reason="NETFILTER_DROP",subsystem="core",iface="veth{}",pod="{pod}",namespace=""}}"#,
+                &pod[4..]
+            ),
+        )
+    }
+
+    const OTHER: &str = r#"netpath_drops_total{reason="other",subsystem="",iface="",pod="",namespace=""}"#;
+
+    #[test]
+    fn drop_series_are_capped_with_the_rest_in_other_which_never_goes_back() {
+        let f = fake();
+        *f.drops.lock().unwrap() = pod_drops(20, |i| 100 + u64::from(i));
+        let mut e = Exporter::new(MetricsOptions {
+            top_drops: 5,
+            ..MetricsOptions::default()
+        });
+        let t0 = Instant::now();
+        let t = e.render(&f, false, t0).unwrap();
+        // The 4 heaviest (pods 19..=16) and `other` with the 16 others: the sum is every drop.
+        assert_eq!(count(&t, "netpath_drops_total"), 5, "{t}");
+        assert_eq!(count(&t, "netpath_drop_bytes_total"), 5, "{t}");
+        assert_eq!(e.drop_series(), 5);
+        for i in 16..20 {
+            assert_eq!(drops_of(&t, &format!("pod-{i}")), Some(100.0 + f64::from(i)), "{t}");
+        }
+        let total: u64 = (0..20).map(|i| 100 + i).sum();
+        let others: u64 = (0..16).map(|i| 100 + i).sum();
+        assert_eq!(sample(&t, OTHER), Some(others as f64), "{t}");
+        let sum = |t: &str| -> f64 {
+            t.lines()
+                .filter(|l| l.starts_with("netpath_drops_total{"))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum()
+        };
+        assert_eq!(sum(&t), total as f64);
+        promtool(&t);
+
+        // A folded pod drops more: `other` grows by that much.
+        f.drops.lock().unwrap()[3].packets += 10;
+        let t = e.render(&f, false, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(sample(&t, OTHER), Some((others + 10) as f64), "{t}");
+        // It becomes the heaviest: shown from then on as a new series with its whole count,
+        // `other` keeps what it had (never lower), the cap holds.
+        f.drops.lock().unwrap()[3].packets += 1000;
+        let t = e.render(&f, false, t0 + Duration::from_secs(2)).unwrap();
+        assert_eq!(drops_of(&t, "pod-03"), Some(1113.0), "{t}");
+        assert_eq!(drops_of(&t, "pod-16"), None, "pushed out of the top:\n{t}");
+        assert_eq!(sample(&t, OTHER), Some((others + 10) as f64), "{t}");
+        assert_eq!(count(&t, "netpath_drops_total"), 5, "{t}");
+        // The one pushed out adds to `other` from now on (while it stays lighter than the shown).
+        f.drops.lock().unwrap()[16].packets += 1;
+        let t = e.render(&f, false, t0 + Duration::from_secs(3)).unwrap();
+        assert_eq!(drops_of(&t, "pod-16"), None, "{t}");
+        assert_eq!(sample(&t, OTHER), Some((others + 11) as f64), "{t}");
+        // Sites vanish (pods gone): `other` holds its value while they are in grace, and after.
+        f.drops.lock().unwrap().truncate(2);
+        let t = e.render(&f, false, t0 + Duration::from_secs(4)).unwrap();
+        assert_eq!(sample(&t, OTHER), Some((others + 11) as f64), "{t}");
+        let t = e.render(&f, false, t0 + Duration::from_secs(400)).unwrap();
+        assert_eq!(sample(&t, OTHER), Some((others + 11) as f64), "{t}");
+        assert_eq!(count(&t, "netpath_drops_total"), 3, "the two pods left and other:\n{t}");
+        promtool(&t);
+
+        // Under the cap nothing is folded; top_drops 0 shows no drop series.
+        let mut e = Exporter::new(MetricsOptions {
+            top_drops: 20,
+            ..MetricsOptions::default()
+        });
+        let t = e.render(&f, false, t0).unwrap();
+        assert_eq!((count(&t, "netpath_drops_total"), sample(&t, OTHER)), (2, None), "{t}");
+        let mut e = Exporter::new(MetricsOptions {
+            top_drops: 0,
+            ..MetricsOptions::default()
+        });
+        let t = e.render(&f, false, t0).unwrap();
+        assert_eq!(count(&t, "netpath_drops_total"), 0, "{t}");
+        assert!(!t.contains("netpath_drop"), "{t}");
+    }
+
+    #[test]
+    fn a_drop_site_listed_twice_counts_once_summed_and_series_never_go_back() {
+        let f = fake();
+        let row = drop_row(
+            "ul0",
+            2,
+            "ingress",
+            None,
+            "NO_SOCKET",
+            "core",
+            "__udp4_lib_rcv+0x5c0",
+            5,
+        );
+        *f.drops.lock().unwrap() = vec![row.clone(), row.clone()];
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t0 = Instant::now();
+        let series = r#"netpath_drops_total{reason="NO_SOCKET",subsystem="core",iface="ul0",pod="",namespace=""}"#;
+        assert_eq!(sample(&e.render(&f, false, t0).unwrap(), series), Some(10.0));
+        // The same reading again: no change.
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(1)).unwrap(), series),
+            Some(10.0)
+        );
+        // The drop table's entry is re-created (interface gone and back): its count adds.
+        *f.drops.lock().unwrap() = vec![DropRow { packets: 2, ..row }];
+        assert_eq!(
+            sample(&e.render(&f, false, t0 + Duration::from_secs(2)).unwrap(), series),
+            Some(12.0)
+        );
+    }
+
+    #[test]
+    fn a_backend_without_drops_exports_no_drop_series_and_a_failing_one_fails() {
+        struct NoDrops(Fake);
+        impl Backend for NoDrops {
+            fn status(&self) -> Result<StatusReport, ApiError> {
+                self.0.status()
+            }
+            fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
+                self.0.stats()
+            }
+            fn flows(&self, f: &Filter) -> Result<Vec<FlowRow>, ApiError> {
+                self.0.flows(f)
+            }
+            fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
+                self.0.ifaces()
+            }
+        }
+        let t = Exporter::new(MetricsOptions::default())
+            .render(&NoDrops(fake()), false, Instant::now())
+            .unwrap();
+        assert!(!t.contains("netpath_drop"), "{t}");
+        assert!(t.contains("netpath_packets_total"), "{t}");
+        struct Failing(Fake);
+        impl Backend for Failing {
+            fn status(&self) -> Result<StatusReport, ApiError> {
+                self.0.status()
+            }
+            fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
+                self.0.stats()
+            }
+            fn flows(&self, f: &Filter) -> Result<Vec<FlowRow>, ApiError> {
+                self.0.flows(f)
+            }
+            fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
+                self.0.ifaces()
+            }
+            fn drops(&self, _: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
+                Err(ApiError::Internal("drop table gone".into()))
+            }
+        }
+        let e = Exporter::new(MetricsOptions::default())
+            .render(&Failing(fake()), false, Instant::now())
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("drops") && e.to_string().contains("drop table gone"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn vanished_series_keep_their_value_during_grace_then_go() {
         let f = fake();
         let grace = Duration::from_secs(300);
-        let mut e = Exporter::new(MetricsOptions { top_flows: 100, grace });
+        let mut e = Exporter::new(MetricsOptions {
+            top_flows: 100,
+            grace,
+            ..MetricsOptions::default()
+        });
         let t0 = Instant::now();
         let veth = r#"netpath_packets_total{iface="vethaaaa",direction="ingress",class="icmp",pod="np-n1-pod-a",namespace=""}"#;
         let vflow = r#"netpath_flow_bytes_total{iface="vethaaaa",direction="ingress",family="ipv4",src="10.244.0.2",dst="10.244.1.2",proto="tcp",dport="80""#;

@@ -113,9 +113,10 @@ const SORTS: &[(&str, &str)] = &[("bytes", "Heaviest by bytes"), ("packets", "He
     about = "eBPF flow observatory for Kubernetes nodes: per-pod, per-class and per-flow counters at the driver",
     long_about = "netpath attaches XDP/TC programs to a node's CNI bridge and veths, parses every frame \
 (Ethernet, VLAN/QinQ, ARP, IPv4/IPv6, ICMP, TCP/UDP, VXLAN and its inner frame) and counts it per \
-interface, direction, class and flow. Counters live in maps pinned under bpffs, so `netpath stats` and \
-`netpath flows` read them while `netpath run` works, and a restart continues where it left off.",
-    after_help = "Examples:\n  netpath run --iface cni0 --iface veth3a1f0c2e\n  netpath run --netns node1 --iface cni0 --iface ul0:xdp -o json\n  netpath stats\n  netpath flows --class icmp --top 10\n  netpath down"
+interface, direction, class and flow; it also counts the packets the kernel drops, where and with \
+the kernel's own reason. Counters live in maps pinned under bpffs, so `netpath stats`, `netpath flows` and `netpath \
+drops` read them while `netpath run` works, and a restart continues where it left off.",
+    after_help = "Examples:\n  netpath run --iface cni0 --iface veth3a1f0c2e\n  netpath run --netns node1 --iface cni0 --iface ul0:xdp -o json\n  netpath stats\n  netpath flows --class icmp --top 10\n  netpath drops --pod web-0\n  netpath down"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -136,8 +137,12 @@ pub enum Command {
     /// attached programs.
     Ifaces(IfacesArgs),
     /// Follow events as they happen: flows starting and ending, ARP (unanswered, conflicting),
-    /// ICMP errors with the packet they quote, new VXLAN peers, malformed frames.
+    /// ICMP errors with the packet they quote, new VXLAN peers, malformed frames, drops.
     Watch(WatchArgs),
+    /// Where and why packets died: the kernel's own drop reason (or a netpath rule), the
+    /// interface, direction, network namespace and pod, and where in the kernel; heaviest first.
+    #[command(long_about = DROPS_ABOUT, after_help = DROPS_EXAMPLES)]
+    Drops(DropsArgs),
     /// Capture packets in the kernel to pcapng, by interface or pod and by class; `-w -`
     /// streams to stdout (`netpath capture --pod web -w - | tshark -r -`).
     Capture(CaptureArgs),
@@ -303,6 +308,66 @@ pub struct ReadArgs {
     pub output: Output,
 }
 
+const DROPS_ABOUT: &str = "\
+Where and why packets died: every packet the kernel frees as dropped, counted per interface, \
+direction, network namespace and pod, by the kernel's own drop reason and by where in the kernel \
+it was freed; heaviest first. `netpath run` traces the kfree_skb tracepoint through BTF \
+(tp_btf/kfree_skb: no tracefs or debugfs) and counts netpath's own rule drops the same way.
+
+A drop reason is the kernel's word for why it dropped a packet: the value of `enum \
+skb_drop_reason` it hands to kfree_skb. NETFILTER_DROP is an iptables/nftables rule, IP_RPFILTER \
+the reverse-path filter (rp_filter), NO_SOCKET a port nothing listens on, NEIGH_FAILED a next hop \
+whose MAC never resolved, OTHERHOST a frame for another host's MAC. The names come from the \
+running kernel (its BTF, /sys/kernel/btf/vmlinux), never from a list built into netpath: the enum \
+grows and changes between kernel versions, so --reason takes this kernel's names (`netpath drops \
+--reasons` lists them; any case, with or without SKB_DROP_REASON_). Reasons a subsystem defines \
+(openvswitch, mac80211) show as `REASON (subsystem)`.
+
+NOT_SPECIFIED is a drop the kernel gave no reason for: it is still counted, by LOCATION (the \
+kernel function that freed the packet, `function+0xoffset` from /proc/kallsyms), so one such drop \
+site can be told from another. NETPATH_RULE is a packet a netpath rule dropped (`netpath rule add \
+... --drop`); its LOCATION is `rule N`, the rule's id in `netpath rule list`.
+
+With a daemon answering on --socket, the rows are its (interfaces and pods named as it sees \
+them). Without one, the pinned drop table is read: interfaces of the daemon's namespace are named \
+as the daemon recorded them; drops in other network namespaces (inside a pod, a router namespace) \
+show as ifN in the namespace's /run/netns name, or netns:[INODE]. JSON rows (-o json) carry iface, \
+ifindex, direction, netns, pod, pod_namespace, reason, subsystem, location, packets, bytes.";
+
+const DROPS_EXAMPLES: &str = "\
+Examples:
+  netpath drops                              every drop site, heaviest first
+  netpath drops --pod web-0                  drops on a pod's veth or inside its namespace
+  netpath drops --reason netfilter_drop      what iptables/nftables dropped, where
+  netpath drops --reason NOT_SPECIFIED       drops without a reason, by kernel location
+  netpath drops --iface cni0 -o json         as JSON rows
+  netpath drops --reasons                    this kernel's reason names
+  netpath watch --kind drop                  drops as they happen";
+
+#[derive(Args, Debug, Clone)]
+pub struct DropsArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Only drops of this pod: on its veth, or inside its network namespace (a pod name,
+    /// NAMESPACE/NAME, or its network namespace, as --pod of `flows`).
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+
+    /// Only drops on this interface (as the IFACE column names it).
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+
+    /// Only drops with this reason: a name of this kernel's `enum skb_drop_reason`
+    /// (NETFILTER_DROP, IP_RPFILTER, NO_SOCKET, NOT_SPECIFIED, ...) or NETPATH_RULE.
+    #[arg(long, value_name = "REASON")]
+    pub reason: Option<String>,
+
+    /// List the drop reasons this kernel names (read from its BTF) instead of drops.
+    #[arg(long, conflicts_with_all = ["pod", "iface", "reason"])]
+    pub reasons: bool,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct WatchArgs {
     /// bpffs directory of the maps (used when no daemon answers on --socket).
@@ -321,7 +386,8 @@ pub struct WatchArgs {
     pub select: Select,
 
     /// Only these kinds: flow_new, flow_end, arp, arp_unanswered, arp_conflict, icmp_error,
-    /// vxlan_peer, malformed.
+    /// vxlan_peer, malformed, drop (a packet the kernel or a netpath rule dropped, with the
+    /// reason; rate-limited like the others).
     #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
     pub kind: Vec<String>,
 
@@ -606,6 +672,73 @@ mod tests {
         check::<TcxOrder>(TCX_ORDERS);
         check::<SortBy>(SORTS);
         check::<log::LevelFilter>(EBPF_LOG_LEVELS);
+    }
+
+    #[test]
+    fn drops_take_the_read_options_and_their_filters() {
+        let Command::Drops(d) = Cli::parse_from([
+            "netpath",
+            "drops",
+            "--pod",
+            "web-0",
+            "--iface",
+            "cni0",
+            "--reason",
+            "NO_SOCKET",
+            "-o",
+            "json",
+            "--socket",
+            "/tmp/s",
+            "--pin-dir",
+            "/tmp/p",
+        ])
+        .command
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (d.pod.as_deref(), d.iface.as_deref(), d.reason.as_deref(), d.reasons),
+            (Some("web-0"), Some("cni0"), Some("NO_SOCKET"), false)
+        );
+        assert_eq!((d.read.output, d.read.socket.to_str()), (Output::Json, Some("/tmp/s")));
+        let Command::Drops(d) = Cli::parse_from(["netpath", "drops", "--reasons", "-o", "json"]).command else {
+            unreachable!()
+        };
+        assert!(d.reasons);
+        assert!(Cli::try_parse_from(["netpath", "drops", "--reasons", "--reason", "X"]).is_err());
+        // The help teaches reasons: the kernel's names, NOT_SPECIFIED by location, NETPATH_RULE.
+        let help = Cli::command()
+            .find_subcommand_mut("drops")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needle in [
+            "enum skb_drop_reason",
+            "kernel versions",
+            "NOT_SPECIFIED",
+            "NETPATH_RULE",
+            "--reasons",
+            "Examples:",
+        ] {
+            assert!(help.contains(needle), "{needle}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn watch_takes_the_drop_kind() {
+        let Command::Watch(w) = Cli::parse_from(["netpath", "watch", "--kind", "drop,arp"]).command else {
+            unreachable!()
+        };
+        assert_eq!(
+            netpath::model::events::EventFilter::parse_kinds(&w.kind).unwrap(),
+            ["drop", "arp"]
+        );
+        let help = Cli::command()
+            .find_subcommand_mut("watch")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("drop"), "{help}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod args;
 mod capture;
 mod daemon;
 mod down;
+mod drops;
 mod fastpath;
 mod flows;
 mod ifaces;
@@ -102,6 +103,7 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
         Command::Flows(args) => flows::run(&args),
         Command::Ifaces(args) => ifaces::run(&args),
         Command::Watch(args) => watch::run(&args),
+        Command::Drops(args) => drops::run(&args),
         Command::Capture(args) => capture::run(&args),
         Command::Down(args) => down::run(&args),
         Command::Rule(args) => rule::run(args),

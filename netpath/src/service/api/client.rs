@@ -12,8 +12,9 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
-use super::{event_query, filter_query, ApiError, FastpathRequest, REQUEST_TIMEOUT};
+use super::{drop_query, event_query, filter_query, ApiError, FastpathRequest, REQUEST_TIMEOUT};
 use crate::model::{
+    drops::{DropFilter, DropRow},
     events::{EventFilter, EventRow},
     flows::{Filter, FlowRow},
     ifaces::IfaceRow,
@@ -69,6 +70,12 @@ impl ApiClient {
     /// `GET /v1/flows` with `filter` as query.
     pub async fn flows(&self, filter: &Filter) -> Result<Vec<FlowRow>, ApiError> {
         self.typed(hyper::Method::GET, &format!("/v1/flows{}", filter_query(filter)), None)
+            .await
+    }
+
+    /// `GET /v1/drops` with `filter` as query: drop rows, heaviest first.
+    pub async fn drops(&self, filter: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
+        self.typed(hyper::Method::GET, &format!("/v1/drops{}", drop_query(filter)), None)
             .await
     }
 

@@ -1,5 +1,5 @@
 //! The control API: HTTP/JSON over a unix socket, served by the daemon (`netpath run`) and used by
-//! the CLI (`status`, `stats`, `flows`, `ifaces`) when a daemon runs. Without a daemon the CLI
+//! the CLI (`status`, `stats`, `flows`, `ifaces`, `drops`) when a daemon runs. Without a daemon the CLI
 //! reads the bpffs pins directly ([`ApiClient::connect`] answers `Ok(None)`).
 //!
 //! # Socket and access control
@@ -29,12 +29,17 @@
 //! | `GET /v1/stats` | an array of [`StatRow`]s (`iface`, `ifindex`, `direction`, `class`, `packets`, `bytes`) |
 //! | `GET /v1/flows?iface=IF&class=C&top=N&sort=bytes\|packets&pod=P&ip=CIDR&port=N` | an array of [`FlowRow`]s, heaviest first; every parameter is optional |
 //! | `GET /v1/ifaces` | the interfaces the daemon observes |
+//! | `GET /v1/drops?pod=P&iface=IF&reason=R` | an array of [`DropRow`]s (where the kernel, or a netpath rule, dropped packets, and why), heaviest first; every parameter is optional |
 //!
 //! `class` is one of the class names of [`netpath_common::class::NAMES`] (`arp`, `icmp`,
 //! `icmp6`, `tcp`, `udp`, `vxlan`, `other_ip`, `other_l2`, `malformed`); `top` is a positive
 //! integer; `sort` is `bytes` (the default) or `packets`; `pod` a pod `--pod` accepts; `ip` an
 //! address or network either endpoint (inner or outer) is in; `port` a TCP or UDP port either end
-//! uses. `/v1/events` takes `iface`, `pod`, `kind`, `ip` and `port`.
+//! uses. `/v1/events` takes `iface`, `pod`, `kind`, `ip` and `port`. `/v1/drops` takes `pod`,
+//! `iface` and `reason`: a drop reason name of the daemon's kernel (`NETFILTER_DROP`, any case,
+//! with or without `SKB_DROP_REASON_`, or `NETPATH_RULE`); the daemon answers `400` naming close
+//! matches for a name its kernel does not have, and the interfaces or pods it knows for an
+//! unknown `iface` or `pod`.
 //!
 //! ```text
 //! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/status
@@ -42,6 +47,7 @@
 //! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?class=tcp&top=5'
 //! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?iface=cni0&sort=packets'
 //! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/ifaces
+//! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/drops?reason=NETFILTER_DROP'
 //! curl -i --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?class=nope'
 //!   # HTTP/1.1 400 Bad Request
 //!   # {"error":"unknown class 'nope' (one of arp, icmp, icmp6, tcp, udp, vxlan, other_ip, other_l2, malformed)"}
@@ -93,7 +99,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The endpoints, for error messages.
-pub(super) const ENDPOINTS: &str = "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events, /v1/rules, /v1/fastpath";
+pub(super) const ENDPOINTS: &str =
+    "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events, /v1/drops, /v1/rules, /v1/fastpath";
 
 /// What the daemon provides to the API; implemented by the daemon, and by a test double in tests.
 /// The methods run on tokio's blocking pool, so they may block (map reads are syscalls).
@@ -131,7 +138,14 @@ pub trait Backend: Send + Sync + 'static {
         Err(ApiError::NotFound("this daemon has no rule table".into()))
     }
     /// Drop rows after `filter` (pod, interface, reason), heaviest first. An unknown reason name
-    /// (for this kernel), interface or pod is bad input naming what exists.
+    /// (for this kernel), interface or pod is bad input naming what exists. The server has checked
+    /// the parameters' form only ([`parse_drop_filter`]): `reason` is as the client typed it (any
+    /// case, maybe with `SKB_DROP_REASON_`), so resolve it with
+    /// [`DropReasons::parse`](crate::model::drops::DropReasons::parse) before matching; `iface`
+    /// may name a link the daemon does not observe (drops happen on every interface of every
+    /// namespace), so it is not checked with [`Backend::check_names`]. The exporter calls this
+    /// with the default filter on every scrape; [`ApiError::NotFound`] (this default) means "no
+    /// drop table" and exports no drop series.
     fn drops(&self, filter: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
         let _ = filter;
         Err(ApiError::NotFound("this daemon has no drop table".into()))
@@ -319,17 +333,7 @@ pub(super) const FLOW_PARAMS: &[&str] = &["iface", "class", "top", "sort", "pod"
 
 /// The filter of `GET /v1/flows`, validated.
 pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
-    let iface = match p.get("iface") {
-        None => None,
-        Some("") => return Err(ApiError::BadRequest("iface must not be empty".into())),
-        Some(i) if i.len() >= libc::IFNAMSIZ => {
-            return Err(ApiError::BadRequest(format!(
-                "iface '{i}' is longer than an interface name can be ({} bytes)",
-                libc::IFNAMSIZ - 1
-            )))
-        }
-        Some(i) => Some(i.to_string()),
-    };
+    let iface = parse_iface(p)?;
     let class = p
         .get("class")
         .map(|c| {
@@ -376,6 +380,72 @@ pub fn parse_filter(p: &Params) -> Result<Filter, ApiError> {
         ip,
         port,
     })
+}
+
+/// The parameters `GET /v1/drops` takes.
+pub(super) const DROP_PARAMS: &[&str] = &["pod", "iface", "reason"];
+
+/// The longest drop reason name accepted (the kernel's are under 40 characters).
+const MAX_REASON: usize = 96;
+
+/// The filter of `GET /v1/drops`, checked for form: whether the pod, the interface and the reason
+/// exist is the backend's to say (it knows the kernel's reasons and the node's links).
+pub fn parse_drop_filter(p: &Params) -> Result<DropFilter, ApiError> {
+    let iface = parse_iface(p)?;
+    let pod = match p.get("pod") {
+        None => None,
+        Some("") => return Err(ApiError::BadRequest("pod must not be empty".into())),
+        Some(v) => Some(v.to_string()),
+    };
+    let reason = match p.get("reason") {
+        None => None,
+        Some("") => return Err(ApiError::BadRequest("reason must not be empty".into())),
+        Some(r) if r.len() > MAX_REASON => {
+            return Err(ApiError::BadRequest(format!(
+                "reason '{r}' is longer than a drop reason name can be ({MAX_REASON} characters)"
+            )))
+        }
+        Some(r) if !r.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':')) => {
+            return Err(ApiError::BadRequest(format!(
+                "reason '{r}' is not a drop reason name (letters, digits and '_', as NETFILTER_DROP; \
+                 `netpath drops --reasons` lists this kernel's)"
+            )))
+        }
+        Some(r) => Some(r.to_string()),
+    };
+    Ok(DropFilter { pod, iface, reason })
+}
+
+/// The query string [`parse_drop_filter`] reads back as `f` (empty for every drop).
+pub fn drop_query(f: &DropFilter) -> String {
+    let mut q = Vec::new();
+    if let Some(p) = &f.pod {
+        q.push(format!("pod={}", percent_encode(p)));
+    }
+    if let Some(i) = &f.iface {
+        q.push(format!("iface={}", percent_encode(i)));
+    }
+    if let Some(r) = &f.reason {
+        q.push(format!("reason={}", percent_encode(r)));
+    }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+/// The `iface` parameter: a name an interface can have.
+fn parse_iface(p: &Params) -> Result<Option<String>, ApiError> {
+    match p.get("iface") {
+        None => Ok(None),
+        Some("") => Err(ApiError::BadRequest("iface must not be empty".into())),
+        Some(i) if i.len() >= libc::IFNAMSIZ => Err(ApiError::BadRequest(format!(
+            "iface '{i}' is longer than an interface name can be ({} bytes)",
+            libc::IFNAMSIZ - 1
+        ))),
+        Some(i) => Ok(Some(i.to_string())),
+    }
 }
 
 /// The `ip` (an address or CIDR) and `port` parameters of `/v1/flows` and `/v1/events`.
@@ -473,6 +543,11 @@ mod tests {
     }
 
     fn params(q: &str) -> Result<Params, ApiError> {
+        params_of(q, FLOW_PARAMS)
+    }
+
+    /// `q` as axum hands it over (percent-decoded), checked against `allowed`.
+    fn params_of(q: &str, allowed: &[&str]) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = q
             .split('&')
             .filter(|s| !s.is_empty())
@@ -481,7 +556,77 @@ mod tests {
                 (k.to_string(), v.to_string())
             })
             .collect();
-        Params::new(Ok(Query(pairs)), FLOW_PARAMS)
+        Params::new(Ok(Query(pairs)), allowed)
+    }
+
+    /// Undo [`percent_encode`], as axum's query extractor does.
+    fn decode(q: &str) -> String {
+        let b = q.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                out.push(u8::from_str_radix(&q[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn drop_filter_round_trips_through_the_query() {
+        let f = DropFilter {
+            pod: Some("default/web 0".into()),
+            iface: Some("veth1".into()),
+            reason: Some("NETFILTER_DROP".into()),
+        };
+        let q = drop_query(&f);
+        assert_eq!(q, "?pod=default%2Fweb%200&iface=veth1&reason=NETFILTER_DROP");
+        // What the server reads (axum percent-decodes each pair).
+        let pairs: Vec<String> = q[1..].split('&').map(decode).collect();
+        let back = parse_drop_filter(&params_of(&pairs.join("&"), DROP_PARAMS).unwrap()).unwrap();
+        assert_eq!(back, f);
+        assert_eq!(drop_query(&DropFilter::default()), "");
+        assert_eq!(
+            parse_drop_filter(&params_of("", DROP_PARAMS).unwrap()).unwrap(),
+            DropFilter::default()
+        );
+        // Names as the kernel's enum spells them, and the subsystem form `name` prints.
+        for r in ["skb_drop_reason_no_socket", "openvswitch:0x2", "99", "NETPATH_RULE"] {
+            let got = parse_drop_filter(&params_of(&format!("reason={r}"), DROP_PARAMS).unwrap()).unwrap();
+            assert_eq!(got.reason.as_deref(), Some(r));
+        }
+    }
+
+    #[test]
+    fn bad_drop_queries_are_400s_naming_the_problem() {
+        for (q, needle) in [
+            ("iface=", "iface must not be empty"),
+            ("iface=abcdefghijklmnopq", "longer than an interface name"),
+            ("pod=", "pod must not be empty"),
+            ("reason=", "reason must not be empty"),
+            ("reason=NETFILTER DROP", "not a drop reason name"),
+            ("reason=a;b", "not a drop reason name"),
+        ] {
+            let e = parse_drop_filter(&params_of(q, DROP_PARAMS).unwrap()).unwrap_err();
+            assert_eq!(e.http_status(), 400, "{q}");
+            assert!(e.wire_message().contains(needle), "{q}: {e}");
+        }
+        let long = format!("reason={}", "A".repeat(200));
+        let e = parse_drop_filter(&params_of(&long, DROP_PARAMS).unwrap()).unwrap_err();
+        assert!(e.wire_message().contains("longer than a drop reason name"), "{e}");
+        let e = params_of("class=tcp", DROP_PARAMS).unwrap_err();
+        assert!(
+            e.wire_message().contains("unknown query parameter 'class'")
+                && e.wire_message().contains("pod, iface, reason"),
+            "{e}"
+        );
+        let e = params_of("reason=A&reason=B", DROP_PARAMS).unwrap_err();
+        assert!(e.wire_message().contains("more than once"), "{e}");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

@@ -25,9 +25,11 @@ use axum::{
 use hyper::body::Bytes;
 
 use super::{
-    error_response, parse_filter, ApiError, Backend, FastpathRequest, Params, ENDPOINTS, FLOW_PARAMS, SHUTDOWN_GRACE,
+    error_response, parse_drop_filter, parse_filter, ApiError, Backend, FastpathRequest, Params, DROP_PARAMS,
+    ENDPOINTS, FLOW_PARAMS, SHUTDOWN_GRACE,
 };
 use crate::model::{
+    drops::DropRow,
     events::{EventFilter, EventRow},
     flows::FlowRow,
     ifaces::IfaceRow,
@@ -275,6 +277,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/flows", get(flows).fallback(not_allowed("GET, HEAD")))
         .route("/v1/ifaces", get(ifaces).fallback(not_allowed("GET, HEAD")))
         .route("/v1/events", get(events).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/drops", get(drops).fallback(not_allowed("GET, HEAD")))
         .route(
             "/v1/rules",
             get(list_rules).post(add_rule).fallback(not_allowed("GET, HEAD, POST")),
@@ -381,6 +384,14 @@ async fn flows(State(st): State<AppState>, q: Q) -> Result<Json<Vec<FlowRow>>, A
 async fn ifaces(State(st): State<AppState>, q: Q) -> Result<Json<Vec<IfaceRow>>, ApiError> {
     Params::new(q, &[])?;
     Ok(Json(call(&st, |b| b.ifaces()).await?))
+}
+
+/// `GET /v1/drops?pod=&iface=&reason=`: drop rows, heaviest first. The backend says whether the
+/// reason, interface and pod exist (drops happen on links the daemon does not observe, so this is
+/// not [`Backend::check_names`]).
+async fn drops(State(st): State<AppState>, q: Q) -> Result<Json<Vec<DropRow>>, ApiError> {
+    let filter = parse_drop_filter(&Params::new(q, DROP_PARAMS)?)?;
+    Ok(Json(call(&st, move |b| b.drops(&filter)).await?))
 }
 
 /// `GET /v1/events?iface=&pod=&kind=a,b&ip=&port=`: newline-delimited JSON events as they happen, until the
@@ -493,4 +504,126 @@ pub(crate) fn graceful_shutdown(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     (signal, deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{
+        model::{
+            drops::DropFilter,
+            flows::{Filter, FlowRow},
+        },
+        service::api::{block_on, ApiClient},
+    };
+
+    /// A backend with two drop rows; it records the filters it was asked with and refuses an
+    /// unknown reason as the daemon does.
+    #[derive(Default)]
+    struct Drops {
+        asked: Mutex<Vec<DropFilter>>,
+    }
+
+    fn row(iface: &str, reason: &str, packets: u64) -> DropRow {
+        DropRow {
+            iface: iface.into(),
+            ifindex: 5,
+            direction: "ingress".into(),
+            netns: Some("np-n1-pod-a".into()),
+            pod: Some("np-n1-pod-a".into()),
+            pod_namespace: None,
+            reason: reason.into(),
+            subsystem: "core".into(),
+            location: "ip_forward+0x1a4".into(),
+            packets,
+            bytes: packets * 84,
+        }
+    }
+
+    impl Backend for Drops {
+        fn status(&self) -> Result<StatusReport, ApiError> {
+            Ok(StatusReport::default())
+        }
+        fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn flows(&self, _: &Filter) -> Result<Vec<FlowRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn drops(&self, filter: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
+            self.asked.lock().unwrap().push(filter.clone());
+            if filter.reason.as_deref() == Some("NETFILTER") {
+                return Err(ApiError::BadRequest(
+                    "this kernel has no drop reason 'NETFILTER'; did you mean: NETFILTER_DROP".into(),
+                ));
+            }
+            let rows = [row("vethaaaa", "NETFILTER_DROP", 7), row("vethaaaa", "NO_SOCKET", 2)];
+            Ok(rows.into_iter().filter(|r| filter.matches(r)).collect())
+        }
+    }
+
+    #[test]
+    fn drops_travel_with_their_filter_and_bad_input_is_a_400() {
+        let dir = std::env::temp_dir().join(format!("np-api-drops-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sock = dir.join("api.sock");
+        let backend = Arc::new(Drops::default());
+        let server = ApiServer::bind(&sock, Arc::clone(&backend) as Arc<dyn Backend>)
+            .unwrap()
+            .spawn()
+            .unwrap();
+        block_on(async {
+            let c = ApiClient::connect(&sock).await.unwrap().expect("the server answers");
+            let all = c.drops(&DropFilter::default()).await.unwrap();
+            assert_eq!(
+                all,
+                vec![row("vethaaaa", "NETFILTER_DROP", 7), row("vethaaaa", "NO_SOCKET", 2)]
+            );
+            let f = DropFilter {
+                pod: Some("n1-pod-a".into()),
+                iface: Some("vethaaaa".into()),
+                reason: Some("no_socket".into()),
+            };
+            assert_eq!(c.drops(&f).await.unwrap(), vec![row("vethaaaa", "NO_SOCKET", 2)]);
+            // The backend's bad input is the client's 400, exit 2.
+            let e = c
+                .drops(&DropFilter {
+                    reason: Some("NETFILTER".into()),
+                    ..DropFilter::default()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!((e.http_status(), e.exit_code()), (400, 2), "{e}");
+            assert!(e.to_string().contains("did you mean: NETFILTER_DROP"), "{e}");
+            // Malformed queries never reach the backend.
+            let asked = backend.asked.lock().unwrap().len();
+            for (q, needle) in [
+                ("/v1/drops?class=tcp", "unknown query parameter 'class'"),
+                ("/v1/drops?reason=", "reason must not be empty"),
+                ("/v1/drops?reason=a%20b", "not a drop reason name"),
+                ("/v1/drops?iface=a&iface=b", "more than once"),
+            ] {
+                match c.get(q).await {
+                    Err(ApiError::Daemon { status: 400, message }) => {
+                        assert!(message.contains(needle), "{q}: {message}")
+                    }
+                    other => panic!("{q}: {other:?}"),
+                }
+            }
+            assert_eq!(backend.asked.lock().unwrap().len(), asked);
+            // Listed among the endpoints of a 404.
+            match c.get("/v1/nope").await {
+                Err(ApiError::Daemon { status: 404, message }) => assert!(message.contains("/v1/drops"), "{message}"),
+                other => panic!("{other:?}"),
+            }
+        })
+        .unwrap();
+        server.shutdown().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
