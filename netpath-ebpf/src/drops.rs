@@ -164,7 +164,8 @@ fn copy_headers(s: &mut DropScratch, l: &DropLayout, cfg: &Config, skb: u64) -> 
     // SAFETY: `buf` starts the 8-byte aligned map value and holds more than 16 bytes.
     unsafe {
         w.write_volatile(0);
-        w.add(1).write_volatile(u64::from_ne_bytes([0, 0, 0, 0, p[0], p[1], 0, 0]));
+        w.add(1)
+            .write_volatile(u64::from_ne_bytes([0, 0, 0, 0, p[0], p[1], 0, 0]));
     }
     let mut n = 0usize;
     if nh != HEADER_UNSET && head != 0 && (nh as u32) < tail {
@@ -278,7 +279,14 @@ pub fn rule_drop(rule_id: u32) {
     let mut now = Now::default();
     let has_flow = s.parsed.has_flow();
     if has_flow {
-        flow_drop(&s.key, &mut s.value, s.wire_len, REASON_NETPATH_RULE, now.coarse(), false);
+        flow_drop(
+            &s.key,
+            &mut s.value,
+            s.wire_len,
+            REASON_NETPATH_RULE,
+            now.coarse(),
+            false,
+        );
     }
     count_site(&s.drop_site, s.wire_len);
     emit_drop(&s.drop_site, &s.key, has_flow, cfg, &mut now);

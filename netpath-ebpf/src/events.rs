@@ -91,7 +91,9 @@ pub fn emit(
 /// Emit a DROP event: where (`d`), and the flow in `key` when `with_key`.
 #[inline(always)]
 pub fn emit_drop(d: &DropKey, key: &FlowKey, with_key: bool, cfg: &Config, now: &mut impl Clock) {
-    let Some(mut entry) = reserve(kind::DROP, cfg, now) else { return };
+    let Some(mut entry) = reserve(kind::DROP, cfg, now) else {
+        return;
+    };
     let e = entry.as_mut_ptr();
     // SAFETY: as in `emit`.
     unsafe {

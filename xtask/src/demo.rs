@@ -110,9 +110,10 @@ fn stage_drop(bin: &Path, pods: &[netpath_lab::PodInfo]) -> Result<()> {
     let read = ["drops", "--socket", SOCKET];
     wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
         let rows = netpath_json(bin, &[&read[..], &["--reason", "NO_SOCKET", "-o", "json"]].concat())?;
-        Ok(rows
-            .as_array()
-            .is_some_and(|a| a.iter().any(|r| r["pod"].is_string() && r["packets"].as_u64() >= Some(1))))
+        Ok(rows.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|r| r["pod"].is_string() && r["packets"].as_u64() >= Some(1))
+        }))
     })
     .context("netpath drops did not show the staged NO_SOCKET drop with its pod")?;
     let _ = Command::new(bin).args(read).status();

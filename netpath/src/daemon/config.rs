@@ -221,7 +221,8 @@ impl Config {
             take!("ebpf-log", ebpf_log, |v: String| v.parse::<log::LevelFilter>().map_err(
                 |_| bad(path, format!("ebpf_log '{v}' (off, error, warn, info, debug, trace)"))
             ));
-            take!("drops", drops, |v: String| parse_on_off(&v).map_err(|e| bad(path, format!("drops: {e}"))));
+            take!("drops", drops, |v: String| parse_on_off(&v)
+                .map_err(|e| bad(path, format!("drops: {e}"))));
         }
         c.validate()?;
         Ok(c)

@@ -37,8 +37,12 @@ impl DropMaps {
                 .ok_or_else(|| Error::MissingFromObject(format!("map {name}")))
         };
         Ok(DropMaps {
-            layout: take("NP_DROP_LAYOUT")?.try_into().map_err(map_err("drop tracer layout"))?,
-            netns: take("NP_DROP_NETNS")?.try_into().map_err(map_err("drop tracer namespaces"))?,
+            layout: take("NP_DROP_LAYOUT")?
+                .try_into()
+                .map_err(map_err("drop tracer layout"))?,
+            netns: take("NP_DROP_NETNS")?
+                .try_into()
+                .map_err(map_err("drop tracer namespaces"))?,
             written: StdHashMap::new(),
         })
     }

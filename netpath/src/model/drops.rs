@@ -169,10 +169,16 @@ impl DropFilter {
     }
 }
 
-/// The owner a row names (for `--pod`).
+/// The pod a row names, as `--pod` matches it. A pod without a CRI name is named by its network
+/// namespace (the row's `pod`), which is also what `--pod` takes (with or without its prefix);
+/// the row's own `netns` is where the packet died, which may be the node's.
 pub fn row_owner(r: &DropRow) -> Owner {
     Owner {
-        netns: r.netns.clone(),
+        netns: if r.pod_namespace.is_none() {
+            r.pod.clone()
+        } else {
+            None
+        },
         pod: r.pod.clone(),
         pod_namespace: r.pod_namespace.clone(),
         role: Some(if r.pod.is_some() {

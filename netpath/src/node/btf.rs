@@ -96,11 +96,17 @@ impl KernelBtf {
             .iter()
             .find(|m| self.btf.resolve_name(*m).unwrap_or_default() == name)
             .ok_or_else(|| unsupported(format!("no member {name}")))?;
-        let mut t = self.btf.resolve_chained_type(m).map_err(|e| unsupported(e.to_string()))?;
+        let mut t = self
+            .btf
+            .resolve_chained_type(m)
+            .map_err(|e| unsupported(e.to_string()))?;
         for _ in 0..8 {
             t = match t {
                 Type::Struct(s) | Type::Union(s) => return Ok(s),
-                Type::Typedef(td) => self.btf.resolve_chained_type(&td).map_err(|e| unsupported(e.to_string()))?,
+                Type::Typedef(td) => self
+                    .btf
+                    .resolve_chained_type(&td)
+                    .map_err(|e| unsupported(e.to_string()))?,
                 _ => break,
             };
         }
@@ -114,9 +120,9 @@ impl KernelBtf {
 
     /// The tracer's layout for this kernel, with `enabled` set.
     pub fn drop_layout(&self) -> Result<DropLayout> {
-        let reasons = self
-            .enum_values("skb_drop_reason")
-            .ok_or_else(|| unsupported("this kernel has no enum skb_drop_reason (drop reasons need Linux 5.17 or later)"))?;
+        let reasons = self.enum_values("skb_drop_reason").ok_or_else(|| {
+            unsupported("this kernel has no enum skb_drop_reason (drop reasons need Linux 5.17 or later)")
+        })?;
         let value = |n: &str| {
             reasons
                 .iter()
@@ -156,15 +162,22 @@ impl KernelBtf {
             // SKB_DROP_REASON_SUBSYS_OPENVSWITCH -> module openvswitch, its enum ovs_drop_reason;
             // SUBSYS_MAC80211_UNUSABLE -> mac80211. Any enum named *drop_reason* in the module
             // whose values carry this subsystem's id is taken.
-            let Some(sub) = name.strip_prefix("SKB_DROP_REASON_SUBSYS_") else { continue };
+            let Some(sub) = name.strip_prefix("SKB_DROP_REASON_SUBSYS_") else {
+                continue;
+            };
             if *id == 0 || sub == "NUM" {
                 continue;
             }
             let module = sub.split('_').next().unwrap_or(sub).to_ascii_lowercase();
             let path = Path::new(MODULES).join(&module);
-            let Ok(m) = Btf::from_split_file(&path, &self.btf) else { continue };
+            let Ok(m) = Btf::from_split_file(&path, &self.btf) else {
+                continue;
+            };
             for t in module_drop_enums(&m) {
-                others.extend(t.into_iter().filter(|(_, v)| v >> netpath_common::drop::SUBSYS_SHIFT == *id));
+                others.extend(
+                    t.into_iter()
+                        .filter(|(_, v)| v >> netpath_common::drop::SUBSYS_SHIFT == *id),
+                );
             }
         }
         DropReasons::new(core, subsystems, others)
@@ -197,7 +210,10 @@ fn module_drop_enums(m: &Btf) -> Vec<Vec<(String, u32)>> {
     let mut types = m.type_iter();
     while let Ok(Some(t)) = types.next() {
         if let Type::Enum(e) = &t {
-            let name = e.get_name_offset().and_then(|_| m.resolve_name(e).ok()).unwrap_or_default();
+            let name = e
+                .get_name_offset()
+                .and_then(|_| m.resolve_name(e).ok())
+                .unwrap_or_default();
             if name.contains("drop_reason") {
                 out.push(
                     e.members

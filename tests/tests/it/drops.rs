@@ -23,8 +23,30 @@ struct Routed {
 impl Routed {
     fn new() -> Routed {
         let (client, router, server) = (Netns::new("npdc"), Netns::new("npdr"), Netns::new("npds"));
-        client.ip(&["link", "add", "c0", "type", "veth", "peer", "name", "rc", "netns", &router.name]);
-        server.ip(&["link", "add", "s0", "type", "veth", "peer", "name", "rs", "netns", &router.name]);
+        client.ip(&[
+            "link",
+            "add",
+            "c0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "rc",
+            "netns",
+            &router.name,
+        ]);
+        server.ip(&[
+            "link",
+            "add",
+            "s0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "rs",
+            "netns",
+            &router.name,
+        ]);
         for (ns, dev, addr) in [
             (&client, "c0", "10.80.1.2/24"),
             (&router, "rc", "10.80.1.1/24"),
@@ -44,8 +66,14 @@ impl Routed {
     /// A UDP datagram from the client (bash's /dev/udp: no listener needed, nothing waits).
     fn udp_from_client(&self, dst: &str, port: u16, count: u32) {
         for _ in 0..count {
-            let out = self.client.exec(&["bash", "-c", &format!("echo x > /dev/udp/{dst}/{port}")]);
-            assert!(out.status.success(), "udp send: {}", String::from_utf8_lossy(&out.stderr));
+            let out = self
+                .client
+                .exec(&["bash", "-c", &format!("echo x > /dev/udp/{dst}/{port}")]);
+            assert!(
+                out.status.success(),
+                "udp send: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 
@@ -59,7 +87,11 @@ impl Routed {
 
 fn sysctl(ns: &Netns, kv: &str) {
     let out = ns.exec(&["sysctl", "-qw", kv]);
-    assert!(out.status.success(), "sysctl {kv}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sysctl {kv}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The reasons among `candidates` that this kernel's `enum skb_drop_reason` has (at least one).
@@ -111,7 +143,8 @@ fn the_kernels_reasons_for_a_routers_drops() {
     args.extend(pins.args());
     let d = Daemon::start(&args);
     assert!(
-        d.wait_for_line(&["drop tracer on", "kfree_skb"], Duration::from_secs(10)).is_some(),
+        d.wait_for_line(&["drop tracer on", "kfree_skb"], Duration::from_secs(10))
+            .is_some(),
         "the drop tracer did not start"
     );
     let w = Watch::start(pins.sock(), &["--kind", "drop"]);
@@ -122,7 +155,11 @@ fn the_kernels_reasons_for_a_routers_drops() {
         let mut v = vec!["iptables"];
         v.extend_from_slice(args);
         let out = net.router.exec(&v);
-        assert!(out.status.success(), "iptables {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "iptables {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     ipt(&["-A", "FORWARD", "-p", "udp", "--dport", "5001", "-j", "DROP"]);
     net.udp_from_client(SERVER, 5001, 3);
@@ -155,12 +192,20 @@ fn the_kernels_reasons_for_a_routers_drops() {
     // TTL 1 through the router.
     let ttl = reasons_here(&["IP_INHDR", "IP_INADDRERRORS"]);
     net.ping_from_client(&["-t", "1", SERVER]);
-    w.wait_for("TTL", t, |e| ttl.iter().any(|r| is(e, r, "rc")) && flow_is(e, CLIENT, SERVER));
+    w.wait_for("TTL", t, |e| {
+        ttl.iter().any(|r| is(e, r, "rc")) && flow_is(e, CLIENT, SERVER)
+    });
 
     // A next hop that never answers ARP: the queued packets die when resolution fails.
     let neigh = reasons_here(&["NEIGH_FAILED", "NEIGH_QUEUEFULL"]);
-    net.router.ip(&["route", "add", "10.80.3.0/24", "via", "10.80.2.99", "dev", "rs"]);
-    for kv in ["mcast_solicit=1", "retrans_time_ms=100", "app_solicit=0", "ucast_solicit=0"] {
+    net.router
+        .ip(&["route", "add", "10.80.3.0/24", "via", "10.80.2.99", "dev", "rs"]);
+    for kv in [
+        "mcast_solicit=1",
+        "retrans_time_ms=100",
+        "app_solicit=0",
+        "ucast_solicit=0",
+    ] {
         sysctl(&net.router, &format!("net.ipv4.neigh.rs.{kv}"));
     }
     net.udp_from_client("10.80.3.3", 5000, 3);
@@ -188,8 +233,17 @@ fn the_kernels_reasons_for_a_routers_drops() {
     assert_eq!(f["drop_reason"], "NO_SOCKET", "{f}");
 
     // A frame to another host's MAC: the router's stack refuses it (OTHERHOST).
-    net.client
-        .ip(&["neigh", "replace", ROUTER_C, "lladdr", "02:00:00:00:00:99", "dev", "c0", "nud", "permanent"]);
+    net.client.ip(&[
+        "neigh",
+        "replace",
+        ROUTER_C,
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "c0",
+        "nud",
+        "permanent",
+    ]);
     net.udp_from_client(SERVER, 5002, 2);
     w.wait_for("OTHERHOST", t, |e| {
         is(e, "OTHERHOST", "rc") && flow_is(e, CLIENT, SERVER) && e["dport"] == 5002
@@ -201,9 +255,17 @@ fn the_kernels_reasons_for_a_routers_drops() {
     assert_eq!(r["iface"], "rc");
     assert_eq!(r["netns"], router.as_str());
     assert_eq!(r["subsystem"], "core");
-    assert!(r["packets"].as_u64().unwrap() >= 3 && r["bytes"].as_u64().unwrap() >= 3 * 42, "{r}");
+    assert!(
+        r["packets"].as_u64().unwrap() >= 3 && r["bytes"].as_u64().unwrap() >= 3 * 42,
+        "{r}"
+    );
     let rows = drops_json(pins.sock(), &[]);
-    let packets: Vec<u64> = rows.as_array().unwrap().iter().map(|r| r["packets"].as_u64().unwrap()).collect();
+    let packets: Vec<u64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["packets"].as_u64().unwrap())
+        .collect();
     assert!(packets.windows(2).all(|w| w[0] >= w[1]), "heaviest first: {packets:?}");
     for want in ["NETFILTER_DROP", "IP_RPFILTER", "NO_SOCKET", "OTHERHOST"] {
         assert!(
@@ -213,7 +275,8 @@ fn the_kernels_reasons_for_a_routers_drops() {
     }
     let only = drops_json(pins.sock(), &["--reason", "netfilter_drop"]);
     assert!(
-        !only.as_array().unwrap().is_empty() && only.as_array().unwrap().iter().all(|r| r["reason"] == "NETFILTER_DROP"),
+        !only.as_array().unwrap().is_empty()
+            && only.as_array().unwrap().iter().all(|r| r["reason"] == "NETFILTER_DROP"),
         "{only:#}"
     );
     let in_pod = drops_json(pins.sock(), &["--pod", &net.server.name]);
@@ -240,7 +303,11 @@ fn the_kernels_reasons_for_a_routers_drops() {
     // The counters are pinned: after the daemon, `netpath drops` reads them from the pins.
     let after = netpath_json(&["drops", "--pin-dir", pins.arg(), "--socket", "none"]);
     assert!(
-        after.as_array().unwrap().iter().any(|r| r["reason"] == "NETFILTER_DROP" && r["iface"] == "rc"),
+        after
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["reason"] == "NETFILTER_DROP" && r["iface"] == "rc"),
         "{after:#}"
     );
 }
@@ -252,7 +319,17 @@ fn a_rule_drop_is_netpath_rule_counted_once() {
     let pins = PinDir::new();
     let d = Daemon::on_veth_a(&pair, &pins, &[]);
     assert!(d.wait_for_line(&["drop tracer on"], Duration::from_secs(10)).is_some());
-    let out = netpath(&["rule", "--socket", pins.sock(), "add", "--class", "icmp", "--drop", "-o", "json"]);
+    let out = netpath(&[
+        "rule",
+        "--socket",
+        pins.sock(),
+        "add",
+        "--class",
+        "icmp",
+        "--drop",
+        "-o",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rule: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = rule[0]["id"].as_u64().unwrap();

@@ -277,7 +277,9 @@ fn bpf_datapath_has_no_byte_loop_calls() {
         .unwrap()
         .try_into()
         .unwrap();
-    tracer.load("kfree_skb", &btf).expect("the verifier accepts the drop tracer");
+    tracer
+        .load("kfree_skb", &btf)
+        .expect("the verifier accepts the drop tracer");
     for name in [
         netpath::datapath::PROG_XDP,
         netpath::datapath::PROG_TC_INGRESS,

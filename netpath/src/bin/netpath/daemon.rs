@@ -248,11 +248,16 @@ impl DropNamer<'_> {
             .and_then(|n| self.pods.get(n))
             .cloned()
             .unwrap_or_default();
+        // A named namespace's link by its name there (read from a thread that enters it).
+        let named = self.netns_names.get(&k.netns).and_then(|n| {
+            let path = std::path::Path::new(defaults::NETNS_RUN_DIR).join(n);
+            netns::link_name_in(path.to_str()?, k.ifindex)
+        });
         Site {
-            iface: if k.ifindex == 0 {
-                "-".into()
-            } else {
-                format!("if{}", k.ifindex)
+            iface: match (k.ifindex, named) {
+                (0, _) => "-".into(),
+                (_, Some(n)) => n,
+                (i, None) => format!("if{i}"),
             },
             netns,
             owner,
@@ -285,10 +290,7 @@ fn named_netns_inodes() -> HashMap<u32, String> {
 
 /// The inode of the calling thread's network namespace (0 if unreadable).
 fn own_netns() -> u32 {
-    std::fs::metadata("/proc/thread-self/ns/net")
-        .ok()
-        .and_then(|m| u32::try_from(m.ino()).ok())
-        .unwrap_or(0)
+    netns::own_inode().and_then(|i| u32::try_from(i).ok()).unwrap_or(0)
 }
 
 /// The daemon, or a clear error: rules and the fast path need its view of the node.
@@ -435,7 +437,7 @@ mod tests {
             [
                 (
                     "veth85423149",
-                    Some("np-n1-pod-a"),
+                    None,
                     Some("np-n1-pod-a"),
                     "NETFILTER_DROP",
                     "ip_forward+0x10"
