@@ -31,7 +31,7 @@ use crate::{
 /// The copy of the headers: a 14-byte Ethernet header, then up to [`DROP_COPY`] bytes from the
 /// network header (rounded up to whole words).
 const BUF: usize = 208;
-const _: () = assert!(BUF >= ETH_HLEN + DROP_COPY && BUF % 8 == 0);
+const _: () = assert!(BUF >= ETH_HLEN + DROP_COPY && BUF.is_multiple_of(8));
 
 /// The tracer's per-CPU working memory. Its own, not the TC programs' `NP_SCRATCH`: the
 /// tracepoint can fire inside a TC program's run on the same CPU (a redirect or a clone the

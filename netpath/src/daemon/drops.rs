@@ -10,14 +10,14 @@ use std::{
 
 use netpath_common::drop::{DropKey, DropLayout, REASON_NETPATH_RULE};
 
-use super::state::Shared;
+use super::view::View;
 use crate::{
     error::{Error, Result},
     model::{
         drops::{self, DropFilter, DropReasons, DropRow, Site},
         owner::{self, Owner},
     },
-    node::{btf::KernelBtf, kallsyms::Kallsyms, netns},
+    node::{btf::KernelBtf, ifaces, kallsyms::Kallsyms, netns},
     service::api::ApiError,
 };
 
@@ -66,9 +66,9 @@ pub struct Drops {
     /// The daemon's network namespace (inode) and name (`--netns`; None for the node's own).
     own: u32,
     own_name: Option<String>,
-    /// (namespace, ifindex) -> (interface name, namespace name), for namespaces the view does not
-    /// hold links of.
-    foreign: HashMap<(u32, u32), (String, Option<String>, Instant)>,
+    /// (namespace, ifindex) -> (interface name, when read), for namespaces the view does not hold
+    /// links of.
+    foreign: HashMap<(u32, u32), (String, Instant)>,
 }
 
 impl Drops {
@@ -96,23 +96,22 @@ pub struct Named {
     pub subsystem: String,
 }
 
-impl Shared {
+impl Drops {
+    pub fn reasons(&self) -> Arc<DropReasons> {
+        Arc::clone(&self.reasons)
+    }
+
     /// The interface, namespace, pod and location of a drop site.
-    pub(super) fn drop_site(&self, k: &DropKey) -> Site {
-        let (own, own_name, kallsyms) = {
-            let d = self.drops.lock().unwrap();
-            (d.own, d.own_name.clone(), Arc::clone(&d.kallsyms))
-        };
+    pub fn site(&mut self, view: &View, k: &DropKey) -> Site {
         let location = if k.reason == REASON_NETPATH_RULE {
             format!("rule {}", k.location)
         } else {
-            kallsyms.name(k.location)
+            self.kallsyms.name(k.location)
         };
-        if k.netns == own {
-            let view = self.view.lock().unwrap();
+        if k.netns == self.own {
             return Site {
                 iface: view.name(k.ifindex),
-                netns: own_name,
+                netns: self.own_name.clone(),
                 owner: view.owner(k.ifindex),
                 location,
             };
@@ -128,13 +127,10 @@ impl Shared {
             };
         }
         // A pod's namespace: the pod is the one behind the host veth that leads there.
-        let pod = {
-            let view = self.view.lock().unwrap();
-            view.links.values().find_map(|l| {
-                let ns = view.netns.get(&l.link_netnsid?)?;
-                (ns.inode as u32 == k.netns).then(|| (view.owner(l.ifindex), ns.name.clone(), ns.path.clone()))
-            })
-        };
+        let pod = view.links.values().find_map(|l| {
+            let ns = view.netns.get(&l.link_netnsid?)?;
+            (ns.inode as u32 == k.netns).then(|| (view.owner(l.ifindex), ns.name.clone(), ns.path.clone()))
+        });
         let (owner, name, path) = match pod {
             Some((o, name, path)) => (o, name, path),
             None => match netns::find_by_inode(k.netns as u64) {
@@ -152,62 +148,54 @@ impl Shared {
     }
 
     /// The name of `ifindex` in another namespace (at `path`), cached for a while.
-    fn foreign_name(&self, netns: u32, ifindex: u32, path: Option<&str>) -> String {
+    fn foreign_name(&mut self, netns: u32, ifindex: u32, path: Option<&str>) -> String {
         let now = Instant::now();
-        if let Some((n, _, at)) = self.drops.lock().unwrap().foreign.get(&(netns, ifindex)) {
+        if let Some((n, at)) = self.foreign.get(&(netns, ifindex)) {
             if now.duration_since(*at) < FOREIGN_TTL {
                 return n.clone();
             }
         }
         let name = path
-            .and_then(|p| netns::link_name_in(p, ifindex))
+            .and_then(|p| ifaces::name_in(p, ifindex))
             .unwrap_or_else(|| format!("if{ifindex}"));
-        let mut d = self.drops.lock().unwrap();
-        if d.foreign.len() > 4096 {
-            d.foreign.clear();
+        if self.foreign.len() > 4096 {
+            self.foreign.clear();
         }
-        d.foreign.insert((netns, ifindex), (name.clone(), None, now));
+        self.foreign.insert((netns, ifindex), (name.clone(), now));
         name
     }
 
     /// A site named, its reason too.
-    pub(super) fn name_drop(&self, k: &DropKey) -> Named {
-        let reasons = Arc::clone(&self.drops.lock().unwrap().reasons);
+    pub fn name(&mut self, view: &View, k: &DropKey) -> Named {
         Named {
-            site: self.drop_site(k),
-            reason: reasons.name(k.reason),
-            subsystem: reasons.subsystem(k.reason),
+            site: self.site(view, k),
+            reason: self.reasons.name(k.reason),
+            subsystem: self.reasons.subsystem(k.reason),
         }
     }
 
-    pub(super) fn drop_reasons(&self) -> Arc<DropReasons> {
-        Arc::clone(&self.drops.lock().unwrap().reasons)
-    }
-
-    /// Drop rows after `filter`, heaviest first. An unknown reason, interface or pod is bad input
-    /// naming what exists.
-    pub fn drop_rows(&self, filter: &DropFilter) -> std::result::Result<Vec<DropRow>, ApiError> {
-        let reasons = self.drop_reasons();
+    /// Rows of `sites` after `filter`, heaviest first. An unknown reason, interface or pod is bad
+    /// input naming what exists.
+    pub fn rows(
+        &mut self,
+        view: &View,
+        sites: &[(DropKey, u64, u64)],
+        filter: &DropFilter,
+    ) -> std::result::Result<Vec<DropRow>, ApiError> {
+        let reasons = self.reasons();
         let mut filter = filter.clone();
         if let Some(r) = &filter.reason {
             if reasons.is_empty() && !r.eq_ignore_ascii_case(netpath_common::drop::NETPATH_RULE) {
                 return Err(ApiError::from(Error::BadArgument(format!(
                     "the drop reasons of this kernel are not read yet (drop tracer: {}); try again in a moment",
-                    self.drops.lock().unwrap().tracer
+                    self.tracer
                 ))));
             }
             // Normalised to the name rows carry (any case, prefix or not).
             filter.reason = Some(reasons.name(reasons.parse(r)?));
         }
-        let sites = self
-            .maps
-            .lock()
-            .unwrap()
-            .drops()
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let all = drops::rows(&sites, &reasons, &DropFilter::default(), |k| self.drop_site(k));
+        let all = drops::rows(sites, &reasons, &DropFilter::default(), |k| self.site(view, k));
         if let Some(name) = &filter.iface {
-            let view = self.view.lock().unwrap();
             if !all.iter().any(|r| &r.iface == name) && !view.links.values().any(|l| &l.name == name) {
                 let mut known: Vec<&str> = view
                     .links
@@ -225,10 +213,7 @@ impl Shared {
             }
         }
         if let Some(pod) = &filter.pod {
-            let mut owners: Vec<Owner> = {
-                let view = self.view.lock().unwrap();
-                view.links.keys().map(|i| view.owner(*i)).collect()
-            };
+            let mut owners: Vec<Owner> = view.links.keys().map(|i| view.owner(*i)).collect();
             owners.extend(all.iter().map(drops::row_owner));
             owner::check_pod(pod, owners.iter())?;
         }

@@ -20,7 +20,8 @@ use tokio::{
 use self::{
     config::{Config, Invocation},
     print::print_tick,
-    state::{EventCounts, Shared, View},
+    state::{EventCounts, Shared},
+    view::View,
 };
 use crate::{
     caps,
@@ -56,6 +57,7 @@ mod fastpath;
 mod print;
 pub mod select;
 mod state;
+mod view;
 
 /// How long after a link event an owner not nameable yet is looked for again, and how often.
 const OWNER_RETRY: Duration = Duration::from_millis(200);

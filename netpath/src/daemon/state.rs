@@ -1,17 +1,13 @@
 //! The state the event loop, the control API and the metrics exporter share: the maps, the rule
 //! table, the daemon's view of links and pods, and the event feed.
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::PathBuf,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{path::PathBuf, sync::Mutex, time::Instant};
 
 use netpath_common::{diag, event::kind};
 
+use super::view::View;
 use crate::{
     datapath::{
-        attach::{Attached, Mode},
+        attach::Mode,
         maps::Maps,
         names::{Recorded, Recorder},
         rules::RuleTable,
@@ -22,17 +18,11 @@ use crate::{
         events::EventRow,
         flows::{self, Clock, Filter, FlowRow},
         ifaces::{IfaceRow, ProgramRef},
-        owner::{Owner, Role},
         rules::{self, FastpathStatus, RuleRow, RuleSpec},
         stats::{self, StatRow},
-        status::{DaemonStatus, Departed, Latency, StatusReport},
+        status::{DaemonStatus, Latency, StatusReport},
     },
-    node::{
-        cri::PodRef,
-        ifaces,
-        netlink::{LinkInfo, NetnsName},
-        view,
-    },
+    node::view,
     service::api::{ApiError, Backend, FastpathRequest},
 };
 
@@ -42,65 +32,6 @@ use crate::{
 pub(super) struct EventCounts {
     pub(super) unflushed_delivered: u64,
     pub(super) by_kind: [u64; kind::COUNT],
-}
-
-/// The daemon's picture of the node: links, what it attached, who is behind each veth.
-#[derive(Default)]
-pub(super) struct View {
-    pub(super) links: BTreeMap<u32, LinkInfo>,
-    pub(super) attached: BTreeMap<u32, Attached>,
-    pub(super) netns: HashMap<i32, NetnsName>,
-    pub(super) pods: HashMap<u64, PodRef>,
-    pub(super) departed: Departed,
-    pub(super) attach_latency_ms: Vec<f64>,
-    /// `--iface` globs that match no link now.
-    pub(super) unmatched: Vec<String>,
-}
-
-impl View {
-    /// The links' names, for an error that lists what exists.
-    fn link_names(&self) -> String {
-        self.links
-            .values()
-            .map(|l| l.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    pub(super) fn owner(&self, ifindex: u32) -> Owner {
-        let Some(link) = self.links.get(&ifindex) else {
-            return Owner::default();
-        };
-        let ns = link.link_netnsid.and_then(|id| self.netns.get(&id));
-        view::owner(link, ns, ns.and_then(|n| self.pods.get(&n.inode)))
-    }
-
-    /// The namespaces (netnsid, path) of pods whose veth peer has no address yet but link-local:
-    /// a CNI addresses the pod's `eth0` after the veth appears.
-    pub(super) fn unaddressed_pods(&self) -> Vec<(i32, String)> {
-        let mut v: Vec<(i32, String)> = self
-            .links
-            .values()
-            .filter(|l| self.owner(l.ifindex).role == Some(Role::Pod))
-            .filter_map(|l| {
-                let id = l.link_netnsid?;
-                let ns = self.netns.get(&id)?;
-                let bare =
-                    view::peer_link(l, Some(ns)).is_none_or(|p| p.addresses.iter().all(|a| a.starts_with("fe80:")));
-                bare.then(|| Some((id, ns.path.clone()?))).flatten()
-            })
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    pub(super) fn name(&self, ifindex: u32) -> String {
-        self.links
-            .get(&ifindex)
-            .map(|l| l.name.clone())
-            .unwrap_or_else(|| ifaces::display_name(ifindex))
-    }
 }
 
 /// State the API and the printer share with the event loop.
@@ -170,7 +101,7 @@ impl Shared {
             })
             .collect();
         drop(view);
-        flows::name_drop_reasons(&mut rows, &self.drop_reasons());
+        flows::name_drop_reasons(&mut rows, &self.drops.lock().unwrap().reasons());
         Ok(flows::select(rows, filter))
     }
 
@@ -186,7 +117,10 @@ impl Shared {
     pub(super) fn send(&self, mut r: EventRow) {
         if let Some(site) = r.drop_site {
             // A drop names its own namespace and interface (it may be anywhere on the node).
-            let n = self.name_drop(&site);
+            let n = {
+                let view = self.view.lock().unwrap();
+                self.drops.lock().unwrap().name(&view, &site)
+            };
             r.iface = n.site.iface;
             // `netns` is where the packet died; `pod` the pod it belongs to (which may live in
             // another namespace: the one behind the veth it died on).
@@ -320,7 +254,9 @@ impl Backend for Shared {
         Ok(self.iface_rows())
     }
     fn drops(&self, filter: &DropFilter) -> std::result::Result<Vec<DropRow>, ApiError> {
-        self.drop_rows(filter)
+        let sites = self.maps.lock().unwrap().drops().map_err(internal)?;
+        let view = self.view.lock().unwrap();
+        self.drops.lock().unwrap().rows(&view, &sites, filter)
     }
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         Some(self.events.subscribe())

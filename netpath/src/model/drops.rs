@@ -174,11 +174,7 @@ impl DropFilter {
 /// the row's own `netns` is where the packet died, which may be the node's.
 pub fn row_owner(r: &DropRow) -> Owner {
     Owner {
-        netns: if r.pod_namespace.is_none() {
-            r.pod.clone()
-        } else {
-            None
-        },
+        netns: if r.pod_namespace.is_none() { r.pod.clone() } else { None },
         pod: r.pod.clone(),
         pod_namespace: r.pod_namespace.clone(),
         role: Some(if r.pod.is_some() {

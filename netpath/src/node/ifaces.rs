@@ -1,7 +1,11 @@
 //! Interfaces of the current network namespace: names, indexes and the driver that backs them.
 //! Everything here asks the kernel through the current network namespace (if_nameindex, ethtool
 //! ioctl); /sys/class/net is avoided because it shows the namespace /sys was mounted in, not ours.
-use std::ffi::{CStr, CString};
+use std::{
+    ffi::{CStr, CString},
+    fs::File,
+    os::fd::AsRawFd,
+};
 
 use crate::error::{Error, Result};
 
@@ -75,6 +79,24 @@ pub fn name_of(ifindex: u32) -> Option<String> {
     }
     // SAFETY: on success buf holds a NUL-terminated name.
     Some(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+/// The name of link `ifindex` in the namespace at `path`, read from a thread of its own that
+/// enters it and ends (setns moves only the calling thread; a pooled one would stay there).
+pub fn name_in(path: &str, ifindex: u32) -> Option<String> {
+    let file = File::open(path).ok()?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a valid fd we own, on this short-lived thread only.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            name_of(ifindex)
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
 }
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;

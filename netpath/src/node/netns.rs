@@ -66,24 +66,6 @@ pub fn find_by_inode(inode: u64) -> Option<(String, String)> {
     })
 }
 
-/// The name of link `ifindex` in the namespace at `path`, read from a thread of its own that
-/// enters it and ends (setns moves only the calling thread; a pooled one would stay there).
-pub fn link_name_in(path: &str, ifindex: u32) -> Option<String> {
-    let file = File::open(path).ok()?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns on a valid fd we own, on this short-lived thread only.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return None;
-            }
-            crate::node::ifaces::name_of(ifindex)
-        })
-        .join()
-        .ok()
-        .flatten()
-    })
-}
-
 /// Inode of the calling thread's network namespace.
 pub fn own_inode() -> Option<u64> {
     super::cri::nsfs_inode(std::path::Path::new("/proc/thread-self/ns/net"))

@@ -251,7 +251,7 @@ impl DropNamer<'_> {
         // A named namespace's link by its name there (read from a thread that enters it).
         let named = self.netns_names.get(&k.netns).and_then(|n| {
             let path = std::path::Path::new(defaults::NETNS_RUN_DIR).join(n);
-            netns::link_name_in(path.to_str()?, k.ifindex)
+            ifaces::name_in(path.to_str()?, k.ifindex)
         });
         Site {
             iface: match (k.ifindex, named) {
