@@ -41,27 +41,47 @@ impl Packet {
     }
 }
 
-impl Frame for Packet {
+impl Packet {
     #[inline(always)]
-    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+    fn read<T: Copy>(&self, off: usize) -> Option<T> {
         read(self.data, self.data_end, off)
     }
 
     #[inline(always)]
-    fn ne_u64_at(&self, off: usize) -> Option<u64> {
-        read(self.data, self.data_end, off)
-    }
-
-    #[inline(always)]
-    fn header<H: Header>(&self, off: usize) -> Option<H> {
-        read(self.data, self.data_end, off)
-    }
-
-    #[inline(always)]
-    fn len(&self) -> usize {
+    fn frame_len(&self) -> usize {
         self.data_end - self.data
     }
 }
+
+/// [`Frame`] for a cursor type with `read::<T>(off)` (its one bounds-checked read) and
+/// `frame_len()`: every read of the parser goes through `read`.
+macro_rules! frame_by_read {
+    ([$($generics:tt)*] $t:ty) => {
+        impl<$($generics)*> Frame for $t {
+            #[inline(always)]
+            fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+                self.read(off)
+            }
+
+            #[inline(always)]
+            fn ne_u64_at(&self, off: usize) -> Option<u64> {
+                self.read(off)
+            }
+
+            #[inline(always)]
+            fn header<H: Header>(&self, off: usize) -> Option<H> {
+                self.read(off)
+            }
+
+            #[inline(always)]
+            fn len(&self) -> usize {
+                self.frame_len()
+            }
+        }
+    };
+}
+
+frame_by_read!([] Packet);
 
 /// An skb seen by TC: `skb->len` bytes, of which only the head is linear (directly readable).
 pub struct Skb<'a> {
@@ -131,29 +151,16 @@ impl<'a> Skb<'a> {
     }
 }
 
-impl Frame for Skb<'_> {
+impl Skb<'_> {
     #[inline(always)]
-    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        self.read(off)
-    }
-
-    #[inline(always)]
-    fn ne_u64_at(&self, off: usize) -> Option<u64> {
-        self.read(off)
-    }
-
-    #[inline(always)]
-    fn header<H: Header>(&self, off: usize) -> Option<H> {
-        self.read(off)
-    }
-
-    #[inline(always)]
-    fn len(&self) -> usize {
+    fn frame_len(&self) -> usize {
         let skb = core::hint::black_box(self.ctx.skb.skb);
         // SAFETY: the __sk_buff the kernel passed to this program.
         unsafe { (*skb).len as usize }
     }
 }
+
+frame_by_read!(['a] Skb<'a>);
 
 /// Header bytes copied out of kernel memory into a map value (the drop tracer's copy of a dropped
 /// skb's headers): `len` bytes from `base`, at most `CAP`.
@@ -175,26 +182,11 @@ impl<const CAP: usize> Copied<CAP> {
         // read unaligned; every caller's T accepts any bytes.
         Some(unsafe { core::ptr::read_unaligned(self.base.add(off) as *const T) })
     }
-}
-
-impl<const CAP: usize> Frame for Copied<CAP> {
-    #[inline(always)]
-    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        self.read(off)
-    }
 
     #[inline(always)]
-    fn ne_u64_at(&self, off: usize) -> Option<u64> {
-        self.read(off)
-    }
-
-    #[inline(always)]
-    fn header<H: Header>(&self, off: usize) -> Option<H> {
-        self.read(off)
-    }
-
-    #[inline(always)]
-    fn len(&self) -> usize {
+    fn frame_len(&self) -> usize {
         self.len
     }
 }
+
+frame_by_read!([const CAP: usize] Copied<CAP>);

@@ -8,13 +8,12 @@ use netpath_common::{
     copy_words, diag,
     drop::DropKey,
     event::{kind, Event},
-    parse::Parsed,
     zero_words, Config, FlowKey,
 };
 
 use crate::{
     count::diag_inc,
-    observe::{copy_mac, Clock},
+    observe::{copy_mac, Clock, Now, Scratch},
     NP_EVENTS, NP_RATE,
 };
 
@@ -48,20 +47,10 @@ fn allow(k: u8, cfg: &Config, now: u64) -> bool {
     }
 }
 
-/// Emit an event about the frame parsed into `parsed` (its flow key in `key` when `with_key`).
+/// Emit an event about the frame in `s` (its flow key in `s.key` when `with_key`).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "inlined into one call site per event kind")]
-pub fn emit(
-    k: u8,
-    key: &FlowKey,
-    parsed: &Parsed,
-    ifindex: u32,
-    dir: u8,
-    reason: u8,
-    cfg: &Config,
-    now: &mut impl Clock,
-    with_key: bool,
-) {
+pub fn emit(k: u8, s: &Scratch, ifindex: u32, dir: u8, reason: u8, cfg: &Config, now: &mut Now, with_key: bool) {
     let Some(mut entry) = reserve(k, cfg, now) else { return };
     let e = entry.as_mut_ptr();
     // SAFETY: `reserve` handed out a zeroed record, exclusively ours. Word stores and copies
@@ -72,8 +61,8 @@ pub fn emit(
         (*e).direction = dir;
         (*e).reason = reason;
         if with_key {
-            copy_words(&mut (*e).key, key);
-            let l = parsed.flow();
+            copy_words(&mut (*e).key, &s.key);
+            let l = s.parsed.flow();
             copy_mac(&mut (*e).arp_sha, &l.arp_sha);
             copy_mac(&mut (*e).arp_tha, &l.arp_tha);
             (*e).quoted_family = l.err.family;
@@ -82,7 +71,8 @@ pub fn emit(
             (*e).quoted_dport = l.err.dport;
             (*e).quoted_src.set(&l.err.src);
             (*e).quoted_dst.set(&l.err.dst);
-            parsed.write_underlay(&mut (*e).outer_family, &mut (*e).outer_src, &mut (*e).outer_dst);
+            s.parsed
+                .write_underlay(&mut (*e).outer_family, &mut (*e).outer_src, &mut (*e).outer_dst);
         }
     }
     submit(entry);

@@ -231,65 +231,25 @@ pub fn observe<C: EbpfContext, F: Frame>(
     let mut now = Now::default();
     if class == class::MALFORMED {
         count::diag_inc(diag::MALFORMED_BASE + s.parsed.reason as u32);
-        emit(
-            kind::MALFORMED,
-            &s.key,
-            &s.parsed,
-            ifindex,
-            dir,
-            s.parsed.reason,
-            cfg,
-            &mut now,
-            false,
-        );
+        emit(kind::MALFORMED, s, ifindex, dir, s.parsed.reason, cfg, &mut now, false);
     }
     if s.parsed.has_flow() {
         // Flow times use the coarse clock (see FlowValue).
         let new = flow::count_flow(s, ifindex, dir, wire_len, now.coarse());
         if new {
-            emit(kind::FLOW_NEW, &s.key, &s.parsed, ifindex, dir, 0, cfg, &mut now, true);
+            emit(kind::FLOW_NEW, s, ifindex, dir, 0, cfg, &mut now, true);
         }
         let flow = s.parsed.flow();
         let (flags, err, family) = (flow.tcp_flags, flow.err.family, flow.family);
         if flags & TCP_RST != 0 {
-            emit(
-                kind::FLOW_END,
-                &s.key,
-                &s.parsed,
-                ifindex,
-                dir,
-                end_reason::RST,
-                cfg,
-                &mut now,
-                true,
-            );
+            emit(kind::FLOW_END, s, ifindex, dir, end_reason::RST, cfg, &mut now, true);
         } else if flags & TCP_FIN != 0 {
-            emit(
-                kind::FLOW_END,
-                &s.key,
-                &s.parsed,
-                ifindex,
-                dir,
-                end_reason::FIN,
-                cfg,
-                &mut now,
-                true,
-            );
+            emit(kind::FLOW_END, s, ifindex, dir, end_reason::FIN, cfg, &mut now, true);
         }
         if family == FAMILY_ARP {
-            emit(kind::ARP, &s.key, &s.parsed, ifindex, dir, 0, cfg, &mut now, true);
+            emit(kind::ARP, s, ifindex, dir, 0, cfg, &mut now, true);
         } else if err != 0 {
-            emit(
-                kind::ICMP_ERROR,
-                &s.key,
-                &s.parsed,
-                ifindex,
-                dir,
-                0,
-                cfg,
-                &mut now,
-                true,
-            );
+            emit(kind::ICMP_ERROR, s, ifindex, dir, 0, cfg, &mut now, true);
         }
     }
     capture::capture(ctx, ifindex, dir, class, wire_len, pkt.len() as u32, hw_vlan, &mut now);

@@ -12,7 +12,7 @@ use netpath_common::{
 
 use crate::{
     error::{Error, Result},
-    model::status::{CaptureTotals, EventTotals, FlowTableStatus, StatusReport},
+    model::status::{CaptureTotals, DropTotals, EventTotals, FlowTableStatus, StatusReport},
 };
 
 pub struct Maps {
@@ -288,6 +288,10 @@ impl Maps {
             capture: CaptureTotals {
                 captured: at(diag::CAPTURED),
                 lost: at(diag::CAPTURE_LOST),
+            },
+            drops: DropTotals {
+                counted: at(diag::DROPS_COUNTED),
+                table_full: at(diag::DROP_INSERT_FAILED),
             },
             iface_insert_failed: at(diag::IFACE_INSERT_FAILED),
             pull_failed: at(diag::PULL_FAILED),

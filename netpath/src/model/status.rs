@@ -12,6 +12,8 @@ pub struct StatusReport {
     pub flow_table: FlowTableStatus,
     pub events: EventTotals,
     pub capture: CaptureTotals,
+    #[serde(default)]
+    pub drops: DropTotals,
     pub iface_insert_failed: u64,
     pub pull_failed: u64,
     /// Malformed frames by reason name (every reason, zero or not).
@@ -40,6 +42,15 @@ pub struct EventTotals {
 pub struct CaptureTotals {
     pub captured: u64,
     pub lost: u64,
+}
+
+/// The drop table: drops counted (kernel and rules), and those counted only here because the
+/// table was full when their site was new.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DropTotals {
+    pub counted: u64,
+    pub table_full: u64,
 }
 
 /// What a running daemon adds to the status.
@@ -117,7 +128,7 @@ impl StatusReport {
         let ev = &self.events;
         let _ = write!(
             s,
-            "events: emitted {}  delivered {}  lost {}  suppressed by the rate limit {}{}\ncapture: captured {}  lost {}\n",
+            "events: emitted {}  delivered {}  lost {}  suppressed by the rate limit {}{}\ncapture: captured {}  lost {}\ndrops: counted {}  not in the table (full) {}\n",
             ev.emitted,
             ev.delivered,
             ev.lost,
@@ -125,6 +136,8 @@ impl StatusReport {
             ev.pending.map(|p| format!("  pending {p}")).unwrap_or_default(),
             self.capture.captured,
             self.capture.lost,
+            self.drops.counted,
+            self.drops.table_full,
         );
         if let Some(d) = &self.daemon {
             let latency = match (d.attach_latency_ms.p50, d.attach_latency_ms.p99) {

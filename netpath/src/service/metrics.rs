@@ -1983,28 +1983,9 @@ mod tests {
 
     #[test]
     fn a_backend_without_drops_exports_no_drop_series_and_a_failing_one_fails() {
-        struct NoDrops(Fake);
-        impl Backend for NoDrops {
-            fn status(&self) -> Result<StatusReport, ApiError> {
-                self.0.status()
-            }
-            fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
-                self.0.stats()
-            }
-            fn flows(&self, f: &Filter) -> Result<Vec<FlowRow>, ApiError> {
-                self.0.flows(f)
-            }
-            fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
-                self.0.ifaces()
-            }
-        }
-        let t = Exporter::new(MetricsOptions::default())
-            .render(&NoDrops(fake()), false, Instant::now())
-            .unwrap();
-        assert!(!t.contains("netpath_drop"), "{t}");
-        assert!(t.contains("netpath_packets_total"), "{t}");
-        struct Failing(Fake);
-        impl Backend for Failing {
+        /// The fake, with a drop table that answers `.1`.
+        struct DropsAnswer(Fake, fn() -> Result<Vec<DropRow>, ApiError>);
+        impl Backend for DropsAnswer {
             fn status(&self) -> Result<StatusReport, ApiError> {
                 self.0.status()
             }
@@ -2018,11 +1999,18 @@ mod tests {
                 self.0.ifaces()
             }
             fn drops(&self, _: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
-                Err(ApiError::Internal("drop table gone".into()))
+                (self.1)()
             }
         }
+        let no_table = DropsAnswer(fake(), || Err(ApiError::NotFound("no drop table".into())));
+        let t = Exporter::new(MetricsOptions::default())
+            .render(&no_table, false, Instant::now())
+            .unwrap();
+        assert!(!t.contains("netpath_drop"), "{t}");
+        assert!(t.contains("netpath_packets_total"), "{t}");
+        let failing = DropsAnswer(fake(), || Err(ApiError::Internal("drop table gone".into())));
         let e = Exporter::new(MetricsOptions::default())
-            .render(&Failing(fake()), false, Instant::now())
+            .render(&failing, false, Instant::now())
             .unwrap_err();
         assert!(
             e.to_string().contains("drops") && e.to_string().contains("drop table gone"),

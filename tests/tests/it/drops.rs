@@ -298,6 +298,11 @@ fn the_kernels_reasons_for_a_routers_drops() {
     }
     let status = netpath(&["status", "--socket", pins.sock()]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("drop tracer: on"));
+    let status = netpath_json(&["status", "--socket", pins.sock()]);
+    let counted = status["drops"]["counted"].as_u64().unwrap();
+    let in_rows: u64 = rows.as_array().unwrap().iter().map(|r| r["packets"].as_u64().unwrap()).sum();
+    assert!(counted >= in_rows && in_rows > 0, "status counts every drop the rows show: {status:#}");
+    assert_eq!(status["drops"]["table_full"], 0);
     drop(w);
     d.stop();
     // The counters are pinned: after the daemon, `netpath drops` reads them from the pins.
