@@ -126,19 +126,26 @@ impl Drops {
                 location,
             };
         }
-        // A pod's namespace: the pod is the one behind the host veth that leads there.
+        // A pod's namespace: the pod is the one behind the host veth that leads there, and the
+        // view read its links.
         let pod = view.links.values().find_map(|l| {
             let ns = view.netns.get(&l.link_netnsid?)?;
-            (ns.inode as u32 == k.netns).then(|| (view.owner(l.ifindex), ns.name.clone(), ns.path.clone()))
+            (ns.inode as u32 == k.netns).then_some((view.owner(l.ifindex), ns))
         });
-        let (owner, name, path) = match pod {
-            Some((o, name, path)) => (o, name, path),
+        let (owner, name, path, known) = match pod {
+            Some((o, ns)) => {
+                let known = ns.links.iter().flatten().find(|p| p.ifindex == k.ifindex);
+                (o, ns.name.clone(), ns.path.clone(), known.map(|p| p.name.clone()))
+            }
             None => match netns::find_by_inode(k.netns as u64) {
-                Some((name, path)) => (Owner::default(), Some(name), Some(path)),
-                None => (Owner::default(), None, None),
+                Some((name, path)) => (Owner::default(), Some(name), Some(path), None),
+                None => (Owner::default(), None, None, None),
             },
         };
-        let iface = self.foreign_name(k.netns, k.ifindex, path.as_deref());
+        let iface = match known {
+            Some(n) => n,
+            None => self.foreign_name(k.netns, k.ifindex, path.as_deref()),
+        };
         Site {
             iface,
             netns: Some(name.unwrap_or_else(|| format!("netns:[{}]", k.netns))),
@@ -196,11 +203,21 @@ impl Drops {
         }
         let all = drops::rows(sites, &reasons, &DropFilter::default(), |k| self.site(view, k));
         if let Some(name) = &filter.iface {
-            if !all.iter().any(|r| &r.iface == name) && !view.links.values().any(|l| &l.name == name) {
+            // Any link of the node's namespaces the daemon knows: one without drops yet is fine.
+            let mut pod_links = view.netns.values().flat_map(|ns| ns.links.iter().flatten());
+            if !all.iter().any(|r| &r.iface == name)
+                && !view.links.values().any(|l| &l.name == name)
+                && !pod_links.any(|p| p.name == *name)
+            {
                 let mut known: Vec<&str> = view
                     .links
                     .values()
                     .map(|l| l.name.as_str())
+                    .chain(
+                        view.netns
+                            .values()
+                            .flat_map(|ns| ns.links.iter().flatten().map(|p| p.name.as_str())),
+                    )
                     .chain(all.iter().map(|r| r.iface.as_str()))
                     .collect();
                 known.sort();

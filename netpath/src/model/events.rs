@@ -1120,14 +1120,23 @@ mod tests {
         (e.netns, e.drop_reason, e.location) = (4026531840, 3, 0xffff_ffff_8100_0010);
         let r = decode(&e, &clock);
         assert_eq!(r.kind, "drop");
-        assert_eq!((r.src.as_deref(), r.dst.as_deref()), (Some("10.80.1.2"), Some("10.80.2.2")));
+        assert_eq!(
+            (r.src.as_deref(), r.dst.as_deref()),
+            (Some("10.80.1.2"), Some("10.80.2.2"))
+        );
         assert_eq!(r.dport, Some(9));
         assert_eq!(r.direction, "egress");
         let site = r.drop_site.expect("a drop's site");
-        assert_eq!((site.netns, site.ifindex, site.reason, site.direction), (4026531840, e.ifindex, 3, 1));
+        assert_eq!(
+            (site.netns, site.ifindex, site.reason, site.direction),
+            (4026531840, e.ifindex, 3, 1)
+        );
         assert_eq!(site.location, 0xffff_ffff_8100_0010);
         let json = serde_json::to_value(&r).unwrap();
-        assert!(json.get("drop_site").is_none(), "the raw site is not part of the JSON: {json}");
+        assert!(
+            json.get("drop_site").is_none(),
+            "the raw site is not part of the JSON: {json}"
+        );
         e.kind = kind::FLOW_NEW;
         assert!(decode(&e, &clock).drop_site.is_none());
     }

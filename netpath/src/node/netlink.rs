@@ -564,6 +564,8 @@ pub async fn resolve_netnsids(nl: &Netlink, wanted: &[i32]) -> Result<HashMap<i3
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PeerLink {
     pub ifindex: u32,
+    /// Its name in its namespace (a pod's `eth0`).
+    pub name: String,
     pub mac: Option<String>,
     /// "10.244.1.2/24", "fe80::1/64".
     pub addresses: Vec<String>,
@@ -616,8 +618,9 @@ fn own_links() -> Option<Vec<PeerLink>> {
                 continue;
             }
             let name = std::ffi::CStr::from_ptr(a.ifa_name).to_string_lossy().into_owned();
-            let entry = by_name.entry(name).or_insert_with(|| PeerLink {
+            let entry = by_name.entry(name.clone()).or_insert_with(|| PeerLink {
                 ifindex: 0,
+                name,
                 mac: None,
                 addresses: Vec::new(),
             });

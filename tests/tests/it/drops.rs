@@ -215,8 +215,17 @@ fn the_kernels_reasons_for_a_routers_drops() {
     assert_eq!(e["direction"], "egress", "{e}");
 
     // UDP to a closed port on the server (a pod behind the router's rs): NO_SOCKET inside it,
-    // and on the flow the router saw leave toward it.
+    // and on the flow the router saw leave toward it. A watch of drops takes the server's own
+    // interface, which the daemon does not observe.
+    let in_server = Watch::start(pins.sock(), &["--kind", "drop", "--iface", "s0"]);
     net.udp_from_client(SERVER, 9, 2);
+    in_server.wait_for("NO_SOCKET on s0", t, |e| is(e, "NO_SOCKET", "s0"));
+    assert!(
+        in_server.events.lock().unwrap().iter().all(|e| e["iface"] == "s0"),
+        "only s0's drops"
+    );
+    let bad = netpath(&["watch", "--socket", pins.sock(), "--kind", "drop", "--iface", "nope0"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
     let e = w.wait_for("NO_SOCKET", t, |e| {
         is(e, "NO_SOCKET", "s0") && flow_is(e, CLIENT, SERVER) && e["dport"] == 9
     });
@@ -300,8 +309,16 @@ fn the_kernels_reasons_for_a_routers_drops() {
     assert!(String::from_utf8_lossy(&status.stdout).contains("drop tracer: on"));
     let status = netpath_json(&["status", "--socket", pins.sock()]);
     let counted = status["drops"]["counted"].as_u64().unwrap();
-    let in_rows: u64 = rows.as_array().unwrap().iter().map(|r| r["packets"].as_u64().unwrap()).sum();
-    assert!(counted >= in_rows && in_rows > 0, "status counts every drop the rows show: {status:#}");
+    let in_rows: u64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["packets"].as_u64().unwrap())
+        .sum();
+    assert!(
+        counted >= in_rows && in_rows > 0,
+        "status counts every drop the rows show: {status:#}"
+    );
     assert_eq!(status["drops"]["table_full"], 0);
     drop(w);
     d.stop();

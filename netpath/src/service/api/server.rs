@@ -29,7 +29,7 @@ use super::{
     ENDPOINTS, FLOW_PARAMS, SHUTDOWN_GRACE,
 };
 use crate::model::{
-    drops::DropRow,
+    drops::{DropFilter, DropRow},
     events::{EventFilter, EventRow},
     flows::FlowRow,
     ifaces::IfaceRow,
@@ -413,7 +413,22 @@ async fn events(State(st): State<AppState>, q: Q) -> Result<Response, ApiError> 
         port,
     };
     let (iface, pod) = (filter.iface.clone(), filter.pod.clone());
-    call(&st, move |b| b.check_names(iface.as_deref(), pod.as_deref())).await?;
+    // Drops happen anywhere on the node, on links the daemon does not observe: a watch of drops
+    // alone takes the names the drop table knows.
+    let drops_only = !filter.kinds.is_empty() && filter.kinds.iter().all(|k| k == "drop");
+    call(&st, move |b| {
+        if drops_only {
+            b.drops(&DropFilter {
+                iface,
+                pod,
+                reason: None,
+            })
+            .map(|_| ())
+        } else {
+            b.check_names(iface.as_deref(), pod.as_deref())
+        }
+    })
+    .await?;
     let rx = st
         .backend
         .events()
