@@ -70,10 +70,9 @@ pub fn on_kfree_skb(ctx: &BtfTracePointContext) {
     if reason < l.not_specified {
         return;
     }
-    // Arithmetic on the BTF-typed argument with offsets from a map would be pointer arithmetic
-    // with a variable offset, which the verifier refuses: the skb's address is kept as a number,
-    // and every read of it goes through bpf_probe_read_kernel.
-    let skb = core::hint::black_box(ctx.arg::<u64>(0));
+    // The offsets are the running kernel's, known only at load time: every read of the skb (and
+    // what it points to) goes through bpf_probe_read_kernel.
+    let skb = ctx.arg::<u64>(0);
     let location = ctx.arg::<u64>(1);
     let dev: u64 = kread(skb, l.skb_dev);
     let iif: u32 = kread(skb, l.skb_iif);
@@ -116,7 +115,7 @@ pub fn on_kfree_skb(ctx: &BtfTracePointContext) {
         // The flow table keys flows by an interface in the daemon's namespace: a drop there is
         // accounted on the flow of its device; one inside a pod on the pod's flow on its veth,
         // where the packet went the other way (into the pod: the veth's egress).
-        let at = if netns == cfg.netns {
+        let at = if netns != 0 && netns == cfg.netns {
             Some((ifindex, dir))
         } else {
             // SAFETY: a plain lookup.
