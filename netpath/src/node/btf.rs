@@ -206,8 +206,9 @@ fn enum_values(btf: &Btf, name: &str) -> Option<Vec<(String, u32)>> {
 /// The enumerators of every enum of a module's split BTF whose name says it holds drop reasons.
 fn module_drop_enums(m: &Btf) -> Vec<Vec<(String, u32)>> {
     let mut out = Vec::new();
-    // Only the module's own types: the base (vmlinux) types come first in the iteration.
-    let mut types = m.type_iter();
+    // The module's own types only (its split section), not vmlinux's again.
+    let Some(own) = m.split() else { return out };
+    let mut types = own.type_iter();
     while let Ok(Some(t)) = types.next() {
         if let Type::Enum(e) = &t {
             let name = e
