@@ -7,11 +7,13 @@
 //! Shared: `cli` (the arguments), `stats` (medians, spreads, percentiles), `machine` (what a
 //! result records about the machine and the source), `cpu` (placement and CPU time), `report`
 //! (headers, verdicts, formats, the JSON file), `cref` (the C reference the testrun suite times
-//! netpath against). One module per suite under `suites`.
+//! netpath against), `pods` (pod to pod in the lab: the traffic the fastpath and drops suites
+//! measure). One module per suite under `suites`.
 mod cli;
 mod cpu;
 mod cref;
 mod machine;
+mod pods;
 mod report;
 mod stats;
 mod suites;
