@@ -20,7 +20,7 @@ mod suites;
 
 use clap::{error::ErrorKind, Parser as _};
 use cli::{Cli, Suite};
-use suites::{compare, daemon, events, fastpath, metrics, startup, testrun};
+use suites::{compare, daemon, drops, events, fastpath, metrics, startup, testrun};
 
 fn main() {
     let (default, suite) = match Cli::try_parse() {
@@ -49,6 +49,9 @@ fn main() {
         match suite {
             Suite::Fastpath(_) => eprintln!(
                 "netpath-bench: needs root (network namespaces, iptables, BPF): run `sudo -E cargo xtask bench fastpath`"
+            ),
+            Suite::Drops(_) => eprintln!(
+                "netpath-bench: needs root (network namespaces, BPF): run `sudo -E cargo xtask bench drops`"
             ),
             Suite::Compare(_) => eprintln!(
                 "netpath-bench: needs root (CAP_BPF and CAP_PERFMON to load both datapaths and run BPF_PROG_TEST_RUN): \
@@ -81,6 +84,7 @@ fn main() {
             }
             r => r.map(drop),
         },
+        Suite::Drops(o) => drops::run(o),
     };
     if let Err(e) = result {
         eprintln!("netpath-bench: error: {e:#}");
