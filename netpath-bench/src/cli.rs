@@ -46,6 +46,9 @@ pub enum Suite {
     All(Opts),
     /// Pod to pod on one node: fast path vs bridge vs bridge + netfilter (needs iperf3, sockperf, iptables)
     Fastpath(FastpathOpts),
+    /// What the drop tracer costs pod-to-pod TCP throughput and CPU per packet: netpath observing
+    /// with drops on vs off, interleaved, as on/off ratios (needs iperf3; not in `all`)
+    Drops(DropsOpts),
     /// This build's datapath against another build's (--against DIR), interleaved in one process,
     /// as new/old ratios (not in `all`)
     Compare(CompareOpts),
@@ -53,8 +56,8 @@ pub enum Suite {
 
 impl Suite {
     /// The names a suite is run by: what an unknown one is answered with.
-    pub const NAMES: [&str; 8] = [
-        "testrun", "startup", "daemon", "events", "metrics", "all", "fastpath", "compare",
+    pub const NAMES: [&str; 9] = [
+        "testrun", "startup", "daemon", "events", "metrics", "all", "fastpath", "drops", "compare",
     ];
 }
 
@@ -108,6 +111,32 @@ pub struct FastpathOpts {
     /// Exit with status 3 when the fast path cannot be enabled or does not redirect
     #[arg(long)]
     pub require_fastpath: bool,
+    /// Let the scheduler place the traffic threads and tools (default: all on the last CPU)
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// Options of the drops suite.
+#[derive(Args, Debug, Clone)]
+pub struct DropsOpts {
+    /// One round, 200,000 datagrams, 2 s iperf3 runs (about half a minute)
+    #[arg(long)]
+    pub quick: bool,
+    /// Interleaved rounds over the two variants (on, off), medians reported [quick: 1]
+    #[arg(long, value_name = "N", default_value = "5", value_parser = up_to::<15, usize>,
+          default_value_if("quick", "true", "1"))]
+    pub rounds: usize,
+    /// 64-byte UDP datagrams per CPU-per-packet run [quick: 200000]
+    #[arg(long, value_name = "N", default_value = "500000", value_parser = up_to::<5_000_000, u64>,
+          default_value_if("quick", "true", "200000"))]
+    pub packets: u64,
+    /// Datagrams per sendmmsg call; 1 = one send() per datagram
+    #[arg(long, value_name = "N", default_value = "32", value_parser = up_to::<1024, usize>)]
+    pub batch: usize,
+    /// Length of each iperf3 TCP run [quick: 2]
+    #[arg(long, value_name = "N", default_value = "5", value_parser = up_to::<30, u32>,
+          default_value_if("quick", "true", "2"))]
+    pub seconds: u32,
     /// Let the scheduler place the traffic threads and tools (default: all on the last CPU)
     #[arg(long)]
     pub no_pin: bool,
@@ -188,7 +217,9 @@ mod tests {
             | Suite::Events(o)
             | Suite::Metrics(o)
             | Suite::All(o) => o,
-            Suite::Fastpath(_) | Suite::Compare(_) => panic!("{args:?} parsed as another suite's options"),
+            Suite::Fastpath(_) | Suite::Drops(_) | Suite::Compare(_) => {
+                panic!("{args:?} parsed as another suite's options")
+            }
         }
     }
 
@@ -264,6 +295,33 @@ mod tests {
         }
         // The testrun options are not the fast path's.
         assert_eq!(parse(&["fastpath", "--repeat", "5"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn drops_defaults_quick_and_bounds() {
+        let Suite::Drops(d) = parse(&["drops"]).unwrap() else {
+            panic!("not drops")
+        };
+        assert_eq!((d.rounds, d.packets, d.seconds, d.batch), (5, 500_000, 5, 32));
+        assert!(!d.quick && !d.no_pin);
+        let Suite::Drops(q) = parse(&["drops", "--quick", "--no-pin"]).unwrap() else {
+            panic!("not drops")
+        };
+        assert!(q.quick && q.no_pin);
+        assert_eq!((q.rounds, q.packets, q.seconds), (1, 200_000, 2));
+        let Suite::Drops(r) = parse(&["drops", "--quick", "--rounds", "3"]).unwrap() else {
+            panic!("not drops")
+        };
+        assert_eq!(r.rounds, 3);
+        for bad in [
+            &["drops", "--bogus"][..],
+            &["drops", "--rounds", "0"],
+            &["drops", "--rounds", "16"],
+            &["drops", "--services", "10"],
+            &["drops", "--repeat", "5"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

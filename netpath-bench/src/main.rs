@@ -7,18 +7,20 @@
 //! Shared: `cli` (the arguments), `stats` (medians, spreads, percentiles), `machine` (what a
 //! result records about the machine and the source), `cpu` (placement and CPU time), `report`
 //! (headers, verdicts, formats, the JSON file), `cref` (the C reference the testrun suite times
-//! netpath against). One module per suite under `suites`.
+//! netpath against), `pods` (pod to pod in the lab: the traffic the fastpath and drops suites
+//! measure). One module per suite under `suites`.
 mod cli;
 mod cpu;
 mod cref;
 mod machine;
+mod pods;
 mod report;
 mod stats;
 mod suites;
 
 use clap::{error::ErrorKind, Parser as _};
 use cli::{Cli, Suite};
-use suites::{compare, daemon, events, fastpath, metrics, startup, testrun};
+use suites::{compare, daemon, drops, events, fastpath, metrics, startup, testrun};
 
 fn main() {
     let (default, suite) = match Cli::try_parse() {
@@ -47,6 +49,9 @@ fn main() {
         match suite {
             Suite::Fastpath(_) => eprintln!(
                 "netpath-bench: needs root (network namespaces, iptables, BPF): run `sudo -E cargo xtask bench fastpath`"
+            ),
+            Suite::Drops(_) => eprintln!(
+                "netpath-bench: needs root (network namespaces, BPF): run `sudo -E cargo xtask bench drops`"
             ),
             Suite::Compare(_) => eprintln!(
                 "netpath-bench: needs root (CAP_BPF and CAP_PERFMON to load both datapaths and run BPF_PROG_TEST_RUN): \
@@ -79,6 +84,7 @@ fn main() {
             }
             r => r.map(drop),
         },
+        Suite::Drops(o) => drops::run(o),
     };
     if let Err(e) = result {
         eprintln!("netpath-bench: error: {e:#}");

@@ -18,6 +18,8 @@ pub enum Task {
     Test,
     /// `cargo xtask bench fastpath`: the lab, iperf3/sockperf and iptables.
     BenchFastpath,
+    /// `cargo xtask bench drops`: the lab and iperf3.
+    BenchDrops,
     /// The other benchmarks: ip, bpftool, and clang-16/libbpf headers for the C reference.
     Bench,
 }
@@ -40,6 +42,8 @@ pub fn for_task(task: Task) -> Vec<&'static str> {
             "iptables",
         ],
         Task::BenchFastpath => &["sockperf", "iptables", "bpftool"],
+        // The lab's iperf3 is all it drives.
+        Task::BenchDrops => &[],
         Task::Bench => return vec!["iproute2", "bpftool", "clang-16", "libbpf-dev"],
     };
     LAB.iter().chain(extra).copied().collect()
@@ -101,7 +105,7 @@ mod tests {
 
     #[test]
     fn each_command_installs_the_tools_it_drives() {
-        for t in [Task::Lab, Task::Demo, Task::Test, Task::BenchFastpath] {
+        for t in [Task::Lab, Task::Demo, Task::Test, Task::BenchFastpath, Task::BenchDrops] {
             for p in ["iproute2", "iputils-ping", "arping", "iperf3"] {
                 assert!(for_task(t).contains(&p), "{t:?} lacks {p}");
             }
@@ -118,7 +122,14 @@ mod tests {
             assert!(!for_task(Task::Demo).contains(&p), "the demo does not drive {p}");
         }
         assert!(for_task(Task::Bench).contains(&"clang-16"));
-        for t in [Task::Lab, Task::Demo, Task::Test, Task::BenchFastpath, Task::Bench] {
+        for t in [
+            Task::Lab,
+            Task::Demo,
+            Task::Test,
+            Task::BenchFastpath,
+            Task::BenchDrops,
+            Task::Bench,
+        ] {
             let l = for_task(t);
             let mut d = l.clone();
             d.sort_unstable();

@@ -204,6 +204,7 @@ fn bench(args: &[String]) -> Result<()> {
     require_root("the benchmarks")?;
     debs::ensure(match args.first().map(String::as_str) {
         Some("fastpath") => debs::Task::BenchFastpath,
+        Some("drops") => debs::Task::BenchDrops,
         _ => debs::Task::Bench,
     })?;
     let mut c = tools::cargo(&tools);

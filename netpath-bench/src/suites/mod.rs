@@ -7,6 +7,7 @@ use crate::cli::Opts;
 
 pub mod compare;
 pub mod daemon;
+pub mod drops;
 pub mod events;
 pub mod fastpath;
 pub mod metrics;
@@ -15,8 +16,8 @@ pub mod testrun;
 
 type Run = fn(&Opts) -> Result<()>;
 
-/// The suites `all` runs, in order. fastpath is not among them: it needs its own tools and runs for
-/// minutes; nor is compare, which needs another build.
+/// The suites `all` runs, in order. fastpath and drops are not among them: they need their own tools
+/// and run for minutes; nor is compare, which needs another build.
 const ALL: [(&str, Run); 5] = [
     ("testrun", testrun::run),
     ("startup", startup::run),
