@@ -1,12 +1,12 @@
 //! Suite `drops` (`cargo xtask bench drops`): what the drop tracer (`tp_btf/kfree_skb`, issue 12)
 //! costs traffic between two pods of one node, as ratios measured in one run: netpath observing
-//! node 1's cni0 and its ports with the drop tracer on, against the same with it off (the daemon's
-//! `drops` setting, `--drops on|off`, given in a config file: see `DropsConfig`). The goal,
+//! node 1's cni0 and its ports with the drop tracer on, against the same with it off
+//! (`netpath run --drops on|off`). The goal,
 //! TCP throughput on / off >= 0.97, is printed as PASS/MISS and never asserted; CPU per packet
 //! on / off is reported beside it.
 //!
 //! Each round runs both variants, which one goes first alternating from round to round. Each
-//! variant of each round is a fresh `netpath run` with `drops = "on"|"off"` (read at startup), and
+//! variant of each round is a fresh `netpath run --drops on|off`, and
 //! in it:
 //! - the tracer's state: `netpath status` must say `drop tracer: on` and list a program at
 //!   tp_btf/kfree_skb with drops on, and say off and list none with drops off (the run stops with
@@ -89,32 +89,6 @@ impl Variant {
             Variant::On => "a netpath, drops on",
             Variant::Off => "b netpath, drops off",
         }
-    }
-}
-
-/// A `netpath run` config file that sets `drops`, removed on drop.
-///
-/// The setting goes through the config file, not `--drops on|off`: in the netpath this suite was
-/// written against, clap took the `bool` flag for a switch without a value and refused `--drops
-/// off` (and `--drops on`). The file's `drops` is the same setting (`daemon::config`), and the
-/// tracer checks below read what the daemon made of it.
-struct DropsConfig(std::path::PathBuf);
-
-impl DropsConfig {
-    fn write(v: Variant) -> Result<DropsConfig> {
-        let path = std::env::temp_dir().join(format!("npbd{}-{}.toml", std::process::id(), v.key()));
-        std::fs::write(&path, format!("drops = \"{}\"\n", v.flag()))
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(DropsConfig(path))
-    }
-    fn arg(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for DropsConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -242,8 +216,7 @@ impl Bench<'_> {
     /// One variant of one round: a fresh daemon with drops on or off, measured, checked, stopped.
     fn measure(&mut self, v: Variant, round: usize, res: &mut Results) -> Result<()> {
         let (node, a, b) = (&self.lab.node, &self.lab.a, &self.lab.b);
-        let config = DropsConfig::write(v)?;
-        let obs = Observer::start(node, [a, b], &["--config", config.arg()])?;
+        let obs = Observer::start(node, [a, b], &["--drops", v.flag()])?;
         self.daemon_starts += 1;
         let outcome = self.measure_with(&obs, v, round, res);
         obs.stop("drops");
@@ -435,7 +408,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         }
     );
     println!(
-        "  {} rounds, the variants' order alternating; per variant and round: a fresh `netpath run` with drops = \"on\"|\"off\" (--config), {} x {}-byte UDP datagrams (sendmmsg batch {}), iperf3 TCP {} s, then {STAGED} datagrams to a closed port",
+        "  {} rounds, the variants' order alternating; per variant and round: a fresh `netpath run --drops on|off`, {} x {}-byte UDP datagrams (sendmmsg batch {}), iperf3 TCP {} s, then {STAGED} datagrams to a closed port",
         opts.rounds, opts.packets, UDP_PAYLOAD, opts.batch, opts.seconds
     );
     match cpu {
@@ -630,8 +603,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         let m = med(r);
         json!({
             "label": v.label(),
-            "netpath_args": "run --netns NODE1 --iface cni0 -q --config FILE",
-            "config_file": format!("drops = \"{}\"", v.flag()),
+            "netpath_args": format!("run --netns NODE1 --iface cni0 -q --drops {}", v.flag()),
             "median": {
                 "tcp_gbit_s": m.tcp, "cpu_ns_per_packet": m.cpu, "test_cpu_ns_per_packet": m.test_cpu,
                 "machine_cpu_ns_per_packet": m.machine, "mpps": m.mpps,
