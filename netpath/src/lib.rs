@@ -7,6 +7,7 @@
 //!   network namespaces, pods (CRI).
 //! - [`datapath`]: the eBPF object: load, pin, attach, read and write its maps.
 //! - [`capture`]: packets copied in the kernel, written as pcapng.
+//! - [`doctor`]: the node checks engineers make by hand, joined with what the datapath saw.
 //! - [`service`]: the control API (server and client) and the Prometheus exporter.
 //! - [`daemon`]: `netpath run`: configuration, the event loop that follows links and pods, and the
 //!   state the services read.
@@ -15,6 +16,7 @@ pub mod capture;
 pub mod daemon;
 pub mod datapath;
 pub mod defaults;
+pub mod doctor;
 pub mod error;
 pub mod model;
 pub mod node;

@@ -6,6 +6,7 @@ use std::{fmt, str::FromStr};
 
 use crate::error::{Error, Result};
 
+pub mod doctor;
 pub mod drops;
 pub mod events;
 pub mod flows;

@@ -7,4 +7,5 @@ pub mod ifaces;
 pub mod kallsyms;
 pub mod netlink;
 pub mod netns;
+pub mod tables;
 pub mod view;

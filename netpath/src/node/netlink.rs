@@ -108,7 +108,7 @@ pub enum NetlinkError {
     },
 }
 
-fn rtnl_err(op: &'static str, e: rtnetlink::Error) -> NetlinkError {
+pub(super) fn rtnl_err(op: &'static str, e: rtnetlink::Error) -> NetlinkError {
     match e {
         rtnetlink::Error::RequestFailed => NetlinkError::ConnectionClosed { op },
         rtnetlink::Error::NetlinkError(m) => NetlinkError::Kernel { op, source: m.to_io() },
@@ -142,7 +142,7 @@ fn thread_netns_inode() -> Result<u64, NetlinkError> {
 /// A request socket in the network namespace that was current when it was opened.
 #[derive(Debug, Clone)]
 pub struct Netlink {
-    handle: Handle,
+    pub(super) handle: Handle,
     /// Inode of the socket's namespace (skipped when resolving nsids: it has none from here).
     netns_inode: u64,
 }

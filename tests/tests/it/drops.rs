@@ -339,7 +339,11 @@ fn a_rule_drop_is_netpath_rule_counted_once() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let d = Daemon::on_veth_a(&pair, &pins, &[]);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let d = Daemon::on_veth_a(&pair, &pins, &["--metrics", &metrics]);
     assert!(d.wait_for_line(&["drop tracer on"], Duration::from_secs(10)).is_some());
     let out = netpath(&[
         "rule",
@@ -383,6 +387,13 @@ fn a_rule_drop_is_netpath_rule_counted_once() {
         .unwrap_or_else(|| panic!("{flows:#}"));
     assert_eq!(f["drop_packets"], 3, "{f}");
     assert_eq!(f["drop_reason"], "NETPATH_RULE");
+    // The exporter: one series per reason and interface, the rows' count.
+    let text = sh(&["curl", "-sf", &format!("http://{metrics}/metrics")]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("netpath_drops_total{") && l.contains("reason=\"NETPATH_RULE\""))
+        .unwrap_or_else(|| panic!("no NETPATH_RULE series:\n{text}"));
+    assert!(line.contains("iface=\"veth-a\"") && line.ends_with(" 3"), "{line}");
 }
 
 #[test]

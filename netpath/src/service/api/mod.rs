@@ -78,6 +78,7 @@ pub use self::{
 use crate::{
     error::ServiceError,
     model::{
+        doctor::Finding,
         drops::{DropFilter, DropRow},
         events::{EventFilter, EventRow},
         flows::{Filter, FlowRow, SortBy},
@@ -149,6 +150,12 @@ pub trait Backend: Send + Sync + 'static {
     fn drops(&self, filter: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
         let _ = filter;
         Err(ApiError::NotFound("this daemon has no drop table".into()))
+    }
+    /// The doctor's findings for `checks` (ids validated by the server; all when empty), as the
+    /// daemon's last run found them.
+    fn doctor(&self, checks: &[String]) -> Result<Vec<Finding>, ApiError> {
+        let _ = checks;
+        Err(ApiError::NotFound("this daemon runs no doctor".into()))
     }
     /// Fast path state; with `Some(request)`, change it first.
     fn fastpath(&self, request: Option<FastpathRequest>) -> Result<FastpathStatus, ApiError> {

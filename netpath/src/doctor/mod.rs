@@ -1,0 +1,101 @@
+//! `netpath doctor`: the checks engineers make by hand on a node (rp_filter, forwarding,
+//! br_netfilter, MTUs, the VXLAN FDB, veths on the bridge, the FORWARD policy, conntrack, the
+//! neighbour table), each joined with what the datapath saw (drops by reason, unanswered ARP,
+//! VXLAN traffic per peer) when there is some. They read the network namespace of the calling
+//! thread: the CLI and the daemon run them where they observe.
+//!
+//! One file per kind of state: `sysctl` (kernel settings and table sizes), `links` (MTUs, the
+//! bridge, the VXLAN device's peers), `netfilter` (the FORWARD policy), `traffic` (what only the
+//! datapath knows).
+use std::collections::HashMap;
+
+use crate::{
+    error::Result,
+    model::{doctor::Finding, drops::DropRow},
+    node::{
+        netlink::{LinkInfo, Netlink},
+        tables::{Neighbour, Route},
+    },
+};
+
+pub mod links;
+pub mod netfilter;
+pub mod sysctl;
+pub mod traffic;
+
+/// What the datapath observed, for the checks that join state and traffic. Empty without a
+/// daemon (or a datapath): those checks then say what they could not see.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Whether this came from a datapath at all.
+    pub available: bool,
+    pub drops: Vec<DropRow>,
+    /// ARP requests that got no reply, by (interface, target IP).
+    pub arp_unanswered: HashMap<(String, String), u64>,
+    /// VXLAN packets sent to each underlay address (remote VTEP), from the flow table.
+    pub vxlan_to: HashMap<String, u64>,
+}
+
+impl Observed {
+    /// Drop packets with `reason` on `iface` (any interface when None).
+    pub fn drops_of(&self, reason: &str, iface: Option<&str>) -> u64 {
+        self.drops
+            .iter()
+            .filter(|d| d.reason == reason && iface.is_none_or(|i| d.iface == i))
+            .map(|d| d.packets)
+            .sum()
+    }
+}
+
+/// The namespace's state, read once for every check.
+pub struct Node {
+    pub links: Vec<LinkInfo>,
+    pub neighbours: Vec<Neighbour>,
+    pub fdb: Vec<Neighbour>,
+    pub routes: Vec<Route>,
+}
+
+impl Node {
+    pub async fn read(nl: &Netlink) -> Result<Node> {
+        Ok(Node {
+            links: nl.links().await?,
+            neighbours: nl.neighbours_v4().await?,
+            fdb: nl.fdb().await?,
+            routes: nl.routes_v4().await?,
+        })
+    }
+
+    pub fn link(&self, ifindex: u32) -> Option<&LinkInfo> {
+        self.links.iter().find(|l| l.ifindex == ifindex)
+    }
+
+    pub fn name(&self, ifindex: u32) -> String {
+        self.link(ifindex)
+            .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
+    }
+}
+
+/// Run `checks` (ids from [`crate::model::doctor::CHECKS`]) against the calling thread's network
+/// namespace and `observed`: every finding, ok ones included.
+pub async fn run(checks: &[&str], observed: &Observed) -> Result<Vec<Finding>> {
+    let nl = Netlink::connect()?;
+    let node = Node::read(&nl).await?;
+    let mut out = Vec::new();
+    for c in checks {
+        out.extend(match *c {
+            "rp_filter" => sysctl::rp_filter(&node, observed),
+            "ip_forward" => sysctl::ip_forward(observed),
+            "br_netfilter" => sysctl::br_netfilter(&node),
+            "conntrack" => sysctl::conntrack(),
+            "neigh_table" => sysctl::neigh_table(&node),
+            "mtu" => links::mtu_chain(&node),
+            "veth_bridge" => links::veth_bridge(&node),
+            "vxlan_fdb" => links::vxlan_fdb(&node, observed),
+            "forward_policy" => netfilter::forward_policy(observed),
+            "arp_unanswered" => traffic::arp_unanswered(observed),
+            "drops" => traffic::drops(observed),
+            _ => Vec::new(),
+        });
+    }
+    Ok(out)
+}
