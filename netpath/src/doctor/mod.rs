@@ -30,6 +30,9 @@ pub struct Observed {
     /// Whether this came from a datapath at all.
     pub available: bool,
     pub drops: Vec<DropRow>,
+    /// Whether the events were followed (only a running daemon does): without them, unanswered
+    /// ARP is unknown rather than absent.
+    pub events: bool,
     /// ARP requests that got no reply, by (interface, target IP).
     pub arp_unanswered: HashMap<(String, String), u64>,
     /// VXLAN packets sent to each underlay address (remote VTEP), from the flow table.

@@ -172,10 +172,38 @@ pub fn conntrack_finding(count: u64, max: u64) -> Finding {
 }
 
 /// Beyond gc_thresh3 the kernel refuses new neighbours ("neighbour table overflow"): pods stop
-/// resolving their peers.
+/// resolving their peers. The ARP table and its thresholds are the node's, shared by every network
+/// namespace: the entries and the overflows come from `stat/arp_cache`, the threshold from the
+/// node's own namespace (a pod or lab namespace has no `neigh/default`).
 pub fn neigh_table(node: &Node) -> Vec<Finding> {
-    let thresh3 = read("net/ipv4/neigh/default/gc_thresh3").unwrap_or(0);
-    vec![neigh_finding(node.neighbours.len() as u64, thresh3)]
+    let (entries, table_fulls) = arp_cache_stats().unwrap_or((node.neighbours.len() as u64, 0));
+    let thresh3 = read("net/ipv4/neigh/default/gc_thresh3")
+        .or_else(|| in_node_namespace(|| read("net/ipv4/neigh/default/gc_thresh3")));
+    let mut f = match thresh3 {
+        Some(t) => neigh_finding(entries, t),
+        None => Finding::ok(
+            "neigh_table",
+            "ipv4 neighbours",
+            format!("{entries} IPv4 neighbours on the node (gc_thresh3 is the node namespace's, not readable from here)"),
+        ),
+    };
+    let thresh3 = thresh3.unwrap_or(0);
+    if table_fulls > 0 {
+        f.evidence
+            .push_str(&format!("; the table was full {table_fulls} time(s) since boot"));
+        if f.status == Status::Ok {
+            f.status = Status::Warn;
+            f.fix = Some(neigh_fix(entries, thresh3));
+        }
+    }
+    vec![f]
+}
+
+fn neigh_fix(count: u64, thresh3: u64) -> String {
+    format!(
+        "sysctl -w net.ipv4.neigh.default.gc_thresh3={}",
+        (thresh3 * 2).max(count * 2)
+    )
 }
 
 pub fn neigh_finding(count: u64, thresh3: u64) -> Finding {
@@ -184,12 +212,41 @@ pub fn neigh_finding(count: u64, thresh3: u64) -> Finding {
         "ipv4 neighbours",
         count,
         thresh3,
-        "IPv4 neighbours against gc_thresh3",
-        format!(
-            "sysctl -w net.ipv4.neigh.default.gc_thresh3={}",
-            (thresh3 * 2).max(count * 2)
-        ),
+        "IPv4 neighbours on the node against gc_thresh3",
+        neigh_fix(count, thresh3),
     )
+}
+
+/// `entries` and `table_fulls` of the kernel's ARP table (`/proc/net/stat/arp_cache`, hex).
+fn arp_cache_stats() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/stat/arp_cache").ok()?;
+    let mut lines = text.lines();
+    let heads: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<u64> = lines
+        .next()?
+        .split_whitespace()
+        .map(|v| u64::from_str_radix(v, 16).unwrap_or(0))
+        .collect();
+    let at = |name: &str| heads.iter().position(|h| *h == name).and_then(|i| values.get(i).copied());
+    Some((at("entries")?, at("table_fulls").unwrap_or(0)))
+}
+
+/// `f` on a thread in the node's own network namespace (that of PID 1).
+fn in_node_namespace<T: Send>(f: impl FnOnce() -> Option<T> + Send) -> Option<T> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open("/proc/1/ns/net").ok()?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a valid fd we own, on this short-lived thread only.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            f()
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
 }
 
 #[cfg(test)]

@@ -47,8 +47,12 @@ pub fn drops(observed: &Observed) -> Vec<Finding> {
 /// ARP requests without a reply: a peer that is gone, or a neighbour entry that points nowhere.
 pub fn arp_unanswered(observed: &Observed) -> Vec<Finding> {
     const CHECK: &str = "arp_unanswered";
-    if !observed.available {
-        return vec![Finding::ok(CHECK, "node", NO_DATAPATH)];
+    if !observed.events {
+        return vec![Finding::ok(
+            CHECK,
+            "node",
+            "only a running daemon follows ARP (ask it: no --netns, its --socket)",
+        )];
     }
     let mut v: Vec<_> = observed.arp_unanswered.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -102,6 +106,7 @@ mod tests {
         assert_eq!(drops(&Observed::default())[0].status, Status::Ok);
         let mut o = Observed {
             available: true,
+            events: true,
             ..Observed::default()
         };
         o.arp_unanswered.insert(("cni0".into(), "10.244.0.9".into()), 3);

@@ -143,6 +143,11 @@ pub enum Command {
     /// interface, direction, network namespace and pod, and where in the kernel; heaviest first.
     #[command(long_about = DROPS_ABOUT, after_help = DROPS_EXAMPLES)]
     Drops(DropsArgs),
+    /// The node checks engineers do by hand (rp_filter, forwarding, br_netfilter, MTUs, the
+    /// VXLAN FDB, veths on the bridge, the FORWARD policy, conntrack, neighbours), each with the
+    /// evidence and the command that fixes it; exit 1 when one fails.
+    #[command(long_about = DOCTOR_ABOUT, after_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
     /// Capture packets in the kernel to pcapng, by interface or pod and by class; `-w -`
     /// streams to stdout (`netpath capture --pod web -w - | tshark -r -`).
     Capture(CaptureArgs),
@@ -366,6 +371,41 @@ pub struct DropsArgs {
     /// List the drop reasons this kernel names (read from its BTF) instead of drops.
     #[arg(long, conflicts_with_all = ["pod", "iface", "reason"])]
     pub reasons: bool,
+}
+
+const DOCTOR_ABOUT: &str = "\
+The checks engineers make one by one on a node when pods cannot talk, each as rows of CHECK, \
+STATUS (ok, warn, fail), SUBJECT (an interface, a peer, a table), EVIDENCE and FIX, the exact \
+command that fixes it. The exit status is 1 when a check fails, 0 otherwise.
+
+Checks: rp_filter (strict reverse-path filtering, effective max(all, interface)), ip_forward, \
+br_netfilter (loaded, bridge-nf-call-iptables=1), mtu (pod veths <= cni0 <= flannel.1 = underlay \
+- 50), vxlan_fdb (each peer subnet's VTEP: neighbour MAC and FDB entry, VXLAN traffic to it), \
+veth_bridge (pod veths up and on the bridge), forward_policy (iptables FORWARD policy DROP), \
+conntrack (warn 90%, fail 95% full), neigh_table (against gc_thresh3), arp_unanswered and drops \
+(what the datapath saw).
+
+Evidence joins state and traffic: strict rp_filter is a warning until packets die of it \
+(IP_RPFILTER drops on that interface), then a failure. With a daemon answering on --socket (and \
+no --netns), its last run is shown, with every traffic fact it has; otherwise the checks run here, \
+in --netns when given, with the drops and flows of the pinned maps when there are some.";
+
+const DOCTOR_EXAMPLES: &str = "\
+Examples:
+  netpath doctor                             every check (from the daemon when one answers)
+  netpath doctor --netns np-node1            the checks inside a node's namespace
+  netpath doctor --check rp_filter,mtu       two checks
+  netpath doctor -o json                     as JSON rows (check, status, subject, evidence, fix)";
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Only these checks (comma-separated or repeated): rp_filter, ip_forward, br_netfilter, mtu,
+    /// vxlan_fdb, veth_bridge, forward_policy, conntrack, neigh_table, arp_unanswered, drops.
+    #[arg(long = "check", value_name = "ID,...")]
+    pub checks: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -7,6 +7,7 @@ mod args;
 mod capture;
 mod daemon;
 mod down;
+mod doctor;
 mod drops;
 mod fastpath;
 mod flows;
@@ -104,6 +105,7 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
         Command::Ifaces(args) => ifaces::run(&args),
         Command::Watch(args) => watch::run(&args),
         Command::Drops(args) => drops::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Capture(args) => capture::run(&args),
         Command::Down(args) => down::run(&args),
         Command::Rule(args) => rule::run(args),
