@@ -1,11 +1,11 @@
 //! Links: the MTU chain (`mtu`), pod veths on the bridge (`veth_bridge`) and the VXLAN device's
 //! peers (`vxlan_fdb`), from rtnetlink.
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Node, Observed};
 use crate::{
     model::doctor::{Finding, Status},
-    node::netlink::LinkInfo,
+    node::{netlink::LinkInfo, tables::Route},
 };
 
 /// VXLAN over IPv4 adds 50 bytes: outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8.
@@ -18,12 +18,31 @@ fn of_kind<'a>(node: &'a Node, kind: &str) -> impl Iterator<Item = &'a LinkInfo>
         .filter(move |l| l.kind.as_deref() == Some(kind.as_str()))
 }
 
-/// A VXLAN device's underlay: its lower device, else the interface of the default route.
+/// A VXLAN device's underlay: its lower device, else the interface the node routes its peers'
+/// underlay addresses (its FDB destinations) through, else that of the default route.
 fn underlay<'a>(node: &'a Node, vx: &LinkInfo) -> Option<&'a LinkInfo> {
-    vx.peer_ifindex.and_then(|i| node.link(i)).or_else(|| {
-        let r = node.routes.iter().find(|r| r.prefix == 0 && r.oif.is_some())?;
-        node.link(r.oif?)
-    })
+    if let Some(l) = vx.peer_ifindex.and_then(|i| node.link(i)) {
+        return Some(l);
+    }
+    let covers = |r: &Route, ip: Ipv4Addr| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(r.prefix)).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(r.dst) & mask
+    };
+    let mut best: Option<&Route> = None;
+    for f in node.fdb.iter().filter(|f| f.ifindex == vx.ifindex) {
+        let Some(IpAddr::V4(ip)) = f.ip else { continue };
+        for r in node
+            .routes
+            .iter()
+            .filter(|r| r.oif.is_some() && r.oif != Some(vx.ifindex))
+        {
+            if covers(r, ip) && best.is_none_or(|b| r.prefix > b.prefix) {
+                best = Some(r);
+            }
+        }
+    }
+    best.or_else(|| node.routes.iter().find(|r| r.prefix == 0 && r.oif.is_some()))
+        .and_then(|r| node.link(r.oif?))
 }
 
 /// A pod's host-side veth: its peer in another namespace, no address of its own here, and not a

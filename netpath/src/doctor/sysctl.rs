@@ -105,11 +105,12 @@ pub fn br_netfilter(node: &Node) -> Vec<Finding> {
     }
     let subject = bridges.join(",");
     if !Path::new("/sys/module/br_netfilter").exists() {
+        // A warning: kube-proxy's iptables mode needs it, its IPVS and eBPF replacements do not.
         return vec![Finding::bad(
             CHECK,
-            Status::Fail,
+            Status::Warn,
             subject,
-            "the br_netfilter module is not loaded: bridged pod traffic skips iptables",
+            "the br_netfilter module is not loaded: bridged pod traffic skips iptables (kube-proxy's iptables mode needs it)",
             Some("modprobe br_netfilter".into()),
         )];
     }
@@ -184,7 +185,9 @@ pub fn neigh_table(node: &Node) -> Vec<Finding> {
         None => Finding::ok(
             "neigh_table",
             "ipv4 neighbours",
-            format!("{entries} IPv4 neighbours on the node (gc_thresh3 is the node namespace's, not readable from here)"),
+            format!(
+                "{entries} IPv4 neighbours on the node (gc_thresh3 is the node namespace's, not readable from here)"
+            ),
         ),
     };
     let thresh3 = thresh3.unwrap_or(0);
@@ -227,7 +230,12 @@ fn arp_cache_stats() -> Option<(u64, u64)> {
         .split_whitespace()
         .map(|v| u64::from_str_radix(v, 16).unwrap_or(0))
         .collect();
-    let at = |name: &str| heads.iter().position(|h| *h == name).and_then(|i| values.get(i).copied());
+    let at = |name: &str| {
+        heads
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| values.get(i).copied())
+    };
     Some((at("entries")?, at("table_fulls").unwrap_or(0)))
 }
 

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use netlink_packet_route::{
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
-    route::{RouteAddress, RouteAttribute},
+    route::{RouteAddress, RouteAttribute, RouteProtocol, RouteScope, RouteType},
     AddressFamily,
 };
 
@@ -58,6 +58,14 @@ fn neighbour(m: &NeighbourMessage) -> Neighbour {
         match a {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => n.ip = Some(IpAddr::V4(*ip)),
             NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => n.ip = Some(IpAddr::V6(*ip)),
+            // An AF_BRIDGE entry's NDA_DST (a VXLAN FDB's remote VTEP) comes as raw bytes.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                n.ip = match b.len() {
+                    4 => Some(IpAddr::from(<[u8; 4]>::try_from(&b[..]).expect("4 bytes"))),
+                    16 => Some(IpAddr::from(<[u8; 16]>::try_from(&b[..]).expect("16 bytes"))),
+                    _ => None,
+                };
+            }
             NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
                 n.mac = Some(b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":"));
             }
@@ -96,10 +104,16 @@ impl Netlink {
 
     /// The main table's IPv4 routes.
     pub async fn routes_v4(&self) -> Result<Vec<Route>, NetlinkError> {
+        let mut req = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build();
+        // The builder fills in what adding a route needs (protocol static, unicast): with strict
+        // checking the kernel takes those as dump filters, so they are cleared.
+        req.header.protocol = RouteProtocol::Unspec;
+        req.header.kind = RouteType::Unspec;
+        req.header.scope = RouteScope::Universe;
         let msgs: Vec<_> = self
             .handle
             .route()
-            .get(rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .get(req)
             .execute()
             .try_collect()
             .await

@@ -5,6 +5,7 @@ mod api;
 mod capture;
 mod cri;
 mod daemon;
+mod doctor;
 mod drops;
 mod events;
 mod lab;

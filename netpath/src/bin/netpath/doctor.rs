@@ -24,7 +24,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
         netns::enter(ns)?;
     }
     let findings = local(args, &checks, daemon::runtime()?)?;
-    print!("{}", model::render(&findings, read.output, |f| model::doctor::table(f))?);
+    print!(
+        "{}",
+        model::render(&findings, read.output, |f| model::doctor::table(f))?
+    );
     if exit_code(&findings) != 0 {
         std::process::exit(exit_code(&findings));
     }
