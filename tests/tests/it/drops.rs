@@ -179,6 +179,38 @@ fn the_kernels_reasons_for_a_routers_drops() {
     w.wait_for("IP_RPFILTER", t, |e| {
         is(e, "IP_RPFILTER", "rc") && flow_is(e, "10.80.2.50", SERVER)
     });
+    // The doctor joins the setting with what it cost: strict rp_filter with IP_RPFILTER drops on
+    // that interface is a failure, with the fix.
+    let out = netpath(&[
+        "doctor",
+        "--netns",
+        &router,
+        "--socket",
+        pins.sock(),
+        "--pin-dir",
+        pins.arg(),
+        "--check",
+        "rp_filter",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let findings: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rc = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "rc")
+        .unwrap_or_else(|| panic!("{findings:#}"));
+    assert_eq!(rc["status"], "fail", "{rc}");
+    assert!(
+        rc["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("dropped with reason IP_RPFILTER on rc"),
+        "{rc}"
+    );
+    assert_eq!(rc["fix"], "sysctl -w net.ipv4.conf.rc.rp_filter=2");
     sysctl(&net.router, "net.ipv4.conf.all.rp_filter=0");
     sysctl(&net.router, "net.ipv4.conf.rc.rp_filter=0");
 
