@@ -227,8 +227,10 @@ impl Config {
             ));
             take!("drops", drops, |v: String| parse_on_off(&v)
                 .map_err(|e| bad(path, format!("drops: {e}"))));
-            take!("doctor-interval", doctor_interval, |v: String| parse_doctor_interval(&v)
-                .map_err(|e| bad(path, format!("doctor_interval: {e}"))));
+            take!("doctor-interval", doctor_interval, |v: String| parse_doctor_interval(
+                &v
+            )
+            .map_err(|e| bad(path, format!("doctor_interval: {e}"))));
         }
         c.validate()?;
         Ok(c)
