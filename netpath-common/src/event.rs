@@ -22,7 +22,9 @@ pub mod kind {
     pub const MALFORMED: u8 = 7;
     /// A packet the kernel dropped, with its reason (the drop tracer), or a netpath rule dropped.
     pub const DROP: u8 = 8;
-    pub const COUNT: usize = 9;
+    /// A doctor check changed state for one subject (user space, the daemon's periodic doctor).
+    pub const DOCTOR: u8 = 9;
+    pub const COUNT: usize = 10;
     pub const NAMES: [&str; COUNT] = [
         "flow_new",
         "flow_end",
@@ -33,6 +35,7 @@ pub mod kind {
         "vxlan_peer",
         "malformed",
         "drop",
+        "doctor",
     ];
     /// Kinds the kernel produces (and rate-limits).
     pub const KERNEL: [u8; 6] = [FLOW_NEW, FLOW_END, ARP, ICMP_ERROR, MALFORMED, DROP];

@@ -41,6 +41,7 @@ pub struct FileConfig {
     pub metrics_flows: Option<usize>,
     pub ebpf_log: Option<String>,
     pub drops: Option<String>,
+    pub doctor_interval: Option<String>,
 }
 
 /// A setting that takes one value or a list (`iface = "cni0"` or `iface = ["cni0", "ul0:xdp"]`), as
@@ -91,6 +92,8 @@ pub struct Config {
     pub ebpf_log: log::LevelFilter,
     /// Trace the kernel's drops (`kfree_skb`) with their reasons (`--drops on|off`).
     pub drops: bool,
+    /// How often the doctor's checks run (`--doctor-interval`); None: never (`0` or `off`).
+    pub doctor_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -121,6 +124,7 @@ impl Default for Config {
             metrics_flows: 100,
             ebpf_log: log::LevelFilter::Off,
             drops: true,
+            doctor_interval: Some(DOCTOR_INTERVAL),
         }
     }
 }
@@ -223,6 +227,10 @@ impl Config {
             ));
             take!("drops", drops, |v: String| parse_on_off(&v)
                 .map_err(|e| bad(path, format!("drops: {e}"))));
+            take!("doctor-interval", doctor_interval, |v: String| parse_doctor_interval(
+                &v
+            )
+            .map_err(|e| bad(path, format!("doctor_interval: {e}"))));
         }
         c.validate()?;
         Ok(c)
@@ -301,6 +309,24 @@ impl Config {
     }
 }
 
+/// The default of `--doctor-interval`.
+pub const DOCTOR_INTERVAL: Duration = Duration::from_secs(30);
+
+/// `--doctor-interval`: a duration (`30s`, `2m`), or `0` / `off` for no periodic doctor.
+pub fn parse_doctor_interval(v: &str) -> std::result::Result<Option<Duration>, String> {
+    match v.trim() {
+        "off" | "0" => Ok(None),
+        t => match humantime::parse_duration(t) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) if d < Duration::from_secs(1) => Err(format!(
+                "'{v}' is shorter than a second (the checks read the node's tables; 0 or off disables them)"
+            )),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(format!("'{v}' is not a duration (30s, 2m) nor 0 or off: {e}")),
+        },
+    }
+}
+
 /// `on` or `off` (also `true`/`false`), for switches like `--drops`.
 pub fn parse_on_off(v: &str) -> std::result::Result<bool, String> {
     match v {
@@ -334,6 +360,40 @@ mod tests {
 
     fn iface(names: &[&str]) -> Vec<IfaceSpec> {
         names.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn doctor_interval_is_a_duration_or_off() {
+        assert_eq!(parse_doctor_interval("30s"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(parse_doctor_interval("2m"), Ok(Some(Duration::from_secs(120))));
+        for off in ["0", "off", "0s"] {
+            assert_eq!(parse_doctor_interval(off), Ok(None), "{off}");
+        }
+        for bad_value in ["soon", "-1s", "100ms", ""] {
+            assert!(parse_doctor_interval(bad_value).is_err(), "{bad_value}");
+        }
+        assert_eq!(Config::default().doctor_interval, Some(DOCTOR_INTERVAL));
+        let file = |text: &str| {
+            let f: FileConfig = toml::from_str(text).unwrap();
+            Config::resolve(
+                &Config {
+                    ifaces: iface(&["cni0"]),
+                    ..Config::default()
+                },
+                Some((std::path::Path::new("/x.toml"), f)),
+                &|_| false,
+            )
+        };
+        assert_eq!(file("doctor_interval = \"off\"").unwrap().doctor_interval, None);
+        assert_eq!(
+            file("doctor_interval = \"1m\"").unwrap().doctor_interval,
+            Some(Duration::from_secs(60))
+        );
+        let e = file("doctor_interval = \"often\"").unwrap_err();
+        assert!(
+            matches!(&e, Error::BadArgument(m) if m.contains("doctor_interval") && m.contains("/x.toml")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::{
     },
     error::{Error, Result},
     model::{
+        doctor::Finding,
         events::{decode, flow_end_row, Ager, Deriver},
         flows::{self, Clock, FLOW_IDLE},
     },
@@ -52,6 +53,7 @@ use crate::{
 };
 
 pub mod config;
+mod doctor;
 mod drops;
 mod fastpath;
 mod print;
@@ -126,6 +128,34 @@ async fn read_events(shared: Arc<Shared>, rb: RingBuf<MapData>) {
             _ = tick.tick() => drain(afd.get_mut(), &mut deriver),
         }
     }
+}
+
+/// Run the doctor's checks on a thread of their own (they read netlink tables and /proc/sys, and
+/// run `iptables -S FORWARD`, which must not stall the event loop), with what the daemon observed;
+/// the answer comes back to the loop. The thread is spawned from the loop's thread, so it is in
+/// the daemon's network namespace (`--netns`) like everything the daemon reads.
+fn start_doctor(shared: Arc<Shared>) -> tokio::sync::oneshot::Receiver<std::result::Result<Vec<Finding>, String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("netpath-doctor".into())
+        .spawn(move || {
+            let observed = shared.doctor_observed();
+            let checks = crate::model::doctor::CHECKS.map(|(c, _)| c);
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| {
+                    rt.block_on(crate::doctor::run(&checks, &observed))
+                        .map_err(|e| e.to_string())
+                });
+            let _ = tx.send(outcome);
+        });
+    if let Err(e) = spawned {
+        // The sender went with the closure: the loop hears of it as a run without an answer.
+        log::warn!("doctor: cannot start its thread: {e}");
+    }
+    rx
 }
 
 /// The datapath's aya-log records (`--ebpf-log`), into `log` as they arrive. Runs until the daemon
@@ -604,6 +634,7 @@ async fn async_main(
             own_netns,
             cfg.netns.clone(),
         )),
+        doctor: Mutex::new(doctor::DoctorState::new(cfg.doctor_interval)),
     });
     let cri = match &cfg.cri_socket {
         Some(p) => CriClient::connect(p)
@@ -676,6 +707,12 @@ async fn async_main(
     let mut owners_retry = (!named).then(|| (tokio::time::Instant::now() + OWNER_RETRY, 1));
     let mut next_age = tokio::time::Instant::now() + AGE_SCAN;
     let mut facts_pending = true;
+    // The doctor: first soon after start, then every interval; one run at a time, off the loop.
+    let mut next_doctor = d
+        .cfg
+        .doctor_interval
+        .map(|i| tokio::time::Instant::now() + i.min(doctor::FIRST_RUN));
+    let mut doctor_run: Option<tokio::sync::oneshot::Receiver<std::result::Result<Vec<Finding>, String>>> = None;
     loop {
         let until_deadline = async {
             match deadline {
@@ -730,7 +767,24 @@ async fn async_main(
                     d.start_drops(f);
                 }
             }
-            _ = sighup.recv() => d.reload(),
+            _ = async { tokio::time::sleep_until(next_doctor.unwrap_or_else(tokio::time::Instant::now)).await }, if next_doctor.is_some() => {
+                if doctor_run.is_none() {
+                    doctor_run = Some(start_doctor(Arc::clone(&shared)));
+                }
+                next_doctor = d.cfg.doctor_interval.map(|i| tokio::time::Instant::now() + i);
+            }
+            outcome = async { doctor_run.as_mut().expect("guarded").await }, if doctor_run.is_some() => {
+                doctor_run = None;
+                shared.doctor_finished(outcome.unwrap_or_else(|_| Err("the doctor's thread ended without an answer".into())));
+            }
+            _ = sighup.recv() => {
+                let before = d.cfg.doctor_interval;
+                d.reload();
+                if d.cfg.doctor_interval != before {
+                    shared.doctor.lock().unwrap().interval = d.cfg.doctor_interval;
+                    next_doctor = d.cfg.doctor_interval.map(|i| tokio::time::Instant::now() + i.min(doctor::FIRST_RUN));
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = until_deadline => {

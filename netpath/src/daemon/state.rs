@@ -4,7 +4,7 @@ use std::{path::PathBuf, sync::Mutex, time::Instant};
 
 use netpath_common::{diag, event::kind};
 
-use super::view::View;
+use super::{doctor::DoctorState, view::View};
 use crate::{
     datapath::{
         attach::Mode,
@@ -12,10 +12,12 @@ use crate::{
         names::{Recorded, Recorder},
         rules::RuleTable,
     },
+    doctor::Observed,
     error::{Error, Result},
     model::{
+        doctor::Finding,
         drops::{DropFilter, DropRow},
-        events::EventRow,
+        events::{doctor_row, EventRow},
         flows::{self, Clock, Filter, FlowRow},
         ifaces::{IfaceRow, ProgramRef},
         rules::{self, FastpathStatus, RuleRow, RuleSpec},
@@ -56,6 +58,8 @@ pub struct Shared {
     pub(super) names: Mutex<Option<Recorder>>,
     /// The drop tracer's state and what names drop sites.
     pub(super) drops: Mutex<super::drops::Drops>,
+    /// The periodic doctor: its last findings and the unanswered ARP it is fed.
+    pub(super) doctor: Mutex<DoctorState>,
 }
 
 impl Shared {
@@ -105,16 +109,32 @@ impl Shared {
         Ok(flows::select(rows, filter))
     }
 
-    /// Count a row by kind, name its interface and owner, and hand it to every watcher.
+    /// Count a row by kind, name its interface and owner, and hand it to every watcher. An
+    /// unanswered ARP request is also counted for the doctor, by interface and target.
     pub(super) fn publish(&self, r: EventRow) {
-        if let Some(k) = kind::from_name(&r.kind) {
+        let k = kind::from_name(&r.kind);
+        if let Some(k) = k {
             self.event_counts.lock().unwrap().by_kind[k as usize] += 1;
         }
-        self.send(r);
+        // A doctor event is about the node, not an interface: nothing to name.
+        let r = if k == Some(kind::DOCTOR) { r } else { self.named(r) };
+        if k == Some(kind::ARP_UNANSWERED) {
+            if let Some(target) = &r.target_ip {
+                self.doctor.lock().unwrap().note_arp_unanswered(&r.iface, target);
+            }
+        }
+        // No watcher is fine: send fails only when nobody listens.
+        let _ = self.events.send(r);
     }
 
     /// Name a row (counted already) and hand it to every watcher.
-    pub(super) fn send(&self, mut r: EventRow) {
+    pub(super) fn send(&self, r: EventRow) {
+        let r = self.named(r);
+        let _ = self.events.send(r);
+    }
+
+    /// A row with its interface, owner (and for a drop, its site) named.
+    fn named(&self, mut r: EventRow) -> EventRow {
         if let Some(site) = r.drop_site {
             // A drop names its own namespace and interface (it may be anywhere on the node).
             let n = {
@@ -131,19 +151,62 @@ impl Shared {
             r.reason = Some(n.reason);
             r.subsystem = Some(n.subsystem);
             r.location = Some(n.site.location);
-            let _ = self.events.send(r);
-            return;
+            return r;
         }
-        {
-            let view = self.view.lock().unwrap();
-            if r.iface.is_empty() {
-                r.iface = view.name(r.ifindex);
+        let view = self.view.lock().unwrap();
+        if r.iface.is_empty() {
+            r.iface = view.name(r.ifindex);
+        }
+        let o = view.owner(r.ifindex);
+        r.owner = o;
+        drop(view);
+        r
+    }
+
+    /// What the doctor's checks join with the node's state: the drop rows, VXLAN packets per
+    /// remote VTEP (egress flows), unanswered ARP since start. Reads the maps (a whole flow table
+    /// scan): run it off the event loop.
+    pub(super) fn doctor_observed(&self) -> Observed {
+        let drops = Backend::drops(self, &DropFilter::default()).unwrap_or_else(|e| {
+            log::debug!("doctor: no drop rows: {e}");
+            Vec::new()
+        });
+        let flows = self.maps.lock().unwrap().flows();
+        let vxlan_to = match flows {
+            Ok(f) => super::doctor::vxlan_to(&f),
+            Err(e) => {
+                log::warn!("doctor: reading the flow table: {e}");
+                Default::default()
             }
-            let o = view.owner(r.ifindex);
-            r.owner = o;
+        };
+        let arp_unanswered = self.doctor.lock().unwrap().arp_unanswered().clone();
+        Observed {
+            available: true,
+            drops,
+            arp_unanswered,
+            vxlan_to,
         }
-        // No watcher is fine: send fails only when nobody listens.
-        let _ = self.events.send(r);
+    }
+
+    /// A doctor run finished: keep its findings, and publish a `doctor` event for every (check,
+    /// subject) whose state changed.
+    pub(super) fn doctor_finished(&self, outcome: std::result::Result<Vec<Finding>, String>) {
+        if let Err(e) = &outcome {
+            log::warn!("doctor: the checks failed: {e}");
+        }
+        let changed = self.doctor.lock().unwrap().finish(outcome, Instant::now());
+        for f in &changed {
+            if f.status != crate::model::doctor::Status::Ok {
+                log::warn!(
+                    "doctor: {} {} is {}: {}",
+                    f.check,
+                    f.subject,
+                    f.status.name(),
+                    f.evidence
+                );
+            }
+            self.publish(doctor_row(f));
+        }
     }
 
     /// Events read from the ring: `delivered` in all, `by_kind` by kernel kind.
@@ -212,6 +275,7 @@ impl Shared {
             attach_latency_ms: Latency::of(&view.attach_latency_ms),
             unmatched_ifaces: view.unmatched.clone(),
             drop_tracer: self.drops.lock().unwrap().tracer.clone(),
+            doctor: Some(self.doctor.lock().unwrap().summary(Instant::now())),
         });
         Ok(v)
     }
@@ -257,6 +321,9 @@ impl Backend for Shared {
         let sites = self.maps.lock().unwrap().drops().map_err(internal)?;
         let view = self.view.lock().unwrap();
         self.drops.lock().unwrap().rows(&view, &sites, filter)
+    }
+    fn doctor(&self, checks: &[String]) -> std::result::Result<Vec<Finding>, ApiError> {
+        self.doctor.lock().unwrap().findings(checks)
     }
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         Some(self.events.subscribe())

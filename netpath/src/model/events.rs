@@ -99,6 +99,19 @@ pub struct EventRow {
     /// drop: the kernel function that freed the packet (`function+0xoffset`), or `rule N`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// doctor: the check (`rp_filter`, `mtu`, ...) whose state changed; `reason` holds the new
+    /// status (`ok`, `warn`, `fail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// doctor: what the check is about (an interface, a peer, a table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// doctor: what was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// doctor: the command that fixes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
     /// drop: the site as the kernel reported it, for the daemon to name (not part of the JSON).
     #[serde(skip)]
     pub drop_site: Option<DropKey>,
@@ -384,6 +397,10 @@ impl<'a> EventView<'a> {
             last_seen: None,
             subsystem: None,
             location: None,
+            check: None,
+            subject: None,
+            evidence: None,
+            fix: None,
             drop_site: None,
         }
     }
@@ -727,6 +744,20 @@ pub fn flow_end_row(k: &FlowKey, v: &netpath_common::FlowValue, reason: u8, cloc
     r
 }
 
+/// A `doctor` event: `f`'s check changed state for its subject (`reason` is the new status).
+pub fn doctor_row(f: &super::doctor::Finding) -> EventRow {
+    EventRow {
+        time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+        kind: kind::name(kind::DOCTOR).into(),
+        reason: Some(f.status.name().into()),
+        check: Some(f.check.clone()),
+        subject: Some(f.subject.clone()),
+        evidence: Some(f.evidence.clone()),
+        fix: f.fix.clone(),
+        ..EventRow::default()
+    }
+}
+
 /// Which events a reader wants.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -790,6 +821,17 @@ pub fn text(r: &EventRow) -> String {
         .nth(1)
         .map(|t| t.trim_end_matches('Z'))
         .unwrap_or(&r.time);
+    if r.kind == "doctor" {
+        // About the node, not a packet: no interface or direction of its own.
+        return format!(
+            "{t} DOCTOR {} {} is {}: {}{}",
+            opt(&r.check),
+            opt(&r.subject),
+            opt(&r.reason),
+            opt(&r.evidence),
+            r.fix.as_deref().map(|f| format!(" (fix: {f})")).unwrap_or_default()
+        );
+    }
     let who = r.owner.suffix();
     let dir = if r.direction == "ingress" { "in" } else { "out" };
     let mut s = format!("{t} {}{who} {dir} ", r.iface);
@@ -1412,5 +1454,41 @@ mod tests {
         }
         .matches(&r));
         assert!(EventFilter::parse_kinds(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn a_doctor_event_carries_the_finding_and_prints_its_fix() {
+        use crate::model::doctor::{Finding, Status};
+        let f = Finding::bad(
+            "rp_filter",
+            Status::Fail,
+            "ul0",
+            "rp_filter=1 on ul0",
+            Some("sysctl -w net.ipv4.conf.ul0.rp_filter=2".into()),
+        );
+        let r = doctor_row(&f);
+        assert_eq!((r.kind.as_str(), r.reason.as_deref()), ("doctor", Some("fail")));
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["check"], "rp_filter");
+        assert_eq!(j["subject"], "ul0");
+        assert_eq!(j["fix"], "sysctl -w net.ipv4.conf.ul0.rp_filter=2");
+        assert_eq!(serde_json::from_value::<EventRow>(j).unwrap(), r);
+        let t = text(&r);
+        assert!(
+            t.contains("DOCTOR rp_filter ul0 is fail: rp_filter=1 on ul0 (fix: sysctl -w"),
+            "{t}"
+        );
+        // Other kinds' JSON does not grow the doctor's fields.
+        let other = serde_json::to_value(EventRow::default()).unwrap();
+        assert!(other.get("check").is_none() && other.get("fix").is_none(), "{other}");
+        // `watch --kind doctor` is a kind the filter takes.
+        let kinds = EventFilter::parse_kinds(&["doctor".into()]).unwrap();
+        assert!(EventFilter {
+            kinds,
+            ..Default::default()
+        }
+        .matches(&r));
+        let ok = doctor_row(&Finding::ok("rp_filter", "ul0", "rp_filter=2 on ul0"));
+        assert!(text(&ok).ends_with("is ok: rp_filter=2 on ul0"), "{}", text(&ok));
     }
 }

@@ -71,6 +71,57 @@ pub struct DaemonStatus {
     /// The drop tracer: `on`, `starting`, `off` (`--drops off`), or `unavailable: WHY`.
     #[serde(default)]
     pub drop_tracer: String,
+    /// The periodic doctor (`--doctor-interval`); absent from daemons without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doctor: Option<DoctorSummary>,
+}
+
+/// The daemon's doctor at a glance: its last run's findings by status (`netpath doctor` and
+/// `/v1/doctor` have them one by one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DoctorSummary {
+    /// Seconds between runs; None when the doctor is off.
+    pub interval_s: Option<u64>,
+    /// Runs so far (failed ones included).
+    pub runs: u64,
+    /// Seconds since the last run finished; None before the first.
+    pub last_run_s_ago: Option<u64>,
+    pub ok: usize,
+    pub warn: usize,
+    pub fail: usize,
+    /// Why the last run failed (its findings are then the run's before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DoctorSummary {
+    /// `doctor: 2 fail, 1 warn (last run 12 s ago)`, without the `doctor: `.
+    pub fn text(&self) -> String {
+        if self.interval_s.is_none() && self.runs == 0 {
+            return "off (--doctor-interval off)".into();
+        }
+        let Some(ago) = self.last_run_s_ago else {
+            return "not run yet".into();
+        };
+        let mut s = if self.fail + self.warn == 0 {
+            format!("all {} ok", self.ok)
+        } else {
+            let mut parts = Vec::new();
+            if self.fail > 0 {
+                parts.push(format!("{} fail", self.fail));
+            }
+            if self.warn > 0 {
+                parts.push(format!("{} warn", self.warn));
+            }
+            parts.join(", ")
+        };
+        let _ = write!(s, " (last run {ago} s ago)");
+        if let Some(e) = &self.error {
+            let _ = write!(s, "; the last run failed: {e}");
+        }
+        s
+    }
 }
 
 /// Interfaces that went away while the daemon watched: what was counted on them.
@@ -161,6 +212,9 @@ impl StatusReport {
             if !d.drop_tracer.is_empty() {
                 let _ = writeln!(s, "  drop tracer: {}", d.drop_tracer);
             }
+            if let Some(doc) = &d.doctor {
+                let _ = writeln!(s, "  doctor: {}", doc.text());
+            }
             for glob in &d.unmatched_ifaces {
                 let _ = writeln!(s, "  warning: --iface '{glob}' matches no interface");
             }
@@ -221,6 +275,15 @@ mod tests {
             },
             daemon: Some(DaemonStatus {
                 pid: 7,
+                doctor: Some(DoctorSummary {
+                    interval_s: Some(30),
+                    runs: 3,
+                    last_run_s_ago: Some(12),
+                    ok: 9,
+                    warn: 1,
+                    fail: 2,
+                    error: None,
+                }),
                 ..DaemonStatus::default()
             }),
             ..StatusReport::default()
@@ -237,9 +300,44 @@ mod tests {
             "capture:",
             "daemon:",
             "attach latency: no hot-plugs yet",
+            "doctor: 2 fail, 1 warn (last run 12 s ago)",
         ];
         for w in order.windows(2) {
             assert!(at(w[0]) < at(w[1]), "'{}' should come before '{}':\n{t}", w[0], w[1]);
         }
+    }
+
+    #[test]
+    fn the_doctor_summary_says_off_not_yet_all_ok_or_what_is_wrong() {
+        let off = DoctorSummary::default();
+        assert_eq!(off.text(), "off (--doctor-interval off)");
+        let mut d = DoctorSummary {
+            interval_s: Some(30),
+            ..DoctorSummary::default()
+        };
+        assert_eq!(d.text(), "not run yet");
+        (d.runs, d.last_run_s_ago, d.ok) = (1, Some(3), 11);
+        assert_eq!(d.text(), "all 11 ok (last run 3 s ago)");
+        (d.warn, d.error) = (2, Some("netlink: EPERM".into()));
+        assert_eq!(
+            d.text(),
+            "2 warn (last run 3 s ago); the last run failed: netlink: EPERM"
+        );
+        // JSON under `daemon`, `error` only when there is one.
+        let j = serde_json::to_value(DaemonStatus {
+            doctor: Some(DoctorSummary {
+                error: None,
+                ..d.clone()
+            }),
+            ..DaemonStatus::default()
+        })
+        .unwrap();
+        assert_eq!(j["doctor"]["warn"], 2);
+        assert_eq!(j["doctor"]["interval_s"], 30);
+        assert!(j["doctor"].get("error").is_none(), "{j}");
+        assert!(serde_json::to_value(DaemonStatus::default())
+            .unwrap()
+            .get("doctor")
+            .is_none());
     }
 }

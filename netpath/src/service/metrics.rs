@@ -27,6 +27,7 @@
 //! | `netpath_events_lost_total`, `netpath_capture_lost_total` | counter | |
 //! | `netpath_attached_interfaces` | gauge | `mode` (always at least `tc`, `xdp`, `xdp-generic`) |
 //! | `netpath_program_info` | gauge (1) | `program`, `id`, `hook` |
+//! | `netpath_doctor_status` | gauge (0 ok, 1 warn, 2 fail) | `check`, `subject` |
 //! | `netpath_build_info` | gauge (1) | `version` |
 //!
 //! `pod`/`namespace` name the Kubernetes pod behind an interface as the CRI runtime reports it;
@@ -43,6 +44,11 @@
 //! the subsystem that defines the reason (`openvswitch`), or `netpath`. A backend without a drop
 //! table ([`ApiError::NotFound`]) exports no drop series.
 //!
+//! Doctor series are the daemon's last doctor run ([`Backend::doctor`] with every check): one per
+//! check and subject (an interface, a peer, a table, `node`), valued by its
+//! [`Status::value`](crate::model::doctor::Status::value). A backend whose doctor is off or has
+//! not run yet ([`ApiError::NotFound`]) exports none. A subject no longer reported has no series.
+//!
 //! # Cardinality and series life
 //!
 //! - Interface series grow with interfaces (pods) times directions and classes, never with pod
@@ -56,6 +62,8 @@
 //!   node's whole drop rate. `other` only grows: it adds what the series folded into it counted
 //!   since the last scrape; a series that becomes heavy enough to be shown starts as a new series
 //!   with its whole count (its earlier packets stay in `other`).
+//! - Doctor series are at most `doctor_series` (see [`MetricsOptions`]): failing ones first, then
+//!   warnings, then ok ones, each by check and subject.
 //! - A series whose source vanished (an interface removed, whose counters the daemon deletes; a
 //!   pod gone; a flow evicted or no longer among the heaviest) keeps its last value for `grace`
 //!   (see [`MetricsOptions`]) and then goes away. Vanished flows are only shown while there is
@@ -90,6 +98,7 @@ use super::api::{graceful_shutdown, ApiError, Backend};
 use crate::{
     error::ServiceError,
     model::{
+        doctor::Finding,
         drops::{DropFilter, DropRow},
         flows::{Filter, FlowRow, SortBy},
         ifaces::IfaceRow,
@@ -133,6 +142,8 @@ pub struct MetricsOptions {
     pub top_drops: usize,
     /// How long series of a vanished interface, pod or flow keep their last value.
     pub grace: Duration,
+    /// How many `netpath_doctor_status` series at most (the worst first).
+    pub doctor_series: usize,
 }
 
 impl From<MetricsError> for crate::Error {
@@ -150,6 +161,7 @@ impl Default for MetricsOptions {
             top_flows: 100,
             top_drops: 100,
             grace: Duration::from_secs(300),
+            doctor_series: 256,
         }
     }
 }
@@ -666,6 +678,8 @@ struct ExportState {
     capture_lost: u64,
     attached: BTreeMap<String, u64>,
     programs: Vec<[String; 3]>,
+    /// `netpath_doctor_status`: (check, subject, status value), by check and subject.
+    doctor: Vec<(String, String, u8)>,
     /// The size of the last exposition, to allocate the next one at once.
     last_len: usize,
 }
@@ -772,6 +786,8 @@ impl ExportState {
             .collect();
         self.programs.sort();
         self.programs.dedup();
+
+        self.doctor = doctor_series(&d.doctor, opts.doctor_series);
     }
 
     /// Drop series: every site feeds the series of its labels; the heaviest `top_drops` series
@@ -940,6 +956,14 @@ impl ExportState {
             }),
         );
         w.labelled(
+            "netpath_doctor_status",
+            DOCTOR_HELP,
+            Gauge,
+            self.doctor
+                .iter()
+                .map(|(c, subject, v)| ([("check", c.as_str()), ("subject", subject.as_str())], u64::from(*v))),
+        );
+        w.labelled(
             "netpath_build_info",
             "Version of the running netpath (value 1).",
             Gauge,
@@ -961,6 +985,30 @@ const DROPS_HELP: &str = "Packets dropped, by the kernel's own drop reason (the 
 const DROP_BYTES_HELP: &str = "Bytes of the packets dropped, by the kernel's own drop reason (the running \
     kernel's enum skb_drop_reason names; NETPATH_RULE: a netpath rule), subsystem, interface and pod, as \
     netpath_drops_total.";
+
+const DOCTOR_HELP: &str = "The daemon's last doctor run, by check and subject (an interface, a peer, a table): \
+    0 ok, 1 warn, 2 fail. netpath doctor and /v1/doctor give the evidence and the fix.";
+
+/// One series per (check, subject), the worst status when a pair is reported twice; at most `max`,
+/// the worst first; by check and subject in the exposition.
+fn doctor_series(findings: &[Finding], max: usize) -> Vec<(String, String, u8)> {
+    let mut worst: BTreeMap<(&str, &str), u8> = BTreeMap::new();
+    for f in findings {
+        let v = worst.entry((f.check.as_str(), f.subject.as_str())).or_insert(0);
+        *v = (*v).max(f.status.value());
+    }
+    let mut ranked: Vec<((&str, &str), u8)> = worst.into_iter().collect();
+    if ranked.len() > max {
+        // Stable: within a status, by check and subject.
+        ranked.sort_by_key(|(_, v)| std::cmp::Reverse(*v));
+        ranked.truncate(max);
+        ranked.sort_by_key(|(k, _)| *k);
+    }
+    ranked
+        .into_iter()
+        .map(|((c, subject), v)| (c.to_string(), subject.to_string(), v))
+        .collect()
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -1078,6 +1126,8 @@ pub struct Data {
     pub ifaces: Vec<IfaceRow>,
     /// Every drop row (none from a backend without a drop table).
     pub drops: Vec<DropRow>,
+    /// The doctor's last findings (none from a backend without a doctor, or before its first run).
+    pub doctor: Vec<Finding>,
 }
 
 impl Data {
@@ -1102,12 +1152,22 @@ impl Data {
             Err(ApiError::NotFound(_)) => Vec::new(),
             Err(e) => return Err(err("drops")(e)),
         };
+        let doctor = match source.doctor(&[]) {
+            Ok(f) => f,
+            Err(ApiError::NotFound(_)) => Vec::new(),
+            // A doctor whose checks failed is no reason to fail the scrape: no series then.
+            Err(e) => {
+                log::debug!("metrics: no doctor series: {e}");
+                Vec::new()
+            }
+        };
         Ok(Data {
             stats: source.stats().map_err(err("interface counters"))?,
             flows,
             status: source.status().map_err(err("status"))?,
             ifaces: source.ifaces().map_err(err("interfaces"))?,
             drops,
+            doctor,
         })
     }
 }
@@ -1322,6 +1382,8 @@ mod tests {
         pub status: Mutex<serde_json::Value>,
         pub ifaces: Mutex<serde_json::Value>,
         pub drops: Mutex<Vec<DropRow>>,
+        /// None: no doctor (NotFound).
+        pub doctor: Mutex<Option<Vec<Finding>>>,
     }
 
     impl Backend for Fake {
@@ -1352,6 +1414,18 @@ mod tests {
             rows.sort_by_key(|r| std::cmp::Reverse(r.packets));
             Ok(rows)
         }
+        fn doctor(&self, checks: &[String]) -> Result<Vec<Finding>, ApiError> {
+            let all = self.doctor.lock().unwrap().clone();
+            let all = all.ok_or_else(|| ApiError::NotFound("no doctor".into()))?;
+            Ok(all
+                .into_iter()
+                .filter(|f| checks.is_empty() || checks.contains(&f.check))
+                .collect())
+        }
+    }
+
+    fn finding(check: &str, subject: &str, status: crate::model::doctor::Status) -> Finding {
+        Finding::bad(check, status, subject, format!("{check} on {subject}"), None)
     }
 
     #[expect(clippy::too_many_arguments, reason = "one drop row, every field a test varies")]
@@ -1604,6 +1678,12 @@ mod tests {
             "ovs_dp_process_packet+0x1c8",
             2,
         ));
+        use crate::model::doctor::Status;
+        *f.doctor.lock().unwrap() = Some(vec![
+            finding("rp_filter", "ul0", Status::Fail),
+            finding("ip_forward", "node", Status::Ok),
+            finding("arp_unanswered", "cni0 10.244.0.9", Status::Warn),
+        ]);
         f
     }
 
@@ -1644,6 +1724,7 @@ mod tests {
     #[test]
     fn families_and_labels_are_present() {
         let f = fake();
+        *f.doctor.lock().unwrap() = Some(vec![finding("mtu", "cni0", crate::model::doctor::Status::Warn)]);
         let mut e = Exporter::new(MetricsOptions::default());
         let t = e.render(&f, false, Instant::now()).unwrap();
         for (name, ty) in [
@@ -1661,6 +1742,7 @@ mod tests {
             ("netpath_capture_lost_total", "counter"),
             ("netpath_attached_interfaces", "gauge"),
             ("netpath_program_info", "gauge"),
+            ("netpath_doctor_status", "gauge"),
             ("netpath_build_info", "gauge"),
         ] {
             assert!(
@@ -1797,6 +1879,51 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(samples(&t), samples(&p));
+    }
+
+    #[test]
+    fn doctor_series_are_the_status_values_capped_worst_first_and_absent_without_a_doctor() {
+        use crate::model::doctor::Status;
+        let f = fake();
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert_eq!(count(&t, "netpath_doctor_status"), 0, "no doctor, no series:\n{t}");
+        assert!(!t.contains("# HELP netpath_doctor_status"), "{t}");
+        *f.doctor.lock().unwrap() = Some(vec![
+            finding("rp_filter", "ul0", Status::Fail),
+            finding("mtu", "cni0", Status::Ok),
+            // Reported twice: the worst wins.
+            finding("mtu", "cni0", Status::Warn),
+            finding("ip_forward", "node", Status::Ok),
+        ]);
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        promtool(&t);
+        let doctor =
+            |t: &str, c: &str, s: &str| sample(t, &format!(r#"netpath_doctor_status{{check="{c}",subject="{s}"}}"#));
+        assert_eq!(doctor(&t, "rp_filter", "ul0"), Some(2.0), "{t}");
+        assert_eq!(doctor(&t, "mtu", "cni0"), Some(1.0), "{t}");
+        assert_eq!(doctor(&t, "ip_forward", "node"), Some(0.0), "{t}");
+        assert_eq!(count(&t, "netpath_doctor_status"), 3, "{t}");
+        // A subject gone is a series gone.
+        f.doctor.lock().unwrap().as_mut().unwrap().remove(0);
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert_eq!(doctor(&t, "rp_filter", "ul0"), None, "{t}");
+        // Capped: the worst are kept.
+        *f.doctor.lock().unwrap() = Some(
+            (0..50)
+                .map(|i| finding("veth_bridge", &format!("veth{i:02}"), Status::Ok))
+                .chain([finding("vxlan_fdb", "172.27.16.10", Status::Fail)])
+                .collect(),
+        );
+        let mut e = Exporter::new(MetricsOptions {
+            doctor_series: 10,
+            ..MetricsOptions::default()
+        });
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert_eq!(count(&t, "netpath_doctor_status"), 10, "{t}");
+        assert_eq!(doctor(&t, "vxlan_fdb", "172.27.16.10"), Some(2.0), "{t}");
+        assert_eq!(doctor(&t, "veth_bridge", "veth00"), Some(0.0), "{t}");
+        assert_eq!(doctor(&t, "veth_bridge", "veth09"), None, "{t}");
     }
 
     #[test]

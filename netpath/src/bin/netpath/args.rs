@@ -290,6 +290,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "on|off", default_value = "on", action = clap::ArgAction::Set, value_parser = netpath::daemon::config::parse_on_off)]
     pub drops: bool,
 
+    /// How often the daemon runs the doctor's checks (rp_filter, MTUs, the VXLAN FDB, ...; see
+    /// `netpath doctor`) with what it observed: `netpath_doctor_status`, `/v1/doctor`, `status`,
+    /// and a `doctor` event when a check changes state. `0` or `off` never runs them.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = netpath::daemon::config::parse_doctor_interval)]
+    pub doctor_interval: ::std::option::Option<Duration>,
+
     /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
     #[arg(long, value_name = "PATH")]
     pub cri_socket: Option<PathBuf>,
@@ -649,6 +655,7 @@ impl RunArgs {
                 metrics_flows: self.metrics_flows,
                 ebpf_log: self.ebpf_log,
                 drops: self.drops,
+                doctor_interval: self.doctor_interval,
             },
             config_file: self.config.clone(),
             given,
@@ -712,6 +719,20 @@ mod tests {
         check::<TcxOrder>(TCX_ORDERS);
         check::<SortBy>(SORTS);
         check::<log::LevelFilter>(EBPF_LOG_LEVELS);
+    }
+
+    #[test]
+    fn doctor_interval_takes_a_duration_or_off() {
+        let run = |v: &str| match Cli::try_parse_from(["netpath", "run", "--doctor-interval", v]).map(|c| c.command) {
+            Ok(Command::Run(a)) => Ok(a.doctor_interval),
+            Ok(_) => unreachable!(),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(run("1m"), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(run("off"), Ok(None));
+        assert_eq!(run("0"), Ok(None));
+        let e = run("often").unwrap_err();
+        assert!(e.contains("--doctor-interval") && e.contains("often"), "{e}");
     }
 
     #[test]

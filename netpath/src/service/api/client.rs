@@ -12,8 +12,9 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
-use super::{drop_query, event_query, filter_query, ApiError, FastpathRequest, REQUEST_TIMEOUT};
+use super::{doctor_query, drop_query, event_query, filter_query, ApiError, FastpathRequest, REQUEST_TIMEOUT};
 use crate::model::{
+    doctor::Finding,
     drops::{DropFilter, DropRow},
     events::{EventFilter, EventRow},
     flows::{Filter, FlowRow},
@@ -76,6 +77,13 @@ impl ApiClient {
     /// `GET /v1/drops` with `filter` as query: drop rows, heaviest first.
     pub async fn drops(&self, filter: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
         self.typed(hyper::Method::GET, &format!("/v1/drops{}", drop_query(filter)), None)
+            .await
+    }
+
+    /// `GET /v1/doctor?check=...`: the daemon's last doctor findings of `checks` (ids, each may
+    /// be comma-separated; every check when empty).
+    pub async fn doctor(&self, checks: &[String]) -> Result<Vec<Finding>, ApiError> {
+        self.typed(hyper::Method::GET, &format!("/v1/doctor{}", doctor_query(checks)), None)
             .await
     }
 

@@ -30,6 +30,7 @@
 //! | `GET /v1/flows?iface=IF&class=C&top=N&sort=bytes\|packets&pod=P&ip=CIDR&port=N` | an array of [`FlowRow`]s, heaviest first; every parameter is optional |
 //! | `GET /v1/ifaces` | the interfaces the daemon observes |
 //! | `GET /v1/drops?pod=P&iface=IF&reason=R` | an array of [`DropRow`]s (where the kernel, or a netpath rule, dropped packets, and why), heaviest first; every parameter is optional |
+//! | `GET /v1/doctor?check=ID,...` | an array of [`Finding`]s (`check`, `status` ok/warn/fail, `subject`, `evidence`, `fix`) from the daemon's last doctor run, of the checks named (every check without `check`); `404` when the doctor is off or has not run yet |
 //!
 //! `class` is one of the class names of [`netpath_common::class::NAMES`] (`arp`, `icmp`,
 //! `icmp6`, `tcp`, `udp`, `vxlan`, `other_ip`, `other_l2`, `malformed`); `top` is a positive
@@ -39,7 +40,8 @@
 //! `iface` and `reason`: a drop reason name of the daemon's kernel (`NETFILTER_DROP`, any case,
 //! with or without `SKB_DROP_REASON_`, or `NETPATH_RULE`); the daemon answers `400` naming close
 //! matches for a name its kernel does not have, and the interfaces or pods it knows for an
-//! unknown `iface` or `pod`.
+//! unknown `iface` or `pod`. `/v1/doctor` takes `check`: check ids of
+//! [`crate::model::doctor::CHECKS`], comma-separated; an unknown one is a `400` listing the ids.
 //!
 //! ```text
 //! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/status
@@ -48,6 +50,7 @@
 //! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?iface=cni0&sort=packets'
 //! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/ifaces
 //! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/drops?reason=NETFILTER_DROP'
+//! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/doctor?check=rp_filter,mtu'
 //! curl -i --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?class=nope'
 //!   # HTTP/1.1 400 Bad Request
 //!   # {"error":"unknown class 'nope' (one of arp, icmp, icmp6, tcp, udp, vxlan, other_ip, other_l2, malformed)"}
@@ -101,7 +104,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The endpoints, for error messages.
 pub(super) const ENDPOINTS: &str =
-    "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events, /v1/drops, /v1/rules, /v1/fastpath";
+    "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events, /v1/drops, /v1/doctor, /v1/rules, /v1/fastpath";
 
 /// What the daemon provides to the API; implemented by the daemon, and by a test double in tests.
 /// The methods run on tokio's blocking pool, so they may block (map reads are syscalls).
@@ -423,6 +426,37 @@ pub fn parse_drop_filter(p: &Params) -> Result<DropFilter, ApiError> {
     Ok(DropFilter { pod, iface, reason })
 }
 
+/// The parameters `GET /v1/doctor` takes.
+pub(super) const DOCTOR_PARAMS: &[&str] = &["check"];
+
+/// The checks `GET /v1/doctor` asks for, validated: ids of [`crate::model::doctor::CHECKS`]
+/// (comma-separated), none for every check; an unknown id is a `400` listing the ids.
+pub fn parse_doctor_checks(p: &Params) -> Result<Vec<String>, ApiError> {
+    match p.get("check") {
+        None => Ok(Vec::new()),
+        Some(c) if c.trim().is_empty() => Err(ApiError::BadRequest("check must not be empty".into())),
+        Some(c) => Ok(crate::model::doctor::parse_checks(&[c.to_string()])?
+            .into_iter()
+            .map(String::from)
+            .collect()),
+    }
+}
+
+/// The query string [`parse_doctor_checks`] reads back as `checks` (empty for every check).
+pub fn doctor_query(checks: &[String]) -> String {
+    let ids: Vec<&str> = checks
+        .iter()
+        .flat_map(|c| c.split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!("?check={}", percent_encode(&ids.join(",")).replace("%2C", ","))
+    }
+}
+
 /// The query string [`parse_drop_filter`] reads back as `f` (empty for every drop).
 pub fn drop_query(f: &DropFilter) -> String {
     let mut q = Vec::new();
@@ -634,6 +668,28 @@ mod tests {
         let e = params_of("reason=A&reason=B", DROP_PARAMS).unwrap_err();
         assert!(e.wire_message().contains("more than once"), "{e}");
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn doctor_checks_round_trip_and_unknown_ones_are_400s_listing_the_ids() {
+        let q = doctor_query(&["rp_filter,mtu".into(), "vxlan_fdb".into()]);
+        assert_eq!(q, "?check=rp_filter,mtu,vxlan_fdb");
+        let back = parse_doctor_checks(&params_of(&q[1..], DOCTOR_PARAMS).unwrap()).unwrap();
+        assert_eq!(back, ["rp_filter", "mtu", "vxlan_fdb"]);
+        assert_eq!(doctor_query(&[]), "");
+        assert!(parse_doctor_checks(&params_of("", DOCTOR_PARAMS).unwrap())
+            .unwrap()
+            .is_empty());
+        let e = parse_doctor_checks(&params_of("check=mtu,nope", DOCTOR_PARAMS).unwrap()).unwrap_err();
+        assert_eq!(e.http_status(), 400);
+        assert!(
+            e.wire_message().contains("'nope'") && e.wire_message().contains("rp_filter, ip_forward"),
+            "{e}"
+        );
+        let e = parse_doctor_checks(&params_of("check=", DOCTOR_PARAMS).unwrap()).unwrap_err();
+        assert!(e.wire_message().contains("must not be empty"), "{e}");
+        let e = params_of("reason=x", DOCTOR_PARAMS).unwrap_err();
+        assert!(e.wire_message().contains("takes: check"), "{e}");
     }
 
     #[test]

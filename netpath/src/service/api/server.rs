@@ -25,10 +25,11 @@ use axum::{
 use hyper::body::Bytes;
 
 use super::{
-    error_response, parse_drop_filter, parse_filter, ApiError, Backend, FastpathRequest, Params, DROP_PARAMS,
-    ENDPOINTS, FLOW_PARAMS, SHUTDOWN_GRACE,
+    error_response, parse_doctor_checks, parse_drop_filter, parse_filter, ApiError, Backend, FastpathRequest, Params,
+    DOCTOR_PARAMS, DROP_PARAMS, ENDPOINTS, FLOW_PARAMS, SHUTDOWN_GRACE,
 };
 use crate::model::{
+    doctor::Finding,
     drops::{DropFilter, DropRow},
     events::{EventFilter, EventRow},
     flows::FlowRow,
@@ -278,6 +279,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/ifaces", get(ifaces).fallback(not_allowed("GET, HEAD")))
         .route("/v1/events", get(events).fallback(not_allowed("GET, HEAD")))
         .route("/v1/drops", get(drops).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/doctor", get(doctor).fallback(not_allowed("GET, HEAD")))
         .route(
             "/v1/rules",
             get(list_rules).post(add_rule).fallback(not_allowed("GET, HEAD, POST")),
@@ -392,6 +394,13 @@ async fn ifaces(State(st): State<AppState>, q: Q) -> Result<Json<Vec<IfaceRow>>,
 async fn drops(State(st): State<AppState>, q: Q) -> Result<Json<Vec<DropRow>>, ApiError> {
     let filter = parse_drop_filter(&Params::new(q, DROP_PARAMS)?)?;
     Ok(Json(call(&st, move |b| b.drops(&filter)).await?))
+}
+
+/// `GET /v1/doctor?check=a,b`: the daemon's last doctor findings of those checks (every check
+/// without `check`).
+async fn doctor(State(st): State<AppState>, q: Q) -> Result<Json<Vec<Finding>>, ApiError> {
+    let checks = parse_doctor_checks(&Params::new(q, DOCTOR_PARAMS)?)?;
+    Ok(Json(call(&st, move |b| b.doctor(&checks)).await?))
 }
 
 /// `GET /v1/events?iface=&pod=&kind=a,b&ip=&port=`: newline-delimited JSON events as they happen, until the
@@ -582,6 +591,106 @@ mod tests {
         }
     }
 
+    /// A backend with doctor findings; it records the checks it was asked for.
+    #[derive(Default)]
+    struct Doctor {
+        asked: Mutex<Vec<Vec<String>>>,
+    }
+
+    fn findings() -> Vec<Finding> {
+        use crate::model::doctor::Status;
+        vec![
+            Finding::ok("ip_forward", "node", "net.ipv4.ip_forward=1"),
+            Finding::bad(
+                "rp_filter",
+                Status::Fail,
+                "ul0",
+                "rp_filter=1 on ul0",
+                Some("sysctl -w net.ipv4.conf.ul0.rp_filter=2".into()),
+            ),
+        ]
+    }
+
+    impl Backend for Doctor {
+        fn status(&self) -> Result<StatusReport, ApiError> {
+            Ok(StatusReport::default())
+        }
+        fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn flows(&self, _: &Filter) -> Result<Vec<FlowRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn doctor(&self, checks: &[String]) -> Result<Vec<Finding>, ApiError> {
+            self.asked.lock().unwrap().push(checks.to_vec());
+            Ok(findings()
+                .into_iter()
+                .filter(|f| checks.is_empty() || checks.contains(&f.check))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn doctor_findings_travel_by_check_and_unknown_checks_are_a_400() {
+        let dir = std::env::temp_dir().join(format!("np-api-doctor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sock = dir.join("api.sock");
+        let backend = Arc::new(Doctor::default());
+        let server = ApiServer::bind(&sock, Arc::clone(&backend) as Arc<dyn Backend>)
+            .unwrap()
+            .spawn()
+            .unwrap();
+        block_on(async {
+            let c = ApiClient::connect(&sock).await.unwrap().expect("the server answers");
+            assert_eq!(c.doctor(&[]).await.unwrap(), findings());
+            let got = c.doctor(&["rp_filter".into()]).await.unwrap();
+            assert_eq!(got, findings()[1..]);
+            assert_eq!(got[0].fix.as_deref(), Some("sysctl -w net.ipv4.conf.ul0.rp_filter=2"));
+            // The wire format: status as its name.
+            let raw = c.get("/v1/doctor?check=rp_filter,ip_forward").await.unwrap();
+            assert_eq!(raw[1]["status"], "fail", "{raw}");
+            assert_eq!(
+                *backend.asked.lock().unwrap(),
+                [
+                    vec![],
+                    vec!["rp_filter".to_string()],
+                    vec!["rp_filter".into(), "ip_forward".into()]
+                ]
+            );
+            // Unknown checks never reach the backend; the 400 lists the ids (exit 2).
+            let e = c.doctor(&["mtu,nope".into()]).await.unwrap_err();
+            assert_eq!((e.http_status(), e.exit_code()), (400, 2), "{e}");
+            assert!(
+                e.to_string().contains("'nope'") && e.to_string().contains("vxlan_fdb"),
+                "{e}"
+            );
+            for (q, needle) in [
+                ("/v1/doctor?check=", "must not be empty"),
+                ("/v1/doctor?iface=ul0", "unknown query parameter 'iface'"),
+            ] {
+                match c.get(q).await {
+                    Err(ApiError::Daemon { status: 400, message }) => {
+                        assert!(message.contains(needle), "{q}: {message}")
+                    }
+                    other => panic!("{q}: {other:?}"),
+                }
+            }
+            assert_eq!(backend.asked.lock().unwrap().len(), 3);
+            match c.get("/v1/nope").await {
+                Err(ApiError::Daemon { status: 404, message }) => {
+                    assert!(message.contains("/v1/doctor"), "{message}")
+                }
+                other => panic!("{other:?}"),
+            }
+        })
+        .unwrap();
+        server.shutdown().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn drops_travel_with_their_filter_and_bad_input_is_a_400() {
         let dir = std::env::temp_dir().join(format!("np-api-drops-{}", std::process::id()));
@@ -631,6 +740,9 @@ mod tests {
                 }
             }
             assert_eq!(backend.asked.lock().unwrap().len(), asked);
+            // A backend without a doctor: 404.
+            let e = c.doctor(&[]).await.unwrap_err();
+            assert_eq!(e.http_status(), 404, "{e}");
             // Listed among the endpoints of a 404.
             match c.get("/v1/nope").await {
                 Err(ApiError::Daemon { status: 404, message }) => assert!(message.contains("/v1/drops"), "{message}"),
