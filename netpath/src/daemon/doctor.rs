@@ -8,12 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netpath_common::{FlowKey, FlowValue, DIR_EGRESS};
-
 use crate::{
     model::{
         doctor::{Finding, Status},
-        flows,
         status::DoctorSummary,
     },
     service::api::ApiError,
@@ -136,22 +133,8 @@ pub(super) fn changes(before: &[Finding], after: &[Finding]) -> Vec<Finding> {
     out
 }
 
-/// VXLAN packets sent to each underlay address (remote VTEP): the egress flows with outer
-/// addresses, summed by outer destination.
-pub(super) fn vxlan_to(flows: &[(FlowKey, FlowValue)]) -> HashMap<String, u64> {
-    let mut out: HashMap<String, u64> = HashMap::new();
-    for (k, v) in flows {
-        if k.direction == DIR_EGRESS && v.outer_family != 0 {
-            *out.entry(flows::addr(v.outer_family, &v.outer_dst)).or_default() += v.packets;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use netpath_common::{DIR_INGRESS, FAMILY_IPV4};
-
     use super::*;
 
     fn bad(check: &str, subject: &str, status: Status) -> Finding {
@@ -236,39 +219,5 @@ mod tests {
         assert_eq!(d.arp_unanswered().len(), ARP_PAIRS);
         d.note_arp_unanswered("cni0", "10.244.0.9");
         assert_eq!(d.arp_unanswered()[&("cni0".into(), "10.244.0.9".into())], 3);
-    }
-
-    #[test]
-    fn vxlan_traffic_is_summed_per_remote_vtep_on_egress_only() {
-        let flow = |direction: u8, dst: [u8; 4], packets: u64| {
-            let k = FlowKey {
-                direction,
-                ..FlowKey::default()
-            };
-            let v = FlowValue {
-                outer_family: FAMILY_IPV4,
-                outer_dst: netpath_common::Addr::v4(dst),
-                packets,
-                ..FlowValue::default()
-            };
-            (k, v)
-        };
-        let plain = (
-            FlowKey::default(),
-            FlowValue {
-                packets: 99,
-                ..FlowValue::default()
-            },
-        );
-        let to = vxlan_to(&[
-            flow(DIR_EGRESS, [172, 27, 16, 10], 5),
-            flow(DIR_EGRESS, [172, 27, 16, 10], 2),
-            flow(DIR_EGRESS, [172, 27, 16, 11], 1),
-            flow(DIR_INGRESS, [172, 27, 0, 11], 50),
-            plain,
-        ]);
-        assert_eq!(to.len(), 2, "{to:?}");
-        assert_eq!(to["172.27.16.10"], 7);
-        assert_eq!(to["172.27.16.11"], 1);
     }
 }

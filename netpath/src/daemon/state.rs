@@ -173,7 +173,7 @@ impl Shared {
         });
         let flows = self.maps.lock().unwrap().flows();
         let vxlan_to = match flows {
-            Ok(f) => super::doctor::vxlan_to(&f),
+            Ok(f) => crate::doctor::vxlan_to(&f),
             Err(e) => {
                 log::warn!("doctor: reading the flow table: {e}");
                 Default::default()
@@ -183,6 +183,7 @@ impl Shared {
         Observed {
             available: true,
             drops,
+            events: true,
             arp_unanswered,
             vxlan_to,
         }

@@ -9,6 +9,8 @@
 //! datapath knows).
 use std::collections::HashMap;
 
+use netpath_common::{FlowKey, FlowValue, DIR_EGRESS};
+
 use crate::{
     error::Result,
     model::{doctor::Finding, drops::DropRow},
@@ -48,6 +50,19 @@ impl Observed {
             .map(|d| d.packets)
             .sum()
     }
+}
+
+/// VXLAN packets sent to each underlay address (remote VTEP): the egress flows with outer
+/// addresses, summed by outer destination.
+pub fn vxlan_to(flows: &[(FlowKey, FlowValue)]) -> HashMap<String, u64> {
+    let mut out: HashMap<String, u64> = HashMap::new();
+    for (k, v) in flows {
+        if k.direction == DIR_EGRESS && v.outer_family != 0 {
+            *out.entry(crate::model::flows::addr(v.outer_family, &v.outer_dst))
+                .or_default() += v.packets;
+        }
+    }
+    out
 }
 
 /// The namespace's state, read once for every check.
@@ -101,4 +116,45 @@ pub async fn run(checks: &[&str], observed: &Observed) -> Result<Vec<Finding>> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use netpath_common::{FlowKey, FlowValue, DIR_EGRESS, DIR_INGRESS, FAMILY_IPV4};
+
+    use super::*;
+
+    #[test]
+    fn vxlan_traffic_is_summed_per_remote_vtep_on_egress_only() {
+        let flow = |direction: u8, dst: [u8; 4], packets: u64| {
+            let k = FlowKey {
+                direction,
+                ..FlowKey::default()
+            };
+            let v = FlowValue {
+                outer_family: FAMILY_IPV4,
+                outer_dst: netpath_common::Addr::v4(dst),
+                packets,
+                ..FlowValue::default()
+            };
+            (k, v)
+        };
+        let plain = (
+            FlowKey::default(),
+            FlowValue {
+                packets: 99,
+                ..FlowValue::default()
+            },
+        );
+        let to = vxlan_to(&[
+            flow(DIR_EGRESS, [172, 27, 16, 10], 5),
+            flow(DIR_EGRESS, [172, 27, 16, 10], 2),
+            flow(DIR_EGRESS, [172, 27, 16, 11], 1),
+            flow(DIR_INGRESS, [172, 27, 0, 11], 50),
+            plain,
+        ]);
+        assert_eq!(to.len(), 2, "{to:?}");
+        assert_eq!(to["172.27.16.10"], 7);
+        assert_eq!(to["172.27.16.11"], 1);
+    }
 }

@@ -433,7 +433,7 @@ pub struct WatchArgs {
 
     /// Only these kinds: flow_new, flow_end, arp, arp_unanswered, arp_conflict, icmp_error,
     /// vxlan_peer, malformed, drop (a packet the kernel or a netpath rule dropped, with the
-    /// reason; rate-limited like the others).
+    /// reason; rate-limited like the others), doctor (a `netpath doctor` check changed state).
     #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
     pub kind: Vec<String>,
 

@@ -11,7 +11,6 @@ use netpath::{
     },
     node::netns,
 };
-use netpath_common::{DIR_EGRESS, ENCAP_VXLAN};
 
 use crate::{args::DoctorArgs, daemon};
 
@@ -19,11 +18,24 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
     // Bad input first: an unknown check or namespace changes nothing and reads nothing.
     let checks = parse_checks(&args.checks)?;
     let read = &args.read;
-    if let Some(ns) = &read.netns {
-        // Before the runtime: its threads (and the commands the checks run) inherit it.
-        netns::enter(ns)?;
-    }
-    let findings = local(args, &checks, daemon::runtime()?)?;
+    let findings = match &read.netns {
+        None => {
+            let rt = daemon::runtime()?;
+            match daemon::connect(&read.socket, &rt)? {
+                // The daemon's last run: every traffic fact it has (unanswered ARP included).
+                Some(c) => {
+                    let want: Vec<String> = checks.iter().map(|c| c.to_string()).collect();
+                    rt.block_on(c.doctor(&want))?
+                }
+                None => local(args, &checks, rt)?,
+            }
+        }
+        Some(ns) => {
+            // Before the runtime: its threads (and the commands the checks run) inherit it.
+            netns::enter(ns)?;
+            local(args, &checks, daemon::runtime()?)?
+        }
+    };
     print!(
         "{}",
         model::render(&findings, read.output, |f| model::doctor::table(f))?
@@ -52,14 +64,7 @@ fn observed_from_pins(args: &DoctorArgs, rt: &tokio::runtime::Runtime) -> Observ
         return Observed::default();
     };
     let drops = daemon::drop_rows(&read, &DropFilter::default(), rt).unwrap_or_default();
-    let mut vxlan_to: HashMap<String, u64> = HashMap::new();
-    for (k, v) in maps.flows().unwrap_or_default() {
-        if k.encap == ENCAP_VXLAN && k.direction == DIR_EGRESS && v.outer_family != 0 {
-            *vxlan_to
-                .entry(model::flows::addr(v.outer_family, &v.outer_dst))
-                .or_default() += v.packets;
-        }
-    }
+    let vxlan_to = doctor::vxlan_to(&maps.flows().unwrap_or_default());
     Observed {
         available: true,
         drops,
