@@ -165,3 +165,65 @@ fn doctor_on_the_lab_is_healthy_then_finds_staged_faults() {
         "{rows:#?}"
     );
 }
+
+#[test]
+fn the_daemons_doctor_joins_traffic_reports_changes_and_exports_them() {
+    require_root();
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    // Forwarding off where the daemon runs: its first run finds it.
+    let _ = pair.a.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+    let _d = Daemon::on_veth_a(&pair, &pins, &["--doctor-interval", "1s", "--metrics", &metrics]);
+    let w = Watch::start(pins.sock(), &["--kind", "doctor"]);
+    let t = std::time::Duration::from_secs(10);
+    w.wait_for("ip_forward fail", t, |e| {
+        e["kind"] == "doctor" && e["check"] == "ip_forward" && e["reason"] == "fail"
+    });
+    // Traffic only the daemon sees: an ARP request nobody answers, UDP to a closed port.
+    let _ = pair
+        .b
+        .exec(&["arping", "-c", "1", "-w", "1", "-I", "veth-b", "10.77.0.99"]);
+    let _ = pair
+        .b
+        .exec(&["bash", "-c", &format!("echo x > /dev/udp/{PAIR_A_IP}/9")]);
+    w.wait_for("arp_unanswered", t, |e| {
+        e["check"] == "arp_unanswered" && e["subject"] == "veth-a 10.77.0.99" && e["reason"] == "warn"
+    });
+    w.wait_for("drops", t, |e| e["check"] == "drops" && e["subject"] == "NO_SOCKET");
+    // `netpath doctor` asks the daemon: its findings, exit 1 on the failure.
+    let out = netpath(&[
+        "doctor",
+        "--socket",
+        pins.sock(),
+        "--check",
+        "ip_forward,drops",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        rows.iter().all(|r| r["check"] == "ip_forward" || r["check"] == "drops"),
+        "{rows:#?}"
+    );
+    let f = finding(&rows, "node");
+    assert_eq!(f["fix"], "sysctl -w net.ipv4.ip_forward=1");
+    let scrape = || sh(&["curl", "-sf", &format!("http://{metrics}/metrics")]);
+    let series = "netpath_doctor_status{check=\"ip_forward\",subject=\"node\"}";
+    assert!(scrape().lines().any(|l| l == format!("{series} 2")), "{}", scrape());
+    // The printed fix, applied: the next run says so, and the gauge follows.
+    apply(&pair.a.name, f["fix"].as_str().unwrap());
+    w.wait_for("ip_forward ok", t, |e| {
+        e["kind"] == "doctor" && e["check"] == "ip_forward" && e["reason"] == "ok"
+    });
+    assert!(scrape().lines().any(|l| l == format!("{series} 0")), "{}", scrape());
+    let status = netpath(&["status", "--socket", pins.sock()]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("doctor:"));
+    // Bad input through the daemon too.
+    let out = netpath(&["doctor", "--socket", pins.sock(), "--check", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
