@@ -543,12 +543,11 @@ mod tests {
         service::api::{block_on, ApiClient},
     };
 
-    /// A backend with two drop rows and two doctor findings; it records what it was asked (drop
-    /// filters, doctor checks) and refuses an unknown reason as the daemon does.
+    /// A backend with two drop rows; it records the filters it was asked with and refuses an
+    /// unknown reason as the daemon does.
     #[derive(Default)]
-    struct Recorder {
-        drops: Mutex<Vec<DropFilter>>,
-        checks: Mutex<Vec<Vec<String>>>,
+    struct Drops {
+        asked: Mutex<Vec<DropFilter>>,
     }
 
     fn row(iface: &str, reason: &str, packets: u64) -> DropRow {
@@ -567,7 +566,7 @@ mod tests {
         }
     }
 
-    impl Backend for Recorder {
+    impl Backend for Drops {
         fn status(&self) -> Result<StatusReport, ApiError> {
             Ok(StatusReport::default())
         }
@@ -580,15 +579,8 @@ mod tests {
         fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
             Ok(Vec::new())
         }
-        fn doctor(&self, checks: &[String]) -> Result<Vec<Finding>, ApiError> {
-            self.checks.lock().unwrap().push(checks.to_vec());
-            Ok(findings()
-                .into_iter()
-                .filter(|f| checks.is_empty() || checks.contains(&f.check))
-                .collect())
-        }
         fn drops(&self, filter: &DropFilter) -> Result<Vec<DropRow>, ApiError> {
-            self.drops.lock().unwrap().push(filter.clone());
+            self.asked.lock().unwrap().push(filter.clone());
             if filter.reason.as_deref() == Some("NETFILTER") {
                 return Err(ApiError::BadRequest(
                     "this kernel has no drop reason 'NETFILTER'; did you mean: NETFILTER_DROP".into(),
@@ -597,6 +589,12 @@ mod tests {
             let rows = [row("vethaaaa", "NETFILTER_DROP", 7), row("vethaaaa", "NO_SOCKET", 2)];
             Ok(rows.into_iter().filter(|r| filter.matches(r)).collect())
         }
+    }
+
+    /// A backend with doctor findings; it records the checks it was asked for.
+    #[derive(Default)]
+    struct Doctor {
+        asked: Mutex<Vec<Vec<String>>>,
     }
 
     fn findings() -> Vec<Finding> {
@@ -613,12 +611,34 @@ mod tests {
         ]
     }
 
+    impl Backend for Doctor {
+        fn status(&self) -> Result<StatusReport, ApiError> {
+            Ok(StatusReport::default())
+        }
+        fn stats(&self) -> Result<Vec<StatRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn flows(&self, _: &Filter) -> Result<Vec<FlowRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn ifaces(&self) -> Result<Vec<IfaceRow>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn doctor(&self, checks: &[String]) -> Result<Vec<Finding>, ApiError> {
+            self.asked.lock().unwrap().push(checks.to_vec());
+            Ok(findings()
+                .into_iter()
+                .filter(|f| checks.is_empty() || checks.contains(&f.check))
+                .collect())
+        }
+    }
+
     #[test]
     fn doctor_findings_travel_by_check_and_unknown_checks_are_a_400() {
         let dir = std::env::temp_dir().join(format!("np-api-doctor-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let sock = dir.join("api.sock");
-        let backend = Arc::new(Recorder::default());
+        let backend = Arc::new(Doctor::default());
         let server = ApiServer::bind(&sock, Arc::clone(&backend) as Arc<dyn Backend>)
             .unwrap()
             .spawn()
@@ -633,7 +653,7 @@ mod tests {
             let raw = c.get("/v1/doctor?check=rp_filter,ip_forward").await.unwrap();
             assert_eq!(raw[1]["status"], "fail", "{raw}");
             assert_eq!(
-                *backend.checks.lock().unwrap(),
+                *backend.asked.lock().unwrap(),
                 [
                     vec![],
                     vec!["rp_filter".to_string()],
@@ -658,7 +678,7 @@ mod tests {
                     other => panic!("{q}: {other:?}"),
                 }
             }
-            assert_eq!(backend.checks.lock().unwrap().len(), 3);
+            assert_eq!(backend.asked.lock().unwrap().len(), 3);
             match c.get("/v1/nope").await {
                 Err(ApiError::Daemon { status: 404, message }) => {
                     assert!(message.contains("/v1/doctor"), "{message}")
@@ -676,7 +696,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("np-api-drops-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let sock = dir.join("api.sock");
-        let backend = Arc::new(Recorder::default());
+        let backend = Arc::new(Drops::default());
         let server = ApiServer::bind(&sock, Arc::clone(&backend) as Arc<dyn Backend>)
             .unwrap()
             .spawn()
@@ -705,7 +725,7 @@ mod tests {
             assert_eq!((e.http_status(), e.exit_code()), (400, 2), "{e}");
             assert!(e.to_string().contains("did you mean: NETFILTER_DROP"), "{e}");
             // Malformed queries never reach the backend.
-            let asked = backend.drops.lock().unwrap().len();
+            let asked = backend.asked.lock().unwrap().len();
             for (q, needle) in [
                 ("/v1/drops?class=tcp", "unknown query parameter 'class'"),
                 ("/v1/drops?reason=", "reason must not be empty"),
@@ -719,7 +739,7 @@ mod tests {
                     other => panic!("{q}: {other:?}"),
                 }
             }
-            assert_eq!(backend.drops.lock().unwrap().len(), asked);
+            assert_eq!(backend.asked.lock().unwrap().len(), asked);
             // A backend without a doctor: 404.
             let e = c.doctor(&[]).await.unwrap_err();
             assert_eq!(e.http_status(), 404, "{e}");
