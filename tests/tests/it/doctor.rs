@@ -171,10 +171,7 @@ fn the_daemons_doctor_joins_traffic_reports_changes_and_exports_them() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .to_string();
+    let metrics = free_local_addr();
     // Forwarding off where the daemon runs: its first run finds it.
     let _ = pair.a.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
     let _d = Daemon::on_veth_a(&pair, &pins, &["--doctor-interval", "1s", "--metrics", &metrics]);

@@ -371,10 +371,7 @@ fn a_rule_drop_is_netpath_rule_counted_once() {
     require_root();
     let pair = Pair::new();
     let pins = PinDir::new();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .to_string();
+    let metrics = free_local_addr();
     let d = Daemon::on_veth_a(&pair, &pins, &["--metrics", &metrics]);
     assert!(d.wait_for_line(&["drop tracer on"], Duration::from_secs(10)).is_some());
     let out = netpath(&[
