@@ -297,6 +297,14 @@ impl Drop for Daemon {
     }
 }
 
+/// A loopback `ADDR:PORT` nobody listens on right now (for a daemon's `--metrics`).
+pub fn free_local_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string()
+}
+
 /// Run `netpath ARGS` to completion.
 pub fn netpath(args: &[&str]) -> Output {
     Command::new(netpath_bin()).args(args).output().expect("run netpath")
