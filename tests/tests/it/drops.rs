@@ -352,7 +352,7 @@ fn the_kernels_reasons_for_a_routers_drops() {
         "status counts every drop the rows show: {status:#}"
     );
     assert_eq!(status["drops"]["table_full"], 0);
-    drop(w);
+    drop((w, in_server));
     d.stop();
     // The counters are pinned: after the daemon, `netpath drops` reads them from the pins.
     let after = netpath_json(&["drops", "--pin-dir", pins.arg(), "--socket", "none"]);
