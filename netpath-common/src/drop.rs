@@ -21,7 +21,7 @@ pub struct DropKey {
     pub location: u64,
 }
 
-/// Drop sites kept; a full table refuses new sites and counts them (`diag::DROP_INSERT_FAILED`).
+/// Drop sites kept (an LRU table: the coldest site makes room for a new one).
 pub const DROP_TABLE_SIZE: u32 = 4096;
 
 /// The reason of a frame a netpath rule dropped (`DropKey::location` holds the rule id). Outside
@@ -43,10 +43,12 @@ pub struct DropLayout {
     pub enabled: u32,
     /// `SKB_DROP_REASON_NOT_SPECIFIED`: reasons below it are not drops.
     pub not_specified: u32,
-    /// `SKB_DROP_REASON_TC_INGRESS` / `TC_EGRESS`: how the kernel frees what a TC program shot,
-    /// which netpath already counted as `NETPATH_RULE` when its rule did it.
+    /// `SKB_DROP_REASON_TC_INGRESS` / `TC_EGRESS` / `XDP`: how the kernel frees what a TC program
+    /// shot or (generic) XDP dropped, which netpath already counted as `NETPATH_RULE` when its
+    /// rule did it (`u32::MAX` where this kernel has no such reason).
     pub tc_ingress: u32,
     pub tc_egress: u32,
+    pub xdp: u32,
     /// `struct sk_buff`: `dev`, `head`, `data`, `tail` (an offset from head on 64-bit kernels),
     /// `network_header`, `mac_header`, `protocol`, `len`, `skb_iif`.
     pub skb_dev: u32,
@@ -62,21 +64,30 @@ pub struct DropLayout {
     pub dev_ifindex: u32,
     pub dev_net: u32,
     pub net_inum: u32,
+    pub _pad: u32,
 }
 
 /// Bytes of a dropped packet's headers the tracer copies (from the network header on) and parses.
 pub const DROP_COPY: usize = 192;
 
-/// A frame a TC program of netpath just shot, per CPU (`NP_DROP_PENDING[0]`): the kernel frees it
-/// right after the program returns, and the tracer skips that free (already counted as
-/// `NETPATH_RULE`).
+/// A frame a netpath rule just dropped, per CPU (`NP_DROP_PENDING[0]`): the kernel frees the skb
+/// right after the program returns (TC; XDP in generic mode), and the tracer skips that free
+/// (already counted as `NETPATH_RULE`). Only a free on the same interface within
+/// [`PENDING_NS`] of `at` matches, so a mark nobody consumed (native XDP frees no skb) never
+/// swallows a later, unrelated drop.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropPending {
     pub ifindex: u32,
     /// 1 while set.
     pub set: u32,
+    /// `bpf_ktime_get_ns` when the rule dropped the frame.
+    pub at: u64,
 }
+
+/// How soon after a rule drop the kernel's free of the same skb comes: it follows the program's
+/// return on the same CPU, in microseconds.
+pub const PENDING_NS: u64 = 1_000_000;
 
 // SAFETY (Words): 8-byte aligned (its u64), 24 bytes, integers and byte arrays only, explicit
 // padding. The datapath zeroes a key as words before filling it: `_pad = [0; 3]` becomes a call
@@ -87,8 +98,8 @@ unsafe impl crate::Words for DropKey {}
 const _: () = {
     use core::mem::{align_of, size_of};
     assert!(size_of::<DropKey>() == 24 && align_of::<DropKey>() == 8);
-    assert!(size_of::<DropLayout>() == 64);
-    assert!(size_of::<DropPending>() == 8);
+    assert!(size_of::<DropLayout>() == 72);
+    assert!(size_of::<DropPending>() == 16);
 };
 
 #[cfg(feature = "user")]

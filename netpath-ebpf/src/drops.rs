@@ -10,14 +10,14 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_probe_read_kernel, generated},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
     programs::BtfTracePointContext,
 };
 use netpath_common::{
     diag,
-    drop::{DropKey, DropLayout, DropPending, DROP_COPY, REASON_NETPATH_RULE},
+    drop::{DropKey, DropLayout, DropPending, DROP_COPY, PENDING_NS, REASON_NETPATH_RULE},
     parse::{parse_into, Parsed, ETH_HLEN},
-    zero_words, Config, Counter, FlowKey, FlowValue, DIR_EGRESS, DIR_INGRESS,
+    zero_words, Config, Counter, FlowKey, FlowValue, IfaceKey, DIR_EGRESS, DIR_INGRESS,
 };
 use netpath_ebpf::cursor::Copied;
 
@@ -25,7 +25,7 @@ use crate::{
     count::diag_inc,
     events::emit_drop,
     observe::{self, Clock, Now, Precise},
-    NP_CONFIG, NP_DROPS, NP_DROP_LAYOUT, NP_DROP_NETNS, NP_DROP_PENDING, NP_DROP_SCRATCH, NP_FLOWS,
+    NP_CONFIG, NP_DROPS, NP_DROP_LAYOUT, NP_DROP_NETNS, NP_DROP_PENDING, NP_DROP_SCRATCH, NP_FLOWS, NP_IFACE_STATS,
 };
 
 /// The copy of the headers: a 14-byte Ethernet header, then up to [`DROP_COPY`] bytes from the
@@ -90,7 +90,8 @@ pub fn on_kfree_skb(ctx: &BtfTracePointContext) {
     } else {
         DIR_EGRESS
     };
-    if (reason == l.tc_ingress || reason == l.tc_egress) && own_tc_drop(ifindex) {
+    let mut now = Precise::now();
+    if (reason == l.tc_ingress || reason == l.tc_egress || reason == l.xdp) && own_rule_drop(ifindex, now.0) {
         return;
     }
     let Some(s) = NP_DROP_SCRATCH.get_ptr_mut(0) else {
@@ -108,7 +109,6 @@ pub fn on_kfree_skb(ctx: &BtfTracePointContext) {
     site.reason = reason;
     site.direction = dir;
     site.location = location;
-    let mut now = Precise::now();
     let has_flow = s.parsed.has_flow();
     if has_flow {
         s.parsed.fill_key(&mut s.key);
@@ -124,7 +124,11 @@ pub fn on_kfree_skb(ctx: &BtfTracePointContext) {
         if let Some((i, d)) = at {
             s.key.ifindex = i;
             s.key.direction = d;
-            let create = reason > l.not_specified;
+            // A new entry only where netpath observes (the interface has counters): a drop on
+            // another link of the namespace (a port scan of the node's own address, say) must
+            // not fill the flow table with flows nobody sees.
+            let observed = NP_IFACE_STATS.get_ptr(&IfaceKey::new_words(i, d)).is_some();
+            let create = reason > l.not_specified && observed;
             flow_drop(&s.key, &mut s.value, bytes, reason, now.coarse(), create);
         }
         // The event names where it happened, as the site does.
@@ -148,14 +152,15 @@ fn copy_headers(s: &mut DropScratch, l: &DropLayout, cfg: &Config, skb: u64) -> 
     let mh: u16 = kread(skb, l.skb_mac_header);
     let proto: u16 = kread(skb, l.skb_protocol);
     let data_off = data.wrapping_sub(head);
-    // Bytes before `data` that belong to the frame: its link header, when the MAC header is set
-    // and `data` has moved past it (the IP layer's view).
-    let link = if mh != HEADER_UNSET && (mh as u64) < data_off && data_off - (mh as u64) <= 64 {
+    // `len` counts from `data`, which the stack has moved past the headers it handled (to the
+    // UDP header for a socket lookup): the frame's length is `len` plus what lies between the MAC
+    // header and `data`, when the MAC header is set and before it (bounded, against a stale one).
+    let before = if mh != HEADER_UNSET && (mh as u64) <= data_off && data_off - (mh as u64) <= 512 {
         data_off - mh as u64
     } else {
         0
     };
-    let bytes = len as u64 + link;
+    let bytes = len as u64 + before;
     // The made-up Ethernet header: zero MACs, then the EtherType as it lies in the skb (network
     // order), as two word stores.
     let p = proto.to_ne_bytes();
@@ -192,15 +197,16 @@ fn copy_headers(s: &mut DropScratch, l: &DropLayout, cfg: &Config, skb: u64) -> 
     bytes
 }
 
-/// Whether this is the free of a frame a netpath TC program shot on `ifindex` (and forget it).
+/// Whether this is the free of a frame a netpath rule dropped on `ifindex` just now (and forget
+/// it): see [`DropPending`].
 #[inline(always)]
-fn own_tc_drop(ifindex: u32) -> bool {
+fn own_rule_drop(ifindex: u32, now: u64) -> bool {
     let Some(p) = NP_DROP_PENDING.get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: this CPU's slot.
     let p = unsafe { &mut *p };
-    if p.set != 0 && p.ifindex == ifindex {
+    if p.set != 0 && p.ifindex == ifindex && now.wrapping_sub(p.at) < PENDING_NS {
         p.set = 0;
         return true;
     }
@@ -291,13 +297,17 @@ pub fn rule_drop(rule_id: u32) {
     emit_drop(&s.drop_site, &s.key, has_flow, cfg, &mut now);
 }
 
-/// Remember that this CPU's TC program shot a frame on `ifindex` (see [`DropPending`]).
+/// Remember that a rule on this CPU dropped a frame on `ifindex` (see [`DropPending`]).
 #[inline(always)]
-pub fn mark_tc_drop(ifindex: u32) {
+pub fn mark_rule_drop(ifindex: u32) {
     if let Some(p) = NP_DROP_PENDING.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot.
+        // SAFETY: this CPU's slot; a plain helper call.
         unsafe {
-            *p = DropPending { ifindex, set: 1 };
+            *p = DropPending {
+                ifindex,
+                set: 1,
+                at: bpf_ktime_get_ns(),
+            };
         }
     }
 }

@@ -106,9 +106,10 @@ static NP_FASTPATH: HashMap<MacKey, FastTarget> = HashMap::with_max_entries(FAST
 #[map]
 static NP_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Drops by site (namespace, interface, direction, reason, location), kernel's and rules'.
+/// Drops by site (namespace, interface, direction, reason, location), kernel's and rules'. LRU:
+/// sites are keyed by namespace and ifindex, and pods come and go; the coldest site makes room.
 #[map]
-static NP_DROPS: PerCpuHashMap<DropKey, Counter> = PerCpuHashMap::with_max_entries(DROP_TABLE_SIZE, 0);
+static NP_DROPS: LruPerCpuHashMap<DropKey, Counter> = LruPerCpuHashMap::with_max_entries(DROP_TABLE_SIZE, 0);
 
 /// The kernel layout the drop tracer reads (see `DropLayout`), written by user space before it
 /// attaches the tracer.
@@ -139,6 +140,8 @@ pub fn netpath_xdp(ctx: XdpContext) -> u32 {
     let pkt = Packet::linear(ctx.data(), ctx.data_end());
     parse_into(&pkt, cfg, None, &mut s.parsed);
     if observe::observe(&ctx, &pkt, s, cfg, ifindex, DIR_INGRESS, pkt.len() as u64, None).action == action::DROP {
+        // In generic mode the kernel then frees the skb (reason XDP): counted once, as the rule's.
+        drops::mark_rule_drop(ifindex);
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS

@@ -29,7 +29,7 @@ pub fn tc_verdict(ctx: &TcContext, dir: u8, v: Verdict) -> i32 {
     match v.action {
         action::DROP => {
             // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed to this program.
-            drops::mark_tc_drop(unsafe { (*ctx.skb.skb).ifindex });
+            drops::mark_rule_drop(unsafe { (*ctx.skb.skb).ifindex });
             TC_ACT_SHOT
         }
         // bpf_redirect_peer delivers into the target veth's peer (the pod's namespace) without

@@ -11,6 +11,7 @@ use std::{
 use crate::{
     model::{
         doctor::{Finding, Status},
+        drops::DropRow,
         status::DoctorSummary,
     },
     service::api::ApiError,
@@ -34,8 +35,23 @@ pub(super) struct DoctorState {
     runs: u64,
     /// Why the last run failed (None when it did not).
     error: Option<String>,
-    /// `arp_unanswered` events since start, by (interface, target IP).
+    /// `arp_unanswered` events since the last run, by (interface, target IP).
     arp_unanswered: HashMap<(String, String), u64>,
+    /// Each drop site's packets and bytes at the last run (None before the first).
+    drops_seen: Option<HashMap<DropSite, (u64, u64)>>,
+}
+
+/// A drop row's site, as the drop table keys it.
+type DropSite = (String, String, Option<String>, String, String);
+
+fn site(r: &DropRow) -> DropSite {
+    (
+        r.iface.clone(),
+        r.direction.clone(),
+        r.netns.clone(),
+        r.reason.clone(),
+        r.location.clone(),
+    )
 }
 
 impl DoctorState {
@@ -43,6 +59,15 @@ impl DoctorState {
         DoctorState {
             interval,
             ..DoctorState::default()
+        }
+    }
+
+    /// A new `--doctor-interval` (SIGHUP); switched off, the last findings go too, so readers are
+    /// told the doctor is off rather than served what it found before.
+    pub(super) fn set_interval(&mut self, interval: Option<Duration>) {
+        self.interval = interval;
+        if interval.is_none() {
+            self.findings = None;
         }
     }
 
@@ -56,8 +81,34 @@ impl DoctorState {
         }
     }
 
-    pub(super) fn arp_unanswered(&self) -> &HashMap<(String, String), u64> {
-        &self.arp_unanswered
+    /// The unanswered ARP counted since the last call (the count starts again).
+    pub(super) fn take_arp_unanswered(&mut self) -> HashMap<(String, String), u64> {
+        std::mem::take(&mut self.arp_unanswered)
+    }
+
+    /// The drops of `rows` since the last call: each row's packets and bytes less what it held
+    /// then, rows without new drops left out. The first call only takes the baseline: the
+    /// pinned table may hold drops from long before this daemon.
+    pub(super) fn drops_since_last_run(&mut self, rows: Vec<DropRow>) -> Vec<DropRow> {
+        let now: HashMap<DropSite, (u64, u64)> = rows.iter().map(|r| (site(r), (r.packets, r.bytes))).collect();
+        let Some(before) = self.drops_seen.replace(now) else {
+            return Vec::new();
+        };
+        rows.into_iter()
+            .filter_map(|mut r| {
+                let (p, b) = before.get(&site(&r)).copied().unwrap_or((0, 0));
+                // A site evicted and re-created counts from zero again.
+                let (p, b) = if r.packets >= p {
+                    (r.packets - p, r.bytes.saturating_sub(b))
+                } else {
+                    (r.packets, r.bytes)
+                };
+                (p > 0).then(|| {
+                    (r.packets, r.bytes) = (p, b);
+                    r
+                })
+            })
+            .collect()
     }
 
     /// Take in a run's outcome; answers the findings whose state changed (for `doctor` events).
@@ -204,20 +255,56 @@ mod tests {
 
         let off = DoctorState::new(None);
         assert!(off.findings(&[]).unwrap_err().to_string().contains("off"));
+        // Switched off by a reload: the old findings are not served any more.
+        let mut was_on = DoctorState::new(Some(Duration::from_secs(30)));
+        was_on.finish(Ok(vec![bad("mtu", "cni0", Status::Fail)]), t0);
+        assert!(was_on.findings(&[]).is_ok());
+        was_on.set_interval(None);
+        assert!(was_on.findings(&[]).unwrap_err().to_string().contains("off"));
         assert_eq!(off.summary(t0).last_run_s_ago, None);
     }
 
     #[test]
-    fn unanswered_arp_is_counted_per_pair_and_bounded() {
+    fn unanswered_arp_is_counted_per_pair_bounded_and_between_runs() {
         let mut d = DoctorState::default();
         d.note_arp_unanswered("cni0", "10.244.0.9");
         d.note_arp_unanswered("cni0", "10.244.0.9");
-        assert_eq!(d.arp_unanswered()[&("cni0".into(), "10.244.0.9".into())], 2);
         for i in 0..2 * ARP_PAIRS {
             d.note_arp_unanswered("cni0", &format!("10.0.{}.{}", i / 256, i % 256));
         }
-        assert_eq!(d.arp_unanswered().len(), ARP_PAIRS);
         d.note_arp_unanswered("cni0", "10.244.0.9");
-        assert_eq!(d.arp_unanswered()[&("cni0".into(), "10.244.0.9".into())], 3);
+        let run = d.take_arp_unanswered();
+        assert_eq!(run.len(), ARP_PAIRS);
+        assert_eq!(run[&("cni0".into(), "10.244.0.9".into())], 3);
+        assert!(d.take_arp_unanswered().is_empty(), "the next run counts afresh");
+    }
+
+    #[test]
+    fn drops_are_what_happened_since_the_last_run() {
+        let row = |reason: &str, packets: u64| DropRow {
+            iface: "rc".into(),
+            reason: reason.into(),
+            packets,
+            bytes: packets * 100,
+            ..DropRow::default()
+        };
+        let mut d = DoctorState::default();
+        assert!(
+            d.drops_since_last_run(vec![row("NETFILTER_DROP", 5)]).is_empty(),
+            "a baseline first"
+        );
+        let now = d.drops_since_last_run(vec![row("NETFILTER_DROP", 7), row("NO_SOCKET", 1)]);
+        assert_eq!(
+            now.iter()
+                .map(|r| (r.reason.as_str(), r.packets, r.bytes))
+                .collect::<Vec<_>>(),
+            [("NETFILTER_DROP", 2, 200), ("NO_SOCKET", 1, 100)]
+        );
+        assert!(d
+            .drops_since_last_run(vec![row("NETFILTER_DROP", 7), row("NO_SOCKET", 1)])
+            .is_empty());
+        // A site evicted and counted again from zero.
+        let again = d.drops_since_last_run(vec![row("NETFILTER_DROP", 3)]);
+        assert_eq!(again[0].packets, 3);
     }
 }

@@ -69,6 +69,9 @@ pub struct Drops {
     /// (namespace, ifindex) -> (interface name, when read), for namespaces the view does not hold
     /// links of.
     foreign: HashMap<(u32, u32), (String, Instant)>,
+    /// Namespace inode -> its /run/netns (name, path), or None when it has no name there; read
+    /// once a while, not for every drop event.
+    named: HashMap<u32, (Option<(String, String)>, Instant)>,
 }
 
 impl Drops {
@@ -80,6 +83,7 @@ impl Drops {
             own,
             own_name,
             foreign: HashMap::new(),
+            named: HashMap::new(),
         }
     }
 
@@ -108,7 +112,7 @@ impl Drops {
         } else {
             self.kallsyms.name(k.location)
         };
-        if k.netns == self.own {
+        if k.netns != 0 && k.netns == self.own {
             return Site {
                 iface: view.name(k.ifindex),
                 netns: self.own_name.clone(),
@@ -137,7 +141,7 @@ impl Drops {
                 let known = ns.links.iter().flatten().find(|p| p.ifindex == k.ifindex);
                 (o, ns.name.clone(), ns.path.clone(), known.map(|p| p.name.clone()))
             }
-            None => match netns::find_by_inode(k.netns as u64) {
+            None => match self.named_netns(k.netns) {
                 Some((name, path)) => (Owner::default(), Some(name), Some(path), None),
                 None => (Owner::default(), None, None, None),
             },
@@ -152,6 +156,23 @@ impl Drops {
             owner,
             location,
         }
+    }
+
+    /// The /run/netns name and path of namespace `inode`, cached for a while (also when it has
+    /// none: a drop storm in an unnamed namespace must not rescan /run/netns for every drop).
+    fn named_netns(&mut self, inode: u32) -> Option<(String, String)> {
+        let now = Instant::now();
+        if let Some((found, at)) = self.named.get(&inode) {
+            if now.duration_since(*at) < FOREIGN_TTL {
+                return found.clone();
+            }
+        }
+        let found = netns::find_by_inode(u64::from(inode));
+        if self.named.len() > 4096 {
+            self.named.clear();
+        }
+        self.named.insert(inode, (found.clone(), now));
+        found
     }
 
     /// The name of `ifindex` in another namespace (at `path`), cached for a while.

@@ -781,7 +781,7 @@ async fn async_main(
                 let before = d.cfg.doctor_interval;
                 d.reload();
                 if d.cfg.doctor_interval != before {
-                    shared.doctor.lock().unwrap().interval = d.cfg.doctor_interval;
+                    shared.doctor.lock().unwrap().set_interval(d.cfg.doctor_interval);
                     next_doctor = d.cfg.doctor_interval.map(|i| tokio::time::Instant::now() + i.min(doctor::FIRST_RUN));
                 }
             }

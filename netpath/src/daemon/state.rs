@@ -167,10 +167,16 @@ impl Shared {
     /// remote VTEP (egress flows), unanswered ARP since start. Reads the maps (a whole flow table
     /// scan): run it off the event loop.
     pub(super) fn doctor_observed(&self) -> Observed {
-        let drops = Backend::drops(self, &DropFilter::default()).unwrap_or_else(|e| {
-            log::debug!("doctor: no drop rows: {e}");
+        let rows = Backend::drops(self, &DropFilter::default()).unwrap_or_else(|e| {
+            log::warn!("doctor: no drop rows: {e}");
             Vec::new()
         });
+        // What happened since the last run: evidence of what goes on now, which an old drop or
+        // a long-answered ARP request does not keep alive.
+        let (drops, arp_unanswered) = {
+            let mut d = self.doctor.lock().unwrap();
+            (d.drops_since_last_run(rows), d.take_arp_unanswered())
+        };
         let flows = self.maps.lock().unwrap().flows();
         let vxlan_to = match flows {
             Ok(f) => crate::doctor::vxlan_to(&f),
@@ -179,10 +185,10 @@ impl Shared {
                 Default::default()
             }
         };
-        let arp_unanswered = self.doctor.lock().unwrap().arp_unanswered().clone();
         Observed {
             available: true,
             drops,
+            since: "since the last check".into(),
             events: true,
             arp_unanswered,
             vxlan_to,

@@ -47,8 +47,22 @@ impl DropMaps {
         })
     }
 
-    /// Make the pod namespaces map hold exactly `want` (netns inode -> host veth ifindex).
+    /// Make the pod namespaces map hold exactly `want` (netns inode -> host veth ifindex). Gone
+    /// namespaces are removed first, so a full map makes room for new ones.
     pub fn set_pod_namespaces(&mut self, want: &StdHashMap<u32, u32>) -> Result<()> {
+        let gone: Vec<u32> = self.written.keys().filter(|k| !want.contains_key(k)).copied().collect();
+        for ns in gone {
+            self.written.remove(&ns);
+            match self.netns.remove(&ns) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => {
+                    return Err(Error::Map {
+                        what: format!("removing namespace {ns} from the drop tracer's pod namespaces"),
+                        source,
+                    })
+                }
+            }
+        }
         for (ns, ifindex) in want {
             if self.written.get(ns) != Some(ifindex) {
                 self.netns
@@ -56,11 +70,6 @@ impl DropMaps {
                     .map_err(map_err("writing the drop tracer's pod namespaces"))?;
                 self.written.insert(*ns, *ifindex);
             }
-        }
-        let gone: Vec<u32> = self.written.keys().filter(|k| !want.contains_key(k)).copied().collect();
-        for ns in gone {
-            let _ = self.netns.remove(&ns);
-            self.written.remove(&ns);
         }
         Ok(())
     }

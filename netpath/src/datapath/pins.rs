@@ -82,7 +82,7 @@ fn expected(flow_table_size: u32) -> [Expected; 8] {
         },
         Expected {
             name: maps::DROPS,
-            map_type: MapType::PerCpuHash,
+            map_type: MapType::LruPerCpuHash,
             key_size: size_of::<DropKey>() as u32,
             value_size: size_of::<Counter>() as u32,
             max_entries: DROP_TABLE_SIZE,

@@ -32,6 +32,9 @@ pub struct Observed {
     /// Whether this came from a datapath at all.
     pub available: bool,
     pub drops: Vec<DropRow>,
+    /// Over what time `drops` and `arp_unanswered` were counted, as evidence says it: the daemon
+    /// counts between runs, the pins hold everything since their table was created.
+    pub since: String,
     /// Whether the events were followed (only a running daemon does): without them, unanswered
     /// ARP is unknown rather than absent.
     pub events: bool,
@@ -112,7 +115,12 @@ pub async fn run(checks: &[&str], observed: &Observed) -> Result<Vec<Finding>> {
             "forward_policy" => netfilter::forward_policy(observed),
             "arp_unanswered" => traffic::arp_unanswered(observed),
             "drops" => traffic::drops(observed),
-            _ => Vec::new(),
+            other => {
+                return Err(crate::error::Error::BadArgument(format!(
+                    "unknown check '{other}'; checks: {}",
+                    crate::model::doctor::CHECKS.map(|(c, _)| c).join(", ")
+                )))
+            }
         });
     }
     Ok(out)

@@ -39,7 +39,10 @@ pub fn forward_policy(observed: &Observed) -> Vec<Finding> {
     let dropped = observed.drops_of("NETFILTER_DROP", None);
     let mut evidence = format!("policy DROP, {rules} rule(s) in FORWARD");
     let status = if dropped > 0 {
-        evidence.push_str(&format!("; {dropped} packets dropped with reason NETFILTER_DROP"));
+        evidence.push_str(&format!(
+            "; {dropped} packets dropped with reason NETFILTER_DROP {}",
+            observed.since
+        ));
         Status::Fail
     } else {
         Status::Warn

@@ -36,8 +36,8 @@ pub fn rp_filter(node: &Node, observed: &Observed) -> Vec<Finding> {
         let mut evidence = format!("strict: all={all}, {}={own} (effective {})", l.name, all.max(own));
         let status = if drops > 0 {
             evidence.push_str(&format!(
-                "; {drops} packets dropped with reason IP_RPFILTER on {}",
-                l.name
+                "; {drops} packets dropped with reason IP_RPFILTER on {} {}",
+                l.name, observed.since
             ));
             Status::Fail
         } else {
@@ -76,7 +76,8 @@ pub fn ip_forward(observed: &Observed) -> Vec<Finding> {
             let dropped = observed.drops_of("IP_INNOROUTES", None) + observed.drops_of("IP_INADDRERRORS", None);
             if dropped > 0 {
                 evidence.push_str(&format!(
-                    "; {dropped} packets dropped with reasons IP_INNOROUTES/IP_INADDRERRORS"
+                    "; {dropped} packets dropped with reasons IP_INNOROUTES/IP_INADDRERRORS {}",
+                    observed.since
                 ));
             }
             vec![Finding::bad(

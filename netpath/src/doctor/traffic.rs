@@ -35,8 +35,9 @@ pub fn drops(observed: &Observed) -> Vec<Finding> {
                 Status::Warn,
                 reason,
                 format!(
-                    "{packets} packets dropped with reason {reason} on {}",
-                    ifaces.join(", ")
+                    "{packets} packets dropped with reason {reason} on {} {}",
+                    ifaces.join(", "),
+                    observed.since
                 ),
                 Some(format!("netpath drops --reason {reason}")),
             )

@@ -134,9 +134,11 @@ impl KernelBtf {
         Ok(DropLayout {
             enabled: 1,
             not_specified: value("SKB_DROP_REASON_NOT_SPECIFIED")?,
-            // Absent before Linux 6.8: nothing to tell apart there (u32::MAX matches no reason).
+            // Absent on older kernels (there a TC or XDP drop is freed as NOT_SPECIFIED, and counted
+            // once more by location): u32::MAX matches no reason.
             tc_ingress: value("SKB_DROP_REASON_TC_INGRESS").unwrap_or(u32::MAX),
             tc_egress: value("SKB_DROP_REASON_TC_EGRESS").unwrap_or(u32::MAX),
+            xdp: value("SKB_DROP_REASON_XDP").unwrap_or(u32::MAX),
             skb_dev: skb("dev")?,
             skb_data: skb("data")?,
             skb_head: skb("head")?,
@@ -149,6 +151,7 @@ impl KernelBtf {
             dev_ifindex: self.offset("net_device", &["ifindex"])?,
             dev_net: self.offset("net_device", &["nd_net", "net"])?,
             net_inum: self.offset("net", &["ns", "inum"])?,
+            _pad: 0,
         })
     }
 

@@ -151,6 +151,7 @@ pub fn drop_rows(read: &ReadArgs, filter: &DropFilter, rt: &tokio::runtime::Runt
     let names = PinNames::read(read);
     let namer = DropNamer {
         daemon_netns,
+        daemon_netns_name: read.netns.clone(),
         names: &names,
         netns_names: if sites.iter().any(|(k, ..)| k.netns != daemon_netns) {
             named_netns_inodes()
@@ -206,6 +207,8 @@ pub fn select_drops(
 pub struct DropNamer<'a> {
     /// Inode of the daemon's network namespace: its links are named from the records.
     pub daemon_netns: u32,
+    /// Its name (`--netns`), as the daemon names its own rows; None for the node's own.
+    pub daemon_netns_name: Option<String>,
     pub names: &'a PinNames,
     /// Named network namespaces (/run/netns) by inode.
     pub netns_names: HashMap<u32, String>,
@@ -222,17 +225,13 @@ impl DropNamer<'_> {
         } else {
             self.kallsyms.name(k.location)
         };
-        if k.netns == self.daemon_netns {
-            // As `flows` names the link; NETNS is the pod's namespace behind a pod's veth, none
-            // for the daemon's other links (an underlay veth's peer namespace is not where the
-            // packet died).
-            let mut n = self.names.get(k.ifindex);
-            if n.owner.role.is_some_and(|r| r != Role::Pod) {
-                n.owner.netns = None;
-            }
+        if k.netns != 0 && k.netns == self.daemon_netns {
+            // As `flows` names the link, and as the daemon names its own rows: NETNS is where the
+            // packet died, the daemon's namespace.
+            let n = self.names.get(k.ifindex);
             return Site {
                 iface: n.iface,
-                netns: None,
+                netns: self.daemon_netns_name.clone(),
                 owner: n.owner,
                 location,
             };
@@ -254,10 +253,11 @@ impl DropNamer<'_> {
             ifaces::name_in(path.to_str()?, k.ifindex)
         });
         Site {
-            iface: match (k.ifindex, named) {
-                (0, _) => "-".into(),
-                (_, Some(n)) => n,
-                (i, None) => format!("if{i}"),
+            // Without a device (netns 0) the index names nothing, as the daemon says.
+            iface: match (k.netns, k.ifindex, named) {
+                (0, ..) | (_, 0, _) => "-".into(),
+                (_, _, Some(n)) => n,
+                (_, i, None) => format!("if{i}"),
             },
             netns,
             owner,
@@ -400,6 +400,7 @@ mod tests {
     fn rows_of(names: &PinNames) -> Vec<DropRow> {
         let namer = DropNamer {
             daemon_netns: DAEMON_NS,
+            daemon_netns_name: None,
             names,
             netns_names: [(POD_NS, "np-n1-pod-a".to_string()), (ROUTER_NS, "np-router".into())].into(),
             pods: pods_by_netns(&names.owners()),

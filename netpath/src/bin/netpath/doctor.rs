@@ -68,6 +68,7 @@ fn observed_from_pins(args: &DoctorArgs, rt: &tokio::runtime::Runtime) -> Observ
     Observed {
         available: true,
         drops,
+        since: "since the drop table was created".into(),
         arp_unanswered: HashMap::new(),
         vxlan_to,
         events: false,
