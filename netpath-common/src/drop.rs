@@ -71,8 +71,8 @@ pub struct DropLayout {
 pub const DROP_COPY: usize = 192;
 
 /// A frame a netpath rule just dropped, per CPU (`NP_DROP_PENDING[0]`): the kernel frees the skb
-/// right after the program returns (TC; XDP in generic mode), and the tracer skips that free
-/// (already counted as `NETPATH_RULE`). Only a free on the same interface within
+/// right after the program returns (TC; XDP in generic mode, where 6.18 gives no reason), and the
+/// tracer skips that free (already counted as `NETPATH_RULE`). Only a free on the same interface within
 /// [`PENDING_NS`] of `at` matches, so a mark nobody consumed (native XDP frees no skb) never
 /// swallows a later, unrelated drop.
 #[repr(C)]

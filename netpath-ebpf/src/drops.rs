@@ -91,7 +91,11 @@ pub fn on_kfree_skb(ctx: &BtfTracePointContext) {
         DIR_EGRESS
     };
     let mut now = Precise::now();
-    if (reason == l.tc_ingress || reason == l.tc_egress || reason == l.xdp) && own_rule_drop(ifindex, now.0) {
+    // The kernel's free of a frame a netpath rule just dropped: TC_INGRESS/TC_EGRESS after TC;
+    // after generic XDP, XDP or (this kernel, `do_xdp_generic`) NOT_SPECIFIED. Counted once, as
+    // the rule's.
+    let rule_free = reason == l.tc_ingress || reason == l.tc_egress || reason == l.xdp || reason == l.not_specified;
+    if rule_free && own_rule_drop(ifindex, now.0) {
         return;
     }
     let Some(s) = NP_DROP_SCRATCH.get_ptr_mut(0) else {
