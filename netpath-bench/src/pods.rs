@@ -488,6 +488,19 @@ pub fn set_int_opt(fd: i32, level: i32, name: i32, v: i32) {
     };
 }
 
+/// One `mmsghdr` per buffer of `iov`, for sendmmsg/recvmmsg.
+fn mmsghdrs(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iov.iter_mut()
+        .map(|v| {
+            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect()
+}
+
 /// Send `n` 64-byte UDP datagrams from pod A to pod B as fast as the sender thread can and count
 /// what pod B's socket receives; sample /proc/stat around it.
 #[expect(
@@ -547,16 +560,7 @@ pub fn udp_cpu_run(
                     iov_len: b.len(),
                 })
                 .collect();
-            // SAFETY: mmsghdr is plain data.
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    h.msg_hdr.msg_iov = v;
-                    h.msg_hdr.msg_iovlen = 1;
-                    h
-                })
-                .collect();
+            let mut msgs = mmsghdrs(&mut iov);
             let mut got = 0u64;
             let mut idle_since: Option<Instant> = None;
             let hard = Instant::now() + limit + Duration::from_secs(2);
@@ -613,16 +617,7 @@ pub fn udp_cpu_run(
                     iov_len: UDP_PAYLOAD,
                 })
                 .collect();
-            // SAFETY: mmsghdr is plain data.
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    h.msg_hdr.msg_iov = v;
-                    h.msg_hdr.msg_iovlen = 1;
-                    h
-                })
-                .collect();
+            let mut msgs = mmsghdrs(&mut iov);
             let mut sent = 0u64;
             let mut calls = 0u64;
             let mut err = None;
