@@ -23,4 +23,13 @@ pub enum LabError {
 
     #[error("lab '{prefix}' is not fully up: {}", .problems.join("; "))]
     NotUp { prefix: String, problems: Vec<String> },
+
+    #[error("{what}")]
+    Runtime { what: String },
+
+    #[error("invalid pod name {name:?}: a DNS label (lowercase letters, digits, '-'; at most 63)")]
+    InvalidPodName { name: String },
+
+    #[error(transparent)]
+    Cri(#[from] netpath_cri::CriError),
 }

@@ -92,7 +92,7 @@ fn mac_for_ip(ip: Ipv4Addr) -> String {
     format!("0a:58:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
 
-fn fnv1a32(s: &str) -> u32 {
+pub(crate) fn fnv1a32(s: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in s.bytes() {
         h ^= u32::from(b);
@@ -470,6 +470,9 @@ impl Lab {
     /// links in it, alive after its name is gone. Idempotent.
     pub fn down(&self) -> Result<(), LabError> {
         self.validate()?;
+        // containerd first (when `up --runtime containerd` started one): its pods' namespaces are
+        // not in the plan, and StopPodSandbox is what removes them and their veths cleanly.
+        self.containerd().stop(&|m| eprintln!("lab: {m}"))?;
         let existing = list_netns()?;
         let mine: Vec<String> = self
             .all_namespaces()

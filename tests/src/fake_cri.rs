@@ -2,7 +2,7 @@
 //! in a temp dir serving `runtime.v1.RuntimeService` Version, ListPodSandbox and PodSandboxStatus.
 //! No protoc here: the messages are netpath's hand-written CRI protos.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     convert::Infallible,
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -37,6 +37,7 @@ pub struct FakeSandbox {
     pub info: Option<String>,
     /// PodSandboxStatus answers this error (NotFound: removed after the listing).
     pub fail: Option<tonic::Code>,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl FakeSandbox {
@@ -50,6 +51,7 @@ impl FakeSandbox {
             network: proto::NamespaceMode::Pod,
             info,
             fail: None,
+            labels: BTreeMap::from([("app".to_string(), name.to_string())]),
         }
     }
 
@@ -68,6 +70,7 @@ impl FakeSandbox {
             name: self.name.clone(),
             uid: self.uid.clone(),
             sandbox_id: self.id.clone(),
+            labels: self.labels.clone(),
         }
     }
 }
@@ -136,6 +139,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                                 metadata: Some(s.metadata()),
                                 state: s.state as i32,
                                 created_at: 1_700_000_000_000_000_000 + i as i64,
+                                labels: s.labels.clone().into_iter().collect(),
                             })
                             .collect();
                         Ok::<_, tonic::Status>(tonic::Response::new(proto::ListPodSandboxResponse { items }))
@@ -176,6 +180,8 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
                                     }),
                                 }),
                             }),
+                            labels: s.labels.clone().into_iter().collect(),
+                            network: None,
                         };
                         let info = match (&s.info, r.verbose) {
                             (Some(i), true) => HashMap::from([("info".to_string(), i.clone())]),

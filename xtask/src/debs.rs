@@ -11,6 +11,10 @@ use crate::run_checked;
 pub enum Task {
     /// `cargo xtask lab`: the namespaces and links (`ip`, `bridge`), then ping, arping, iperf3.
     Lab,
+    /// `cargo xtask lab up --runtime containerd` and `lab pod`: the lab, containerd (with its CRI
+    /// plugin and `ctr`), runc, the CNI plugins (bridge, host-local), buildah for the pause image
+    /// and a static C toolchain for its binary.
+    LabContainerd,
     /// `cargo xtask demo`: the lab and its traffic.
     Demo,
     /// `cargo xtask test`: the lab's tools, and what the integration tests compare netpath with
@@ -25,11 +29,22 @@ pub enum Task {
 }
 
 const LAB: &[&str] = &["iproute2", "iputils-ping", "arping", "iperf3"];
+/// What the containerd lab drives besides the lab's tools.
+const CONTAINERD: &[&str] = &[
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "buildah",
+    "gcc",
+    "libc6-dev",
+    "util-linux",
+];
 
 /// The one list per command.
 pub fn for_task(task: Task) -> Vec<&'static str> {
     let extra: &[&str] = match task {
         Task::Lab | Task::Demo => &[],
+        Task::LabContainerd => CONTAINERD,
         Task::Test => &[
             "tcpdump",
             "tshark",
@@ -40,6 +55,13 @@ pub fn for_task(task: Task) -> Vec<&'static str> {
             "curl",
             "prometheus",
             "iptables",
+            // The containerd lab's tests.
+            "containerd",
+            "runc",
+            "containernetworking-plugins",
+            "buildah",
+            "gcc",
+            "libc6-dev",
         ],
         Task::BenchFastpath => &["sockperf", "iptables", "bpftool"],
         // The lab's iperf3 is all it drives.
@@ -122,8 +144,17 @@ mod tests {
             assert!(!for_task(Task::Demo).contains(&p), "the demo does not drive {p}");
         }
         assert!(for_task(Task::Bench).contains(&"clang-16"));
+        // The containerd lab's tools, for the command and the tests that drive it.
+        for p in CONTAINERD {
+            assert!(
+                for_task(Task::LabContainerd).contains(p),
+                "lab --runtime containerd lacks {p}"
+            );
+            assert!(for_task(Task::Test).contains(p), "test lacks {p}");
+        }
         for t in [
             Task::Lab,
+            Task::LabContainerd,
             Task::Demo,
             Task::Test,
             Task::BenchFastpath,

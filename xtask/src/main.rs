@@ -97,8 +97,13 @@ fn real_main() -> Result<()> {
         Cmd::Test { filter } => test(filter)?,
         Cmd::Lab(args) => {
             require_root("the lab")?;
-            if !matches!(args.action, lab::LabAction::Down | lab::LabAction::Status) {
-                debs::ensure(debs::Task::Lab)?;
+            match &args.action {
+                lab::LabAction::Down | lab::LabAction::Status => {}
+                lab::LabAction::Up {
+                    runtime: lab::Runtime::Containerd,
+                }
+                | lab::LabAction::Pod { .. } => debs::ensure(debs::Task::LabContainerd)?,
+                _ => debs::ensure(debs::Task::Lab)?,
             }
             lab::run(&args)?;
         }

@@ -39,6 +39,7 @@ use crate::{
         doctor::Finding,
         events::{decode, flow_end_row, Ager, Deriver},
         flows::{self, Clock, FLOW_IDLE},
+        owner::Owner,
     },
     node::{
         cri::{self, CriClient},
@@ -61,9 +62,18 @@ pub mod select;
 mod state;
 mod view;
 
-/// How long after a link event an owner not nameable yet is looked for again, and how often.
-const OWNER_RETRY: Duration = Duration::from_millis(200);
-const OWNER_RETRIES: u32 = 25;
+/// How long after a link event an owner not nameable yet is looked for again, and how often: a
+/// CNI plugin creates the veth while RunPodSandbox runs, and CRI lists the sandbox only once that
+/// call returns (no runtime event says so; containerd 1.6 has no container events), so the first
+/// second is polled closely, then every 200 ms, for about 5 s in all.
+const fn owner_retry(tries: u32) -> Duration {
+    if tries < 20 {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(200)
+    }
+}
+const OWNER_RETRIES: u32 = 40;
 /// How often the flow table is compared with the previous scan (aged and evicted flows).
 const AGE_SCAN: Duration = Duration::from_secs(5);
 
@@ -279,7 +289,7 @@ impl Daemon {
 
     /// A link went away: its attachments died with it; account and forget its counters so a
     /// reused ifindex starts from zero.
-    fn departed(&mut self, ifindex: u32, name: &str) {
+    fn departed(&mut self, ifindex: u32, name: &str, owner: Owner) {
         if let Some(l) = self.links.remove(&ifindex) {
             l.detach();
         }
@@ -296,10 +306,12 @@ impl Daemon {
                 for (k, v) in &a.ended {
                     let mut r = flow_end_row(k, v, end_reason::INTERFACE_GONE, &clock);
                     r.iface = name.to_string();
+                    r.owner = owner.clone();
                     self.shared.publish(r);
                 }
                 log::info!(
-                    "{name} (ifindex {ifindex}) removed: {} flows, {} packets, {} bytes accounted",
+                    "{name} (ifindex {ifindex}){} removed: {} flows, {} packets, {} bytes accounted",
+                    owner.suffix(),
                     a.flows,
                     a.packets,
                     a.bytes
@@ -391,8 +403,8 @@ impl Daemon {
         let mut pods_named = true;
         if let Some(cri) = self.cri.as_mut() {
             if !wanted.is_empty() || unnamed_pods {
-                if let Ok(pods) = cri.pods_by_netns_inode().await {
-                    self.shared.view.lock().unwrap().pods = pods;
+                if let Ok(pods) = cri::pods_by_netns_inode(cri).await {
+                    self.shared.view.lock().unwrap().set_pods(pods);
                 }
             }
             let view = self.shared.view.lock().unwrap();
@@ -419,12 +431,24 @@ impl Daemon {
             LinkEvent::Changed(l) => {
                 let mut view = self.shared.view.lock().unwrap();
                 let changed = view.links.get(&l.ifindex) != Some(&l);
+                if changed {
+                    view.remember_pod(l.ifindex);
+                }
                 view.links.insert(l.ifindex, l);
                 Ok(changed)
             }
             LinkEvent::Removed { ifindex, name } => {
-                self.shared.view.lock().unwrap().links.remove(&ifindex);
-                self.departed(ifindex, &name);
+                let owner = {
+                    let mut view = self.shared.view.lock().unwrap();
+                    let now = view.owner(ifindex);
+                    view.links.remove(&ifindex);
+                    match (now.pod.is_some(), view.last_pod.remove(&ifindex)) {
+                        (false, Some(last)) => last,
+                        _ => now,
+                    }
+                };
+                log::debug!("{name} (ifindex {ifindex}) removed; it led to {owner:?}");
+                self.departed(ifindex, &name, owner);
                 Ok(true)
             }
         }
@@ -704,7 +728,7 @@ async fn async_main(
     let mut next_print = tokio::time::Instant::now() + d.cfg.interval;
     // Owners are named as links appear; what is not nameable yet is retried on this timer, a
     // bounded number of times (a namespace no process holds and no name pins never will be).
-    let mut owners_retry = (!named).then(|| (tokio::time::Instant::now() + OWNER_RETRY, 1));
+    let mut owners_retry = (!named).then(|| (tokio::time::Instant::now() + owner_retry(0), 1));
     let mut next_age = tokio::time::Instant::now() + AGE_SCAN;
     let mut facts_pending = true;
     // The doctor: first soon after start, then every interval; one run at a time, off the loop.
@@ -733,14 +757,15 @@ async fn async_main(
                     let _ = d.reconcile(Some(at));
                     let named = d.refresh_owners().await;
                     shared.record_names();
-                    owners_retry = (!named).then(|| (tokio::time::Instant::now() + OWNER_RETRY, 1));
+                    owners_retry = (!named).then(|| (tokio::time::Instant::now() + owner_retry(0), 1));
                 }
             }
             _ = async { tokio::time::sleep_until(owners_retry.map_or_else(tokio::time::Instant::now, |r| r.0)).await }, if owners_retry.is_some() => {
                 let named = d.refresh_owners().await;
                 shared.record_names();
                 let tries = owners_retry.map_or(0, |r| r.1);
-                owners_retry = (!named && tries < OWNER_RETRIES).then(|| (tokio::time::Instant::now() + OWNER_RETRY, tries + 1));
+                owners_retry = (!named && tries < OWNER_RETRIES)
+                    .then(|| (tokio::time::Instant::now() + owner_retry(tries), tries + 1));
             }
             _ = tokio::time::sleep_until(next_print) => {
                 shared.flush_delivered();

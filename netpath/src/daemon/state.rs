@@ -20,6 +20,7 @@ use crate::{
         events::{doctor_row, EventRow},
         flows::{self, Clock, Filter, FlowRow},
         ifaces::{IfaceRow, ProgramRef},
+        owner::Owner,
         rules::{self, FastpathStatus, RuleRow, RuleSpec},
         stats::{self, StatRow},
         status::{DaemonStatus, Latency, StatusReport},
@@ -157,8 +158,10 @@ impl Shared {
         if r.iface.is_empty() {
             r.iface = view.name(r.ifindex);
         }
-        let o = view.owner(r.ifindex);
-        r.owner = o;
+        // A departed pod's flow ends carry the owner it had (the link is gone from the view).
+        if r.owner == Owner::default() {
+            r.owner = view.owner(r.ifindex);
+        }
         drop(view);
         r
     }
@@ -298,6 +301,7 @@ impl Shared {
                     l,
                     l.master.map(|m| view.name(m)),
                     view.owner(l.ifindex),
+                    view.pod(l.ifindex),
                     view::peer_link(l, ns),
                     a.map(|a| (a.mode.to_string(), a.tc_hook.to_string())),
                     view::kernel_programs(&l.name),

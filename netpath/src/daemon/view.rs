@@ -27,6 +27,10 @@ pub(super) struct View {
     pub(super) attach_latency_ms: Vec<f64>,
     /// `--iface` globs that match no link now.
     pub(super) unmatched: Vec<String>,
+    /// The last owner each link had while it led to a pod: a pod being deleted stops being one
+    /// (its sandbox leaves CRI's list, its namespace goes) before its veth is removed, and what the
+    /// veth carried is still that pod's when it is accounted.
+    pub(super) last_pod: HashMap<u32, Owner>,
 }
 
 impl View {
@@ -44,7 +48,37 @@ impl View {
             return Owner::default();
         };
         let ns = link.link_netnsid.and_then(|id| self.netns.get(&id));
-        view::owner(link, ns, ns.and_then(|n| self.pods.get(&n.inode)))
+        view::owner(link, ns, self.pod(ifindex))
+    }
+
+    /// Note the pod `ifindex` leads to now, if any (see `last_pod`).
+    pub(super) fn remember_pod(&mut self, ifindex: u32) {
+        let o = self.owner(ifindex);
+        if o.pod.is_some() {
+            self.last_pod.insert(ifindex, o);
+        }
+    }
+
+    /// The pods CRI lists now, and those it no longer lists whose namespace a link still leads to:
+    /// StopPodSandbox takes a sandbox off the ready list before CNI DEL removes its veth, and that
+    /// veth's flows are still the pod's when they are accounted.
+    pub(super) fn set_pods(&mut self, listed: HashMap<u64, PodRef>) {
+        let linked: std::collections::HashSet<u64> = self
+            .links
+            .values()
+            .filter_map(|l| l.link_netnsid)
+            .filter_map(|id| self.netns.get(&id))
+            .map(|n| n.inode)
+            .collect();
+        self.pods.retain(|ino, _| linked.contains(ino));
+        self.pods.extend(listed);
+    }
+
+    /// The CRI pod behind a link, when the runtime named one.
+    pub(super) fn pod(&self, ifindex: u32) -> Option<&PodRef> {
+        let link = self.links.get(&ifindex)?;
+        let ns = link.link_netnsid.and_then(|id| self.netns.get(&id))?;
+        self.pods.get(&ns.inode)
     }
 
     /// The namespaces (netnsid, path) of pods whose veth peer has no address yet but link-local:

@@ -1,6 +1,8 @@
 //! `netpath ifaces` and `GET /v1/ifaces`: every link with its veth peer, the namespace and pod
 //! behind it, and what is attached to it (netpath's programs and anyone else's).
 
+use std::collections::BTreeMap;
+
 use super::owner::{Owner, Role};
 
 /// A program as the kernel reports it on a hook (`tcx-ingress`, `tcx-egress`, `xdp`) or as netpath
@@ -33,6 +35,9 @@ pub struct IfaceRow {
     pub peer_addresses: Vec<String>,
     pub pod: Option<String>,
     pub pod_namespace: Option<String>,
+    /// The pod's labels, from the CRI runtime.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
     /// `pod`, `underlay` or `host`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
@@ -63,6 +68,21 @@ fn or_dash<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into())
 }
 
+/// The labels people look for: the kubelet's own `io.kubernetes.*` ones repeat the pod's name and
+/// namespace (JSON keeps them all).
+fn labels_cell(labels: &BTreeMap<String, String>) -> String {
+    let shown: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| !k.starts_with("io.kubernetes."))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if shown.is_empty() {
+        "-".into()
+    } else {
+        shown.join(",")
+    }
+}
+
 /// A table of `ifaces` rows.
 pub fn table(rows: &[IfaceRow]) -> String {
     let mut t = super::Columns::new(&[
@@ -75,6 +95,7 @@ pub fn table(rows: &[IfaceRow]) -> String {
         ">PEER",
         "PEER NETNS",
         "POD",
+        "LABELS",
         "PEER ADDRESSES",
         "PEER MAC",
         "MODE",
@@ -120,6 +141,7 @@ pub fn table(rows: &[IfaceRow]) -> String {
             or_dash(&r.peer_ifindex),
             or_dash(&r.peer_netns),
             pod,
+            labels_cell(&r.pod_labels),
             if peer_addrs.is_empty() {
                 "-".into()
             } else {

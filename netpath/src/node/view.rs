@@ -89,6 +89,7 @@ pub fn iface_row(
     l: &LinkInfo,
     master: Option<String>,
     owner: Owner,
+    pod: Option<&PodRef>,
     peer: Option<&PeerLink>,
     attached: Option<(String, String)>,
     programs: Vec<ProgramRef>,
@@ -109,6 +110,7 @@ pub fn iface_row(
         peer_addresses: peer.map(|p| p.addresses.clone()).unwrap_or_default(),
         pod: owner.pod,
         pod_namespace: owner.pod_namespace,
+        pod_labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
         role: owner.role,
         mode,
         tc_hook,
@@ -124,7 +126,7 @@ pub async fn collect() -> Result<Vec<IfaceRow>> {
     let netns = resolve_netnsids(&nl, &ids).await.unwrap_or_default();
     let sockets: Vec<std::path::PathBuf> = DEFAULT_SOCKETS.iter().map(std::path::PathBuf::from).collect();
     let pods = match CriClient::discover(&sockets).await {
-        Some((_, mut c)) => c.pods_by_netns_inode().await.unwrap_or_default(),
+        Some((_, mut c)) => crate::node::cri::pods_by_netns_inode(&mut c).await.unwrap_or_default(),
         None => Default::default(),
     };
     let name_of = |i: u32| links.iter().find(|l| l.ifindex == i).map(|l| l.name.clone());
@@ -132,7 +134,8 @@ pub async fn collect() -> Result<Vec<IfaceRow>> {
         .iter()
         .map(|l| {
             let ns = l.link_netnsid.and_then(|id| netns.get(&id));
-            let owner = owner(l, ns, ns.and_then(|n| pods.get(&n.inode)));
+            let pod = ns.and_then(|n| pods.get(&n.inode));
+            let owner = owner(l, ns, pod);
             let programs = kernel_programs(&l.name);
             let ours = programs.iter().any(|p| p.program.starts_with("netpath_"));
             let attached = ours.then(|| {
@@ -143,6 +146,7 @@ pub async fn collect() -> Result<Vec<IfaceRow>> {
                 l,
                 l.master.and_then(name_of),
                 owner,
+                pod,
                 peer_link(l, ns),
                 attached,
                 programs,

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netpath::node::cri::{paths, proto, CriClient, CriError};
+use netpath::node::cri::{paths, pods_by_netns_inode, proto, CriClient, CriError};
 use netpath_tests::{fake_cri::*, *};
 
 // ---------------------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ fn cri_maps_ready_sandboxes_to_netns_inodes() {
             ("fakecri", "v1")
         );
 
-        let pods = client.pods_by_netns_inode().await.expect("pods_by_netns_inode");
+        let pods = pods_by_netns_inode(&mut client).await.expect("pods_by_netns_inode");
         assert_eq!(pods.get(&ino1), Some(&tea_ref), "{pods:#?}");
         assert_eq!(pods.get(&ino2), Some(&coredns_ref), "{pods:#?}");
         assert!(!pods.contains_key(&host_ino), "{pods:#?}");
@@ -264,8 +264,7 @@ fn cri_skips_garbage_info_and_unusable_sandboxes() {
     let server = FakeServer::start(&rt, dir, sandboxes);
     let pods = rt.block_on(async {
         let mut client = CriClient::connect(&server.socket).await.expect("connect");
-        client
-            .pods_by_netns_inode()
+        pods_by_netns_inode(&mut client)
             .await
             .expect("bad sandboxes must be skipped, not fail the call")
     });
@@ -287,7 +286,9 @@ fn cri_reports_runtime_errors() {
     let server = FakeServer::start(&rt, TempDir::new(), vec![a, b]);
     let err = rt.block_on(async {
         let mut client = CriClient::connect(&server.socket).await.expect("connect");
-        client.pods_by_netns_inode().await.expect_err("all status calls failed")
+        pods_by_netns_inode(&mut client)
+            .await
+            .expect_err("all status calls failed")
     });
     assert!(
         matches!(&err, CriError::Call { method: "PodSandboxStatus", socket, .. } if socket == &server.socket),
@@ -298,11 +299,8 @@ fn cri_reports_runtime_errors() {
     // No sandboxes at all is an empty map, not an error.
     let empty = FakeServer::start(&rt, TempDir::new(), vec![]);
     let pods = rt.block_on(async {
-        CriClient::connect(&empty.socket)
-            .await
-            .expect("connect")
-            .pods_by_netns_inode()
-            .await
+        let mut client = CriClient::connect(&empty.socket).await.expect("connect");
+        pods_by_netns_inode(&mut client).await
     });
     assert_eq!(pods.expect("empty runtime"), HashMap::new());
 }
