@@ -23,4 +23,14 @@ pub enum LabError {
 
     #[error("lab '{prefix}' is not fully up: {}", .problems.join("; "))]
     NotUp { prefix: String, problems: Vec<String> },
+
+    #[error("invalid image: {0}")]
+    InvalidImage(String),
+
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }

@@ -34,6 +34,7 @@
 //! - Everything is driven by the `ip`, `bridge` and `sh` binaries (iproute2), each wrapped in
 //!   `timeout` so a stuck command cannot hang a test. Traffic generation only ever addresses lab
 mod error;
+pub mod image;
 mod process;
 mod topology;
 mod traffic;
