@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use anyhow::Result;
+use netpath_lab::image::Engine;
 
 use crate::run_checked;
 
@@ -22,6 +23,11 @@ pub enum Task {
     BenchDrops,
     /// The other benchmarks: ip, bpftool, and clang-16/libbpf headers for the C reference.
     Bench,
+    /// `cargo xtask image`: the engine (buildah or podman), runc for the check that the binary
+    /// starts inside the image, and the iproute2 tools and `ldd` whose files go into it.
+    Image(Engine),
+    /// `cargo xtask validate-manifests`: a Python venv (kubernetes-validate comes from PyPI).
+    ValidateManifests,
 }
 
 const LAB: &[&str] = &["iproute2", "iputils-ping", "arping", "iperf3"];
@@ -40,11 +46,18 @@ pub fn for_task(task: Task) -> Vec<&'static str> {
             "curl",
             "prometheus",
             "iptables",
+            // The image builder's root test: buildah (and runc for its check), a static C program.
+            "buildah",
+            "runc",
+            "gcc",
+            "libc6-dev",
         ],
         Task::BenchFastpath => &["sockperf", "iptables", "bpftool"],
         // The lab's iperf3 is all it drives.
         Task::BenchDrops => &[],
         Task::Bench => return vec!["iproute2", "bpftool", "clang-16", "libbpf-dev"],
+        Task::Image(engine) => return vec![engine.binary(), "runc", "iproute2", "libc-bin"],
+        Task::ValidateManifests => return vec!["python3", "python3-venv"],
     };
     LAB.iter().chain(extra).copied().collect()
 }
@@ -122,6 +135,12 @@ mod tests {
             assert!(!for_task(Task::Demo).contains(&p), "the demo does not drive {p}");
         }
         assert!(for_task(Task::Bench).contains(&"clang-16"));
+        assert!(for_task(Task::Image(Engine::Buildah)).contains(&"buildah"));
+        assert!(for_task(Task::Image(Engine::Podman)).contains(&"podman"));
+        assert!(for_task(Task::ValidateManifests).contains(&"python3-venv"));
+        for p in ["buildah", "runc", "gcc", "libc6-dev"] {
+            assert!(for_task(Task::Test).contains(&p), "test lacks {p}");
+        }
         for t in [
             Task::Lab,
             Task::Demo,
@@ -129,6 +148,9 @@ mod tests {
             Task::BenchFastpath,
             Task::BenchDrops,
             Task::Bench,
+            Task::Image(Engine::Buildah),
+            Task::Image(Engine::Podman),
+            Task::ValidateManifests,
         ] {
             let l = for_task(t);
             let mut d = l.clone();
