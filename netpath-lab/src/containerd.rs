@@ -27,7 +27,7 @@ use std::{
 use netpath_cri::{proto, CriClient};
 use serde::Serialize;
 
-use crate::{process::run, Lab, LabError};
+use crate::{image, process::run, Lab, LabError};
 
 /// The Kubernetes namespace of the lab's pods.
 pub const POD_NAMESPACE: &str = "default";
@@ -210,7 +210,7 @@ disabled_plugins = [
     pub fn start(&self, progress: &dyn Fn(&str)) -> Result<(), LabError> {
         let state = self.state_dir();
         for d in [state.join("cni/net.d"), state.join("ipam"), self.root_dir()] {
-            fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+            fs::create_dir_all(&d).map_err(|e| io_err("cannot create", &d, e))?;
         }
         write(&self.config_file(), &self.config_toml())?;
         write(&state.join("cni/net.d/10-cbr0.conflist"), &self.cni_conflist())?;
@@ -221,8 +221,10 @@ disabled_plugins = [
                 self.lab.node_ns(1),
                 self.socket().display()
             ));
-            let log = fs::File::create(self.log_file()).map_err(|e| io_err(&self.log_file(), e))?;
-            let log2 = log.try_clone().map_err(|e| io_err(&self.log_file(), e))?;
+            let log = fs::File::create(self.log_file()).map_err(|e| io_err("cannot create", &self.log_file(), e))?;
+            let log2 = log
+                .try_clone()
+                .map_err(|e| io_err("cannot open", &self.log_file(), e))?;
             let netns = format!("/run/netns/{}", self.lab.node_ns(1));
             let mut cmd = Command::new("nsenter");
             // SAFETY: close_range(2) is a plain system call; it runs in the child before exec.
@@ -284,7 +286,7 @@ disabled_plugins = [
         }
         // Imported on every start: containerd's CRI plugin does not always list an image imported
         // before a restart (it looked for the pause image in a registry after one).
-        let archive = self.state_dir().join("pause").join("image.tar");
+        let archive = self.pause_archive();
         if !archive.exists() {
             progress(&format!(
                 "building the pause image {PAUSE_IMAGE} (static C binary, buildah)"
@@ -323,10 +325,14 @@ disabled_plugins = [
         Ok(())
     }
 
+    fn pause_archive(&self) -> PathBuf {
+        self.state_dir().join("pause").join("pause.tar")
+    }
+
     /// Compile the pause binary statically and wrap it in an image, under the state directory.
-    fn build_pause_image(&self) -> Result<PathBuf, LabError> {
+    fn build_pause_image(&self) -> Result<(), LabError> {
         let dir = self.state_dir().join("pause");
-        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", &dir, e))?;
         let src = dir.join("pause.c");
         let bin = dir.join("pause");
         write(&src, PAUSE_C)?;
@@ -339,15 +345,13 @@ disabled_plugins = [
             &bin.display().to_string(),
             &src.display().to_string(),
         ])?;
-        crate::image::build(
-            &crate::image::ImageSpec {
-                reference: PAUSE_IMAGE.into(),
-                files: vec![(bin, PathBuf::from("/pause"), 0o755)],
-                entrypoint: vec!["/pause".into()],
-                ..Default::default()
-            },
-            &dir,
-        )
+        let spec = image::ImageSpec {
+            reference: PAUSE_IMAGE.into(),
+            files: vec![image::ImageFile::new(bin, "/pause", 0o755)],
+            entrypoint: vec!["/pause".into()],
+            ..Default::default()
+        };
+        image::build_to(&spec, image::Engine::Buildah, &dir, &self.pause_archive())
     }
 
     /// Connect and run `f` on one async runtime: a tonic channel's worker lives on the runtime
@@ -541,7 +545,7 @@ disabled_plugins = [
             unmount_under(&dir);
             if dir.exists() {
                 if let Err(e) = fs::remove_dir_all(&dir) {
-                    first_err.get_or_insert(io_err(&dir, e));
+                    first_err.get_or_insert(io_err("cannot remove", &dir, e));
                 }
             }
         }
@@ -567,12 +571,14 @@ fn log_err(msg: &str) {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
-    fs::write(path, text).map_err(|e| io_err(path, e))
+    fs::write(path, text).map_err(|e| io_err("cannot write", path, e))
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> LabError {
-    LabError::Runtime {
-        what: format!("{}: {e}", path.display()),
+fn io_err(what: &'static str, path: &Path, source: std::io::Error) -> LabError {
+    LabError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
     }
 }
 

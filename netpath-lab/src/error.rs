@@ -32,4 +32,14 @@ pub enum LabError {
 
     #[error(transparent)]
     Cri(#[from] netpath_cri::CriError),
+
+    #[error("invalid image: {0}")]
+    InvalidImage(String),
+
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }

@@ -11,7 +11,7 @@ use crate::LabError;
 /// Upper bound for any single setup/inspection command.
 const CMD_TIMEOUT_SECS: u64 = 20;
 
-fn shell_join(args: &[&str]) -> String {
+pub(crate) fn shell_join(args: &[&str]) -> String {
     args.iter()
         .map(|a| {
             if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
@@ -27,21 +27,47 @@ fn shell_join(args: &[&str]) -> String {
 /// Run a command under `timeout`, returning its stdout; a non-zero exit is an error carrying the
 /// command line and its stderr.
 pub(crate) fn run(args: &[&str]) -> Result<String, LabError> {
+    let out = run_with(args, CMD_TIMEOUT_SECS, &[], None)?;
+    String::from_utf8(out).map_err(|e| LabError::Parse {
+        cmd: shell_join(args),
+        reason: e.to_string(),
+    })
+}
+
+/// [`run`] with its own time bound, extra environment and optional stdin; stdout as bytes.
+pub(crate) fn run_with(
+    args: &[&str],
+    secs: u64,
+    env: &[(&str, &std::ffi::OsStr)],
+    stdin: Option<&[u8]>,
+) -> Result<Vec<u8>, LabError> {
     let cmd = shell_join(args);
-    let out = Command::new("timeout")
-        .args(["-k", "2", &CMD_TIMEOUT_SECS.to_string()])
+    let mut c = Command::new("timeout");
+    c.args(["-k", "2", &secs.to_string()])
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| LabError::Spawn {
-            cmd: cmd.clone(),
-            source,
-        })?;
-    if out.status.code() == Some(124) || out.status.code() == Some(137) {
-        return Err(LabError::Timeout {
-            cmd,
-            secs: CMD_TIMEOUT_SECS,
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let spawn_err = |source| LabError::Spawn {
+        cmd: cmd.clone(),
+        source,
+    };
+    let mut child = c.spawn().map_err(spawn_err)?;
+    if let Some(input) = stdin {
+        // Written from a thread: a child that writes a lot before reading would otherwise block
+        // on a full stdout pipe while we block on its full stdin.
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            // A child that exits early closes the pipe: its exit status tells what went wrong.
+            let _ = pipe.write_all(&input);
         });
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if out.status.code() == Some(124) || out.status.code() == Some(137) {
+        return Err(LabError::Timeout { cmd, secs });
     }
     if !out.status.success() {
         return Err(LabError::Command {
@@ -50,10 +76,7 @@ pub(crate) fn run(args: &[&str]) -> Result<String, LabError> {
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    String::from_utf8(out.stdout).map_err(|e| LabError::Parse {
-        cmd,
-        reason: e.to_string(),
-    })
+    Ok(out.stdout)
 }
 
 /// Run a shell snippet inside a namespace (for /proc/sys writes).

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use anyhow::Result;
+use netpath_lab::image::Engine;
 
 use crate::run_checked;
 
@@ -26,6 +27,11 @@ pub enum Task {
     BenchDrops,
     /// The other benchmarks: ip, bpftool, and clang-16/libbpf headers for the C reference.
     Bench,
+    /// `cargo xtask image`: the engine (buildah or podman), runc for the check that the binary
+    /// starts inside the image, and the iproute2 tools and `ldd` whose files go into it.
+    Image(Engine),
+    /// `cargo xtask validate-manifests`: a Python venv (kubernetes-validate comes from PyPI).
+    ValidateManifests,
 }
 
 const LAB: &[&str] = &["iproute2", "iputils-ping", "arping", "iperf3"];
@@ -55,7 +61,8 @@ pub fn for_task(task: Task) -> Vec<&'static str> {
             "curl",
             "prometheus",
             "iptables",
-            // The containerd lab's tests.
+            // The containerd lab's tests and the image builder's (buildah, runc for its check, a
+            // static C program).
             "containerd",
             "runc",
             "containernetworking-plugins",
@@ -67,6 +74,8 @@ pub fn for_task(task: Task) -> Vec<&'static str> {
         // The lab's iperf3 is all it drives.
         Task::BenchDrops => &[],
         Task::Bench => return vec!["iproute2", "bpftool", "clang-16", "libbpf-dev"],
+        Task::Image(engine) => return vec![engine.binary(), "runc", "iproute2", "libc-bin"],
+        Task::ValidateManifests => return vec!["python3", "python3-venv"],
     };
     LAB.iter().chain(extra).copied().collect()
 }
@@ -152,6 +161,12 @@ mod tests {
             );
             assert!(for_task(Task::Test).contains(p), "test lacks {p}");
         }
+        assert!(for_task(Task::Image(Engine::Buildah)).contains(&"buildah"));
+        assert!(for_task(Task::Image(Engine::Podman)).contains(&"podman"));
+        assert!(for_task(Task::ValidateManifests).contains(&"python3-venv"));
+        for p in ["buildah", "runc", "gcc", "libc6-dev"] {
+            assert!(for_task(Task::Test).contains(&p), "test lacks {p}");
+        }
         for t in [
             Task::Lab,
             Task::LabContainerd,
@@ -160,6 +175,9 @@ mod tests {
             Task::BenchFastpath,
             Task::BenchDrops,
             Task::Bench,
+            Task::Image(Engine::Buildah),
+            Task::Image(Engine::Podman),
+            Task::ValidateManifests,
         ] {
             let l = for_task(t);
             let mut d = l.clone();

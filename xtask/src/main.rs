@@ -1,8 +1,10 @@
 //! `cargo xtask`: build, run, lint, test, lab, demo and bench for netpath, from a fresh machine.
 mod debs;
 mod demo;
+mod image;
 mod lab;
 mod lint;
+mod manifests;
 mod tools;
 
 use std::{path::PathBuf, process::Command};
@@ -57,6 +59,11 @@ enum Cmd {
         #[arg(long)]
         duration: Option<u64>,
     },
+    /// Build netpath's container image offline (release binary, FROM scratch) into an archive
+    /// that `ctr images import` loads and `skopeo copy` pushes.
+    Image(image::ImageArgs),
+    /// Validate deploy/kubernetes offline (kubernetes-validate --strict, in a venv under target/).
+    ValidateManifests,
     /// Benchmarks (BPF_PROG_TEST_RUN ns/packet as ratios to an empty XDP program).
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -112,6 +119,15 @@ fn real_main() -> Result<()> {
             require_root("the demo")?;
             debs::ensure(debs::Task::Demo)?;
             demo::run(&bin, duration)?;
+        }
+        Cmd::Image(args) => {
+            let bin = build(true)?;
+            debs::ensure(debs::Task::Image(args.engine()))?;
+            image::run(&bin, &args)?;
+        }
+        Cmd::ValidateManifests => {
+            debs::ensure(debs::Task::ValidateManifests)?;
+            manifests::validate()?;
         }
         Cmd::Bench { args } => bench(&args)?,
     }

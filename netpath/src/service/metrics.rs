@@ -6,7 +6,8 @@
 //! | Path | Answer |
 //! |---|---|
 //! | `GET /metrics` | the exposition: Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when the `Accept` header asks for `application/openmetrics-text` (as Prometheus itself does) |
-//! | `GET /healthz` | `ok` |
+//! | `GET /healthz` | `ok` (the process serves: a liveness probe) |
+//! | `GET /readyz` | `200 ready: ...` once the daemon has loaded its programs and attached (or waits for a glob to match), else `503 not ready: WHY` (a readiness probe; see [`readiness`]) |
 //! | `GET /` | a short HTML page pointing at `/metrics` |
 //!
 //! The exporter writes the exposition text itself (see [`Writer`] for why, and how the two formats
@@ -1318,14 +1319,52 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/", get(index))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found; the metrics are at /metrics\n") })
         .with_state(state)
 }
 
+/// Whether a daemon with this status does its job: its programs are loaded and its first
+/// reconcile is done, which attached at least one interface or found that every `--iface` glob
+/// matches nothing yet (a node whose CNI has not made `cni0` yet: the daemon attaches as soon as
+/// it appears, so it is ready to). The metrics server answers before the daemon attaches, so a
+/// probe must not take "serving" for "counting". `Err` says why not.
+pub fn readiness(status: &StatusReport) -> Result<String, String> {
+    let Some(d) = &status.daemon else {
+        return Err("no daemon state (the backend is not a running daemon)".into());
+    };
+    if d.programs.is_empty() {
+        return Err("the datapath programs are not loaded yet".into());
+    }
+    if d.attached_interfaces > 0 {
+        return Ok(format!("{} interface(s) attached", d.attached_interfaces));
+    }
+    if !d.unmatched_ifaces.is_empty() {
+        return Ok(format!(
+            "waiting for an interface to match {} (none does yet)",
+            d.unmatched_ifaces.join(", ")
+        ));
+    }
+    Err("attaching: no interface attached yet".into())
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let status = tokio::task::spawn_blocking(move || st.source.status()).await;
+    let verdict = match status {
+        Ok(Ok(s)) => readiness(&s),
+        Ok(Err(e)) => Err(format!("status: {e}")),
+        Err(e) => Err(format!("status: {e}")),
+    };
+    match verdict {
+        Ok(why) => (StatusCode::OK, format!("ready: {why}\n")).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+    }
+}
+
 async fn index() -> Response {
     let body = format!(
-        "<!DOCTYPE html>\n<html><head><title>netpath exporter</title></head><body>\n<h1>netpath {}</h1>\n<p>Prometheus metrics: <a href=\"/metrics\">/metrics</a> (health: <a href=\"/healthz\">/healthz</a>)</p>\n</body></html>\n",
+        "<!DOCTYPE html>\n<html><head><title>netpath exporter</title></head><body>\n<h1>netpath {}</h1>\n<p>Prometheus metrics: <a href=\"/metrics\">/metrics</a> (health: <a href=\"/healthz\">/healthz</a>, readiness: <a href=\"/readyz\">/readyz</a>)</p>\n</body></html>\n",
         env!("CARGO_PKG_VERSION")
     );
     (
@@ -2331,6 +2370,11 @@ mod tests {
             assert!(body.ends_with("# EOF\n"), "{body}");
             let (st, _, body) = get(addr, "/healthz", None).await;
             assert!(st.contains(" 200 ") && body == "ok\n", "{st} {body}");
+            let (st, _, body) = get(addr, "/readyz", None).await;
+            assert!(
+                st.contains(" 200 ") && body == "ready: 3 interface(s) attached\n",
+                "{st} {body}"
+            );
             let (st, h, body) = get(addr, "/", None).await;
             assert!(
                 st.contains(" 200 ") && h.contains("text/html") && body.contains("/metrics"),
@@ -2338,6 +2382,77 @@ mod tests {
             );
             let (st, _, _) = get(addr, "/nope", None).await;
             assert!(st.contains(" 404 "), "{st}");
+            tx.send(()).unwrap();
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("server stops")
+                .unwrap()
+                .unwrap();
+        });
+    }
+
+    #[test]
+    fn readiness_needs_programs_and_a_finished_attach() {
+        let status = |daemon: serde_json::Value| -> StatusReport {
+            serde_json::from_value(serde_json::json!({ "daemon": daemon })).unwrap()
+        };
+        let prog = serde_json::json!([{ "program": "netpath_tc_ingress", "hook": "tc", "id": 7 }]);
+        let e = readiness(&StatusReport::default()).unwrap_err();
+        assert!(e.contains("no daemon state"), "{e}");
+        let e = readiness(&status(serde_json::json!({ "attached_interfaces": 2 }))).unwrap_err();
+        assert!(e.contains("not loaded"), "{e}");
+        // Loaded, first reconcile not done: the metrics server already answers then.
+        let e = readiness(&status(serde_json::json!({ "programs": prog }))).unwrap_err();
+        assert!(e.contains("attaching"), "{e}");
+        let ok = readiness(&status(
+            serde_json::json!({ "programs": prog, "attached_interfaces": 2 }),
+        ))
+        .unwrap();
+        assert_eq!(ok, "2 interface(s) attached");
+        let ok = readiness(&status(
+            serde_json::json!({ "programs": prog, "unmatched_ifaces": ["cni[0]"] }),
+        ))
+        .unwrap();
+        assert!(ok.contains("cni[0]"), "{ok}");
+    }
+
+    #[test]
+    fn readyz_answers_503_with_the_reason_until_ready() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = MetricsServer::bind("127.0.0.1:0").unwrap();
+            let addr = server.local_addr();
+            let f = Arc::new(fake());
+            f.status.lock().unwrap()["daemon"]["attached_interfaces"] = serde_json::json!(0);
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(server.serve(
+                Arc::clone(&f) as Arc<dyn Backend>,
+                MetricsOptions::default(),
+                async move {
+                    let _ = rx.await;
+                },
+            ));
+            let (st, _, body) = get(addr, "/readyz", None).await;
+            assert!(
+                st.contains(" 503 ") && body == "not ready: attaching: no interface attached yet\n",
+                "{st} {body}"
+            );
+            // Liveness is unaffected: the process serves.
+            let (st, _, _) = get(addr, "/healthz", None).await;
+            assert!(st.contains(" 200 "), "{st}");
+            f.status.lock().unwrap()["daemon"]["attached_interfaces"] = serde_json::json!(1);
+            let (st, _, body) = get(addr, "/readyz", None).await;
+            assert!(st.contains(" 200 ") && body.starts_with("ready: 1 "), "{st} {body}");
+            // A status the backend cannot give is not ready, with its error.
+            *f.status.lock().unwrap() = serde_json::json!({ "daemon": "garbage" });
+            let (st, _, body) = get(addr, "/readyz", None).await;
+            assert!(
+                st.contains(" 503 ") && body.starts_with("not ready: status: "),
+                "{st} {body}"
+            );
             tx.send(()).unwrap();
             tokio::time::timeout(Duration::from_secs(5), task)
                 .await

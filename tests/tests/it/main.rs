@@ -9,6 +9,7 @@ mod daemon;
 mod doctor;
 mod drops;
 mod events;
+mod image;
 mod lab;
 mod lab_flows;
 mod metrics;

@@ -472,7 +472,68 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
     assert!(om.contains("# TYPE netpath_packets counter\n"), "{om}");
     let (status, _, body) = http_get(metrics, "/healthz", None).expect("healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _, body) = http_get(metrics, "/readyz", None).expect("readyz");
+    assert_eq!((status, body.as_str()), (200, "ready: 5 interface(s) attached\n"));
 
     drop(prom);
+    assert!(daemon.stop().success());
+}
+
+/// `GET path` until `pred(status, body)` holds (connection errors while the daemon starts are
+/// retried), at most `timeout`; the last answer either way.
+fn http_until(addr: SocketAddr, path: &str, timeout: Duration, pred: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match http_get(addr, path, None) {
+            Ok((st, _, body)) => (st, body),
+            Err(e) => (0, e.to_string()),
+        };
+        if pred(last.0, &last.1) || Instant::now() >= deadline {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Kubernetes readiness probe on `/readyz` of a real daemon: ready while its `--iface` glob
+/// matches nothing yet (a node whose CNI has not made the bridge: the daemon waits for it), and
+/// ready with the interface once the link appears and is attached. The 503 answers (programs not
+/// loaded, first attach not done) are the exporter's unit tests: a real daemon passes them too
+/// fast to observe.
+#[test]
+fn readyz_of_a_daemon_waiting_for_its_interface_then_attached() {
+    require_root();
+    let ns = Netns::new("npr");
+    let pins = PinDir::new();
+    let metrics = free_addr();
+    let metrics_arg = metrics.to_string();
+    let mut args = vec![
+        "--netns",
+        ns.name.as_str(),
+        "--iface",
+        "npz[0]",
+        "--metrics",
+        &metrics_arg,
+    ];
+    args.extend(pins.args());
+    let daemon = Daemon::start_expecting(&args, 0);
+    let (st, body) = http_until(metrics, "/readyz", Duration::from_secs(15), |st, _| st == 200);
+    assert_eq!(
+        (st, body.as_str()),
+        (200, "ready: waiting for an interface to match npz[0] (none does yet)\n")
+    );
+    let t = Instant::now();
+    ns.ip(&["link", "add", "npz0", "type", "veth", "peer", "name", "npz1"]);
+    ns.ip(&["link", "set", "npz0", "up"]);
+    let (st, body) = http_until(metrics, "/readyz", Duration::from_secs(10), |_, b| {
+        b.contains("attached")
+    });
+    assert_eq!((st, body.as_str()), (200, "ready: 1 interface(s) attached\n"));
+    report(&format!(
+        "metrics test: /readyz said attached {} ms after the link appeared",
+        t.elapsed().as_millis()
+    ));
+    let (st, _, body) = http_get(metrics, "/healthz", None).expect("healthz");
+    assert_eq!((st, body.as_str()), (200, "ok\n"));
     assert!(daemon.stop().success());
 }
