@@ -384,15 +384,14 @@ impl CriClient {
         Ok(())
     }
 
-    pub async fn container_status(&mut self, id: &str) -> Result<proto::ContainerStatus, CriError> {
+    /// ContainerStatus, verbose (the runtime's `info` too).
+    pub async fn container_status(&mut self, id: &str) -> Result<proto::ContainerStatusResponse, CriError> {
         let req = proto::ContainerStatusRequest {
             container_id: id.to_string(),
-            verbose: false,
+            verbose: true,
         };
-        let resp: proto::ContainerStatusResponse = self
-            .call("ContainerStatus", paths::CONTAINER_STATUS, req, CALL_TIMEOUT)
-            .await?;
-        Ok(resp.status.unwrap_or_default())
+        self.call("ContainerStatus", paths::CONTAINER_STATUS, req, CALL_TIMEOUT)
+            .await
     }
 }
 

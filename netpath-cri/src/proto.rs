@@ -291,6 +291,23 @@ pub struct Capability {
     pub drop_capabilities: Vec<String>,
 }
 
+/// `SecurityProfile.ProfileType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ProfileType {
+    RuntimeDefault = 0,
+    Unconfined = 1,
+    Localhost = 2,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SecurityProfile {
+    #[prost(enumeration = "ProfileType", tag = "1")]
+    pub profile_type: i32,
+    #[prost(string, tag = "2")]
+    pub localhost_ref: String,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Int64Value {
     #[prost(int64, tag = "1")]
@@ -311,6 +328,8 @@ pub struct LinuxContainerSecurityContext {
     pub readonly_rootfs: bool,
     #[prost(bool, tag = "11")]
     pub no_new_privs: bool,
+    #[prost(message, optional, tag = "15")]
+    pub seccomp: Option<SecurityProfile>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -397,6 +416,9 @@ pub struct ContainerStatus {
 pub struct ContainerStatusResponse {
     #[prost(message, optional, tag = "1")]
     pub status: Option<ContainerStatus>,
+    /// Verbose only: containerd's key "info" holds JSON with the container's `pid`.
+    #[prost(map = "string, string", tag = "2")]
+    pub info: HashMap<String, String>,
 }
 
 #[cfg(test)]
