@@ -8,6 +8,7 @@ mod daemon;
 mod doctor;
 mod drops;
 mod events;
+mod ipfix;
 mod lab;
 mod lab_flows;
 mod metrics;
