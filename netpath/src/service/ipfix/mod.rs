@@ -40,7 +40,7 @@
 pub mod encode;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     sync::{mpsc, Arc, Mutex},
@@ -309,9 +309,9 @@ impl Tracker {
     /// `interval` old (active timeout), and with `flush` every flow with packets not yet exported.
     pub fn poll(&mut self, samples: &[FlowSample], now_ns: u64, clock: &Clock, flush: bool) -> Vec<FlowRecord> {
         let mut out = Vec::new();
-        let mut present: HashMap<FlowKey, ()> = HashMap::with_capacity(samples.len());
+        let mut present: HashSet<FlowKey> = HashSet::with_capacity(samples.len());
         for s in samples.iter().filter(|s| is_ip(&s.key)) {
-            present.insert(s.key, ());
+            present.insert(s.key);
             let v = &s.value;
             let end = self.ended(v, now_ns);
             let seen = self.seen.entry(s.key).or_insert(Seen {
@@ -349,7 +349,8 @@ impl Tracker {
                 None => continue,
             };
             out.push(record(s, dp, db, reason, clock));
-            if end.is_some() || flush {
+            // Packets after a FIN (the last ACK) go out too, but the flow ended once.
+            if (end.is_some() || flush) && !seen.ended {
                 self.flows_exported += 1;
             }
             *seen = Seen {
@@ -363,7 +364,7 @@ impl Tracker {
         let before = self.seen.len();
         let mut vanished = 0;
         self.seen.retain(|k, s| {
-            let keep = present.contains_key(k);
+            let keep = present.contains(k);
             if !keep && !s.ended {
                 vanished += 1;
             }
@@ -692,6 +693,10 @@ mod tests {
             (r.len(), r[0].end_reason, r[0].packets),
             (1, end_reason::END_OF_FLOW, 4)
         );
+        // The last ACK after the FIN: exported, the flow not counted twice.
+        let r = t.poll(&[sample(5, 460, 0, 2 * S, 0x11)], 2 * S + 1, &clock, false);
+        assert_eq!((r.len(), r[0].packets, r[0].octets), (1, 1, 60));
+        assert_eq!(t.flows_exported, 1);
         let mut other = sample(7, 700, S, 2 * S, 0x10);
         other.key.sport = 1;
         assert!(t.poll(&[other.clone()], 3 * S, &clock, false).is_empty());
