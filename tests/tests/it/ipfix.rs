@@ -142,7 +142,10 @@ fn nfdump_reads_netpath_ipfix_with_the_flow_tables_counts() {
 
     let pins = PinDir::new();
     let collector = format!("127.0.0.1:{port}");
+    let metrics = free_local_addr();
     let mut args = vec![
+        "--metrics",
+        &metrics,
         "--netns",
         &node1,
         "--iface",
@@ -190,6 +193,25 @@ fn nfdump_reads_netpath_ipfix_with_the_flow_tables_counts() {
     std::thread::sleep(Duration::from_secs(4));
     let status = netpath_json(&["status", "--pin-dir", pins.arg(), "--socket", pins.sock()]);
     eprintln!("ipfix test: exporter status {:#}", status["daemon"]["ipfix"]);
+    // The exporter's health as Prometheus reads it: this collector's records, no failed send.
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://{metrics}/metrics")])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in the exposition:\n{text}"))
+    };
+    let records = value(&format!(r#"netpath_ipfix_records_total{{collector="{collector}"}}"#));
+    assert!(records > 0.0, "{text}");
+    for kind in ["refused", "unreachable", "would_block", "other"] {
+        let errors = value(&format!(
+            r#"netpath_ipfix_send_errors_total{{collector="{collector}",kind="{kind}"}}"#
+        ));
+        assert_eq!(errors, 0.0, "{kind}");
+    }
     let st = daemon.stop();
     assert!(st.success(), "netpath run exited {st}");
     let (_, tshark_log) = tshark.stop();

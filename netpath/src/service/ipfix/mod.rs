@@ -574,12 +574,14 @@ impl IpfixExporter {
         st.flows_vanished = self.tracker.flows_vanished;
     }
 
-    /// Run on a thread of its own until [`IpfixHandle::stop`]: a round every `tick` (a fraction of
-    /// the shorter timeout, at most a second), the templates every template interval.
+    /// Run on a thread of its own until [`IpfixHandle::stop`]: a round every `tick`, the templates
+    /// every template interval. A round reads the whole flow table (a lookup per entry, as the API
+    /// does), so the tick is a quarter of the shorter timeout (a record is at most that late), and
+    /// at most 5 s (the daemon's own age scan period): 5 s with the default timeouts.
     pub fn spawn(mut self, source: Arc<dyn FlowSource>) -> io::Result<IpfixHandle> {
         let (stop, stopped) = mpsc::channel::<()>();
         let tick = (self.opts.interval.min(self.opts.idle_timeout) / 4)
-            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         let thread = std::thread::Builder::new()
             .name("netpath-ipfix".into())
             .spawn(move || {
