@@ -48,7 +48,7 @@ use crate::{
     },
     service::{
         api::{ApiServer, Backend},
-        ipfix::{FlowSource, IpfixExporter},
+        ipfix::{FlowSample, FlowSource, IpfixExporter},
         metrics::{MetricsOptions, MetricsServer},
     },
 };
@@ -280,7 +280,7 @@ impl Daemon {
 
     /// A link went away: its attachments died with it; account and forget its counters so a
     /// reused ifindex starts from zero.
-    fn departed(&mut self, ifindex: u32, name: &str) {
+    fn departed(&mut self, ifindex: u32, name: &str, owner: crate::model::owner::Owner) {
         if let Some(l) = self.links.remove(&ifindex) {
             l.detach();
         }
@@ -293,6 +293,19 @@ impl Daemon {
         self.ager.forget_ifindex(ifindex);
         match acc {
             Ok(a) => {
+                if self.shared.ipfix.is_some() {
+                    // Their final counts, for the IPFIX exporter's last records of them.
+                    self.shared
+                        .ipfix_departed
+                        .lock()
+                        .unwrap()
+                        .extend(a.ended.iter().map(|(k, v)| FlowSample {
+                            key: *k,
+                            value: *v,
+                            iface: name.to_string(),
+                            owner: owner.clone(),
+                        }));
+                }
                 let clock = Clock::now();
                 for (k, v) in &a.ended {
                     let mut r = flow_end_row(k, v, end_reason::INTERFACE_GONE, &clock);
@@ -424,8 +437,14 @@ impl Daemon {
                 Ok(changed)
             }
             LinkEvent::Removed { ifindex, name } => {
-                self.shared.view.lock().unwrap().links.remove(&ifindex);
-                self.departed(ifindex, &name);
+                let owner = {
+                    let mut view = self.shared.view.lock().unwrap();
+                    // Named before the link leaves the view: the IPFIX records of its last flows.
+                    let owner = view.owner(ifindex);
+                    view.links.remove(&ifindex);
+                    owner
+                };
+                self.departed(ifindex, &name, owner);
                 Ok(true)
             }
         }
@@ -640,6 +659,7 @@ async fn async_main(
         )),
         doctor: Mutex::new(doctor::DoctorState::new(cfg.doctor_interval)),
         ipfix: ipfix.as_ref().map(IpfixExporter::status),
+        ipfix_departed: Mutex::new(Vec::new()),
     });
     // The IPFIX exporter starts from the flows already in the table (before anything attaches, so
     // no packet of this daemon's falls into that baseline), on its own thread.

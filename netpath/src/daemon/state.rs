@@ -62,6 +62,9 @@ pub struct Shared {
     pub(super) doctor: Mutex<DoctorState>,
     /// The IPFIX exporter's counters (None without `--ipfix`).
     pub(super) ipfix: Option<std::sync::Arc<Mutex<crate::model::ipfix::IpfixStatus>>>,
+    /// Flows of interfaces that went away, with their final counts, for the IPFIX exporter's next
+    /// round (it takes them all; empty without `--ipfix`).
+    pub(super) ipfix_departed: Mutex<Vec<crate::service::ipfix::FlowSample>>,
 }
 
 impl Shared {
@@ -484,5 +487,9 @@ impl crate::service::ipfix::FlowSource for Shared {
                 owner: view.owner(key.ifindex),
             })
             .collect())
+    }
+
+    fn take_departed(&self) -> Vec<crate::service::ipfix::FlowSample> {
+        std::mem::take(&mut *self.ipfix_departed.lock().unwrap())
     }
 }

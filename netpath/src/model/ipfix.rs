@@ -17,7 +17,7 @@ pub struct IpfixStatus {
     pub template_interval_s: u64,
     /// Flows whose end (idle, FIN/RST, or the daemon stopping) was exported.
     pub flows_exported: u64,
-    /// Flows that left the flow table (evicted, or their interface removed) before their last
+    /// Flows that left the flow table (evicted to make room, or deleted) before their last
     /// packets were exported: those packets are in no record.
     pub flows_vanished: u64,
     /// Reads of the flow table that failed (that round exported nothing; the next one catches up).

@@ -1055,7 +1055,7 @@ impl ExportState {
         );
         w.scalar(
             "netpath_ipfix_flows_vanished",
-            "Flows that left the flow table (evicted, interface removed) before their last packets were exported over IPFIX.",
+            "Flows that left the flow table (evicted to make room) before their last packets were exported over IPFIX.",
             Counter,
             x.flows_vanished,
         );

@@ -509,3 +509,83 @@ fn bad_ipfix_addresses_exit_2() {
         assert!(!err.contains("attached to"), "{err}");
     }
 }
+
+/// A pod goes away while its flows run: their last packets leave with the interface's final counts
+/// (`forced end`), not lost as vanished. The veth is removed before any timeout exported them, so
+/// nfdump's records must add up to what the flow table had counted on it.
+#[test]
+fn flows_of_a_removed_interface_are_exported_from_their_final_counts() {
+    require_root();
+    for bin in [NFCAPD, NFDUMP] {
+        assert!(Path::new(bin).exists(), "{bin} is missing (Debian package nfdump)");
+    }
+    let pair = Pair::new();
+    let pins = PinDir::new();
+    let flows_dir = TempDir::new("netpath-nfcapd-");
+    let port = free_udp_port().to_string();
+    let mut cmd = Command::new(NFCAPD);
+    cmd.args([
+        "-b",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-w",
+        &flows_dir.0.display().to_string(),
+        "-t",
+        "3600",
+    ]);
+    let nfcapd = Proc::spawn("nfcapd", cmd, "Startup nfcapd");
+    let collector = format!("127.0.0.1:{port}");
+    let d = Daemon::on_veth_a(
+        &pair,
+        &pins,
+        &[
+            "--ipfix",
+            &collector,
+            "--ipfix-interval",
+            "8s",
+            "--ipfix-idle-timeout",
+            "8s",
+        ],
+    );
+    pair.ping_from_a(5);
+    let flows = netpath_json(&["flows", "--socket", pins.sock()]);
+    let counted: (u64, u64) = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["family"] == "ipv4")
+        .fold((0, 0), |(p, b), f| {
+            (p + f["packets"].as_u64().unwrap(), b + f["bytes"].as_u64().unwrap())
+        });
+    assert_eq!(counted.0, 10, "5 echo requests and 5 replies on veth-a: {flows:#}");
+    pair.a.ip(&["link", "del", "veth-a"]);
+    assert!(
+        d.wait_for_line(&["veth-a", "removed"], Duration::from_secs(10))
+            .is_some(),
+        "the daemon did not see veth-a go"
+    );
+    // The next round (every 2 s with these timeouts) exports them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = netpath_json(&["status", "--socket", pins.sock()]);
+        let x = &status["daemon"]["ipfix"];
+        if x["flows_exported"].as_u64() >= Some(2) {
+            assert_eq!(x["flows_vanished"], 0, "{x:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the removed flows were not exported: {x:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let st = d.stop();
+    assert!(st.success(), "netpath run exited {st}");
+    let (_, log) = nfcapd.stop();
+    assert!(log.contains("Sequence Errors: 0"), "{log}");
+    let records = nfdump_records(&flows_dir.0);
+    let exported = records
+        .iter()
+        .filter(|r| r["sa"].starts_with("10.77.0."))
+        .fold((0, 0), |(p, b), r| (p + num(r, "ipkt"), b + num(r, "ibyt")));
+    eprintln!("ipfix test: removed interface: counted {counted:?}, exported {exported:?}");
+    assert_eq!(exported, counted, "{records:#?}");
+}

@@ -12,7 +12,8 @@
 //! `--ipfix-interval` (active timeout, default 60 s); a flow ends when it has had no packet for
 //! `--ipfix-idle-timeout` (default 30 s, as `netpath flows` says a flow ended) or saw FIN or RST,
 //! and then its last delta is exported (`flowEndReason` idle timeout or end of flow). When the
-//! daemon stops, every flow's remaining delta is exported (`forced end`). So the records of one
+//! daemon stops, every flow's remaining delta is exported (`forced end`), and so is the rest of a
+//! flow whose interface went away (the daemon hands over its final counts). So the records of one
 //! flow add up exactly to its count in the flow table. Flows already in the (pinned) table when the
 //! exporter starts are counted from there (a daemon before it exported what came earlier). ARP and
 //! other non-IP flows are not exported.
@@ -186,6 +187,11 @@ pub struct FlowSample {
 /// Where the exporter reads the flow table (the daemon: the pinned map and its view of links).
 pub trait FlowSource: Send + Sync + 'static {
     fn sample(&self) -> Result<Vec<FlowSample>, String>;
+    /// Flows removed from the table since the last call (their interface went away), with their
+    /// final counts: their last records go out with them instead of being counted as vanished.
+    fn take_departed(&self) -> Vec<FlowSample> {
+        Vec::new()
+    }
 }
 
 /// What the exporter remembers of a flow: the counts exported so far.
@@ -303,6 +309,34 @@ impl Tracker {
                 },
             );
         }
+    }
+
+    /// The last records of flows removed from the table with their final counts (`gone`: their
+    /// interface went away): what they counted since their last record, as `forced end`.
+    pub fn departed(&mut self, gone: &[FlowSample], clock: &Clock) -> Vec<FlowRecord> {
+        let mut out = Vec::new();
+        for s in gone.iter().filter(|s| is_ip(&s.key)) {
+            let v = &s.value;
+            let (p, b, ended) = match self.seen.remove(&s.key) {
+                Some(seen) if seen.first_seen == v.first_seen && v.packets >= seen.packets => {
+                    (seen.packets, seen.bytes, seen.ended)
+                }
+                _ => (0, 0, false),
+            };
+            if v.packets > p {
+                out.push(record(
+                    s,
+                    v.packets - p,
+                    v.bytes.saturating_sub(b),
+                    end_reason::FORCED_END,
+                    clock,
+                ));
+            }
+            if !ended && v.packets > 0 {
+                self.flows_exported += 1;
+            }
+        }
+        out
     }
 
     /// The records due now: flows that ended (their last delta), flows whose last record is
@@ -555,7 +589,7 @@ impl IpfixExporter {
             let t = self.builder.templates(Self::export_time(), 0);
             self.send_all(&[t]);
         }
-        let samples = match source.sample() {
+        let mut samples = match source.sample() {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("IPFIX exporter: reading the flow table: {e}");
@@ -564,7 +598,15 @@ impl IpfixExporter {
             }
         };
         let clock = Clock::now();
-        let records = self.tracker.poll(&samples, clock.mono_now_ns(), &clock, flush);
+        // The departed first: taken after the read, so a flow removed in between is among them,
+        // and its stale entry in the read is not a new flow.
+        let gone = source.take_departed();
+        if !gone.is_empty() {
+            let keys: HashSet<FlowKey> = gone.iter().map(|s| s.key).collect();
+            samples.retain(|s| !keys.contains(&s.key));
+        }
+        let mut records = self.tracker.departed(&gone, &clock);
+        records.extend(self.tracker.poll(&samples, clock.mono_now_ns(), &clock, flush));
         let msgs = self.builder.data(&records, Self::export_time(), 0);
         if !msgs.is_empty() {
             self.send_all(&msgs);
@@ -719,6 +761,26 @@ mod tests {
         // Vanished with packets maybe unexported: counted.
         t.poll(&[], 7 * S, &clock, false);
         assert_eq!(t.flows_vanished, 1);
+    }
+
+    /// A flow whose interface went away: its last packets go out from its final counts, and it is
+    /// not counted as vanished.
+    #[test]
+    fn departed_flows_export_their_final_delta() {
+        let clock = Clock::now();
+        let mut t = Tracker::new(Duration::from_secs(1), Duration::from_secs(30));
+        let r = t.poll(&[sample(10, 1000, 0, 2 * S, 0)], 2 * S, &clock, false);
+        assert_eq!(r[0].packets, 10);
+        let r = t.departed(&[sample(14, 1400, 0, 3 * S, 0)], &clock);
+        assert_eq!(
+            (r.len(), r[0].packets, r[0].octets, r[0].end_reason),
+            (1, 4, 400, end_reason::FORCED_END)
+        );
+        assert!(t.poll(&[], 4 * S, &clock, false).is_empty());
+        assert_eq!((t.flows_exported, t.flows_vanished), (1, 0));
+        // One the exporter never saw: all of it.
+        let r = t.departed(&[sample(3, 300, 5 * S, 5 * S, 0)], &clock);
+        assert_eq!((r[0].packets, r[0].octets), (3, 300));
     }
 
     #[test]
