@@ -19,7 +19,8 @@ pub enum Task {
     /// `cargo xtask demo`: the lab and its traffic.
     Demo,
     /// `cargo xtask test`: the lab's tools, and what the integration tests compare netpath with
-    /// or drive (tshark, tcpdump, tcpreplay, scapy, bpftool, setpriv, a real Prometheus).
+    /// or drive (tshark, tcpdump, tcpreplay, scapy, bpftool, setpriv, a real Prometheus, nfdump's
+    /// IPFIX collector).
     Test,
     /// `cargo xtask bench fastpath`: the lab, iperf3/sockperf and iptables.
     BenchFastpath,
@@ -69,6 +70,8 @@ pub fn for_task(task: Task) -> Vec<&'static str> {
             "buildah",
             "gcc",
             "libc6-dev",
+            // nfcapd/nfdump: the IPFIX collector the export is read back with.
+            "nfdump",
         ],
         Task::BenchFastpath => &["sockperf", "iptables", "bpftool"],
         // The lab's iperf3 is all it drives.

@@ -42,6 +42,10 @@ pub struct FileConfig {
     pub ebpf_log: Option<String>,
     pub drops: Option<String>,
     pub doctor_interval: Option<String>,
+    pub ipfix: Option<OneOrMany<String>>,
+    pub ipfix_interval: Option<String>,
+    pub ipfix_idle_timeout: Option<String>,
+    pub ipfix_template_interval: Option<String>,
 }
 
 /// A setting that takes one value or a list (`iface = "cni0"` or `iface = ["cni0", "ul0:xdp"]`), as
@@ -94,6 +98,13 @@ pub struct Config {
     pub drops: bool,
     /// How often the doctor's checks run (`--doctor-interval`); None: never (`0` or `off`).
     pub doctor_interval: Option<Duration>,
+    /// IPFIX collectors (`--ipfix HOST:PORT[,HOST:PORT]`, as typed; resolved by
+    /// [`Config::ipfix_options`]); none: no export.
+    pub ipfix: Vec<String>,
+    /// Active timeout, idle timeout and template re-send period of the IPFIX export.
+    pub ipfix_interval: Duration,
+    pub ipfix_idle_timeout: Duration,
+    pub ipfix_template_interval: Duration,
 }
 
 impl Default for Config {
@@ -125,6 +136,10 @@ impl Default for Config {
             ebpf_log: log::LevelFilter::Off,
             drops: true,
             doctor_interval: Some(DOCTOR_INTERVAL),
+            ipfix: Vec::new(),
+            ipfix_interval: crate::service::ipfix::DEFAULT_INTERVAL,
+            ipfix_idle_timeout: crate::service::ipfix::DEFAULT_IDLE_TIMEOUT,
+            ipfix_template_interval: crate::service::ipfix::DEFAULT_TEMPLATE_INTERVAL,
         }
     }
 }
@@ -231,6 +246,17 @@ impl Config {
                 &v
             )
             .map_err(|e| bad(path, format!("doctor_interval: {e}"))));
+            take!("ipfix", ipfix, |v: OneOrMany<String>| Ok::<_, Error>(v.into_vec()));
+            take!("ipfix-interval", ipfix_interval, |v: String| humantime::parse_duration(
+                &v
+            )
+            .map_err(|e| bad(path, format!("ipfix_interval: {e}"))));
+            take!("ipfix-idle-timeout", ipfix_idle_timeout, |v: String| {
+                humantime::parse_duration(&v).map_err(|e| bad(path, format!("ipfix_idle_timeout: {e}")))
+            });
+            take!("ipfix-template-interval", ipfix_template_interval, |v: String| {
+                humantime::parse_duration(&v).map_err(|e| bad(path, format!("ipfix_template_interval: {e}")))
+            });
         }
         c.validate()?;
         Ok(c)
@@ -264,7 +290,26 @@ impl Config {
             glob::Pattern::new(p).map_err(|e| Error::BadArgument(format!("bad interface pattern '{p}': {e}")))?;
         }
         self.datapath_config()?;
+        self.ipfix_options()?;
         Ok(())
+    }
+
+    /// The IPFIX export this configuration asks for (None without `--ipfix`): the collectors
+    /// resolved now. A bad address or a zero duration is bad input (exit 2).
+    pub fn ipfix_options(&self) -> Result<Option<crate::service::ipfix::IpfixOptions>> {
+        let collectors = crate::service::ipfix::parse_collectors(&self.ipfix)?;
+        if collectors.is_empty() {
+            return Ok(None);
+        }
+        let o = crate::service::ipfix::IpfixOptions {
+            collectors,
+            interval: self.ipfix_interval,
+            idle_timeout: self.ipfix_idle_timeout,
+            template_interval: self.ipfix_template_interval,
+            ..Default::default()
+        };
+        o.validate()?;
+        Ok(Some(o))
     }
 
     /// The runtime configuration the datapath reads (`NP_CONFIG`), for programs attached in the
@@ -304,6 +349,13 @@ impl Config {
         }
         if self.drops != new.drops {
             v.push("drops");
+        }
+        if self.ipfix != new.ipfix
+            || self.ipfix_interval != new.ipfix_interval
+            || self.ipfix_idle_timeout != new.ipfix_idle_timeout
+            || self.ipfix_template_interval != new.ipfix_template_interval
+        {
+            v.push("ipfix");
         }
         v
     }
@@ -394,6 +446,43 @@ mod tests {
             matches!(&e, Error::BadArgument(m) if m.contains("doctor_interval") && m.contains("/x.toml")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ipfix_collectors_come_from_flags_or_the_file_and_bad_ones_are_exit_2() {
+        let file = |text: &str| {
+            let f: FileConfig = toml::from_str(text).unwrap();
+            Config::resolve(
+                &Config {
+                    ifaces: iface(&["cni0"]),
+                    ..Config::default()
+                },
+                Some((std::path::Path::new("/x.toml"), f)),
+                &|_| false,
+            )
+        };
+        let c = file(
+            "ipfix = [\"127.0.0.1:4739\", \"[::1]:4739\"]\nipfix_interval = \"10s\"\nipfix_idle_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        let o = c.ipfix_options().unwrap().unwrap();
+        assert_eq!(o.collectors.len(), 2);
+        assert_eq!(
+            (o.interval, o.idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(2))
+        );
+        assert_eq!(o.template_interval, crate::service::ipfix::DEFAULT_TEMPLATE_INTERVAL);
+        assert!(file("").unwrap().ipfix_options().unwrap().is_none());
+        for bad in [
+            "ipfix = \"nowhere\"",
+            "ipfix = \"127.0.0.1:4739\"\nipfix_interval = \"0s\"",
+        ] {
+            let e = file(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}: {e}");
+        }
+        let a = file("ipfix = \"127.0.0.1:4739\"").unwrap();
+        let b = file("ipfix = \"127.0.0.1:4740\"").unwrap();
+        assert_eq!(a.needs_restart(&b), ["ipfix"]);
     }
 
     #[test]

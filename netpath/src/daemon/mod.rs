@@ -49,6 +49,7 @@ use crate::{
     },
     service::{
         api::{ApiServer, Backend},
+        ipfix::{FlowSample, FlowSource, IpfixExporter},
         metrics::{MetricsOptions, MetricsServer},
     },
 };
@@ -302,6 +303,19 @@ impl Daemon {
         self.ager.forget_ifindex(ifindex);
         match acc {
             Ok(a) => {
+                if self.shared.ipfix.is_some() {
+                    // Their final counts, for the IPFIX exporter's last records of them.
+                    self.shared
+                        .ipfix_departed
+                        .lock()
+                        .unwrap()
+                        .extend(a.ended.iter().map(|(k, v)| FlowSample {
+                            key: *k,
+                            value: *v,
+                            iface: name.to_string(),
+                            owner: owner.clone(),
+                        }));
+                }
                 let clock = Clock::now();
                 for (k, v) in &a.ended {
                     let mut r = flow_end_row(k, v, end_reason::INTERFACE_GONE, &clock);
@@ -447,7 +461,6 @@ impl Daemon {
                         _ => now,
                     }
                 };
-                log::debug!("{name} (ifindex {ifindex}) removed; it led to {owner:?}");
                 self.departed(ifindex, &name, owner);
                 Ok(true)
             }
@@ -554,12 +567,14 @@ pub fn run(invocation: Invocation, cfg: Config) -> Result<()> {
         "none" => None,
         addr => Some(MetricsServer::bind(addr)?),
     };
+    // And the IPFIX sockets: the export leaves from the host's namespace.
+    let ipfix = cfg.ipfix_options()?.map(IpfixExporter::open).transpose()?;
     if let Some(ns) = &cfg.netns {
         netns::enter(ns)?;
     }
     // Built after setns: threads the runtime spawns inherit the namespace.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async_main(invocation, cfg, api_path, metrics))
+    rt.block_on(async_main(invocation, cfg, api_path, metrics, ipfix))
 }
 
 async fn async_main(
@@ -567,6 +582,7 @@ async fn async_main(
     cfg: Config,
     api_path: Option<PathBuf>,
     metrics: Option<MetricsServer>,
+    mut ipfix: Option<IpfixExporter>,
 ) -> Result<()> {
     // First of all: a signal that arrives while we attach is then handled (queued), not fatal.
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -659,7 +675,34 @@ async fn async_main(
             cfg.netns.clone(),
         )),
         doctor: Mutex::new(doctor::DoctorState::new(cfg.doctor_interval)),
+        ipfix: ipfix.as_ref().map(IpfixExporter::status),
+        ipfix_departed: Mutex::new(Vec::new()),
     });
+    // The IPFIX exporter starts from the flows already in the table (before anything attaches, so
+    // no packet of this daemon's falls into that baseline), on its own thread.
+    let ipfix = match ipfix.take() {
+        Some(mut ex) => {
+            match shared.sample() {
+                Ok(s) => ex.baseline(&s),
+                Err(e) => {
+                    log::warn!("IPFIX exporter: reading the flow table: {e}; exporting every flow from its start")
+                }
+            }
+            let collectors = cfg.ipfix.join(",");
+            match ex.spawn(Arc::clone(&shared) as Arc<dyn FlowSource>) {
+                Ok(h) => {
+                    log::info!(
+                        "IPFIX export to {collectors} (every {}, idle {})",
+                        humantime::format_duration(cfg.ipfix_interval),
+                        humantime::format_duration(cfg.ipfix_idle_timeout)
+                    );
+                    Some(h)
+                }
+                Err(e) => return Err(Error::io("starting the IPFIX exporter's thread")(e)),
+            }
+        }
+        None => None,
+    };
     let cri = match &cfg.cri_socket {
         Some(p) => CriClient::connect(p)
             .await
@@ -834,6 +877,10 @@ async fn async_main(
         if let Ok(Err(e)) = m.await {
             log::warn!("{e}");
         }
+    }
+    if let Some(h) = ipfix {
+        // Exports what the flows counted since their last record (`forced end`).
+        h.stop();
     }
     d.shutdown();
     Ok(())

@@ -61,6 +61,11 @@ pub struct Shared {
     pub(super) drops: Mutex<super::drops::Drops>,
     /// The periodic doctor: its last findings and the unanswered ARP it is fed.
     pub(super) doctor: Mutex<DoctorState>,
+    /// The IPFIX exporter's counters (None without `--ipfix`).
+    pub(super) ipfix: Option<std::sync::Arc<Mutex<crate::model::ipfix::IpfixStatus>>>,
+    /// Flows of interfaces that went away, with their final counts, for the IPFIX exporter's next
+    /// round (it takes them all; empty without `--ipfix`).
+    pub(super) ipfix_departed: Mutex<Vec<crate::service::ipfix::FlowSample>>,
 }
 
 impl Shared {
@@ -286,6 +291,7 @@ impl Shared {
             unmatched_ifaces: view.unmatched.clone(),
             drop_tracer: self.drops.lock().unwrap().tracer.clone(),
             doctor: Some(self.doctor.lock().unwrap().summary(Instant::now())),
+            ipfix: self.ipfix.as_ref().map(|s| s.lock().unwrap().clone()),
         });
         Ok(v)
     }
@@ -468,5 +474,26 @@ impl Shared {
                 Err(e) => log::warn!("disabling rules of {name}: {e}"),
             }
         }
+    }
+}
+
+/// The IPFIX exporter reads the flow table as the API does, with the names the daemon knows.
+impl crate::service::ipfix::FlowSource for Shared {
+    fn sample(&self) -> std::result::Result<Vec<crate::service::ipfix::FlowSample>, String> {
+        let flows = self.maps.lock().unwrap().flows().map_err(|e| e.to_string())?;
+        let view = self.view.lock().unwrap();
+        Ok(flows
+            .into_iter()
+            .map(|(key, value)| crate::service::ipfix::FlowSample {
+                key,
+                value,
+                iface: view.name(key.ifindex),
+                owner: view.owner(key.ifindex),
+            })
+            .collect())
+    }
+
+    fn take_departed(&self) -> Vec<crate::service::ipfix::FlowSample> {
+        std::mem::take(&mut *self.ipfix_departed.lock().unwrap())
     }
 }

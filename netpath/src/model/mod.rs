@@ -12,6 +12,7 @@ pub mod events;
 pub mod flows;
 pub mod ifaces;
 pub mod inline;
+pub mod ipfix;
 pub mod owner;
 pub mod rules;
 pub mod stats;

@@ -74,6 +74,9 @@ pub struct DaemonStatus {
     /// The periodic doctor (`--doctor-interval`); absent from daemons without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doctor: Option<DoctorSummary>,
+    /// The IPFIX exporter (`--ipfix`); absent when it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipfix: Option<super::ipfix::IpfixStatus>,
 }
 
 /// The daemon's doctor at a glance: its last run's findings by status (`netpath doctor` and
@@ -214,6 +217,9 @@ impl StatusReport {
             }
             if let Some(doc) = &d.doctor {
                 let _ = writeln!(s, "  doctor: {}", doc.text());
+            }
+            if let Some(ipfix) = &d.ipfix {
+                s.push_str(&ipfix.text());
             }
             for glob in &d.unmatched_ifaces {
                 let _ = writeln!(s, "  warning: --iface '{glob}' matches no interface");

@@ -30,6 +30,9 @@
 //! | `netpath_program_info` | gauge (1) | `program`, `id`, `hook` |
 //! | `netpath_doctor_status` | gauge (0 ok, 1 warn, 2 fail) | `check`, `subject` |
 //! | `netpath_build_info` | gauge (1) | `version` |
+//! | `netpath_ipfix_messages_total`, `netpath_ipfix_records_total`, `netpath_ipfix_bytes_total`, `netpath_ipfix_templates_total` | counter | `collector` (only with `--ipfix`) |
+//! | `netpath_ipfix_send_errors_total` | counter | `collector`, `kind` (`refused`, `unreachable`, `would_block`, `other`) |
+//! | `netpath_ipfix_flows_exported_total`, `netpath_ipfix_flows_vanished_total` | counter | (only with `--ipfix`) |
 //!
 //! `pod`/`namespace` name the Kubernetes pod behind an interface as the CRI runtime reports it;
 //! without a CRI answer `pod` is the network namespace of the veth peer (e.g. `np-n1-pod-a`) and
@@ -103,6 +106,7 @@ use crate::{
         drops::{DropFilter, DropRow},
         flows::{Filter, FlowRow, SortBy},
         ifaces::IfaceRow,
+        ipfix::{IpfixCollector, IpfixStatus, SEND_ERROR_KINDS},
         owner::Owner,
         stats::StatRow,
         status::StatusReport,
@@ -681,6 +685,8 @@ struct ExportState {
     programs: Vec<[String; 3]>,
     /// `netpath_doctor_status`: (check, subject, status value), by check and subject.
     doctor: Vec<(String, String, u8)>,
+    /// `netpath_ipfix_*`: the IPFIX exporter's counters (None without `--ipfix`).
+    ipfix: Option<IpfixStatus>,
     /// The size of the last exposition, to allocate the next one at once.
     last_len: usize,
 }
@@ -789,6 +795,7 @@ impl ExportState {
         self.programs.dedup();
 
         self.doctor = doctor_series(&d.doctor, opts.doctor_series);
+        self.update_ipfix(&d.status);
     }
 
     /// Drop series: every site feeds the series of its labels; the heaviest `top_drops` series
@@ -964,6 +971,7 @@ impl ExportState {
                 .iter()
                 .map(|(c, subject, v)| ([("check", c.as_str()), ("subject", subject.as_str())], u64::from(*v))),
         );
+        self.encode_ipfix(&mut w);
         w.labelled(
             "netpath_build_info",
             "Version of the running netpath (value 1).",
@@ -975,6 +983,83 @@ impl ExportState {
         }
         self.last_len = w.out.len();
         w.out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPFIX exporter health (`netpath_ipfix_*`)
+
+/// A per-collector family: name, help, and the counter it shows.
+type CollectorFamily = (&'static str, &'static str, fn(&IpfixCollector) -> u64);
+
+impl ExportState {
+    /// The exporter's counters as the daemon's status has them. They only grow within a daemon's
+    /// life (a restarted daemon starts them again, as Prometheus expects of a restarted target).
+    fn update_ipfix(&mut self, st: &StatusReport) {
+        self.ipfix = st.daemon.as_ref().and_then(|d| d.ipfix.clone());
+    }
+
+    /// Per collector (`collector`, its address): messages, data records, octets, template records,
+    /// failed sends by `kind` (every kind, zero or not); and the flows exported and vanished. None
+    /// without `--ipfix`.
+    fn encode_ipfix(&self, w: &mut Writer) {
+        use Kind::Counter;
+        let Some(x) = &self.ipfix else { return };
+        let per_collector: [CollectorFamily; 4] = [
+            ("netpath_ipfix_messages", "IPFIX messages sent, by collector.", |c| {
+                c.messages
+            }),
+            (
+                "netpath_ipfix_records",
+                "IPFIX flow (data) records sent, by collector.",
+                |c| c.records,
+            ),
+            (
+                "netpath_ipfix_bytes",
+                "Octets of the IPFIX messages sent (without UDP/IP headers), by collector.",
+                |c| c.bytes,
+            ),
+            (
+                "netpath_ipfix_templates",
+                "IPFIX template records sent (at start and every template interval), by collector.",
+                |c| c.templates,
+            ),
+        ];
+        for (name, help, value) in per_collector {
+            w.labelled(
+                name,
+                help,
+                Counter,
+                x.collectors
+                    .iter()
+                    .map(|c| ([("collector", c.address.as_str())], value(c))),
+            );
+        }
+        w.labelled(
+            "netpath_ipfix_send_errors",
+            "IPFIX messages that could not be sent, by collector and kind (refused, unreachable, would_block, other); their records are lost.",
+            Counter,
+            x.collectors.iter().flat_map(|c| {
+                SEND_ERROR_KINDS.iter().map(|k| {
+                    (
+                        [("collector", c.address.as_str()), ("kind", *k)],
+                        c.errors.get(*k).copied().unwrap_or(0),
+                    )
+                })
+            }),
+        );
+        w.scalar(
+            "netpath_ipfix_flows_exported",
+            "Flows whose end (idle timeout, FIN or RST, daemon stop) was exported over IPFIX.",
+            Counter,
+            x.flows_exported,
+        );
+        w.scalar(
+            "netpath_ipfix_flows_vanished",
+            "Flows that left the flow table (evicted to make room) before their last packets were exported over IPFIX.",
+            Counter,
+            x.flows_vanished,
+        );
     }
 }
 
@@ -2483,5 +2568,48 @@ mod tests {
             .render(&Broken, false, Instant::now())
             .unwrap_err();
         assert!(e.to_string().contains("map gone"), "{e}");
+    }
+
+    /// `netpath_ipfix_*` from the daemon's status: per collector, every error kind, promtool clean;
+    /// nothing without `--ipfix`.
+    #[test]
+    fn ipfix_families_come_from_the_status_per_collector() {
+        let f = fake();
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert!(!t.contains("netpath_ipfix_"), "{t}");
+        f.status.lock().unwrap()["daemon"]["ipfix"] = serde_json::json!({
+            "interval_s": 60, "idle_timeout_s": 30, "template_interval_s": 60,
+            "flows_exported": 7, "flows_vanished": 1,
+            "collectors": [
+                { "address": "127.0.0.1:4739", "messages": 5, "records": 40, "bytes": 4000, "templates": 12,
+                  "errors": { "refused": 0, "unreachable": 0, "would_block": 0, "other": 0 } },
+                { "address": "[::1]:4739", "messages": 0, "records": 0, "bytes": 0, "templates": 0,
+                  "errors": { "refused": 3 }, "last_error": "Connection refused" },
+            ],
+        });
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        for (prefix, v) in [
+            (r#"netpath_ipfix_messages_total{collector="127.0.0.1:4739"}"#, 5.0),
+            (r#"netpath_ipfix_records_total{collector="127.0.0.1:4739"}"#, 40.0),
+            (r#"netpath_ipfix_bytes_total{collector="127.0.0.1:4739"}"#, 4000.0),
+            (r#"netpath_ipfix_templates_total{collector="127.0.0.1:4739"}"#, 12.0),
+            (
+                r#"netpath_ipfix_send_errors_total{collector="[::1]:4739",kind="refused"}"#,
+                3.0,
+            ),
+            (
+                r#"netpath_ipfix_send_errors_total{collector="[::1]:4739",kind="other"}"#,
+                0.0,
+            ),
+            ("netpath_ipfix_flows_exported_total", 7.0),
+            ("netpath_ipfix_flows_vanished_total", 1.0),
+        ] {
+            assert_eq!(sample(&t, prefix), Some(v), "{prefix}\n{t}");
+        }
+        assert_eq!(count(&t, "netpath_ipfix_send_errors_total"), 8, "{t}");
+        promtool(&t);
+        let om = e.render(&f, true, Instant::now()).unwrap();
+        assert!(om.contains("# TYPE netpath_ipfix_records counter\n"), "{om}");
     }
 }

@@ -10,6 +10,7 @@ mod doctor;
 mod drops;
 mod events;
 mod image;
+mod ipfix;
 mod lab;
 mod lab_flows;
 mod metrics;

@@ -296,6 +296,26 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = netpath::daemon::config::parse_doctor_interval)]
     pub doctor_interval: ::std::option::Option<Duration>,
 
+    /// Export flow records over IPFIX (RFC 7011, UDP) to these collectors: `HOST:PORT`, several
+    /// separated by commas or by repeating the flag. Sent from the host's namespace even with
+    /// --netns. An address that does not parse or resolve is an error (exit 2).
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
+    pub ipfix: Vec<String>,
+
+    /// IPFIX active timeout: a flow still going is reported this often (its packets and bytes
+    /// since its previous record).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ipfix_interval: Duration,
+
+    /// IPFIX idle timeout: a flow without a packet for this long has ended and its last record is
+    /// exported (FIN or RST end it at once).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ipfix_idle_timeout: Duration,
+
+    /// How often the IPFIX templates are sent again (UDP collectors that start later learn them).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ipfix_template_interval: Duration,
+
     /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
     #[arg(long, value_name = "PATH")]
     pub cri_socket: Option<PathBuf>,
@@ -656,6 +676,10 @@ impl RunArgs {
                 ebpf_log: self.ebpf_log,
                 drops: self.drops,
                 doctor_interval: self.doctor_interval,
+                ipfix: self.ipfix.clone(),
+                ipfix_interval: self.ipfix_interval,
+                ipfix_idle_timeout: self.ipfix_idle_timeout,
+                ipfix_template_interval: self.ipfix_template_interval,
             },
             config_file: self.config.clone(),
             given,
