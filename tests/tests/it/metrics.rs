@@ -4,8 +4,8 @@
 //! of `deploy/grafana/netpath-node.json` must parse and return data, the exposition must pass
 //! `promtool check metrics`, and OpenMetrics must be negotiated on request.
 use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::Write as _,
+    net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
