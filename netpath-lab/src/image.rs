@@ -277,6 +277,21 @@ fn global_args(root: &Path, runroot: &Path) -> Vec<String> {
     ]
 }
 
+const PODMAN_CHECK_ULIMITS: [&str; 4] = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+
+/// podman keeps its own state beside the storage's (/run/libpod by default) and logs events to
+/// the journal: both kept in the build's directory, and cgroups managed without systemd.
+fn podman_args(tmp: &Path) -> Vec<String> {
+    vec![
+        "--tmpdir".into(),
+        tmp.join("libpod").display().to_string(),
+        "--events-backend".into(),
+        "none".into(),
+        "--cgroup-manager".into(),
+        "cgroupfs".into(),
+    ]
+}
+
 fn storage_conf(root: &Path, runroot: &Path) -> String {
     // TOML basic strings: paths are escaped as JSON strings are (the same escapes).
     let q = |p: &Path| serde_json::to_string(&p.display().to_string()).expect("a string serialises");
@@ -374,7 +389,10 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn run(&self, args: &[String]) -> Result<String, LabError> {
         let mut all: Vec<&str> = vec![self.engine.binary()];
-        let global = self.storage.global_args();
+        let mut global = self.storage.global_args();
+        if self.engine == Engine::Podman {
+            global.extend(podman_args(&self.storage.tmp));
+        }
         all.extend(global.iter().map(String::as_str));
         all.extend(args.iter().map(String::as_str));
         let out = run_with(&all, ENGINE_TIMEOUT_SECS, &self.storage.env(), None)?;
@@ -555,15 +573,13 @@ fn build_podman(spec: &ImageSpec, runner: &Runner<'_>, workdir: &Path, out: &Pat
         ])?;
         for cmd in spec.checks.iter().filter(|c| !c.is_empty()) {
             eprintln!("image: checking: {}", cmd.join(" "));
-            let mut run = vec![
-                s("run"),
-                s("--rm"),
-                s("--network"),
-                s("none"),
-                s("--entrypoint"),
-                cmd[0].clone(),
-                spec.reference.clone(),
-            ];
+            let mut run = vec![s("run"), s("--rm"), s("--network"), s("none")];
+            // Low limits: podman raises open files and processes to its own defaults, which a
+            // build machine without CAP_SYS_RESOURCE (a container itself) refuses; neither
+            // `--ulimit host` nor the caller's own values avoid that in podman 4.3, while lowering
+            // is always allowed, and a check needs few of either.
+            run.extend(PODMAN_CHECK_ULIMITS.iter().map(|u| u.to_string()));
+            run.extend([s("--entrypoint"), cmd[0].clone(), spec.reference.clone()]);
             run.extend(cmd[1..].iter().cloned());
             runner.run(&run)?;
         }
@@ -992,6 +1008,21 @@ mod tests {
         assert!(c.contains("driver = \"vfs\""), "{c}");
         assert!(c.contains(r#"graphroot = "/w/st \"x\"""#), "{c}");
         assert!(c.contains(r#"runroot = "/w/run""#), "{c}");
+    }
+
+    #[test]
+    fn podman_keeps_its_state_in_the_build_directory() {
+        assert_eq!(
+            podman_args(Path::new("/w/tmp")),
+            [
+                "--tmpdir",
+                "/w/tmp/libpod",
+                "--events-backend",
+                "none",
+                "--cgroup-manager",
+                "cgroupfs"
+            ]
+        );
     }
 
     #[test]

@@ -133,6 +133,47 @@ fn buildah_builds_a_scratch_image_into_both_archive_formats() {
     assert_eq!(host_storage(), host_before, "the host's container storage changed");
 }
 
+/// The same image with podman (`cargo xtask image --engine podman`), where it is installed: the
+/// test task does not install it (buildah is the default engine), so without it this says so.
+#[test]
+fn podman_builds_the_same_image_where_installed() {
+    require_root();
+    if !image::engine_available(Engine::Podman) {
+        eprintln!("SKIPPED: podman is not installed (`cargo xtask image --engine podman` installs it)");
+        return;
+    }
+    let dir = Dir::new();
+    let bin = static_program(&dir.0);
+    let work = dir.0.join("podman");
+    let out = work.join("hello.tar");
+    image::build_to(&spec(&bin, ArchiveFormat::Docker), Engine::Podman, &work, &out).unwrap();
+    let info = image::read_archive(&out).unwrap();
+    assert_eq!(info.references, ["netpath.local/hello:t1"], "{info:?}");
+    assert_eq!(
+        (info.entrypoint.as_slice(), info.cmd.as_slice()),
+        (&["/usr/bin/hello".to_string()][..], &["from".to_string()][..])
+    );
+    assert_eq!(info.user, "65534:65534");
+    assert_eq!(info.labels["org.opencontainers.image.title"], "hello");
+    let files: Vec<&str> = info
+        .files
+        .iter()
+        .filter(|f| f.kind != 'd')
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(files, ["usr/bin/hello"], "{:?}", info.files);
+    assert!(
+        !Path::new("/run/libpod").exists() || host_libpod_predates(&work),
+        "podman wrote /run/libpod"
+    );
+}
+
+/// /run/libpod existed before this build (another podman user's), so its presence says nothing.
+fn host_libpod_predates(work: &Path) -> bool {
+    let created = |p: &Path| std::fs::metadata(p).and_then(|m| m.created()).ok();
+    matches!((created(Path::new("/run/libpod")), created(work)), (Some(a), Some(b)) if a < b)
+}
+
 #[test]
 fn a_failed_build_names_the_command_and_leaves_no_container() {
     require_root();
