@@ -277,6 +277,21 @@ fn global_args(root: &Path, runroot: &Path) -> Vec<String> {
     ]
 }
 
+const PODMAN_CHECK_ULIMITS: [&str; 4] = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+
+/// podman keeps its own state beside the storage's (/run/libpod by default) and logs events to
+/// the journal: both kept in the build's directory, and cgroups managed without systemd.
+fn podman_args(tmp: &Path) -> Vec<String> {
+    vec![
+        "--tmpdir".into(),
+        tmp.join("libpod").display().to_string(),
+        "--events-backend".into(),
+        "none".into(),
+        "--cgroup-manager".into(),
+        "cgroupfs".into(),
+    ]
+}
+
 fn storage_conf(root: &Path, runroot: &Path) -> String {
     // TOML basic strings: paths are escaped as JSON strings are (the same escapes).
     let q = |p: &Path| serde_json::to_string(&p.display().to_string()).expect("a string serialises");
@@ -374,7 +389,10 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn run(&self, args: &[String]) -> Result<String, LabError> {
         let mut all: Vec<&str> = vec![self.engine.binary()];
-        let global = self.storage.global_args();
+        let mut global = self.storage.global_args();
+        if self.engine == Engine::Podman {
+            global.extend(podman_args(&self.storage.tmp));
+        }
         all.extend(global.iter().map(String::as_str));
         all.extend(args.iter().map(String::as_str));
         let out = run_with(&all, ENGINE_TIMEOUT_SECS, &self.storage.env(), None)?;
@@ -555,15 +573,13 @@ fn build_podman(spec: &ImageSpec, runner: &Runner<'_>, workdir: &Path, out: &Pat
         ])?;
         for cmd in spec.checks.iter().filter(|c| !c.is_empty()) {
             eprintln!("image: checking: {}", cmd.join(" "));
-            let mut run = vec![
-                s("run"),
-                s("--rm"),
-                s("--network"),
-                s("none"),
-                s("--entrypoint"),
-                cmd[0].clone(),
-                spec.reference.clone(),
-            ];
+            let mut run = vec![s("run"), s("--rm"), s("--network"), s("none")];
+            // Low limits: podman raises open files and processes to its own defaults, which a
+            // build machine without CAP_SYS_RESOURCE (a container itself) refuses; neither
+            // `--ulimit host` nor the caller's own values avoid that in podman 4.3, while lowering
+            // is always allowed, and a check needs few of either.
+            run.extend(PODMAN_CHECK_ULIMITS.iter().map(|u| u.to_string()));
+            run.extend([s("--entrypoint"), cmd[0].clone(), spec.reference.clone()]);
             run.extend(cmd[1..].iter().cloned());
             runner.run(&run)?;
         }
@@ -582,6 +598,78 @@ fn build_podman(spec: &ImageSpec, runner: &Runner<'_>, workdir: &Path, out: &Pat
     let _ = runner.run(&["rmi".into(), "--force".into(), spec.reference.clone()]);
     let _ = std::fs::remove_dir_all(&ctx);
     result
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dynamically linked programs
+
+/// The files an image needs to run dynamically linked programs: each program (host path, path in
+/// the image, mode 0755), then every library `ldd` names for any of them, loader included, once,
+/// at the path the loader looks for it (a host symlink resolved, so the file itself is copied)
+/// with its host mode. A statically linked program adds no library.
+pub fn programs_with_libraries(programs: &[(&Path, &str)]) -> Result<Vec<ImageFile>, LabError> {
+    let mut files = Vec::new();
+    let mut libs = std::collections::BTreeSet::new();
+    for (host, path) in programs {
+        files.push(ImageFile::new(*host, *path, 0o755));
+        libs.extend(libraries(host)?);
+    }
+    for l in libs {
+        let io = |what| {
+            let path = PathBuf::from(&l);
+            move |source| LabError::Io { what, path, source }
+        };
+        let host = std::fs::canonicalize(&l).map_err(io("resolving the library"))?;
+        let mode = {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(&host)
+                .map_err(io("reading the library"))?
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        files.push(ImageFile::new(host, l, mode));
+    }
+    Ok(files)
+}
+
+fn libraries(program: &Path) -> Result<Vec<String>, LabError> {
+    let p = program.display().to_string();
+    match run_with(&["ldd", &p], 20, &[], None) {
+        Ok(out) => parse_ldd(&String::from_utf8_lossy(&out)).map_err(|reason| LabError::Parse {
+            cmd: format!("ldd {p}"),
+            reason,
+        }),
+        // ldd fails on a static program ("not a dynamic executable"): nothing to add.
+        Err(LabError::Command { stderr, .. }) if stderr.contains("not a dynamic executable") => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `ldd` output: the path of the loader and of every library.
+fn parse_ldd(text: &str) -> Result<Vec<String>, String> {
+    let mut v = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("linux-vdso") || line.starts_with("linux-gate") {
+            continue; // in the kernel, not a file
+        }
+        if line.contains("not found") {
+            return Err(format!("a library is missing on this machine: {line}"));
+        }
+        if line.contains("statically linked") {
+            continue;
+        }
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`
+        let path = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        match path {
+            Some(p) if p.starts_with('/') => v.push(p.to_string()),
+            _ => return Err(format!("cannot read the line {line:?}")),
+        }
+    }
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -923,6 +1011,21 @@ mod tests {
     }
 
     #[test]
+    fn podman_keeps_its_state_in_the_build_directory() {
+        assert_eq!(
+            podman_args(Path::new("/w/tmp")),
+            [
+                "--tmpdir",
+                "/w/tmp/libpod",
+                "--events-backend",
+                "none",
+                "--cgroup-manager",
+                "cgroupfs"
+            ]
+        );
+    }
+
+    #[test]
     fn podman_containerfile() {
         assert_eq!(
             containerfile(&spec()),
@@ -934,6 +1037,53 @@ mod tests {
              ENTRYPOINT [\"/pause\"]\n\
              CMD [\"-v\",\"a b\"]\n"
         );
+    }
+
+    #[test]
+    fn ldd_lines() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd1b3f5000)\n\
+            \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f0fe51bb000)\n\
+            \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0fe413e000)\n\
+            \t/lib64/ld-linux-x86-64.so.2 (0x00007f0fe51ee000)\n";
+        assert_eq!(
+            parse_ldd(text).unwrap(),
+            [
+                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+        let e = parse_ldd("\tlibfoo.so.1 => not found\n").unwrap_err();
+        assert!(e.contains("missing"), "{e}");
+        assert!(parse_ldd("\tstatically linked\n").unwrap().is_empty());
+        assert!(parse_ldd("\tgarbage\n").is_err());
+    }
+
+    #[test]
+    fn dynamic_programs_bring_their_loader_and_libraries() {
+        // Dynamically linked programs on every Debian machine.
+        let f =
+            programs_with_libraries(&[(Path::new("/bin/sh"), "/bin/sh"), (Path::new("/bin/ls"), "/bin/ls")]).unwrap();
+        let paths: Vec<&str> = f.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths[..2], ["/bin/sh", "/bin/ls"]);
+        assert!(paths.iter().any(|p| p.contains("ld-linux")), "no loader in {paths:?}");
+        // libc once, although both programs link it.
+        assert_eq!(
+            paths.iter().filter(|p| p.ends_with("/libc.so.6")).count(),
+            1,
+            "{paths:?}"
+        );
+        for f in &f[2..] {
+            assert!(!f.host.is_symlink(), "{}", f.host.display());
+            assert!(f.mode & 0o444 == 0o444, "{} mode {:o}", f.path, f.mode);
+        }
+        let s = ImageSpec {
+            reference: "netpath.local/t:1".into(),
+            files: f,
+            entrypoint: vec!["/bin/sh".into()],
+            ..ImageSpec::default()
+        };
+        s.validate().unwrap();
     }
 
     #[test]

@@ -12,12 +12,12 @@
 //! FDB) come along with their libraries; `iptables` does not (the doctor's FORWARD check then says
 //! it is not installed, rather than reading the host's rules through a copied, mismatched binary).
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use netpath_lab::image::{self, ArchiveFormat, Engine, ImageFile, ImageSpec};
 
 /// Where the image's program lives, and its entrypoint.
@@ -47,76 +47,16 @@ impl ImageArgs {
     }
 }
 
-/// `ldd` output: the loader and every library, as (path the binary asks for, host path).
-fn parse_ldd(text: &str) -> Result<Vec<String>> {
-    let mut v = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if line.starts_with("linux-vdso") || line.starts_with("linux-gate") {
-            continue; // in the kernel, not a file
-        }
-        if line.contains("not found") {
-            bail!("ldd: a library is missing on this machine: {line}");
-        }
-        if line.contains("statically linked") {
-            continue;
-        }
-        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`
-        let path = match line.split_once("=>") {
-            Some((_, rhs)) => rhs.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        match path {
-            Some(p) if p.starts_with('/') => v.push(p.to_string()),
-            _ => bail!("ldd: cannot read the line {line:?}"),
-        }
-    }
-    Ok(v)
-}
-
-fn libraries(bin: &Path) -> Result<Vec<String>> {
-    let out = Command::new("ldd")
-        .arg(bin)
-        .output()
-        .context("running ldd (libc-bin)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // ldd exits 1 for a static binary ("not a dynamic executable"): nothing to add.
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a dynamic executable") {
-        return Ok(Vec::new());
-    }
-    if !out.status.success() {
-        bail!("ldd {}: {}", bin.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    parse_ldd(&text)
-}
-
-/// The image's files: netpath, the tools, and every library any of them loads (at the path the
-/// loader looks for it; the host's symlinks resolved, so the file itself is copied).
+/// The image's files: netpath, the tools, and every library any of them loads.
 fn files(netpath: &Path, tools: &[&str]) -> Result<Vec<ImageFile>> {
-    let mut files = vec![ImageFile::new(netpath, ENTRYPOINT, 0o755)];
-    // Libraries keep their mode (the loader is executable, the others need not be).
-    let mode = |p: &Path| -> Result<u32> {
-        use std::os::unix::fs::PermissionsExt as _;
-        Ok(std::fs::metadata(p)
-            .with_context(|| format!("reading {}", p.display()))?
-            .permissions()
-            .mode()
-            & 0o7777)
-    };
-    let mut libs = BTreeSet::new();
-    libs.extend(libraries(netpath)?);
+    let mut programs = vec![(netpath, ENTRYPOINT)];
     for t in tools {
         if !Path::new(t).is_file() {
             bail!("{t} is missing (iproute2): netpath runs it");
         }
-        files.push(ImageFile::new(*t, *t, 0o755));
-        libs.extend(libraries(Path::new(t))?);
+        programs.push((Path::new(*t), *t));
     }
-    for l in libs {
-        let host = std::fs::canonicalize(&l).with_context(|| format!("resolving {l}"))?;
-        let m = mode(&host)?;
-        files.push(ImageFile::new(host, l, m));
-    }
-    Ok(files)
+    Ok(image::programs_with_libraries(&programs)?)
 }
 
 /// iproute2's tools say their version with `-V`.
@@ -223,26 +163,6 @@ pub fn run(netpath: &Path, args: &ImageArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ldd_lines() {
-        let text = "\tlinux-vdso.so.1 (0x00007ffd1b3f5000)\n\
-            \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f0fe51bb000)\n\
-            \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0fe413e000)\n\
-            \t/lib64/ld-linux-x86-64.so.2 (0x00007f0fe51ee000)\n";
-        assert_eq!(
-            parse_ldd(text).unwrap(),
-            [
-                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
-                "/lib/x86_64-linux-gnu/libc.so.6",
-                "/lib64/ld-linux-x86-64.so.2"
-            ]
-        );
-        let e = parse_ldd("\tlibfoo.so.1 => not found\n").unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
-        assert!(parse_ldd("\tstatically linked\n").unwrap().is_empty());
-        assert!(parse_ldd("\tgarbage\n").is_err());
-    }
 
     #[test]
     fn the_image_holds_netpath_its_loader_and_libraries() {
