@@ -125,12 +125,47 @@ fn container_config(ds: &Value, host_paths: &[(&str, PathBuf)], scratch: &Path) 
 /// Capability names as /proc/PID/status counts them (CAP_NET_ADMIN is bit 12, ...).
 fn cap_bits(names: &[String]) -> u64 {
     const ORDER: &[&str] = &[
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-        "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-        "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-        "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-        "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-        "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
     ];
     names
         .iter()
@@ -162,8 +197,35 @@ fn get(node: &str, path: &str) -> (u16, String) {
         .unwrap_or((0, String::new()))
 }
 
+/// A bpffs of the test's own, mounted shared: the node's /sys/fs/bpf as the DaemonSet mounts it
+/// (containerd refuses a HostToContainer mount whose source is not a shared or slave mount, as a
+/// systemd node's bpffs is; this machine's is private). Unmounted, pins and all, on drop.
+struct Bpffs(PathBuf);
+
+impl Bpffs {
+    fn new() -> Bpffs {
+        let dir = std::env::temp_dir().join(unique("netpath-bpffs-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_str().unwrap().to_string();
+        sh(&["mount", "-t", "bpf", "bpf", &d]);
+        let b = Bpffs(dir);
+        sh(&["mount", "--make-shared", &d]);
+        b
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -171,7 +233,10 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
     require_root();
     let ds = daemonset();
     let pod_spec = &ds["spec"]["template"]["spec"];
-    assert_eq!(pod_spec["hostNetwork"], true, "the DaemonSet must use the node's network");
+    assert_eq!(
+        pod_spec["hostNetwork"], true,
+        "the DaemonSet must use the node's network"
+    );
     let args = strings(&pod_spec["containers"][0]["args"]);
     let cri_arg = args
         .iter()
@@ -185,41 +250,60 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
     let web: CriPod = cri.add_pod("web-0").expect("web-0");
     let db: CriPod = cri.add_pod("db-0").expect("db-0");
 
-    // The image, from the binary under test, with what `cargo xtask image` puts in it.
-    let work = std::env::temp_dir().join(unique("netpath-image-"));
-    std::fs::create_dir_all(&work).unwrap();
+    // The image, from the binary under test, with the programs `cargo xtask image` puts in it.
+    let tmp = fake_cri::TempDir::new();
+    let work = tmp.0.clone();
     let archive = work.join("netpath.tar");
-    let spec = image::netpath_spec(&netpath_bin(), IMAGE, image::ArchiveFormat::Docker).expect("image spec");
+    let bin = netpath_bin();
+    let spec = image::ImageSpec {
+        reference: IMAGE.into(),
+        files: image::programs_with_libraries(&[
+            (bin.as_path(), "/usr/bin/netpath"),
+            (Path::new("/usr/sbin/ip"), "/usr/sbin/ip"),
+            (Path::new("/usr/sbin/bridge"), "/usr/sbin/bridge"),
+        ])
+        .expect("the image's files"),
+        entrypoint: vec!["/usr/bin/netpath".into()],
+        env: [("PATH".to_string(), "/usr/sbin:/usr/bin".to_string())].into(),
+        ..Default::default()
+    };
     image::build_to(&spec, image::Engine::Buildah, &work.join("build"), &archive).expect("image build");
     cri.import(&archive).expect("ctr images import");
 
-    // A private bpffs directory stands in for the node's /sys/fs/bpf (the pins must not meet a
-    // real netpath's), and the lab's CRI socket for the node's.
-    let pins = PinDir::new();
-    std::fs::create_dir_all(&pins.path).unwrap();
+    // A bpffs of its own stands in for the node's /sys/fs/bpf (the pins must not meet a real
+    // netpath's), and the lab's CRI socket for the node's.
+    let bpffs = Bpffs::new();
     let scratch = work.join("volumes");
     let config = container_config(
         &ds,
-        &[
-            ("/sys/fs/bpf", pins.path.clone()),
-            (cri_arg.as_str(), cri.socket()),
-        ],
+        &[("/sys/fs/bpf", bpffs.0.clone()), (cri_arg.as_str(), cri.socket())],
         &scratch,
     );
     let node1 = lab.0.node_ns(1);
     let mut sandbox = lab.0.containerd().sandbox_config("netpath-node1", "netpath-ds-uid");
     sandbox.metadata.as_mut().unwrap().namespace = "netpath-system".into();
     sandbox.hostname = String::new();
-    sandbox.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(proto::NamespaceOption {
+    sandbox
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options = Some(proto::NamespaceOption {
         network: proto::NamespaceMode::Node as i32,
         pid: proto::NamespaceMode::Container as i32,
         ..Default::default()
     });
+    let log_dir = PathBuf::from(&sandbox.log_directory);
     let rt = runtime();
     let socket = cri.socket();
     let (sandbox_id, container_id, pid) = rt.block_on(async {
         let mut c = CriClient::connect(&socket).await.expect("CRI");
-        let sb = c.run_sandbox(sandbox.clone()).await.expect("RunPodSandbox (hostNetwork)");
+        let sb = c
+            .run_sandbox(sandbox.clone())
+            .await
+            .expect("RunPodSandbox (hostNetwork)");
         let id = c
             .create_container(&sb, config, sandbox)
             .await
@@ -238,7 +322,10 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
     let want = cap_bits(&strings(&sc["capabilities"]["add"]));
     let eff = u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap();
     let bnd = u64::from_str_radix(&status_field(pid, "CapBnd"), 16).unwrap();
-    assert_eq!(eff, want, "effective capabilities {eff:#x}, the manifest grants {want:#x}");
+    assert_eq!(
+        eff, want,
+        "effective capabilities {eff:#x}, the manifest grants {want:#x}"
+    );
     assert_eq!(bnd, want, "bounding set {bnd:#x}, the manifest grants {want:#x}");
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
 
@@ -250,13 +337,7 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
             break;
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(
-                cri.state_dir()
-                    .join("pods")
-                    .join(format!("netpath-system_netpath-node1_netpath-ds-uid"))
-                    .join("netpath.log"),
-            )
-            .unwrap_or_default();
+            let log = std::fs::read_to_string(log_dir.join("netpath.log")).unwrap_or_default();
             panic!("/readyz: {st} {body}; the container's log:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -265,7 +346,19 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
 
     // It counts the pods' traffic under the names CRI gives them.
     let out = std::process::Command::new("ip")
-        .args(["netns", "exec", web.netns.as_deref().unwrap(), "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2"])
+        .args([
+            "netns",
+            "exec",
+            web.netns.as_deref().unwrap(),
+            "ping",
+            "-n",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+        ])
         .arg(db.ip.as_deref().unwrap())
         .output()
         .expect("ping");
@@ -284,22 +377,30 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
         if named.contains("web-0") && named.contains("db-0") {
             break named;
         }
-        assert!(Instant::now() < deadline, "no counted traffic named web-0 and db-0: {named:?}\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no counted traffic named web-0 and db-0: {named:?}\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     eprintln!("pods counted by the containerised netpath: {pods:?}");
 
     rt.block_on(async {
         let mut c = CriClient::connect(&socket).await.expect("CRI");
-        c.stop_container(&container_id, Duration::from_secs(10)).await.expect("StopContainer");
+        c.stop_container(&container_id, Duration::from_secs(10))
+            .await
+            .expect("StopContainer");
         c.remove_container(&container_id).await.expect("RemoveContainer");
         c.stop_sandbox(&sandbox_id).await.expect("StopPodSandbox");
         c.remove_sandbox(&sandbox_id).await.expect("RemovePodSandbox");
     });
     // --persist left the programs attached and pinned in the stand-in bpffs directory: `netpath
     // down` on it (as a node's operator would) detaches them.
-    let pin_dir = pins.path.join("netpath");
-    let out = netpath(&["down", "--pin-dir", pin_dir.to_str().unwrap(), "--netns", &node1]);
-    assert!(out.status.success(), "netpath down: {}", String::from_utf8_lossy(&out.stderr));
-    let _ = std::fs::remove_dir_all(&work);
+    let pin_dir = bpffs.0.join("netpath");
+    let out = netpath(&["down", "--pin-dir", pin_dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "netpath down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -6,6 +6,7 @@ mod capture;
 mod containerd;
 mod cri;
 mod daemon;
+mod daemonset;
 mod doctor;
 mod drops;
 mod events;
