@@ -635,6 +635,7 @@ async fn async_main(
             cfg.netns.clone(),
         )),
         doctor: Mutex::new(doctor::DoctorState::new(cfg.doctor_interval)),
+        node_name: cfg.node_name(),
     });
     let cri = match &cfg.cri_socket {
         Some(p) => CriClient::connect(p)

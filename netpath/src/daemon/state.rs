@@ -20,6 +20,7 @@ use crate::{
         events::{doctor_row, EventRow},
         flows::{self, Clock, Filter, FlowRow},
         ifaces::{IfaceRow, ProgramRef},
+        peers::{self, VxlanPeers},
         rules::{self, FastpathStatus, RuleRow, RuleSpec},
         stats::{self, StatRow},
         status::{DaemonStatus, Latency, StatusReport},
@@ -60,6 +61,8 @@ pub struct Shared {
     pub(super) drops: Mutex<super::drops::Drops>,
     /// The periodic doctor: its last findings and the unanswered ARP it is fed.
     pub(super) doctor: Mutex<DoctorState>,
+    /// This node's name in the cluster view (`--node-name`).
+    pub(super) node_name: String,
 }
 
 impl Shared {
@@ -287,6 +290,21 @@ impl Shared {
         Ok(v)
     }
 
+    /// The cluster view: this node's name, its VTEPs (the VXLAN devices' local addresses and
+    /// those the VXLAN frames carried) and the per-peer rows.
+    pub fn vxlan_peers(&self) -> Result<VxlanPeers> {
+        let entries = self.maps.lock().unwrap().vxlan_peers()?;
+        let view = self.view.lock().unwrap();
+        let rows = peers::rows(&entries, |i| view.name(i));
+        let configured = view.links.values().filter_map(|l| l.vxlan_local).map(|a| a.to_string());
+        let vteps = peers::vteps(configured, &rows);
+        Ok(VxlanPeers {
+            node: self.node_name.clone(),
+            vteps,
+            peers: rows,
+        })
+    }
+
     pub fn iface_rows(&self) -> Vec<IfaceRow> {
         let view = self.view.lock().unwrap();
         view.links
@@ -331,6 +349,9 @@ impl Backend for Shared {
     }
     fn doctor(&self, checks: &[String]) -> std::result::Result<Vec<Finding>, ApiError> {
         self.doctor.lock().unwrap().findings(checks)
+    }
+    fn vxlan_peers(&self) -> std::result::Result<VxlanPeers, ApiError> {
+        self.vxlan_peers().map_err(internal)
     }
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         Some(self.events.subscribe())

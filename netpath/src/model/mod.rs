@@ -13,6 +13,7 @@ pub mod flows;
 pub mod ifaces;
 pub mod inline;
 pub mod owner;
+pub mod peers;
 pub mod rules;
 pub mod stats;
 pub mod status;
