@@ -422,4 +422,52 @@ fn cluster_lab_vxlan_loss_to_node2_fires_the_alert_in_prometheus_and_stops() {
     for d in daemons {
         assert!(d.stop().success(), "a daemon exited badly");
     }
+
+    // The counters are pinned: `netpath peers` reads them without a daemon, and a restarted
+    // daemon counts on from there.
+    let egress_row = |v: &serde_json::Value| -> u64 {
+        v["peers"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["direction"] == "egress" && r["peer"] == VTEP2))
+            .and_then(|r| r["packets"].as_u64())
+            .unwrap_or_else(|| panic!("no egress row to {VTEP2}: {v}"))
+    };
+    let pinned = netpath_json(&[
+        "peers",
+        "--pin-dir",
+        pins[0].arg(),
+        "--socket",
+        "/nonexistent.sock",
+        "--netns",
+        &nodes[0],
+    ]);
+    assert_eq!(pinned["node"], nodes[0].as_str(), "{pinned}");
+    let before = egress_row(&pinned);
+    assert!(before >= e as u64, "pinned {before}, sent {e} before the fault alone");
+    let mut args = vec![
+        "--netns",
+        &nodes[0],
+        "--iface",
+        "cni0",
+        "--iface",
+        "ul0",
+        "--doctor-interval",
+        "off",
+    ];
+    args.extend(pins[0].args());
+    let again = Daemon::start(&args);
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &a1.netns, "ping", "-q", "-c", "5", "-i", "0.05", "-W", "1",
+        ])
+        .arg(a2.ip.to_string())
+        .output()
+        .expect("ping");
+    assert!(out.status.success(), "ping after the restart failed");
+    let after = egress_row(&netpath_json(&["peers", "--socket", pins[0].sock()]));
+    report(&format!(
+        "cluster test: node 1's egress to node 2: {before} pinned, {after} after a restart and 5 pings"
+    ));
+    assert!(after >= before + 5, "before {before}, after {after}");
+    assert!(again.stop().success(), "the restarted daemon exited badly");
 }
