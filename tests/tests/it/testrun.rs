@@ -257,7 +257,7 @@ fn bpf_testrun_vxlan_peers_by_direction_and_fail_open_when_full() {
         let rows = dp.maps.vxlan_peers().unwrap();
         assert_eq!(rows.len(), PEER_TABLE_SIZE as usize);
         assert!(
-            rows.iter().any(|(k, c)| &k.peer[..4] == IP_NODE1 && c.packets == 4),
+            rows.iter().any(|(k, c)| k.peer[..4] == IP_NODE1 && c.packets == 4),
             "the known peer's row"
         );
     }
