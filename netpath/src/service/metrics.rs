@@ -52,7 +52,7 @@
 //! [`Status::value`](crate::model::doctor::Status::value). A backend whose doctor is off or has
 //! not run yet ([`ApiError::NotFound`]) exports none. A subject no longer reported has no series.
 //!
-//! Cluster series (see [Cluster](#cluster)) are the node's VXLAN frames per underlay interface,
+//! Cluster series ([`ClusterState`]) are the node's VXLAN frames per underlay interface,
 //! direction, local and remote VTEP address ([`Backend::vxlan_peers`]): what node A sent to B
 //! (`direction="egress", local=A, peer=B` on A) and what B received from A (`direction="ingress",
 //! local=B, peer=A` on B), packets counted as segments; `dropped` is what the kernel dropped on this
