@@ -167,8 +167,8 @@ impl Shared {
     }
 
     /// What the doctor's checks join with the node's state: the drop rows, VXLAN packets per
-    /// remote VTEP (egress flows), unanswered ARP since start. Reads the maps (a whole flow table
-    /// scan): run it off the event loop.
+    /// remote VTEP (the per-peer counters), unanswered ARP since start. Reads the maps: run it
+    /// off the event loop.
     pub(super) fn doctor_observed(&self) -> Observed {
         let rows = Backend::drops(self, &DropFilter::default()).unwrap_or_else(|e| {
             log::warn!("doctor: no drop rows: {e}");
@@ -180,14 +180,17 @@ impl Shared {
             let mut d = self.doctor.lock().unwrap();
             (d.drops_since_last_run(rows), d.take_arp_unanswered())
         };
-        let flows = self.maps.lock().unwrap().flows();
-        let vxlan_to = match flows {
-            Ok(f) => crate::doctor::vxlan_to(&f),
-            Err(e) => {
-                log::warn!("doctor: reading the flow table: {e}");
-                Default::default()
+        let vxlan_to = {
+            let maps = self.maps.lock().unwrap();
+            match maps.peers.is_some() {
+                true => maps.vxlan_peers().map(|p| crate::doctor::vxlan_to_peers(&p)),
+                false => maps.flows().map(|f| crate::doctor::vxlan_to(&f)),
             }
         };
+        let vxlan_to = vxlan_to.unwrap_or_else(|e| {
+            log::warn!("doctor: reading the VXLAN traffic per peer: {e}");
+            Default::default()
+        });
         Observed {
             available: true,
             drops,
