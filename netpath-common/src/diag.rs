@@ -37,6 +37,9 @@ pub const RULE_IDS_ISSUED: u32 = 13;
 pub const DROP_INSERT_FAILED: u32 = 14;
 /// Drops the tracer counted (kernel frees with a reason, and netpath's own rule drops).
 pub const DROPS_COUNTED: u32 = 15;
+/// VXLAN frames `NP_VXLAN_PEERS` had no room for (a new peer in a full table): counted here
+/// only.
+pub const PEER_INSERT_FAILED: u32 = 16;
 /// Malformed frames by reason start here: `MALFORMED_BASE + malformed::*`.
-pub const MALFORMED_BASE: u32 = 16;
+pub const MALFORMED_BASE: u32 = 17;
 pub const COUNT: u32 = MALFORMED_BASE + crate::malformed::COUNT as u32;

@@ -7,7 +7,7 @@
 //!
 //! One module per concern: [`class`] and [`malformed`] (what a frame is counted as), [`counters`]
 //! (per-interface counters), [`flow`] (the flow table), [`drop`] (the drop tracer), [`config`],
-//! [`diag`] (health counters),
+//! [`diag`] (health counters), [`peer`] (per-peer VXLAN counters),
 //! [`maps`] (pinned map names), [`event`] (events and capture records), [`rule`] (rules and the
 //! fast path), [`addr`] and [`words`] (how the datapath moves them without byte loops), and
 //! [`parse`] (the frame parser, one file per layer). The types are re-exported here.
@@ -29,6 +29,7 @@ pub mod flow;
 pub mod malformed;
 pub mod maps;
 pub mod parse;
+pub mod peer;
 pub mod rule;
 pub mod words;
 

@@ -9,8 +9,9 @@ pub const CAPTURE: &str = "NP_CAPTURE";
 pub const CAPTURE_CFG: &str = "NP_CAPTURE_CFG";
 pub const CAPTURE_IFACES: &str = "NP_CAPTURE_IFACES";
 pub const DROPS: &str = "NP_DROPS";
+pub const VXLAN_PEERS: &str = "NP_VXLAN_PEERS";
 /// Pinned so a restarted daemon, `netpath watch` and `netpath capture` find them.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     IFACE_STATS,
     FLOWS,
     DIAG,
@@ -20,6 +21,7 @@ pub const ALL: [&str; 9] = [
     CAPTURE_CFG,
     CAPTURE_IFACES,
     DROPS,
+    VXLAN_PEERS,
 ];
 
 /// The production object's program names (the entry points in netpath-ebpf's main.rs). They fit the

@@ -5,7 +5,8 @@
 //!
 //! This file holds the maps and the entry points; each concern has its module: `observe` (the
 //! parse and what follows it, per frame), `count` (interface and health counters), `flow` (the flow
-//! table), `events`, `capture`, `rules` (rules, the fast path and the TC verdict), `drops` (the
+//! table), `events`, `capture`, `peer` (per-peer VXLAN counters), `rules` (rules, the fast path and the TC
+//! verdict), `drops` (the
 //! kernel's drops, traced at `kfree_skb`, and the rules') and `log` (the rare paths aya-log
 //! reports, off unless user space enables it at load time).
 #![no_std]
@@ -23,6 +24,7 @@ mod events;
 mod flow;
 mod log;
 mod observe;
+mod peer;
 mod rules;
 
 use aya_ebpf::{
@@ -36,6 +38,7 @@ use netpath_common::{
     drop::{DropKey, DropLayout, DropPending, DROP_TABLE_SIZE},
     event::{kind, CaptureConfig, CaptureMeta, RateState},
     parse::{parse_into, Frame as _},
+    peer::{PeerCounters, PeerKey, PEER_TABLE_SIZE},
     rule::{action, FastTarget, MacKey, Rule, RuleCtl, FASTPATH_ENTRIES, MAX_RULES, MAX_RULE_IDS},
     Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, DEFAULT_FLOW_TABLE_SIZE, DIR_EGRESS, DIR_INGRESS,
     IFACE_TABLE_SIZE,
@@ -60,6 +63,11 @@ static NP_IFACE_STATS: PerCpuHashMap<IfaceKey, IfaceCounters> = PerCpuHashMap::w
 /// refusing new ones.
 #[map]
 static NP_FLOWS: LruPerCpuHashMap<FlowKey, FlowValue> = LruPerCpuHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+
+/// VXLAN frames per interface, direction and remote VTEP (see `peer`). Not LRU: its counters
+/// must only grow; a full table fails open and is counted.
+#[map]
+static NP_VXLAN_PEERS: PerCpuHashMap<PeerKey, PeerCounters> = PerCpuHashMap::with_max_entries(PEER_TABLE_SIZE, 0);
 
 #[map]
 static NP_DIAG: PerCpuArray<u64> = PerCpuArray::with_max_entries(diag::COUNT, 0);
@@ -139,7 +147,12 @@ pub fn netpath_xdp(ctx: XdpContext) -> u32 {
     };
     let pkt = Packet::linear(ctx.data(), ctx.data_end());
     parse_into(&pkt, cfg, None, &mut s.parsed);
-    if observe::observe(&ctx, &pkt, s, cfg, ifindex, DIR_INGRESS, pkt.len() as u64, None).action == action::DROP {
+    let v = observe::observe(&ctx, &pkt, s, cfg, ifindex, DIR_INGRESS, pkt.len() as u64, None);
+    if s.parsed.vxlan {
+        // XDP sees every frame before GRO: one packet each.
+        peer::count_seen(ifindex, DIR_INGRESS, 1, pkt.len() as u64);
+    }
+    if v.action == action::DROP {
         // In generic mode the kernel then frees the skb (reason XDP): counted once, as the rule's.
         drops::mark_rule_drop(ifindex);
         xdp_action::XDP_DROP

@@ -11,11 +11,12 @@ use netpath_common::{
     drop::DropKey,
     event::{end_reason, kind},
     parse::{parse_into, Frame, Parsed},
+    peer::{PeerCounters, PeerKey},
     Config, FlowKey, FlowValue, IfaceCounters, DIR_EGRESS, FAMILY_ARP,
 };
 use netpath_ebpf::cursor::Skb;
 
-use crate::{capture, count, events::emit, flow, log, rules, NP_CONFIG, NP_RULE_CTL, NP_SCRATCH};
+use crate::{capture, count, events::emit, flow, log, peer, rules, NP_CONFIG, NP_RULE_CTL, NP_SCRATCH};
 
 /// Per-CPU working memory (the `NP_SCRATCH` value). The parse result, a flow key and value, and a
 /// zeroed counter block together exceed the 512-byte BPF stack, so they live in a map.
@@ -37,6 +38,10 @@ pub struct Scratch {
     pub log: log::Pending,
     /// Where a rule dropped the frame (`drops::rule_drop`).
     pub drop_site: DropKey,
+    /// A VXLAN frame's per-peer key (`peer::count_seen`).
+    pub peer_key: PeerKey,
+    /// Never written: the initial value for a new per-peer entry.
+    pub peer_zero: PeerCounters,
 }
 
 /// What the rules (or the fast path) decided for a frame.
@@ -150,7 +155,14 @@ pub fn tc_observe(ctx: &TcContext, dir: u8) -> Verdict {
     }
     // SAFETY: a field of this CPU's scratch map value, which outlives the program run.
     let pkt = unsafe { Skb::new(ctx, &mut s.pull_failed) };
-    observe(ctx, &pkt, s, cfg, skb.ifindex, dir, wire_len, hw_vlan)
+    let v = observe(ctx, &pkt, s, cfg, skb.ifindex, dir, wire_len, hw_vlan);
+    if s.parsed.vxlan {
+        // A GSO packet (egress) or a GRO-merged one (ingress) counts as its segments, so the
+        // sender's and the receiver's counts agree whichever side merged.
+        let segs = if skb.gso_segs > 1 { skb.gso_segs } else { 1 };
+        peer::count_seen(skb.ifindex, dir, segs, wire_len);
+    }
+    v
 }
 
 /// [`parse_skb`]'s `hw_tci` when the skb carries no VLAN tag in its metadata.

@@ -46,6 +46,7 @@ pub struct FileConfig {
     pub ipfix_interval: Option<String>,
     pub ipfix_idle_timeout: Option<String>,
     pub ipfix_template_interval: Option<String>,
+    pub node_name: Option<String>,
 }
 
 /// A setting that takes one value or a list (`iface = "cni0"` or `iface = ["cni0", "ul0:xdp"]`), as
@@ -105,6 +106,9 @@ pub struct Config {
     pub ipfix_interval: Duration,
     pub ipfix_idle_timeout: Duration,
     pub ipfix_template_interval: Duration,
+    /// This node's name in the cluster view (`netpath_node_info`, `/v1/vxlan-peers`); None:
+    /// the `--netns` name, else the host name ([`Config::node_name`]).
+    pub node_name: Option<String>,
 }
 
 impl Default for Config {
@@ -140,6 +144,7 @@ impl Default for Config {
             ipfix_interval: crate::service::ipfix::DEFAULT_INTERVAL,
             ipfix_idle_timeout: crate::service::ipfix::DEFAULT_IDLE_TIMEOUT,
             ipfix_template_interval: crate::service::ipfix::DEFAULT_TEMPLATE_INTERVAL,
+            node_name: None,
         }
     }
 }
@@ -257,6 +262,7 @@ impl Config {
             take!("ipfix-template-interval", ipfix_template_interval, |v: String| {
                 humantime::parse_duration(&v).map_err(|e| bad(path, format!("ipfix_template_interval: {e}")))
             });
+            take!("node-name", node_name, |v: String| Ok::<_, Error>(Some(v)));
         }
         c.validate()?;
         Ok(c)
@@ -289,6 +295,13 @@ impl Config {
         {
             glob::Pattern::new(p).map_err(|e| Error::BadArgument(format!("bad interface pattern '{p}': {e}")))?;
         }
+        if let Some(n) = &self.node_name {
+            if n.is_empty() || n.chars().any(char::is_control) {
+                return Err(Error::BadArgument(format!(
+                    "--node-name {n:?}: give a non-empty name without control characters"
+                )));
+            }
+        }
         self.datapath_config()?;
         self.ipfix_options()?;
         Ok(())
@@ -310,6 +323,15 @@ impl Config {
         };
         o.validate()?;
         Ok(Some(o))
+    }
+
+    /// This node's name in the cluster view: `--node-name`, else the `--netns` name (a lab's
+    /// nodes share one host), else the host name.
+    pub fn node_name(&self) -> String {
+        match self.node_name.as_ref().or(self.netns.as_ref()) {
+            Some(n) => n.clone(),
+            None => host_name(),
+        }
     }
 
     /// The runtime configuration the datapath reads (`NP_CONFIG`), for programs attached in the
@@ -357,7 +379,22 @@ impl Config {
         {
             v.push("ipfix");
         }
+        if self.node_name != new.node_name {
+            v.push("node-name");
+        }
         v
+    }
+}
+
+/// The host name (`unknown` if the kernel gives none).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: a valid buffer and its length; the name is NUL-terminated when it fits.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match rc {
+        0 if end > 0 => String::from_utf8_lossy(&buf[..end]).into_owned(),
+        _ => "unknown".into(),
     }
 }
 
@@ -561,5 +598,27 @@ mod tests {
         };
         let e = Config::resolve(&flags, None, &|_| false).unwrap_err();
         assert!(e.to_string().contains("pattern"), "{e}");
+        let flags = Config {
+            ifaces: iface(&["a"]),
+            node_name: Some(String::new()),
+            ..Config::default()
+        };
+        let e = Config::resolve(&flags, None, &|_| false).unwrap_err();
+        assert!(e.to_string().contains("--node-name"), "{e}");
+    }
+
+    #[test]
+    fn node_name_is_the_flag_else_the_netns_else_the_host_name() {
+        let c = |node_name: Option<&str>, netns: Option<&str>| Config {
+            node_name: node_name.map(String::from),
+            netns: netns.map(String::from),
+            ..Config::default()
+        };
+        assert_eq!(c(Some("worker-1"), Some("np-node1")).node_name(), "worker-1");
+        assert_eq!(c(None, Some("np-node1")).node_name(), "np-node1");
+        let host = c(None, None).node_name();
+        assert!(!host.is_empty() && host != "np-node1", "{host}");
+        let f: FileConfig = toml::from_str("node_name = \"worker-2\"").unwrap();
+        assert_eq!(f.node_name.as_deref(), Some("worker-2"));
     }
 }

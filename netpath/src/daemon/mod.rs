@@ -677,6 +677,7 @@ async fn async_main(
         doctor: Mutex::new(doctor::DoctorState::new(cfg.doctor_interval)),
         ipfix: ipfix.as_ref().map(IpfixExporter::status),
         ipfix_departed: Mutex::new(Vec::new()),
+        node_name: cfg.node_name(),
     });
     // The IPFIX exporter starts from the flows already in the table (before anything attaches, so
     // no packet of this daemon's falls into that baseline), on its own thread.

@@ -83,6 +83,7 @@ mod tests {
             peer_ifindex: None,
             link_netnsid: None,
             addresses: vec![],
+            vxlan_local: None,
         }
     }
 

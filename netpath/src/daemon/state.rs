@@ -21,6 +21,7 @@ use crate::{
         flows::{self, Clock, Filter, FlowRow},
         ifaces::{IfaceRow, ProgramRef},
         owner::Owner,
+        peers::{self, VxlanPeers},
         rules::{self, FastpathStatus, RuleRow, RuleSpec},
         stats::{self, StatRow},
         status::{DaemonStatus, Latency, StatusReport},
@@ -66,6 +67,8 @@ pub struct Shared {
     /// Flows of interfaces that went away, with their final counts, for the IPFIX exporter's next
     /// round (it takes them all; empty without `--ipfix`).
     pub(super) ipfix_departed: Mutex<Vec<crate::service::ipfix::FlowSample>>,
+    /// This node's name in the cluster view (`--node-name`).
+    pub(super) node_name: String,
 }
 
 impl Shared {
@@ -172,8 +175,8 @@ impl Shared {
     }
 
     /// What the doctor's checks join with the node's state: the drop rows, VXLAN packets per
-    /// remote VTEP (egress flows), unanswered ARP since start. Reads the maps (a whole flow table
-    /// scan): run it off the event loop.
+    /// remote VTEP (the per-peer counters), unanswered ARP since start. Reads the maps: run it
+    /// off the event loop.
     pub(super) fn doctor_observed(&self) -> Observed {
         let rows = Backend::drops(self, &DropFilter::default()).unwrap_or_else(|e| {
             log::warn!("doctor: no drop rows: {e}");
@@ -185,14 +188,17 @@ impl Shared {
             let mut d = self.doctor.lock().unwrap();
             (d.drops_since_last_run(rows), d.take_arp_unanswered())
         };
-        let flows = self.maps.lock().unwrap().flows();
-        let vxlan_to = match flows {
-            Ok(f) => crate::doctor::vxlan_to(&f),
-            Err(e) => {
-                log::warn!("doctor: reading the flow table: {e}");
-                Default::default()
+        let vxlan_to = {
+            let maps = self.maps.lock().unwrap();
+            match maps.peers.is_some() {
+                true => maps.vxlan_peers().map(|p| crate::doctor::vxlan_to_peers(&p)),
+                false => maps.flows().map(|f| crate::doctor::vxlan_to(&f)),
             }
         };
+        let vxlan_to = vxlan_to.unwrap_or_else(|e| {
+            log::warn!("doctor: reading the VXLAN traffic per peer: {e}");
+            Default::default()
+        });
         Observed {
             available: true,
             drops,
@@ -296,6 +302,21 @@ impl Shared {
         Ok(v)
     }
 
+    /// The cluster view: this node's name, its VTEPs (the VXLAN devices' local addresses and
+    /// those the VXLAN frames carried) and the per-peer rows.
+    pub fn vxlan_peers(&self) -> Result<VxlanPeers> {
+        let entries = self.maps.lock().unwrap().vxlan_peers()?;
+        let view = self.view.lock().unwrap();
+        let rows = peers::rows(&entries, |i| view.name(i));
+        let configured = view.links.values().filter_map(|l| l.vxlan_local).map(|a| a.to_string());
+        let vteps = peers::vteps(configured, &rows);
+        Ok(VxlanPeers {
+            node: self.node_name.clone(),
+            vteps,
+            peers: rows,
+        })
+    }
+
     pub fn iface_rows(&self) -> Vec<IfaceRow> {
         let view = self.view.lock().unwrap();
         view.links
@@ -341,6 +362,9 @@ impl Backend for Shared {
     }
     fn doctor(&self, checks: &[String]) -> std::result::Result<Vec<Finding>, ApiError> {
         self.doctor.lock().unwrap().findings(checks)
+    }
+    fn vxlan_peers(&self) -> std::result::Result<VxlanPeers, ApiError> {
+        self.vxlan_peers().map_err(internal)
     }
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<EventRow>> {
         Some(self.events.subscribe())

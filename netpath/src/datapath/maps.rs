@@ -7,7 +7,11 @@ use aya::{
     Ebpf,
 };
 use netpath_common::{
-    diag, drop::DropKey, malformed, maps, Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, DIRECTIONS,
+    diag,
+    drop::DropKey,
+    malformed, maps,
+    peer::{PeerCounters, PeerKey},
+    Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, DIRECTIONS,
 };
 
 use crate::{
@@ -22,6 +26,8 @@ pub struct Maps {
     pub config: Array<MapData, Config>,
     /// Drops by site (None in a pin set from a netpath without the drop tracer).
     pub drops: Option<PerCpuHashMap<MapData, DropKey, Counter>>,
+    /// VXLAN frames per peer (None in a pin set from a netpath without it).
+    pub peers: Option<PerCpuHashMap<MapData, PeerKey, PeerCounters>>,
     pub flow_capacity: u32,
     /// Kernel id of the flow table (for tools and tests that inspect it).
     pub flow_map_id: u32,
@@ -48,7 +54,8 @@ impl Maps {
             take(maps::CONFIG)?,
         );
         let drops = take(maps::DROPS)?;
-        Self::from_maps(iface, flows, diag, config, Some(drops))
+        let peers = take(maps::VXLAN_PEERS)?;
+        Self::from_maps(iface, flows, diag, config, Some(drops), Some(peers))
     }
 
     /// Open the maps pinned under `dir` by a running (or previous) `netpath run`.
@@ -61,20 +68,30 @@ impl Maps {
             let data = MapData::from_pin(&path).map_err(map_err(&format!("opening {}", path.display())))?;
             Map::from_map_data(data).map_err(map_err(&format!("opening {}", path.display())))
         };
-        let drops = match dir.join(maps::DROPS).exists() {
-            true => Some(open(maps::DROPS)?),
-            false => None,
+        let optional = |name: &str| match dir.join(name).exists() {
+            true => open(name).map(Some),
+            false => Ok(None),
         };
+        let drops = optional(maps::DROPS)?;
+        let peers = optional(maps::VXLAN_PEERS)?;
         Self::from_maps(
             open(maps::IFACE_STATS)?,
             open(maps::FLOWS)?,
             open(maps::DIAG)?,
             open(maps::CONFIG)?,
             drops,
+            peers,
         )
     }
 
-    fn from_maps(iface: Map, flows: Map, diag: Map, config: Map, drops: Option<Map>) -> Result<Maps> {
+    fn from_maps(
+        iface: Map,
+        flows: Map,
+        diag: Map,
+        config: Map,
+        drops: Option<Map>,
+        peers: Option<Map>,
+    ) -> Result<Maps> {
         let (flow_capacity, flow_map_id) = match &flows {
             Map::PerCpuLruHashMap(d) | Map::PerCpuHashMap(d) => {
                 d.info().map(|i| (i.max_entries(), i.id())).unwrap_or((0, 0))
@@ -88,6 +105,9 @@ impl Maps {
             diag: diag.try_into().map_err(map_err("diagnostic counters"))?,
             config: config.try_into().map_err(map_err("config map"))?,
             drops: drops.map(|d| d.try_into().map_err(map_err("drop table"))).transpose()?,
+            peers: peers
+                .map(|d| d.try_into().map_err(map_err("VXLAN peer table")))
+                .transpose()?,
             flow_capacity,
             flow_map_id,
         })
@@ -131,6 +151,26 @@ impl Maps {
             let (p, b) = values.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
             out.push((key, p, b));
         }
+        Ok(out)
+    }
+
+    /// Every VXLAN peer entry with its counters summed over CPUs, in key order (empty without a
+    /// peer table).
+    pub fn vxlan_peers(&self) -> Result<Vec<(PeerKey, PeerCounters)>> {
+        let Some(t) = &self.peers else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for item in t.iter() {
+            // An entry removed between the key walk and the lookup is simply gone.
+            let Ok((key, values)) = item else { continue };
+            let sum = values.iter().fold(PeerCounters::default(), |a, c| PeerCounters {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+                dropped_packets: a.dropped_packets + c.dropped_packets,
+                dropped_bytes: a.dropped_bytes + c.dropped_bytes,
+            });
+            out.push((key, sum));
+        }
+        out.sort_by_key(|(k, _)| *k);
         Ok(out)
     }
 
@@ -191,6 +231,16 @@ impl Maps {
         }
         for dir in 0..DIRECTIONS.len() as u8 {
             let _ = self.iface.remove(&IfaceKey::new(ifindex, dir));
+        }
+        if let Some(t) = &mut self.peers {
+            let doomed: Vec<PeerKey> = t
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter(|k| k.ifindex == ifindex)
+                .collect();
+            for k in doomed {
+                let _ = t.remove(&k);
+            }
         }
         self.add_diag(diag::FLOWS_DELETED, acc.flows)?;
         Ok(acc)
@@ -294,6 +344,7 @@ impl Maps {
                 table_full: at(diag::DROP_INSERT_FAILED),
             },
             iface_insert_failed: at(diag::IFACE_INSERT_FAILED),
+            peer_insert_failed: at(diag::PEER_INSERT_FAILED),
             pull_failed: at(diag::PULL_FAILED),
             malformed: (1..malformed::COUNT)
                 .map(|r| (malformed::NAMES[r].to_string(), d[diag::MALFORMED_BASE as usize + r]))

@@ -10,7 +10,9 @@ use netpath_common::{
     diag,
     drop::{DropKey, DROP_TABLE_SIZE},
     event::CaptureConfig,
-    maps, Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE,
+    maps,
+    peer::{PeerCounters, PeerKey, PEER_TABLE_SIZE},
+    Config, Counter, FlowKey, FlowValue, IfaceCounters, IfaceKey, IFACE_TABLE_SIZE,
 };
 
 use super::{attach, EVENTS_RING_BYTES};
@@ -29,7 +31,7 @@ struct Expected {
     max_entries: u32,
 }
 
-fn expected(flow_table_size: u32) -> [Expected; 8] {
+fn expected(flow_table_size: u32) -> [Expected; 9] {
     [
         Expected {
             name: maps::IFACE_STATS,
@@ -86,6 +88,13 @@ fn expected(flow_table_size: u32) -> [Expected; 8] {
             key_size: size_of::<DropKey>() as u32,
             value_size: size_of::<Counter>() as u32,
             max_entries: DROP_TABLE_SIZE,
+        },
+        Expected {
+            name: maps::VXLAN_PEERS,
+            map_type: MapType::PerCpuHash,
+            key_size: size_of::<PeerKey>() as u32,
+            value_size: size_of::<PeerCounters>() as u32,
+            max_entries: PEER_TABLE_SIZE,
         },
     ]
 }

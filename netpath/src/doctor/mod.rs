@@ -9,7 +9,10 @@
 //! datapath knows).
 use std::collections::HashMap;
 
-use netpath_common::{FlowKey, FlowValue, DIR_EGRESS};
+use netpath_common::{
+    peer::{PeerCounters, PeerKey},
+    FlowKey, FlowValue, DIR_EGRESS,
+};
 
 use crate::{
     error::Result,
@@ -40,7 +43,8 @@ pub struct Observed {
     pub events: bool,
     /// ARP requests that got no reply, by (interface, target IP).
     pub arp_unanswered: HashMap<(String, String), u64>,
-    /// VXLAN packets sent to each underlay address (remote VTEP), from the flow table.
+    /// VXLAN packets sent to each underlay address (remote VTEP): from the per-peer counters
+    /// ([`vxlan_to_peers`]), or the flow table of pins without them ([`vxlan_to`]).
     pub vxlan_to: HashMap<String, u64>,
 }
 
@@ -55,8 +59,18 @@ impl Observed {
     }
 }
 
+/// VXLAN packets sent to each underlay address (remote VTEP) from the per-peer counters: the
+/// egress entries summed by peer. Unlike the flow table, they are never evicted.
+pub fn vxlan_to_peers(peers: &[(PeerKey, PeerCounters)]) -> HashMap<String, u64> {
+    let mut out: HashMap<String, u64> = HashMap::new();
+    for (k, c) in peers.iter().filter(|(k, _)| k.direction == DIR_EGRESS) {
+        *out.entry(crate::model::flows::addr(k.family, &k.peer)).or_default() += c.packets;
+    }
+    out
+}
+
 /// VXLAN packets sent to each underlay address (remote VTEP): the egress flows with outer
-/// addresses, summed by outer destination.
+/// addresses, summed by outer destination (pins from a netpath without per-peer counters).
 pub fn vxlan_to(flows: &[(FlowKey, FlowValue)]) -> HashMap<String, u64> {
     let mut out: HashMap<String, u64> = HashMap::new();
     for (k, v) in flows {
@@ -160,6 +174,35 @@ mod tests {
             flow(DIR_EGRESS, [172, 27, 16, 11], 1),
             flow(DIR_INGRESS, [172, 27, 0, 11], 50),
             plain,
+        ]);
+        assert_eq!(to.len(), 2, "{to:?}");
+        assert_eq!(to["172.27.16.10"], 7);
+        assert_eq!(to["172.27.16.11"], 1);
+    }
+
+    #[test]
+    fn vxlan_peer_counters_are_summed_per_remote_vtep_on_egress_only() {
+        use netpath_common::{peer::PeerKey, Addr};
+        let entry = |ifindex: u32, direction: u8, peer: [u8; 4], packets: u64| {
+            let mut k = PeerKey::default();
+            k.set(
+                ifindex,
+                direction,
+                FAMILY_IPV4,
+                &Addr::v4([172, 27, 0, 11]),
+                &Addr::v4(peer),
+            );
+            let c = PeerCounters {
+                packets,
+                ..PeerCounters::default()
+            };
+            (k, c)
+        };
+        let to = vxlan_to_peers(&[
+            entry(2, DIR_EGRESS, [172, 27, 16, 10], 5),
+            entry(3, DIR_EGRESS, [172, 27, 16, 10], 2),
+            entry(2, DIR_EGRESS, [172, 27, 16, 11], 1),
+            entry(2, DIR_INGRESS, [172, 27, 16, 10], 50),
         ]);
         assert_eq!(to.len(), 2, "{to:?}");
         assert_eq!(to["172.27.16.10"], 7);

@@ -14,6 +14,7 @@ pub mod ifaces;
 pub mod inline;
 pub mod ipfix;
 pub mod owner;
+pub mod peers;
 pub mod rules;
 pub mod stats;
 pub mod status;

@@ -15,6 +15,8 @@ pub struct StatusReport {
     #[serde(default)]
     pub drops: DropTotals,
     pub iface_insert_failed: u64,
+    /// VXLAN frames the per-peer table had no room for (a new peer in a full table).
+    pub peer_insert_failed: u64,
     pub pull_failed: u64,
     /// Malformed frames by reason name (every reason, zero or not).
     pub malformed: BTreeMap<String, u64>,
@@ -164,7 +166,7 @@ impl StatusReport {
         let mut s = String::new();
         let _ = write!(
             s,
-            "flow table: {} active, {} entries / {} capacity ({:.1}% full)\n  created {}  evicted {}  deleted {}  failed inserts {}\ninterface table failed inserts: {}\nskb pull failures: {}\nmalformed frames by reason:\n",
+            "flow table: {} active, {} entries / {} capacity ({:.1}% full)\n  created {}  evicted {}  deleted {}  failed inserts {}\ninterface table failed inserts: {}\nVXLAN peer table failed inserts: {}\nskb pull failures: {}\nmalformed frames by reason:\n",
             ft.active,
             ft.entries,
             ft.capacity,
@@ -174,6 +176,7 @@ impl StatusReport {
             ft.deleted,
             ft.insert_failed,
             self.iface_insert_failed,
+            self.peer_insert_failed,
             self.pull_failed,
         );
         for (name, n) in &self.malformed {

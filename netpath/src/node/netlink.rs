@@ -36,7 +36,7 @@ use futures::{StreamExt, TryStreamExt};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
-    link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo as IflaInfo, LinkMessage},
+    link::{InfoData, InfoVxlan, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo as IflaInfo, LinkMessage},
     nsid::{NsidAttribute, NsidMessage},
     AddressFamily, RouteNetlinkMessage,
 };
@@ -71,6 +71,10 @@ pub struct LinkInfo {
     pub link_netnsid: Option<i32>,
     /// "10.244.0.1/24", "fe80::1/64". Filled by [`Netlink`] queries; empty in [`LinkEvent`]s.
     pub addresses: Vec<String>,
+    /// A VXLAN device's own underlay address (`IFLA_VXLAN_LOCAL`/`LOCAL6`, flannel sets it): the
+    /// node's VTEP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan_local: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +322,7 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
         peer_ifindex: None,
         link_netnsid: None,
         addresses: Vec::new(),
+        vxlan_local: None,
     };
     for a in &m.attributes {
         match a {
@@ -326,7 +331,15 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
                 l.kind = infos.iter().find_map(|i| match i {
                     IflaInfo::Kind(k) => Some(k.to_string()),
                     _ => None,
-                })
+                });
+                l.vxlan_local = infos.iter().find_map(|i| match i {
+                    IflaInfo::Data(InfoData::Vxlan(attrs)) => attrs.iter().find_map(|a| match a {
+                        InfoVxlan::Local(ip) if !ip.is_unspecified() => Some(std::net::IpAddr::V4(*ip)),
+                        InfoVxlan::Local6(ip) if !ip.is_unspecified() => Some(std::net::IpAddr::V6(*ip)),
+                        _ => None,
+                    }),
+                    _ => None,
+                });
             }
             LinkAttribute::Controller(m) if *m != 0 => l.master = Some(*m),
             LinkAttribute::Address(b) if b.len() == 6 => l.mac = Some(mac_string(b)),

@@ -29,6 +29,9 @@
 //! | `netpath_attached_interfaces` | gauge | `mode` (always at least `tc`, `xdp`, `xdp-generic`) |
 //! | `netpath_program_info` | gauge (1) | `program`, `id`, `hook` |
 //! | `netpath_doctor_status` | gauge (0 ok, 1 warn, 2 fail) | `check`, `subject` |
+//! | `netpath_vxlan_peer_packets_total`, `netpath_vxlan_peer_bytes_total` | counter | `iface`, `direction`, `local`, `peer` |
+//! | `netpath_vxlan_peer_dropped_packets_total`, `netpath_vxlan_peer_dropped_bytes_total` | counter | `iface`, `direction`, `local`, `peer` |
+//! | `netpath_node_info` | gauge (1) | `node_name`, `vtep` |
 //! | `netpath_build_info` | gauge (1) | `version` |
 //! | `netpath_ipfix_messages_total`, `netpath_ipfix_records_total`, `netpath_ipfix_bytes_total`, `netpath_ipfix_templates_total` | counter | `collector` (only with `--ipfix`) |
 //! | `netpath_ipfix_send_errors_total` | counter | `collector`, `kind` (`refused`, `unreachable`, `would_block`, `other`) |
@@ -52,6 +55,16 @@
 //! check and subject (an interface, a peer, a table, `node`), valued by its
 //! [`Status::value`](crate::model::doctor::Status::value). A backend whose doctor is off or has
 //! not run yet ([`ApiError::NotFound`]) exports none. A subject no longer reported has no series.
+//!
+//! Cluster series ([`ClusterState`]) are the node's VXLAN frames per underlay interface,
+//! direction, local and remote VTEP address ([`Backend::vxlan_peers`]): what node A sent to B
+//! (`direction="egress", local=A, peer=B` on A) and what B received from A (`direction="ingress",
+//! local=B, peer=A` on B), packets counted as segments; `dropped` is what the kernel dropped on this
+//! node after netpath's hook saw it, so B received `packets - dropped_packets` from A.
+//! `netpath_node_info` names the node and each of its VTEP addresses, so that rules
+//! (`deploy/prometheus/rules.yml`) join the two views and name the pair. Its label is `node_name`,
+//! not `node`: scrape configs commonly attach a `node` target label. A backend without a peer table
+//! ([`ApiError::NotFound`]) exports neither.
 //!
 //! # Cardinality and series life
 //!
@@ -108,6 +121,7 @@ use crate::{
         ifaces::IfaceRow,
         ipfix::{IpfixCollector, IpfixStatus, SEND_ERROR_KINDS},
         owner::Owner,
+        peers::{VxlanPeerRow, VxlanPeers},
         stats::StatRow,
         status::StatusReport,
     },
@@ -687,6 +701,8 @@ struct ExportState {
     doctor: Vec<(String, String, u8)>,
     /// `netpath_ipfix_*`: the IPFIX exporter's counters (None without `--ipfix`).
     ipfix: Option<IpfixStatus>,
+    /// The cluster view's series (see [`ClusterState`]).
+    cluster: ClusterState,
     /// The size of the last exposition, to allocate the next one at once.
     last_len: usize,
 }
@@ -796,6 +812,8 @@ impl ExportState {
 
         self.doctor = doctor_series(&d.doctor, opts.doctor_series);
         self.update_ipfix(&d.status);
+
+        self.cluster.update(d.peers.as_ref(), opts, now, generation);
     }
 
     /// Drop series: every site feeds the series of its labels; the heaviest `top_drops` series
@@ -972,6 +990,7 @@ impl ExportState {
                 .map(|(c, subject, v)| ([("check", c.as_str()), ("subject", subject.as_str())], u64::from(*v))),
         );
         self.encode_ipfix(&mut w);
+        self.cluster.encode(&mut w);
         w.labelled(
             "netpath_build_info",
             "Version of the running netpath (value 1).",
@@ -1059,6 +1078,118 @@ impl ExportState {
             "Flows that left the flow table (evicted to make room) before their last packets were exported over IPFIX.",
             Counter,
             x.flows_vanished,
+        );
+    }
+}
+
+// Cluster
+
+/// Labels of the `netpath_vxlan_peer_*` families.
+#[derive(Debug, Clone)]
+struct PeerLabels {
+    iface: String,
+    direction: String,
+    local: String,
+    peer: String,
+    rendered: Rendered,
+}
+
+label_set!(PeerLabels, iface, direction, local, peer);
+
+impl PeerLabels {
+    fn of(r: &VxlanPeerRow) -> PeerLabels {
+        PeerLabels {
+            rendered: Rendered::of(&[
+                ("iface", &r.iface),
+                ("direction", &r.direction),
+                ("local", &r.local),
+                ("peer", &r.peer),
+            ]),
+            iface: r.iface.clone(),
+            direction: r.direction.clone(),
+            local: r.local.clone(),
+            peer: r.peer.clone(),
+        }
+    }
+
+    fn matches(&self, r: &VxlanPeerRow) -> bool {
+        self.iface == r.iface && self.direction == r.direction && self.local == r.local && self.peer == r.peer
+    }
+}
+
+/// The kernel entry behind a peer row: (ifindex, direction, local, peer).
+type PeerId = (u32, String, String, String);
+
+/// The cluster view's series: per-peer VXLAN counters (seen, and dropped after the hook, as two
+/// trackers so each pair of families never goes backwards) and the node's name and VTEPs.
+#[derive(Debug, Default)]
+struct ClusterState {
+    seen: Tracker<PeerId, PeerLabels>,
+    dropped: Tracker<PeerId, PeerLabels>,
+    /// `netpath_node_info`: (node name, VTEP), one per VTEP (an empty VTEP when none is known);
+    /// empty without a peer table.
+    info: Vec<(String, String)>,
+}
+
+impl ClusterState {
+    fn update(&mut self, peers: Option<&VxlanPeers>, opts: &MetricsOptions, now: Instant, generation: u64) {
+        let Some(p) = peers else {
+            self.info.clear();
+            return;
+        };
+        for r in &p.peers {
+            let id = || (r.ifindex, r.direction.clone(), r.local.clone(), r.peer.clone());
+            let labels = || PeerLabels::of(r);
+            let same = |l: &PeerLabels| l.matches(r);
+            self.seen
+                .observe(id(), labels, same, r.packets, r.bytes, now, generation);
+            self.dropped
+                .observe(id(), labels, same, r.dropped_packets, r.dropped_bytes, now, generation);
+        }
+        // Bounded by the kernel's table (PEER_TABLE_SIZE entries), like the interface series.
+        self.seen.expire(now, opts.grace, usize::MAX);
+        self.dropped.expire(now, opts.grace, usize::MAX);
+        self.info = match p.vteps.is_empty() {
+            true => vec![(p.node.clone(), String::new())],
+            false => p.vteps.iter().map(|v| (p.node.clone(), v.clone())).collect(),
+        };
+    }
+
+    fn encode(&mut self, w: &mut Writer) {
+        use Kind::{Counter, Gauge};
+        let seen: Vec<(&PeerLabels, Series)> = self.seen.in_order().collect();
+        w.family(
+            "netpath_vxlan_peer_packets",
+            "VXLAN packets per underlay interface, direction, local and remote VTEP (GSO/GRO packets as their segments).",
+            Counter,
+            seen.iter().map(|(l, s)| (&l.rendered.text, s.packets)),
+        );
+        w.family(
+            "netpath_vxlan_peer_bytes",
+            "VXLAN bytes (whole frames as netpath's hook saw them) per underlay interface, direction, local and remote VTEP.",
+            Counter,
+            seen.iter().map(|(l, s)| (&l.rendered.text, s.bytes)),
+        );
+        let dropped: Vec<(&PeerLabels, Series)> = self.dropped.in_order().collect();
+        w.family(
+            "netpath_vxlan_peer_dropped_packets",
+            "VXLAN packets the kernel dropped on this node after netpath saw them (an iptables rule on the VXLAN port, say), per underlay interface, direction, local and remote VTEP.",
+            Counter,
+            dropped.iter().map(|(l, s)| (&l.rendered.text, s.packets)),
+        );
+        w.family(
+            "netpath_vxlan_peer_dropped_bytes",
+            "Bytes of the VXLAN packets counted in netpath_vxlan_peer_dropped_packets_total.",
+            Counter,
+            dropped.iter().map(|(l, s)| (&l.rendered.text, s.bytes)),
+        );
+        w.labelled(
+            "netpath_node_info",
+            "This node's name (--node-name) and each of its VTEP addresses (value 1), to join and name node pairs.",
+            Gauge,
+            self.info
+                .iter()
+                .map(|(n, v)| ([("node_name", n.as_str()), ("vtep", v.as_str())], 1u64)),
         );
     }
 }
@@ -1214,6 +1345,8 @@ pub struct Data {
     pub drops: Vec<DropRow>,
     /// The doctor's last findings (none from a backend without a doctor, or before its first run).
     pub doctor: Vec<Finding>,
+    /// The cluster view (None from a backend without a VXLAN peer table).
+    pub peers: Option<VxlanPeers>,
 }
 
 impl Data {
@@ -1247,6 +1380,11 @@ impl Data {
                 Vec::new()
             }
         };
+        let peers = match source.vxlan_peers() {
+            Ok(p) => Some(p),
+            Err(ApiError::NotFound(_)) => None,
+            Err(e) => return Err(err("VXLAN peers")(e)),
+        };
         Ok(Data {
             stats: source.stats().map_err(err("interface counters"))?,
             flows,
@@ -1254,6 +1392,7 @@ impl Data {
             ifaces: source.ifaces().map_err(err("interfaces"))?,
             drops,
             doctor,
+            peers,
         })
     }
 }
@@ -1508,6 +1647,8 @@ mod tests {
         pub drops: Mutex<Vec<DropRow>>,
         /// None: no doctor (NotFound).
         pub doctor: Mutex<Option<Vec<Finding>>>,
+        /// None: no VXLAN peer table (NotFound).
+        pub peers: Mutex<Option<VxlanPeers>>,
     }
 
     impl Backend for Fake {
@@ -1545,6 +1686,13 @@ mod tests {
                 .into_iter()
                 .filter(|f| checks.is_empty() || checks.contains(&f.check))
                 .collect())
+        }
+        fn vxlan_peers(&self) -> Result<VxlanPeers, ApiError> {
+            self.peers
+                .lock()
+                .unwrap()
+                .clone()
+                .ok_or_else(|| ApiError::NotFound("no peer table".into()))
         }
     }
 
@@ -2048,6 +2196,93 @@ mod tests {
         assert_eq!(doctor(&t, "vxlan_fdb", "172.27.16.10"), Some(2.0), "{t}");
         assert_eq!(doctor(&t, "veth_bridge", "veth00"), Some(0.0), "{t}");
         assert_eq!(doctor(&t, "veth_bridge", "veth09"), None, "{t}");
+    }
+
+    fn peer_row(direction: &str, local: &str, peer: &str, packets: u64, dropped: u64) -> VxlanPeerRow {
+        VxlanPeerRow {
+            iface: "ul0".into(),
+            ifindex: 2,
+            direction: direction.into(),
+            local: local.into(),
+            peer: peer.into(),
+            packets,
+            bytes: packets * 100,
+            dropped_packets: dropped,
+            dropped_bytes: dropped * 100,
+        }
+    }
+
+    #[test]
+    fn cluster_series_are_per_peer_never_go_back_and_name_the_node() {
+        let f = fake();
+        let mut e = Exporter::new(MetricsOptions::default());
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert!(
+            !t.contains("netpath_vxlan_peer") && !t.contains("netpath_node_info"),
+            "{t}"
+        );
+        *f.peers.lock().unwrap() = Some(VxlanPeers {
+            node: "np-node2".into(),
+            vteps: vec![],
+            peers: vec![],
+        });
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        // No VTEP known yet: the node is still named.
+        assert_eq!(
+            sample(&t, r#"netpath_node_info{node_name="np-node2",vtep=""}"#),
+            Some(1.0),
+            "{t}"
+        );
+        *f.peers.lock().unwrap() = Some(VxlanPeers {
+            node: "np-node2".into(),
+            vteps: vec!["172.27.16.10".into()],
+            peers: vec![
+                peer_row("egress", "172.27.16.10", "172.27.0.11", 5, 0),
+                peer_row("ingress", "172.27.16.10", "172.27.0.11", 40, 30),
+            ],
+        });
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        promtool(&t);
+        let ingress = r#"{iface="ul0",direction="ingress",local="172.27.16.10",peer="172.27.0.11"}"#;
+        let egress = r#"{iface="ul0",direction="egress",local="172.27.16.10",peer="172.27.0.11"}"#;
+        let v = |t: &str, family: &str, labels: &str| sample(t, &format!("{family}{labels}"));
+        assert_eq!(v(&t, "netpath_vxlan_peer_packets_total", ingress), Some(40.0), "{t}");
+        assert_eq!(v(&t, "netpath_vxlan_peer_bytes_total", ingress), Some(4000.0), "{t}");
+        assert_eq!(
+            v(&t, "netpath_vxlan_peer_dropped_packets_total", ingress),
+            Some(30.0),
+            "{t}"
+        );
+        assert_eq!(
+            v(&t, "netpath_vxlan_peer_dropped_bytes_total", ingress),
+            Some(3000.0),
+            "{t}"
+        );
+        assert_eq!(v(&t, "netpath_vxlan_peer_packets_total", egress), Some(5.0), "{t}");
+        assert_eq!(
+            v(&t, "netpath_vxlan_peer_dropped_packets_total", egress),
+            Some(0.0),
+            "{t}"
+        );
+        assert_eq!(
+            sample(&t, r#"netpath_node_info{node_name="np-node2",vtep="172.27.16.10"}"#),
+            Some(1.0),
+            "{t}"
+        );
+        assert_eq!(count(&t, "netpath_node_info"), 1, "{t}");
+        // The entry removed and re-created (its interface went away and came back): counted on
+        // from where the series was.
+        f.peers.lock().unwrap().as_mut().unwrap().peers[1] = peer_row("ingress", "172.27.16.10", "172.27.0.11", 3, 1);
+        let t = e.render(&f, false, Instant::now()).unwrap();
+        assert_eq!(v(&t, "netpath_vxlan_peer_packets_total", ingress), Some(43.0), "{t}");
+        assert_eq!(
+            v(&t, "netpath_vxlan_peer_dropped_packets_total", ingress),
+            Some(31.0),
+            "{t}"
+        );
+        // OpenMetrics: the families carry no _total in their metadata.
+        let om = e.render(&f, true, Instant::now()).unwrap();
+        assert!(om.contains("# TYPE netpath_vxlan_peer_packets counter\n"), "{om}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! such as `cargo xtask test lab` still selects every test whose name contains it.
 mod api;
 mod capture;
+mod cluster;
 mod containerd;
 mod cri;
 mod daemon;

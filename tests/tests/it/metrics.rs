@@ -2,7 +2,8 @@
 //! its pod veths over TC, the underlay over native XDP) serves `--metrics` on loopback; a private
 //! Prometheus scrapes it every second while the lab carries traffic; then every PromQL expression
 //! of `deploy/grafana/netpath-node.json` must parse and return data, the exposition must pass
-//! `promtool check metrics`, and OpenMetrics must be negotiated on request.
+//! `promtool check metrics`, and OpenMetrics must be negotiated on request. (The dashboard's
+//! "Cluster" row needs two nodes and the rules: `cluster.rs` checks it.)
 use std::{
     io::Write as _,
     net::{SocketAddr, TcpListener},
@@ -15,14 +16,14 @@ use netpath::service::api::percent_encode;
 use netpath_lab::{Lab, TrafficOpts};
 use netpath_tests::*;
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-const PROMTOOL: &str = "/usr/bin/promtool";
+pub(crate) const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub(crate) const PROMTOOL: &str = "/usr/bin/promtool";
 
 /// A directory removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         let p = std::env::temp_dir().join(unique(tag));
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
@@ -36,7 +37,7 @@ impl Drop for TempDir {
 }
 
 /// A private Prometheus on loopback, killed on drop (its directory goes after it).
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Option<Child>,
     addr: SocketAddr,
     dir: TempDir,
@@ -45,12 +46,26 @@ struct Prometheus {
 impl Prometheus {
     /// Start it scraping `target` every second (job `netpath`) and wait until it is ready.
     fn start(target: SocketAddr) -> Prometheus {
+        Self::start_with(&[target], None)
+    }
+
+    /// Start it scraping `targets` every second (job `netpath`), evaluating the rules of `rules`
+    /// (a copy is loaded) every second, and wait until it is ready.
+    pub(crate) fn start_with(targets: &[SocketAddr], rules: Option<&str>) -> Prometheus {
         let dir = TempDir::new("netpath-prom-");
         let config = dir.0.join("prometheus.yml");
+        let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        let rule_files = match rules {
+            Some(text) => {
+                std::fs::write(dir.0.join("rules.yml"), text).expect("write rules.yml");
+                "rule_files:\n  - rules.yml\n"
+            }
+            None => "",
+        };
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: netpath\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: netpath\n    static_configs:\n      - targets: [{list}]\n"
             ),
         )
         .expect("write prometheus.yml");
@@ -90,12 +105,12 @@ impl Prometheus {
         p
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("prometheus.log")).unwrap_or_default()
     }
 
     /// `GET /api/v1/query`: the HTTP status and the parsed answer.
-    fn query(&self, expr: &str) -> (u16, serde_json::Value) {
+    pub(crate) fn query(&self, expr: &str) -> (u16, serde_json::Value) {
         let (status, _, body) = http_get(
             self.addr,
             &format!("/api/v1/query?query={}", percent_encode(expr)),
@@ -107,9 +122,17 @@ impl Prometheus {
         (status, v)
     }
 
+    /// `GET PATH` of its API, parsed (`/api/v1/alerts`, say).
+    pub(crate) fn api(&self, path: &str) -> serde_json::Value {
+        let (status, _, body) =
+            http_get(self.addr, path, None).unwrap_or_else(|e| panic!("asking prometheus for {path}: {e}"));
+        assert_eq!(status, 200, "prometheus answered {status} to {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("prometheus answered non-JSON ({e}): {body}"))
+    }
+
     /// Poll `expr` until it has a non-empty result (or `within` passed); panics unless it parses.
     /// Returns the result count (0 if it stayed empty) and the last answer.
-    fn query_until_data(&self, expr: &str, within: Duration) -> (usize, serde_json::Value) {
+    pub(crate) fn query_until_data(&self, expr: &str, within: Duration) -> (usize, serde_json::Value) {
         let deadline = Instant::now() + within;
         loop {
             let (status, v) = self.query(expr);
@@ -134,7 +157,7 @@ impl Drop for Prometheus {
 }
 
 /// Samples in a query result: vector/matrix entries; a scalar or string counts as one.
-fn result_count(data: &serde_json::Value) -> usize {
+pub(crate) fn result_count(data: &serde_json::Value) -> usize {
     match data["resultType"].as_str() {
         Some("vector") | Some("matrix") => data["result"].as_array().map_or(0, Vec::len),
         Some(_) => 1,
@@ -143,7 +166,7 @@ fn result_count(data: &serde_json::Value) -> usize {
 }
 
 /// A loopback address nobody listens on (right now).
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -175,14 +198,14 @@ fn promtool_check(text: &str) {
 }
 
 /// The value of the first sample line starting with `prefix` (metric name and labels).
-fn sample(text: &str, prefix: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// Every `expr` in the dashboard (panel targets, also inside rows).
-fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+pub(crate) fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, x) in m {
@@ -194,6 +217,39 @@ fn dashboard_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
         }
         serde_json::Value::Array(a) => a.iter().for_each(|x| dashboard_exprs(x, out)),
         _ => {}
+    }
+}
+
+/// The rows that need more than one node and the rules loaded (checked by `cluster.rs`).
+pub(crate) const CLUSTER_ROWS: &[&str] = &["Cluster"];
+
+/// The dashboard's panels under the row titled `title` (Some) or under none of `except` (None),
+/// whether the row is open (its panels follow it) or collapsed (they are inside it).
+pub(crate) fn row_panels<'a>(
+    dashboard: &'a serde_json::Value,
+    title: Option<&str>,
+    except: &[&str],
+) -> Vec<&'a serde_json::Value> {
+    let mut out = Vec::new();
+    let mut current: Option<&str> = None;
+    for p in dashboard["panels"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        if p["type"] == "row" {
+            current = p["title"].as_str();
+            let nested = p["panels"].as_array().map(Vec::as_slice).unwrap_or_default();
+            out.extend(nested.iter().filter(|_| wanted(current, title, except)));
+            continue;
+        }
+        if wanted(current, title, except) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn wanted(row: Option<&str>, title: Option<&str>, except: &[&str]) -> bool {
+    match title {
+        Some(t) => row == Some(t),
+        None => !row.is_some_and(|r| except.contains(&r)),
     }
 }
 
@@ -225,7 +281,7 @@ fn variable_exprs(dashboard: &serde_json::Value) -> Vec<String> {
     out
 }
 
-fn substitute(expr: &str, vars: &[(&str, String)]) -> String {
+pub(crate) fn substitute(expr: &str, vars: &[(&str, String)]) -> String {
     let mut e = expr.to_string();
     // Longest names first, so `$__rate_interval` is not taken for `$__rate`.
     let mut vars = vars.to_vec();
@@ -240,12 +296,12 @@ fn substitute(expr: &str, vars: &[(&str, String)]) -> String {
     e
 }
 
-fn dashboard_path() -> PathBuf {
+pub(crate) fn dashboard_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/netpath-node.json")
 }
 
 /// Print to the real stderr (past the test harness' capture), so CI logs show the summary.
-fn report(line: &str) {
+pub(crate) fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
@@ -383,7 +439,9 @@ fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
         ("$underlay", "ul0".into()),
     ];
     let mut exprs = Vec::new();
-    dashboard_exprs(&dashboard["panels"], &mut exprs);
+    for p in row_panels(&dashboard, None, CLUSTER_ROWS) {
+        dashboard_exprs(p, &mut exprs);
+    }
     assert!(exprs.len() >= 10, "the dashboard has only {} expressions", exprs.len());
     exprs.extend(variable_exprs(&dashboard));
     let mut failures = Vec::new();

@@ -177,6 +177,92 @@ fn bpf_testrun_vxlan_port_is_configurable() {
     );
 }
 
+/// Per-peer VXLAN counters on every hook: a VXLAN frame counts under its interface, direction and
+/// the two underlay addresses, local first (the outer source on egress, the destination on
+/// ingress), so one node's egress row and the other's ingress row name the same pair; other
+/// frames add nothing. A full table passes a new peer's frame and counts it in
+/// `PEER_INSERT_FAILED`.
+#[test]
+fn bpf_testrun_vxlan_peers_by_direction_and_fail_open_when_full() {
+    use netpath_common::peer::{PeerCounters, PeerKey, PEER_TABLE_SIZE};
+    require_root();
+    let inner = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1, 2, b"x")));
+    let frame = vxlan4(IP_NODE1, IP_NODE2, 8472, 1, &inner);
+    let plain = eth(ETH_P_IP, &ipv4(IP_A, IP_B, IPPROTO_UDP, &udp(1000, 53, b"q")));
+    for (hook, dir, want_ret) in [
+        ("xdp", DIR_INGRESS, XDP_PASS),
+        ("tc-ingress", DIR_INGRESS, TC_ACT_UNSPEC),
+        ("tc-egress", DIR_EGRESS, TC_ACT_UNSPEC),
+    ] {
+        let mut dp = Datapath::load(64);
+        for _ in 0..3 {
+            assert_eq!(dp.hook(hook, &frame).ret, want_ret, "{hook}");
+        }
+        dp.hook(hook, &plain);
+        let rows = dp.maps.vxlan_peers().unwrap();
+        let (local, peer) = match dir {
+            DIR_EGRESS => (IP_NODE1, IP_NODE2),
+            _ => (IP_NODE2, IP_NODE1),
+        };
+        assert_eq!(rows.len(), 1, "{hook}: {rows:?}");
+        let (k, c) = &rows[0];
+        assert_eq!(
+            (k.ifindex, k.direction, k.family, &k.local[..4], &k.peer[..4]),
+            (TEST_IFINDEX, dir, netpath_common::FAMILY_IPV4, &local[..], &peer[..]),
+            "{hook}: {k:?}"
+        );
+        assert!(
+            k.local[4..].iter().chain(&k.peer[4..]).all(|b| *b == 0),
+            "{hook}: {k:?}"
+        );
+        assert_eq!(
+            *c,
+            PeerCounters {
+                packets: 3,
+                bytes: 3 * frame.len() as u64,
+                dropped_packets: 0,
+                dropped_bytes: 0,
+            },
+            "{hook}"
+        );
+        if hook != "tc-ingress" {
+            continue;
+        }
+        // Fill the table from user space, then a frame from a new peer.
+        let cpus = aya::util::nr_cpus().expect("cpus");
+        let table = dp.maps.peers.as_mut().expect("peer table");
+        for i in 1..PEER_TABLE_SIZE {
+            let mut key = PeerKey::default();
+            let a = netpath_common::Addr::v4([10, 99, (i >> 8) as u8, i as u8]);
+            key.set(TEST_IFINDEX, dir, netpath_common::FAMILY_IPV4, &a, &a);
+            let zero = aya::maps::PerCpuValues::try_from(vec![PeerCounters::default(); cpus]).unwrap();
+            table.insert(key, zero, 0).unwrap_or_else(|e| panic!("entry {i}: {e}"));
+        }
+        let before = dp.maps.diag().unwrap()[diag::PEER_INSERT_FAILED as usize];
+        let vxlan_before = dp.counters(dir).class[class::VXLAN as usize].packets;
+        let stranger = vxlan4([172, 27, 32, 10], IP_NODE2, 8472, 1, &inner);
+        assert_eq!(dp.hook(hook, &stranger).ret, want_ret, "full table: the frame passes");
+        assert_eq!(
+            dp.maps.diag().unwrap()[diag::PEER_INSERT_FAILED as usize],
+            before + 1,
+            "full table: counted"
+        );
+        assert_eq!(
+            dp.counters(dir).class[class::VXLAN as usize].packets,
+            vxlan_before + 1,
+            "full table: the frame is still counted as VXLAN"
+        );
+        // A known peer still counts.
+        dp.hook(hook, &frame);
+        let rows = dp.maps.vxlan_peers().unwrap();
+        assert_eq!(rows.len(), PEER_TABLE_SIZE as usize);
+        assert!(
+            rows.iter().any(|(k, c)| k.peer[..4] == IP_NODE1 && c.packets == 4),
+            "the known peer's row"
+        );
+    }
+}
+
 fn memlock(dp: &Datapath) -> u64 {
     use std::os::fd::{AsFd, AsRawFd};
     let map = aya::maps::MapData::from_id(dp.maps.flow_map_id).unwrap();

@@ -148,6 +148,10 @@ pub enum Command {
     /// evidence and the command that fixes it; exit 1 when one fails.
     #[command(long_about = DOCTOR_ABOUT, after_help = DOCTOR_EXAMPLES)]
     Doctor(DoctorArgs),
+    /// This node's cluster view: its name and VTEPs, and the VXLAN packets and bytes it sent to
+    /// and received from each remote VTEP (and dropped after netpath saw them), as the
+    /// Prometheus rules compare them across nodes.
+    Peers(ReadArgs),
     /// Capture packets in the kernel to pcapng, by interface or pod and by class; `-w -`
     /// streams to stdout (`netpath capture --pod web -w - | tshark -r -`).
     Capture(CaptureArgs),
@@ -315,6 +319,11 @@ pub struct RunArgs {
     /// How often the IPFIX templates are sent again (UDP collectors that start later learn them).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub ipfix_template_interval: Duration,
+    /// This node's name in the cluster view (`netpath_node_info{node_name,vtep}`,
+    /// `/v1/vxlan-peers`, `netpath peers`), which the Prometheus rules use to name node pairs.
+    /// Default: the `--netns` name, else the host name.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
 
     /// CRI runtime socket to name pods (default: containerd's or CRI-O's, if present).
     #[arg(long, value_name = "PATH")]
@@ -680,6 +689,7 @@ impl RunArgs {
                 ipfix_interval: self.ipfix_interval,
                 ipfix_idle_timeout: self.ipfix_idle_timeout,
                 ipfix_template_interval: self.ipfix_template_interval,
+                node_name: self.node_name.clone(),
             },
             config_file: self.config.clone(),
             given,

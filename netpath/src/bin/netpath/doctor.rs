@@ -64,7 +64,10 @@ fn observed_from_pins(args: &DoctorArgs, rt: &tokio::runtime::Runtime) -> Observ
         return Observed::default();
     };
     let drops = daemon::drop_rows(&read, &DropFilter::default(), rt).unwrap_or_default();
-    let vxlan_to = doctor::vxlan_to(&maps.flows().unwrap_or_default());
+    let vxlan_to = match maps.peers.is_some() {
+        true => doctor::vxlan_to_peers(&maps.vxlan_peers().unwrap_or_default()),
+        false => doctor::vxlan_to(&maps.flows().unwrap_or_default()),
+    };
     Observed {
         available: true,
         drops,

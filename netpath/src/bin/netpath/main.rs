@@ -12,6 +12,7 @@ mod drops;
 mod fastpath;
 mod flows;
 mod ifaces;
+mod peers;
 mod rule;
 mod run;
 mod stats;
@@ -106,6 +107,7 @@ fn dispatch(cli: Cli, given: Vec<String>) -> anyhow::Result<()> {
         Command::Watch(args) => watch::run(&args),
         Command::Drops(args) => drops::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Peers(read) => peers::run(&read),
         Command::Capture(args) => capture::run(&args),
         Command::Down(args) => down::run(&args),
         Command::Rule(args) => rule::run(args),

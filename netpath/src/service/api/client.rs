@@ -19,6 +19,7 @@ use crate::model::{
     events::{EventFilter, EventRow},
     flows::{Filter, FlowRow},
     ifaces::IfaceRow,
+    peers::VxlanPeers,
     rules::{FastpathStatus, RuleRow, RuleSpec},
     stats::StatRow,
     status::StatusReport,
@@ -85,6 +86,11 @@ impl ApiClient {
     pub async fn doctor(&self, checks: &[String]) -> Result<Vec<Finding>, ApiError> {
         self.typed(hyper::Method::GET, &format!("/v1/doctor{}", doctor_query(checks)), None)
             .await
+    }
+
+    /// `GET /v1/vxlan-peers`: the node's cluster view.
+    pub async fn vxlan_peers(&self) -> Result<VxlanPeers, ApiError> {
+        self.typed(hyper::Method::GET, "/v1/vxlan-peers", None).await
     }
 
     /// `GET /v1/ifaces`.

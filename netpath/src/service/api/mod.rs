@@ -30,6 +30,7 @@
 //! | `GET /v1/flows?iface=IF&class=C&top=N&sort=bytes\|packets&pod=P&ip=CIDR&port=N` | an array of [`FlowRow`]s, heaviest first; every parameter is optional |
 //! | `GET /v1/ifaces` | the interfaces the daemon observes |
 //! | `GET /v1/drops?pod=P&iface=IF&reason=R` | an array of [`DropRow`]s (where the kernel, or a netpath rule, dropped packets, and why), heaviest first; every parameter is optional |
+//! | `GET /v1/vxlan-peers` | a [`VxlanPeers`] document: the node's name and VTEP addresses, and a row per interface, direction and remote VTEP with the VXLAN packets and bytes seen and dropped |
 //! | `GET /v1/doctor?check=ID,...` | an array of [`Finding`]s (`check`, `status` ok/warn/fail, `subject`, `evidence`, `fix`) from the daemon's last doctor run, of the checks named (every check without `check`); `404` when the doctor is off or has not run yet |
 //!
 //! `class` is one of the class names of [`netpath_common::class::NAMES`] (`arp`, `icmp`,
@@ -51,6 +52,7 @@
 //! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/ifaces
 //! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/drops?reason=NETFILTER_DROP'
 //! curl --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/doctor?check=rp_filter,mtu'
+//! curl --unix-socket /run/netpath/netpath.sock http://localhost/v1/vxlan-peers
 //! curl -i --unix-socket /run/netpath/netpath.sock 'http://localhost/v1/flows?class=nope'
 //!   # HTTP/1.1 400 Bad Request
 //!   # {"error":"unknown class 'nope' (one of arp, icmp, icmp6, tcp, udp, vxlan, other_ip, other_l2, malformed)"}
@@ -86,6 +88,7 @@ use crate::{
         events::{EventFilter, EventRow},
         flows::{Filter, FlowRow, SortBy},
         ifaces::IfaceRow,
+        peers::VxlanPeers,
         rules::{FastpathStatus, RuleRow, RuleSpec},
         stats::StatRow,
         status::StatusReport,
@@ -104,7 +107,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The endpoints, for error messages.
 pub(super) const ENDPOINTS: &str =
-    "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events, /v1/drops, /v1/doctor, /v1/rules, /v1/fastpath";
+    "/v1/status, /v1/stats, /v1/flows, /v1/ifaces, /v1/events, /v1/drops, /v1/doctor, /v1/vxlan-peers, /v1/rules, /v1/fastpath";
 
 /// What the daemon provides to the API; implemented by the daemon, and by a test double in tests.
 /// The methods run on tokio's blocking pool, so they may block (map reads are syscalls).
@@ -159,6 +162,11 @@ pub trait Backend: Send + Sync + 'static {
     fn doctor(&self, checks: &[String]) -> Result<Vec<Finding>, ApiError> {
         let _ = checks;
         Err(ApiError::NotFound("this daemon runs no doctor".into()))
+    }
+    /// The node's cluster view: its name, VTEPs and per-peer VXLAN counters. The exporter calls
+    /// this on every scrape; [`ApiError::NotFound`] (this default) exports no per-peer series.
+    fn vxlan_peers(&self) -> Result<VxlanPeers, ApiError> {
+        Err(ApiError::NotFound("this daemon has no VXLAN peer table".into()))
     }
     /// Fast path state; with `Some(request)`, change it first.
     fn fastpath(&self, request: Option<FastpathRequest>) -> Result<FastpathStatus, ApiError> {

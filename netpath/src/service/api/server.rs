@@ -34,6 +34,7 @@ use crate::model::{
     events::{EventFilter, EventRow},
     flows::FlowRow,
     ifaces::IfaceRow,
+    peers::VxlanPeers,
     rules::{FastpathStatus, RuleRow, RuleSpec},
     stats::StatRow,
     status::StatusReport,
@@ -280,6 +281,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/events", get(events).fallback(not_allowed("GET, HEAD")))
         .route("/v1/drops", get(drops).fallback(not_allowed("GET, HEAD")))
         .route("/v1/doctor", get(doctor).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/vxlan-peers", get(vxlan_peers).fallback(not_allowed("GET, HEAD")))
         .route(
             "/v1/rules",
             get(list_rules).post(add_rule).fallback(not_allowed("GET, HEAD, POST")),
@@ -394,6 +396,12 @@ async fn ifaces(State(st): State<AppState>, q: Q) -> Result<Json<Vec<IfaceRow>>,
 async fn drops(State(st): State<AppState>, q: Q) -> Result<Json<Vec<DropRow>>, ApiError> {
     let filter = parse_drop_filter(&Params::new(q, DROP_PARAMS)?)?;
     Ok(Json(call(&st, move |b| b.drops(&filter)).await?))
+}
+
+/// `GET /v1/vxlan-peers`: the node's name, VTEPs and per-peer VXLAN counters.
+async fn vxlan_peers(State(st): State<AppState>, q: Q) -> Result<Json<VxlanPeers>, ApiError> {
+    Params::new(q, &[])?;
+    Ok(Json(call(&st, |b| b.vxlan_peers()).await?))
 }
 
 /// `GET /v1/doctor?check=a,b`: the daemon's last doctor findings of those checks (every check
