@@ -7,3 +7,5 @@ pub use client::{
     candidates, paths, CriClient, CriError, RuntimeVersion, CALL_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_SOCKETS,
     LIFECYCLE_TIMEOUT,
 };
+/// gRPC status codes, as [`CriError::Call`] carries them.
+pub use tonic::Code;

@@ -8,9 +8,12 @@
 //! - containerd joins only the node's network namespace (`nsenter --net`), not a mount namespace:
 //!   the pod namespaces it bind-mounts under /run/netns must be visible to netpath (and to `ip`),
 //!   which `ip netns exec` (a private mount namespace) would hide.
-//! - Its root, state, socket, CNI configuration and IPAM store are the lab's own directories
-//!   ([`Containerd::root_dir`], [`Containerd::state_dir`]); the host's /var/lib/containerd,
-//!   /run/containerd and /etc/cni are never touched.
+//! - Its root, state, socket, runc state, cgroup (`/netpath-lab-PREFIX` under each hierarchy), CNI
+//!   configuration and IPAM store are the lab's own ([`Containerd::root_dir`],
+//!   [`Containerd::state_dir`]); the host's /var/lib/containerd, /run/containerd/containerd.sock
+//!   and /etc/cni are never used. Two paths are fixed in containerd 1.6 and libcni: the shims'
+//!   sockets under /run/containerd/s and CNI's result cache under /var/lib/cni; their entries go
+//!   with the pods, and [`Containerd::stop`] removes the directories when they are left empty.
 //! - host-local hands out 10.244.0.100-199, clear of the simulated pods' 10.244.0.2-4 on the same
 //!   bridge, so both kinds of pod share node 1's pod CIDR and routes.
 //! - Nothing can be pulled: the sandbox (pause) image is built locally from a static binary and
@@ -161,6 +164,11 @@ disabled_plugins = [
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      # runc's state beside containerd's (its default is /run/containerd/runc).
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "{state}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin}"
     conf_dir = "{state}/cni/net.d"
@@ -208,6 +216,19 @@ disabled_plugins = [
     /// Start containerd (unless it runs), import the pause image, and wait until CRI answers.
     /// Needs node 1's namespace (the lab must be up).
     pub fn start(&self, progress: &dyn Fn(&str)) -> Result<(), LabError> {
+        let started_here = self.pid().is_none();
+        let r = self.start_inner(progress);
+        if r.is_err() && started_here {
+            // Nothing half-started stays behind: the containerd this call spawned goes again.
+            if let Some(pid) = self.pid() {
+                terminate(pid, Duration::from_secs(5));
+            }
+            let _ = fs::remove_file(self.pid_file());
+        }
+        r
+    }
+
+    fn start_inner(&self, progress: &dyn Fn(&str)) -> Result<(), LabError> {
         let state = self.state_dir();
         for d in [state.join("cni/net.d"), state.join("ipam"), self.root_dir()] {
             fs::create_dir_all(&d).map_err(|e| io_err("cannot create", &d, e))?;
@@ -266,6 +287,9 @@ disabled_plugins = [
                 None => self.pid().is_none(),
             };
             if exited {
+                if let Some(mut c) = child.take() {
+                    let _ = c.wait();
+                }
                 return Err(LabError::Runtime {
                     what: format!("containerd exited at start; its log: {}", self.log_tail()),
                 });
@@ -392,14 +416,26 @@ disabled_plugins = [
                 ("io.kubernetes.pod.namespace".to_string(), POD_NAMESPACE.to_string()),
             ]),
             linux: Some(proto::LinuxPodSandboxConfig {
+                // The lab's own cgroup (under every hierarchy), removed by `stop`; containerd's
+                // default would be /k8s.io, shared with any other containerd of the host.
+                cgroup_parent: format!("/{}", self.cgroup_name()),
                 security_context: Some(proto::LinuxSandboxSecurityContext {
                     namespace_options: Some(proto::NamespaceOption::default()),
                     privileged: false,
                 }),
-                ..Default::default()
             }),
             ..Default::default()
         }
+    }
+
+    fn cgroup_name(&self) -> String {
+        format!("netpath-lab-{}", self.lab.prefix)
+    }
+
+    /// Where `add_pod` notes each pod's namespace, for `stop` to remove what a dead containerd
+    /// left.
+    fn netns_record(&self) -> PathBuf {
+        self.state_dir().join("pod-netns")
     }
 
     /// Create a pod through CRI `RunPodSandbox`. A name that exists (ready) is an error.
@@ -413,12 +449,23 @@ disabled_plugins = [
         let uid = pod_uid(&self.lab.prefix, name);
         let config = self.sandbox_config(name, &uid);
         let id = self.with_cri(|mut c| async move { c.run_sandbox(config).await })?;
-        self.pods()?
+        let pod = self
+            .pods()?
             .into_iter()
             .find(|p| p.sandbox_id == id)
             .ok_or_else(|| LabError::Runtime {
                 what: format!("RunPodSandbox returned {id}, which ListPodSandbox does not show"),
-            })
+            })?;
+        if let Some(ns) = &pod.netns {
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.netns_record())
+                .map_err(|e| io_err("cannot open", &self.netns_record(), e))?;
+            std::io::Write::write_all(&mut f, format!("{ns}\n").as_bytes())
+                .map_err(|e| io_err("cannot write", &self.netns_record(), e))?;
+        }
+        Ok(pod)
     }
 
     /// Delete a pod: `StopPodSandbox` (CNI DEL removes its veth and address), `RemovePodSandbox`.
@@ -456,7 +503,14 @@ disabled_plugins = [
                 if sb.labels.get(LAB_LABEL) != Some(&prefix) {
                     continue;
                 }
-                let status = c.sandbox_status(&sb.id).await?;
+                // Removed since the listing: not a pod any more.
+                let status = match c.sandbox_status(&sb.id).await {
+                    Err(netpath_cri::CriError::Call {
+                        code: netpath_cri::Code::NotFound,
+                        ..
+                    }) => continue,
+                    r => r?,
+                };
                 out.push((sb, status));
             }
             Ok(out)
@@ -536,10 +590,32 @@ disabled_plugins = [
             progress(&format!("stopping containerd (pid {pid})"));
             terminate(pid, Duration::from_secs(5));
         }
-        // Shims whose containerd is gone still hold their tasks: theirs are the processes started
-        // with this lab's socket address.
-        for pid in pids_with_arg(self.socket().as_os_str().as_encoded_bytes()) {
+        // Shims whose containerd is gone still hold their tasks: theirs are the shims started with
+        // this lab's socket address.
+        for pid in shims_of(self.socket().as_os_str().as_encoded_bytes()) {
             terminate(pid, Duration::from_secs(2));
+        }
+        // What a dead containerd could not remove: its pods' namespaces (and their processes).
+        let recorded = fs::read_to_string(self.netns_record()).unwrap_or_default();
+        let existing = crate::process::list_netns().unwrap_or_default();
+        for ns in recorded.lines().filter(|n| existing.iter().any(|e| e == n)) {
+            crate::process::kill_netns_processes(ns);
+            if let Err(e) = run(&["ip", "netns", "del", ns]) {
+                first_err.get_or_insert(e);
+            }
+        }
+        remove_cgroups(&self.cgroup_name());
+        // containerd 1.6 puts its shims' sockets under /run/containerd/s whatever its state
+        // directory, and libcni its result cache under /var/lib/cni: the entries go with the
+        // shims and CNI DEL, the directories stay (removed when empty only, as another runtime of
+        // the host may use them).
+        for d in [
+            "/run/containerd/s",
+            "/run/containerd",
+            "/var/lib/cni/results",
+            "/var/lib/cni",
+        ] {
+            let _ = fs::remove_dir(d);
         }
         for dir in [self.state_dir(), self.root_dir()] {
             unmount_under(&dir);
@@ -642,6 +718,11 @@ fn terminate(pid: i32, grace: Duration) {
     }
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGKILL) };
+    // Gone (or a zombie for its parent to reap) before the caller removes what it used.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until && Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn is_zombie(pid: i32) -> bool {
@@ -651,18 +732,45 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Processes with `arg` as one of their command-line arguments.
-fn pids_with_arg(arg: &[u8]) -> Vec<i32> {
+/// containerd's runc shims started with `address` (`-address ADDR`) as an argument.
+fn shims_of(address: &[u8]) -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| c.split(|&b| b == 0).any(|a| a == arg))
-                .unwrap_or(false)
+            let Ok(c) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut args = c.split(|&b| b == 0);
+            args.next().is_some_and(|a0| a0.ends_with(b"containerd-shim-runc-v2")) && args.any(|a| a == address)
         })
         .collect()
+}
+
+/// Remove the cgroup `name` under the root of every hierarchy (cgroup v1 controllers, the v2
+/// tree), with the container cgroups left in it: deepest first, as rmdir(2) wants them empty of
+/// children (a cgroup's control files do not count).
+fn remove_cgroups(name: &str) {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut tops = vec![root.join(name)];
+    if let Ok(d) = fs::read_dir(root) {
+        tops.extend(d.filter_map(|e| e.ok()).map(|e| e.path().join(name)));
+    }
+    for top in tops.into_iter().filter(|t| t.is_dir()) {
+        let mut dirs = vec![top.clone()];
+        let mut i = 0;
+        // Bounded: a lab's cgroup holds one level of containers (each sandbox and container).
+        while i < dirs.len() && dirs.len() < 10_000 {
+            if let Ok(d) = fs::read_dir(&dirs[i]) {
+                dirs.extend(d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+            i += 1;
+        }
+        for d in dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    }
 }
 
 /// Unmount everything mounted at or below `dir` (containerd's rootfs overlays and /dev/shm of

@@ -471,10 +471,19 @@ pub fn build_to(spec: &ImageSpec, engine: Engine, workdir: &Path, out: &Path) ->
         engine.binary(),
         workdir.display()
     );
-    match engine {
-        Engine::Buildah => build_buildah(spec, &runner, out)?,
-        Engine::Podman => build_podman(spec, &runner, workdir, out)?,
+    // Directories the engines make on the host whatever their storage says (containers/common's
+    // network run directory, runc's default root): removed again when this build made them and
+    // they are empty.
+    let host_dirs = ["/run/containers/networks", "/run/containers", "/run/runc"];
+    let existed: Vec<bool> = host_dirs.iter().map(|d| Path::new(d).exists()).collect();
+    let built = match engine {
+        Engine::Buildah => build_buildah(spec, &runner, out),
+        Engine::Podman => build_podman(spec, &runner, workdir, out),
+    };
+    for (d, _) in host_dirs.iter().zip(existed).filter(|(_, e)| !e) {
+        let _ = std::fs::remove_dir(d);
     }
+    built?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "image: wrote {} ({}, {:.1} MB) as {}",
@@ -496,11 +505,23 @@ fn build_buildah(spec: &ImageSpec, runner: &Runner<'_>, out: &Path) -> Result<()
                 "image: checking: {}",
                 shell_join(&cmd.iter().map(String::as_str).collect::<Vec<_>>())
             );
-            // runc in a new, empty network namespace: nothing on the host's network changes.
-            let mut run: Vec<String> = ["run", "--isolation", "oci", "--network", "none", &check.name, "--"]
-                .into_iter()
-                .map(String::from)
-                .collect();
+            // runc in a new, empty network namespace: nothing on the host's network changes; its
+            // state in the build's run root, not runc's default /run/runc.
+            let runc_root = format!("root={}", runner.storage.runroot.join("runc").display());
+            let mut run: Vec<String> = [
+                "run",
+                "--isolation",
+                "oci",
+                "--runtime-flag",
+                &runc_root,
+                "--network",
+                "none",
+                &check.name,
+                "--",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect();
             run.extend(cmd.iter().cloned());
             let said = runner.run(&run)?;
             eprintln!("image:   it printed: {}", said.lines().next().unwrap_or(""));
@@ -719,6 +740,15 @@ fn json_of(archive: &Path, member: &str) -> Result<serde_json::Value, LabError> 
 }
 
 /// Read an image archive (docker-archive or oci-archive) back: references, config, files.
+/// The strings of a JSON array (none for anything else).
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
+}
+
 pub fn read_archive(archive: &Path) -> Result<ArchiveInfo, LabError> {
     let a = archive.display().to_string();
     let list = String::from_utf8_lossy(&run_with(&["tar", "-tf", &a], 60, &[], None)?).to_string();
@@ -754,13 +784,6 @@ pub fn read_archive(archive: &Path) -> Result<ArchiveInfo, LabError> {
     } else if members.contains(&"manifest.json") {
         let m = json_of(archive, "manifest.json")?;
         let m = m.get(0).ok_or_else(|| parse("manifest.json lists no image".into()))?;
-        let strings = |v: &serde_json::Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        };
         let config = m["Config"]
             .as_str()
             .ok_or_else(|| parse("manifest.json has no Config".into()))?;
@@ -777,13 +800,6 @@ pub fn read_archive(archive: &Path) -> Result<ArchiveInfo, LabError> {
     };
     let config = json_of(archive, &config_member)?;
     let c = &config["config"];
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect()
-    };
     let mut info = ArchiveInfo {
         format,
         references,

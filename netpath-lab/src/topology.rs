@@ -472,7 +472,8 @@ impl Lab {
         self.validate()?;
         // containerd first (when `up --runtime containerd` started one): its pods' namespaces are
         // not in the plan, and StopPodSandbox is what removes them and their veths cleanly.
-        self.containerd().stop(&|m| eprintln!("lab: {m}"))?;
+        // Its failure does not stop the rest of the teardown; it is reported at the end.
+        let runtime = self.containerd().stop(&|m| eprintln!("lab: {m}"));
         let existing = list_netns()?;
         let mine: Vec<String> = self
             .all_namespaces()
@@ -492,9 +493,9 @@ impl Lab {
                 }
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
+        match (runtime, first_err) {
+            (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+            (Ok(()), None) => Ok(()),
         }
     }
 

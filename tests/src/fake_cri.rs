@@ -15,13 +15,7 @@ use netpath::node::cri::{paths, proto, PodRef};
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
 
-use crate::unique;
-
-impl Default for TempDir {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub use crate::TempDir;
 
 // ---------------------------------------------------------------------------------------------
 // The fake runtime.
@@ -206,22 +200,6 @@ impl tower::Service<http::Request<tonic::body::Body>> for FakeCri {
 }
 
 /// A private temp directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        let p = std::env::temp_dir().join(unique("netpath-cri-"));
-        std::fs::create_dir(&p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The fake CRI server on `<tempdir>/cri.sock`; shut down and its directory removed on drop.
 pub struct FakeServer {
     pub socket: PathBuf,

@@ -506,3 +506,26 @@ pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> std::io::
         .unwrap_or(0);
     Ok((status, headers.to_ascii_lowercase(), body.to_string()))
 }
+
+/// A private temporary directory, removed (with all in it) on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let p = std::env::temp_dir().join(unique("netpath-test-"));
+        std::fs::create_dir(&p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -47,32 +47,29 @@ const CONTAINERD: &[&str] = &[
     "util-linux",
 ];
 
+/// What the integration tests compare netpath with or drive, besides the lab's and containerd's.
+const TEST: &[&str] = &[
+    "tcpdump",
+    "tshark",
+    "tcpreplay",
+    "python3-scapy",
+    "bpftool",
+    "curl",
+    "prometheus",
+    "iptables",
+    // nfcapd/nfdump: the IPFIX collector the export is read back with.
+    "nfdump",
+    // The image builder's other engine (`cargo xtask image --engine podman`).
+    "podman",
+];
+
 /// The one list per command.
 pub fn for_task(task: Task) -> Vec<&'static str> {
     let extra: &[&str] = match task {
         Task::Lab | Task::Demo => &[],
         Task::LabContainerd => CONTAINERD,
-        Task::Test => &[
-            "tcpdump",
-            "tshark",
-            "tcpreplay",
-            "python3-scapy",
-            "bpftool",
-            "util-linux",
-            "curl",
-            "prometheus",
-            "iptables",
-            // The containerd lab's tests and the image builder's (buildah, runc for its check, a
-            // static C program).
-            "containerd",
-            "runc",
-            "containernetworking-plugins",
-            "buildah",
-            "gcc",
-            "libc6-dev",
-            // nfcapd/nfdump: the IPFIX collector the export is read back with.
-            "nfdump",
-        ],
+        // The containerd lab's tests and the image builder's are among them.
+        Task::Test => return LAB.iter().chain(TEST).chain(CONTAINERD).copied().collect(),
         Task::BenchFastpath => &["sockperf", "iptables", "bpftool"],
         // The lab's iperf3 is all it drives.
         Task::BenchDrops => &[],

@@ -451,6 +451,19 @@ mod tests {
         names.iter().map(|n| n.parse().unwrap()).collect()
     }
 
+    /// `--iface cni0` and the TOML `text` as `/x.toml`, resolved.
+    fn resolve_file(text: &str) -> Result<Config> {
+        let f: FileConfig = toml::from_str(text).unwrap();
+        Config::resolve(
+            &Config {
+                ifaces: iface(&["cni0"]),
+                ..Config::default()
+            },
+            Some((std::path::Path::new("/x.toml"), f)),
+            &|_| false,
+        )
+    }
+
     #[test]
     fn doctor_interval_is_a_duration_or_off() {
         assert_eq!(parse_doctor_interval("30s"), Ok(Some(Duration::from_secs(30))));
@@ -462,17 +475,7 @@ mod tests {
             assert!(parse_doctor_interval(bad_value).is_err(), "{bad_value}");
         }
         assert_eq!(Config::default().doctor_interval, Some(DOCTOR_INTERVAL));
-        let file = |text: &str| {
-            let f: FileConfig = toml::from_str(text).unwrap();
-            Config::resolve(
-                &Config {
-                    ifaces: iface(&["cni0"]),
-                    ..Config::default()
-                },
-                Some((std::path::Path::new("/x.toml"), f)),
-                &|_| false,
-            )
-        };
+        let file = resolve_file;
         assert_eq!(file("doctor_interval = \"off\"").unwrap().doctor_interval, None);
         assert_eq!(
             file("doctor_interval = \"1m\"").unwrap().doctor_interval,
@@ -487,17 +490,7 @@ mod tests {
 
     #[test]
     fn ipfix_collectors_come_from_flags_or_the_file_and_bad_ones_are_exit_2() {
-        let file = |text: &str| {
-            let f: FileConfig = toml::from_str(text).unwrap();
-            Config::resolve(
-                &Config {
-                    ifaces: iface(&["cni0"]),
-                    ..Config::default()
-                },
-                Some((std::path::Path::new("/x.toml"), f)),
-                &|_| false,
-            )
-        };
+        let file = resolve_file;
         let c = file(
             "ipfix = [\"127.0.0.1:4739\", \"[::1]:4739\"]\nipfix_interval = \"10s\"\nipfix_idle_timeout = \"2s\"\n",
         )

@@ -299,23 +299,30 @@ impl Daemon {
         if !was_attached {
             return;
         }
-        let acc = self.shared.maps.lock().unwrap().forget_ifindex(ifindex);
+        let acc = {
+            let mut maps = self.shared.maps.lock().unwrap();
+            let acc = maps.forget_ifindex(ifindex);
+            // Their final counts, for the IPFIX exporter's last records of them: handed over
+            // under the maps lock, which the exporter holds to take them, so it never sees the
+            // flows gone from the table but not yet among the departed (it would count them as
+            // vanished, then export them whole).
+            if let (Ok(a), true) = (&acc, self.shared.ipfix.is_some()) {
+                self.shared
+                    .ipfix_departed
+                    .lock()
+                    .unwrap()
+                    .extend(a.ended.iter().map(|(k, v)| FlowSample {
+                        key: *k,
+                        value: *v,
+                        iface: name.to_string(),
+                        owner: owner.clone(),
+                    }));
+            }
+            acc
+        };
         self.ager.forget_ifindex(ifindex);
         match acc {
             Ok(a) => {
-                if self.shared.ipfix.is_some() {
-                    // Their final counts, for the IPFIX exporter's last records of them.
-                    self.shared
-                        .ipfix_departed
-                        .lock()
-                        .unwrap()
-                        .extend(a.ended.iter().map(|(k, v)| FlowSample {
-                            key: *k,
-                            value: *v,
-                            iface: name.to_string(),
-                            owner: owner.clone(),
-                        }));
-                }
                 let clock = Clock::now();
                 for (k, v) in &a.ended {
                     let mut r = flow_end_row(k, v, end_reason::INTERFACE_GONE, &clock);

@@ -518,6 +518,8 @@ impl crate::service::ipfix::FlowSource for Shared {
     }
 
     fn take_departed(&self) -> Vec<crate::service::ipfix::FlowSample> {
+        // Under the maps lock: `departed` forgets a link's flows and hands them over in one hold.
+        let _maps = self.maps.lock().unwrap();
         std::mem::take(&mut *self.ipfix_departed.lock().unwrap())
     }
 }

@@ -225,6 +225,15 @@ fn containerd_pods_are_named_followed_counted_and_captured() {
     for d in [cri.state_dir(), cri.root_dir()] {
         assert!(!d.exists(), "{} is left behind", d.display());
     }
+    let cgroup = format!("netpath-lab-{}", lab.0.prefix);
+    let left: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(&cgroup))
+        .chain([Path::new("/sys/fs/cgroup").join(&cgroup)])
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "the pods' cgroups are left: {left:?}");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(
         !mounts.contains(&format!("netpath-lab/{}/", lab.0.prefix)),

@@ -37,10 +37,11 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The CRI container config the kubelet would send for the manifest's container: its args,
-/// security context and volume mounts, with the node paths this lab has instead of a real node's
-/// (`host_paths`: manifest hostPath -> lab path; an emptyDir becomes `scratch`).
-fn container_config(ds: &Value, host_paths: &[(&str, PathBuf)], scratch: &Path) -> proto::ContainerConfig {
+/// The CRI container config the kubelet would send for the manifest's container: its args (with
+/// `$(VAR)` expanded from its env, `spec.nodeName` being `node`), security context and volume
+/// mounts, with the node paths this lab has instead of a real node's (`host_paths`: manifest
+/// hostPath -> lab path; an emptyDir becomes `scratch`).
+fn container_config(ds: &Value, node: &str, host_paths: &[(&str, PathBuf)], scratch: &Path) -> proto::ContainerConfig {
     let pod = &ds["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     let sc = &c["securityContext"];
@@ -78,6 +79,19 @@ fn container_config(ds: &Value, host_paths: &[(&str, PathBuf)], scratch: &Path) 
             }
         })
         .collect();
+    let envs: Vec<proto::KeyValue> = c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| proto::KeyValue {
+            key: e["name"].as_str().unwrap_or_default().into(),
+            value: match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("spec.nodeName") => node.into(),
+                Some(other) => panic!("env {e}: fieldRef {other} is not handled here"),
+                None => e["value"].as_str().unwrap_or_default().into(),
+            },
+        })
+        .collect();
     let seccomp = match sc["seccompProfile"]["type"].as_str() {
         Some("RuntimeDefault") => proto::ProfileType::RuntimeDefault,
         Some("Unconfined") | None => proto::ProfileType::Unconfined,
@@ -89,16 +103,14 @@ fn container_config(ds: &Value, host_paths: &[(&str, PathBuf)], scratch: &Path) 
             attempt: 0,
         }),
         image: Some(proto::ImageSpec { image: IMAGE.into() }),
-        args: strings(&c["args"]),
-        envs: c["env"]
-            .as_array()
+        args: strings(&c["args"])
             .into_iter()
-            .flatten()
-            .map(|e| proto::KeyValue {
-                key: e["name"].as_str().unwrap_or_default().into(),
-                value: e["value"].as_str().unwrap_or_default().into(),
+            .map(|a| {
+                envs.iter()
+                    .fold(a, |a, e| a.replace(&format!("$({})", e.key), &e.value))
             })
             .collect(),
+        envs,
         mounts,
         log_path: "netpath.log".into(),
         linux: Some(proto::LinuxContainerConfig {
@@ -251,7 +263,7 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
     let db: CriPod = cri.add_pod("db-0").expect("db-0");
 
     // The image, from the binary under test, with the programs `cargo xtask image` puts in it.
-    let tmp = fake_cri::TempDir::new();
+    let tmp = TempDir::new();
     let work = tmp.0.clone();
     let archive = work.join("netpath.tar");
     let bin = netpath_bin();
@@ -274,12 +286,19 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
     // netpath's), and the lab's CRI socket for the node's.
     let bpffs = Bpffs::new();
     let scratch = work.join("volumes");
+    // The CRI socket's directory: the lab's containerd keeps its socket in its state directory.
+    let cri_dir = Path::new(&cri_arg).parent().expect("socket directory");
+    assert_eq!(cri.socket().file_name(), Path::new(&cri_arg).file_name());
+    let node1 = lab.0.node_ns(1);
     let config = container_config(
         &ds,
-        &[("/sys/fs/bpf", bpffs.0.clone()), (cri_arg.as_str(), cri.socket())],
+        &node1,
+        &[
+            ("/sys/fs/bpf", bpffs.0.clone()),
+            (cri_dir.to_str().unwrap(), cri.state_dir()),
+        ],
         &scratch,
     );
-    let node1 = lab.0.node_ns(1);
     let mut sandbox = lab.0.containerd().sandbox_config("netpath-node1", "netpath-ds-uid");
     sandbox.metadata.as_mut().unwrap().namespace = "netpath-system".into();
     sandbox.hostname = String::new();
@@ -375,6 +394,11 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
             })
             .collect();
         if named.contains("web-0") && named.contains("db-0") {
+            // --node-name=$(NODE_NAME), spec.nodeName: the cluster view's name for the node.
+            assert!(
+                text.contains(&format!("netpath_node_info{{node_name=\"{node1}\"")),
+                "netpath_node_info does not name {node1}"
+            );
             break named;
         }
         assert!(

@@ -7,24 +7,7 @@ use std::{
 };
 
 use netpath_lab::image::{self, ArchiveFormat, Engine, ImageFile, ImageSpec};
-use netpath_tests::{require_root, unique};
-
-/// A private directory, removed on drop (the engine's storage lives in it).
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Dir {
-        let p = std::env::temp_dir().join(unique("netpath-image-"));
-        std::fs::create_dir(&p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use netpath_tests::{require_root, TempDir};
 
 /// A static program that prints its arguments and exits with the number of them minus one.
 fn static_program(dir: &Path) -> PathBuf {
@@ -65,15 +48,20 @@ fn spec(bin: &Path, format: ArchiveFormat) -> ImageSpec {
 
 /// The working containers left in a build's private storage.
 fn containers(dir: &Path) -> String {
+    in_storage(dir, "containers")
+}
+
+/// `buildah LIST --quiet` (`containers`, `images`) of a build's private storage.
+fn in_storage(dir: &Path, list: &str) -> String {
     let out = Command::new("buildah")
         .arg("--root")
         .arg(dir.join("storage"))
         .arg("--runroot")
         .arg(dir.join("runroot"))
-        .args(["--storage-driver", "vfs", "containers", "--quiet"])
+        .args(["--storage-driver", "vfs", list, "--quiet"])
         .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
         .output()
-        .expect("run buildah containers");
+        .unwrap_or_else(|e| panic!("run buildah {list}: {e}"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -91,7 +79,7 @@ fn buildah_builds_a_scratch_image_into_both_archive_formats() {
         image::engine_available(Engine::Buildah),
         "buildah is missing: `cargo xtask test` installs it"
     );
-    let dir = Dir::new();
+    let dir = TempDir::new();
     let bin = static_program(&dir.0);
     let host_before = host_storage();
     for format in [ArchiveFormat::Docker, ArchiveFormat::Oci] {
@@ -106,7 +94,13 @@ fn buildah_builds_a_scratch_image_into_both_archive_formats() {
         assert_eq!(info.cmd, ["from"]);
         assert_eq!(info.user, "65534:65534");
         assert_eq!(info.labels["org.opencontainers.image.title"], "hello");
-        assert_eq!((info.os.as_str(), info.architecture.as_str()), ("linux", "amd64"));
+        // OCI's names for Rust's architectures.
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        assert_eq!((info.os.as_str(), info.architecture.as_str()), ("linux", arch));
         let f = info
             .files
             .iter()
@@ -129,20 +123,21 @@ fn buildah_builds_a_scratch_image_into_both_archive_formats() {
         );
         // No image stays in the private storage either: the commit went to the archive.
         assert!(work.join("storage.conf").is_file());
+        let images = in_storage(&work, "images");
+        assert!(images.is_empty(), "images left in the build's storage: {images}");
     }
     assert_eq!(host_storage(), host_before, "the host's container storage changed");
 }
 
-/// The same image with podman (`cargo xtask image --engine podman`), where it is installed: the
-/// test task does not install it (buildah is the default engine), so without it this says so.
+/// The same image with podman (`cargo xtask image --engine podman`; the test task installs it).
 #[test]
-fn podman_builds_the_same_image_where_installed() {
+fn podman_builds_the_same_image() {
     require_root();
-    if !image::engine_available(Engine::Podman) {
-        eprintln!("SKIPPED: podman is not installed (`cargo xtask image --engine podman` installs it)");
-        return;
-    }
-    let dir = Dir::new();
+    assert!(
+        image::engine_available(Engine::Podman),
+        "podman is missing: `cargo xtask test` installs it"
+    );
+    let dir = TempDir::new();
     let bin = static_program(&dir.0);
     let work = dir.0.join("podman");
     let out = work.join("hello.tar");
@@ -177,7 +172,7 @@ fn host_libpod_predates(work: &Path) -> bool {
 #[test]
 fn a_failed_build_names_the_command_and_leaves_no_container() {
     require_root();
-    let dir = Dir::new();
+    let dir = TempDir::new();
     let bin = static_program(&dir.0);
     // The program exits 1 with two arguments: the check fails, after the working container exists.
     let mut s = spec(&bin, ArchiveFormat::Docker);

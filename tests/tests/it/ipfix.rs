@@ -12,7 +12,7 @@
 use std::{
     collections::BTreeMap,
     net::UdpSocket,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -23,23 +23,6 @@ use netpath_tests::{proc::Proc, *};
 const NFCAPD: &str = "/usr/bin/nfcapd";
 const NFDUMP: &str = "/usr/bin/nfdump";
 const TSHARK: &str = "/usr/bin/tshark";
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique(tag));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A loopback UDP port nobody uses right now.
 fn free_udp_port() -> u16 {
@@ -112,7 +95,7 @@ fn nfdump_reads_netpath_ipfix_with_the_flow_tables_counts() {
     let pods = lab.0.pods();
     let pod_ips: Vec<String> = pods.iter().map(|p| p.ip.to_string()).collect();
 
-    let flows_dir = TempDir::new("netpath-nfcapd-");
+    let flows_dir = TempDir::new();
     let port = free_udp_port();
     let port_s = port.to_string();
     let mut nfcapd_cmd = Command::new(NFCAPD);
@@ -127,7 +110,7 @@ fn nfdump_reads_netpath_ipfix_with_the_flow_tables_counts() {
         "3600",
     ]);
     let nfcapd = Proc::spawn("nfcapd", nfcapd_cmd, "Startup nfcapd");
-    let capture_dir = TempDir::new("netpath-ipfix-pcap-");
+    let capture_dir = TempDir::new();
     let pcap = capture_dir.0.join("ipfix.pcapng");
     let mut tshark_cmd = Command::new(TSHARK);
     tshark_cmd.args([
@@ -521,7 +504,7 @@ fn flows_of_a_removed_interface_are_exported_from_their_final_counts() {
     }
     let pair = Pair::new();
     let pins = PinDir::new();
-    let flows_dir = TempDir::new("netpath-nfcapd-");
+    let flows_dir = TempDir::new();
     let port = free_udp_port().to_string();
     let mut cmd = Command::new(NFCAPD);
     cmd.args([

@@ -36,8 +36,9 @@
 //! each transport session (RFC 7011 3.1). Sends never wait: the socket is non-blocking and a send
 //! that fails (refused, unreachable, buffer full) is counted by kind and the records are gone, as
 //! a datagram lost on the wire is (the collector sees the gap in the sequence numbers). The
-//! exporter runs on its own thread, reading the flow table as the control API does, so neither the
-//! datapath, the event loop nor the API waits for it.
+//! exporter runs on its own thread, reading the flow table as the control API does: the datapath
+//! never waits for it, and the event loop, the API and the metrics wait only as long as one read
+//! of the flow table (the maps lock they share), never for a send.
 pub mod encode;
 
 use std::{
