@@ -63,8 +63,9 @@
 //! node after netpath's hook saw it, so B received `packets - dropped_packets` from A.
 //! `netpath_node_info` names the node and each of its VTEP addresses, so that rules
 //! (`deploy/prometheus/rules.yml`) join the two views and name the pair. Its label is `node_name`,
-//! not `node`: scrape configs commonly attach a `node` target label. A backend without a peer table
-//! ([`ApiError::NotFound`]) exports neither.
+//! not `node`: scrape configs commonly attach a `node` target label. A backend that has no peer rows
+//! to give ([`ApiError::NotFound`]) exports neither; pins older than the peer table give the node's
+//! name and VTEPs with no peer series.
 //!
 //! # Cardinality and series life
 //!
