@@ -13,8 +13,8 @@ use std::{
 use netpath_tests::*;
 
 use super::metrics::{
-    dashboard_exprs, dashboard_path, free_addr, report, result_count, row_panels, sample, substitute, Prometheus,
-    PROMETHEUS, PROMTOOL,
+    dashboard_exprs, free_addr, prometheus_and_dashboard, report, result_count, row_panels, sample, substitute,
+    Prometheus, PROMTOOL,
 };
 
 /// The lab's VTEPs (its fixed plan: `ul0` of node 1 and node 2, flannel.1's `local`).
@@ -188,15 +188,7 @@ fn scrape(addr: SocketAddr) -> String {
 #[test]
 fn cluster_lab_vxlan_loss_to_node2_fires_the_alert_in_prometheus_and_stops() {
     require_root();
-    for bin in [PROMETHEUS, PROMTOOL] {
-        assert!(
-            Path::new(bin).exists(),
-            "{bin} is missing: this test runs a real Prometheus (Debian package `prometheus`)"
-        );
-    }
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dashboard_path()).expect("read the dashboard"))
-            .expect("dashboard is JSON");
+    let dashboard = prometheus_and_dashboard();
     let lab = LabGuard::up("npc");
     let nodes = [lab.0.node_ns(1), lab.0.node_ns(2)];
     let pods = lab.0.pods();

@@ -300,6 +300,18 @@ pub(crate) fn dashboard_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/netpath-node.json")
 }
 
+/// The dashboard, once Prometheus and promtool are there (the tests that use it run both).
+pub(crate) fn prometheus_and_dashboard() -> serde_json::Value {
+    for bin in [PROMETHEUS, PROMTOOL] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: this test runs a real Prometheus (Debian package `prometheus`)"
+        );
+    }
+    serde_json::from_str(&std::fs::read_to_string(dashboard_path()).expect("read the dashboard"))
+        .expect("dashboard is JSON")
+}
+
 /// Print to the real stderr (past the test harness' capture), so CI logs show the summary.
 pub(crate) fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
@@ -308,15 +320,7 @@ pub(crate) fn report(line: &str) {
 #[test]
 fn lab_metrics_scraped_by_prometheus_feed_every_dashboard_query() {
     require_root();
-    for bin in [PROMETHEUS, PROMTOOL] {
-        assert!(
-            Path::new(bin).exists(),
-            "{bin} is missing: this test runs a real Prometheus (Debian package `prometheus`)"
-        );
-    }
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dashboard_path()).expect("read the dashboard"))
-            .expect("dashboard is JSON");
+    let dashboard = prometheus_and_dashboard();
 
     let lab = LabGuard(Lab::new(&unique("npm")));
     lab.0.up().expect("lab up");
