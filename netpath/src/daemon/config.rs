@@ -308,7 +308,7 @@ impl Config {
     }
 
     /// The IPFIX export this configuration asks for (None without `--ipfix`): the collectors
-    /// resolved now. A bad address or a zero duration is bad input (exit 2).
+    /// resolved now. A bad address or a duration under 1 s is bad input (exit 2).
     pub fn ipfix_options(&self) -> Result<Option<crate::service::ipfix::IpfixOptions>> {
         let collectors = crate::service::ipfix::parse_collectors(&self.ipfix)?;
         if collectors.is_empty() {
@@ -506,6 +506,7 @@ mod tests {
         for bad in [
             "ipfix = \"nowhere\"",
             "ipfix = \"127.0.0.1:4739\"\nipfix_interval = \"0s\"",
+            "ipfix = \"127.0.0.1:4739\"\nipfix_idle_timeout = \"500ms\"",
         ] {
             let e = file(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");

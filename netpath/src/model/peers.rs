@@ -56,11 +56,17 @@ pub fn rows(entries: &[(PeerKey, PeerCounters)], name_of: impl Fn(u32) -> String
 }
 
 /// The node's VTEPs: `configured` (the VXLAN devices' local addresses) and every row's local
-/// address, sorted, once each.
+/// address, sorted, once each. A multicast or broadcast destination (a VXLAN group, flooding) is
+/// not a VTEP of this node.
 pub fn vteps(configured: impl IntoIterator<Item = String>, rows: &[VxlanPeerRow]) -> Vec<String> {
+    let unicast = |a: &String| match a.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => !(v4.is_multicast() || v4.is_broadcast()),
+        Ok(std::net::IpAddr::V6(v6)) => !v6.is_multicast(),
+        Err(_) => false,
+    };
     let mut v: Vec<String> = configured
         .into_iter()
-        .chain(rows.iter().map(|r| r.local.clone()))
+        .chain(rows.iter().map(|r| r.local.clone()).filter(unicast))
         .collect();
     v.sort();
     v.dedup();
@@ -135,6 +141,11 @@ mod tests {
             vteps(["10.0.0.1".to_string(), "172.27.0.11".to_string()], &r),
             ["10.0.0.1", "172.27.0.11"]
         );
+        // Frames to a VXLAN multicast group arrive with the group as their destination.
+        let group = rows(&[(key(DIR_INGRESS, [239, 1, 1, 1], [172, 27, 16, 10]), c)], |i| {
+            format!("if{i}")
+        });
+        assert_eq!(vteps(["172.27.0.11".to_string()], &group), ["172.27.0.11"]);
         let t = table(&VxlanPeers {
             node: "np-node1".into(),
             vteps: vec!["172.27.0.11".into()],

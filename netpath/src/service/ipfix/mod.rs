@@ -82,8 +82,8 @@ pub enum IpfixError {
     PortZero(String),
     #[error("--ipfix: no collector given")]
     Empty,
-    #[error("--ipfix: {what} must be positive")]
-    ZeroDuration { what: &'static str },
+    #[error("--ipfix: {what} must be at least 1s (IPFIX timeouts are whole seconds)")]
+    ShortDuration { what: &'static str },
     #[error("IPFIX exporter: opening a UDP socket for {addr}: {source}")]
     Socket { addr: SocketAddr, source: io::Error },
 }
@@ -168,8 +168,8 @@ impl IpfixOptions {
             ("--ipfix-idle-timeout", self.idle_timeout),
             ("--ipfix-template-interval", self.template_interval),
         ] {
-            if d.is_zero() {
-                return Err(IpfixError::ZeroDuration { what });
+            if d < Duration::from_secs(1) {
+                return Err(IpfixError::ShortDuration { what });
             }
         }
         Ok(())
@@ -824,7 +824,7 @@ mod tests {
         drop(dead);
         let opts = IpfixOptions {
             collectors: vec![sink.local_addr().unwrap(), dead_addr],
-            interval: Duration::from_millis(200),
+            interval: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(30),
             ..IpfixOptions::default()
         };
