@@ -442,7 +442,7 @@ disabled_plugins = [
     pub fn add_pod(&self, name: &str) -> Result<CriPod, LabError> {
         validate_pod_name(name)?;
         if self.pods()?.iter().any(|p| p.name == name) {
-            return Err(LabError::Runtime {
+            return Err(LabError::BadPod {
                 what: format!("pod {POD_NAMESPACE}/{name} exists already"),
             });
         }
@@ -474,7 +474,7 @@ disabled_plugins = [
         let pods = self.pods()?;
         let Some(pod) = pods.iter().find(|p| p.name == name) else {
             let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
-            return Err(LabError::Runtime {
+            return Err(LabError::BadPod {
                 what: format!(
                     "no pod {name:?} in lab '{}'; its pods: {}",
                     self.lab.prefix,
@@ -804,6 +804,16 @@ mod tests {
         for bad in ["", "Web-0", "web_0", "-web", "web-", &"a".repeat(64), "web 0"] {
             assert!(validate_pod_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_bad_pod_name_is_bad_input_before_any_runtime_call() {
+        // No containerd runs for this prefix: the name is refused first.
+        let e = Lab::new("npnone").containerd().add_pod("Web_0").unwrap_err();
+        assert!(matches!(e, LabError::InvalidPodName { .. }) && e.is_bad_input(), "{e}");
+        let gone = LabError::BadPod { what: "no pod".into() };
+        assert!(gone.is_bad_input());
+        assert!(!LabError::Runtime { what: "x".into() }.is_bad_input());
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum LabError {
     #[error("invalid pod name {name:?}: a DNS label (lowercase letters, digits, '-'; at most 63)")]
     InvalidPodName { name: String },
 
+    /// A pod name that exists already (add) or not at all (del).
+    #[error("{what}")]
+    BadPod { what: String },
+
     #[error(transparent)]
     Cri(#[from] netpath_cri::CriError),
 
@@ -42,4 +46,17 @@ pub enum LabError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+impl LabError {
+    /// The caller asked for something that cannot be (exit 2), rather than something failing.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            LabError::InvalidPrefix { .. }
+                | LabError::InvalidPodName { .. }
+                | LabError::BadPod { .. }
+                | LabError::InvalidImage(_)
+        )
+    }
 }

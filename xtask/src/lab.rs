@@ -127,6 +127,9 @@ fn containerd_up(lab: &Lab, progress: &dyn Fn(&str)) -> Result<Vec<CriPod>> {
 }
 
 fn pod(lab: &Lab, action: &PodAction, json: bool) -> Result<()> {
+    if let PodAction::Add { name } = action {
+        netpath_lab::containerd::validate_pod_name(name)?;
+    }
     let cri = lab.containerd();
     if cri.pid().is_none() {
         anyhow::bail!(

@@ -74,7 +74,11 @@ enum Cmd {
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("xtask: error: {e:#}");
-        std::process::exit(1);
+        // Bad input (a lab prefix, a pod name) is exit 2, as netpath's own.
+        let bad = e
+            .downcast_ref::<netpath_lab::LabError>()
+            .is_some_and(netpath_lab::LabError::is_bad_input);
+        std::process::exit(if bad { 2 } else { 1 });
     }
 }
 
