@@ -624,6 +624,79 @@ fn build_podman(spec: &ImageSpec, runner: &Runner<'_>, workdir: &Path, out: &Pat
 // ---------------------------------------------------------------------------------------------
 // Dynamically linked programs
 
+/// Where the image's program lives, and its entrypoint.
+pub const NETPATH_ENTRYPOINT: &str = "/usr/bin/netpath";
+/// The tools netpath runs, at their Debian paths.
+pub const NETPATH_TOOLS: &[&str] = &["/usr/sbin/ip", "/usr/sbin/bridge"];
+
+/// The image's files: netpath, the tools, and every library any of them loads.
+fn netpath_files(netpath: &Path, tools: &[&str]) -> Result<Vec<ImageFile>, LabError> {
+    let mut programs = vec![(netpath, NETPATH_ENTRYPOINT)];
+    for t in tools {
+        if !Path::new(t).is_file() {
+            return Err(LabError::InvalidImage(format!(
+                "{t} is missing (iproute2): netpath runs it"
+            )));
+        }
+        programs.push((Path::new(*t), *t));
+    }
+    programs_with_libraries(&programs)
+}
+
+/// iproute2's tools say their version with `-V`.
+fn version_flag(program: &str) -> &'static str {
+    if program == NETPATH_ENTRYPOINT {
+        "--version"
+    } else {
+        "-V"
+    }
+}
+
+/// netpath's image (`cargo xtask image`, and the DaemonSet test): the binary `netpath`, linked
+/// dynamically against glibc, with the loader and the libraries `ldd` names copied from this
+/// machine (the Debian release that linked it), and the iproute2 `tools` it runs (`ip` for a
+/// foreign XDP program's id, `bridge` for the fast path's FDB) with theirs. `revision` is the
+/// source revision label. Each program is checked to start inside the image before it is written.
+pub fn netpath_spec(
+    netpath: &Path,
+    tools: &[&str],
+    reference: &str,
+    format: ArchiveFormat,
+    revision: &str,
+) -> Result<ImageSpec, LabError> {
+    let labels: BTreeMap<String, String> = [
+        ("org.opencontainers.image.title", "netpath".to_string()),
+        (
+            "org.opencontainers.image.description",
+            "eBPF flow observatory for Kubernetes nodes (run as the DaemonSet in deploy/kubernetes)".into(),
+        ),
+        ("org.opencontainers.image.version", env!("CARGO_PKG_VERSION").into()),
+        ("org.opencontainers.image.revision", revision.to_string()),
+        ("org.opencontainers.image.licenses", "MIT OR Apache-2.0".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Ok(ImageSpec {
+        reference: reference.into(),
+        files: netpath_files(netpath, tools)?,
+        entrypoint: vec![NETPATH_ENTRYPOINT.into()],
+        // Without arguments the image describes itself; the DaemonSet gives `run ...`.
+        cmd: vec!["--help".into()],
+        labels,
+        // netpath finds `ip` and `bridge` on PATH.
+        env: [("PATH".to_string(), "/usr/sbin:/usr/bin".to_string())].into(),
+        // Root in the container, with only the capabilities the pod spec grants (see the DaemonSet).
+        user: Some("0:0".into()),
+        format,
+        // Proves the loader and libraries are complete: the programs start inside the image.
+        checks: std::iter::once(NETPATH_ENTRYPOINT)
+            .chain(tools.iter().copied())
+            .map(|p| vec![p.to_string(), version_flag(p).into()])
+            .collect(),
+    })
+}
+
 /// The files an image needs to run dynamically linked programs: each program (host path, path in
 /// the image, mode 0755), then every library `ldd` names for any of them, loader included, once,
 /// at the path the loader looks for it (a host symlink resolved, so the file itself is copied)
@@ -893,6 +966,37 @@ pub fn engine_available(engine: Engine) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_image_holds_netpath_its_loader_and_libraries() {
+        // Any dynamically linked binaries show the shape: these are on every Debian machine.
+        let s = netpath_spec(
+            Path::new("/bin/sh"),
+            &["/usr/bin/env", "/bin/ls"],
+            "netpath.local/netpath:dev",
+            ArchiveFormat::Docker,
+            "abc",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.entrypoint, [NETPATH_ENTRYPOINT]);
+        assert_eq!(s.files[0].path, NETPATH_ENTRYPOINT);
+        let paths: Vec<&str> = s.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(
+            paths.contains(&"/usr/bin/env") && paths.contains(&"/bin/ls"),
+            "{paths:?}"
+        );
+        assert!(paths.iter().any(|p| p.contains("ld-linux")), "no loader in {paths:?}");
+        assert!(paths.iter().any(|p| p.ends_with("/libc.so.6")), "no libc in {paths:?}");
+        // Each program must start inside the image before the archive is written.
+        assert_eq!(s.checks.len(), 3, "{:?}", s.checks);
+        assert_eq!(s.checks[0], [NETPATH_ENTRYPOINT, "--version"]);
+        assert_eq!(s.checks[2], ["/bin/ls", "-V"]);
+        // Host paths are the files themselves, not the symlinks that name them.
+        for f in &s.files[1..] {
+            assert!(!f.host.is_symlink(), "{}", f.host.display());
+        }
+    }
 
     fn spec() -> ImageSpec {
         ImageSpec {

@@ -262,23 +262,18 @@ fn the_daemonset_runs_in_containerd_with_its_own_security_settings() {
     let web: CriPod = cri.add_pod("web-0").expect("web-0");
     let db: CriPod = cri.add_pod("db-0").expect("db-0");
 
-    // The image, from the binary under test, with the programs `cargo xtask image` puts in it.
+    // `cargo xtask image`'s image, from the binary under test.
     let tmp = TempDir::new();
     let work = tmp.0.clone();
     let archive = work.join("netpath.tar");
-    let bin = netpath_bin();
-    let spec = image::ImageSpec {
-        reference: IMAGE.into(),
-        files: image::programs_with_libraries(&[
-            (bin.as_path(), "/usr/bin/netpath"),
-            (Path::new("/usr/sbin/ip"), "/usr/sbin/ip"),
-            (Path::new("/usr/sbin/bridge"), "/usr/sbin/bridge"),
-        ])
-        .expect("the image's files"),
-        entrypoint: vec!["/usr/bin/netpath".into()],
-        env: [("PATH".to_string(), "/usr/sbin:/usr/bin".to_string())].into(),
-        ..Default::default()
-    };
+    let spec = image::netpath_spec(
+        &netpath_bin(),
+        image::NETPATH_TOOLS,
+        IMAGE,
+        image::ArchiveFormat::Docker,
+        "test",
+    )
+    .expect("the image's files");
     image::build_to(&spec, image::Engine::Buildah, &work.join("build"), &archive).expect("image build");
     cri.import(&archive).expect("ctr images import");
 
