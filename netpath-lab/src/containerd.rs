@@ -561,29 +561,26 @@ disabled_plugins = [
     pub fn stop(&self, progress: &dyn Fn(&str)) -> Result<(), LabError> {
         let mut first_err: Option<LabError> = None;
         if self.pid().is_some() {
-            {
-                let ids = self.with_cri(|mut c| async move {
-                    let ids: Vec<String> = match c.all_sandboxes().await {
-                        Ok(v) => v.into_iter().map(|s| s.id).collect(),
-                        Err(_) => Vec::new(),
-                    };
-                    for id in &ids {
-                        let r = async {
-                            c.stop_sandbox(id).await?;
-                            c.remove_sandbox(id).await
-                        }
-                        .await;
-                        if let Err(e) = r {
-                            log_err(&format!("removing sandbox {id}: {e}"));
-                        }
+            // Every sandbox of this containerd (it is the lab's own); one that will not go is
+            // said and left to the namespace and shim cleanup below.
+            let removed = self.with_cri(|mut c| async move {
+                let ids: Vec<String> = c.all_sandboxes().await?.into_iter().map(|s| s.id).collect();
+                for id in &ids {
+                    let r = async {
+                        c.stop_sandbox(id).await?;
+                        c.remove_sandbox(id).await
                     }
-                    Ok(ids)
-                });
-                if let Ok(ids) = ids {
-                    if !ids.is_empty() {
-                        progress(&format!("removed {} pod sandbox(es) through CRI", ids.len()));
+                    .await;
+                    if let Err(e) = r {
+                        log_err(&format!("removing sandbox {id}: {e}"));
                     }
                 }
+                Ok(ids.len())
+            });
+            match removed {
+                Ok(0) => {}
+                Ok(n) => progress(&format!("removed {n} pod sandbox(es) through CRI")),
+                Err(e) => log_err(&format!("listing the pod sandboxes: {e}")),
             }
         }
         if let Some(pid) = self.pid() {

@@ -195,6 +195,8 @@ struct Daemon {
     links: HashMap<u32, IfaceLinks>,
     nl: Netlink,
     cri: Option<CriClient>,
+    /// What each CRI sandbox resolved to, so polls ask only about new ones.
+    pods: cri::PodResolver,
     ager: Ager,
     /// The drop tracer's daemon-written maps (None if the object lacks them).
     drop_maps: Option<DropMaps>,
@@ -424,7 +426,7 @@ impl Daemon {
         let mut pods_named = true;
         if let Some(cri) = self.cri.as_mut() {
             if !wanted.is_empty() || unnamed_pods {
-                if let Ok(pods) = cri::pods_by_netns_inode(cri).await {
+                if let Ok(pods) = self.pods.resolve(cri).await {
                     self.shared.view.lock().unwrap().set_pods(pods);
                 }
             }
@@ -716,9 +718,7 @@ async fn async_main(
             .await
             .map_err(|e| log::warn!("CRI {}: {e}; pods will not be named", p.display()))
             .ok(),
-        None => CriClient::discover(&cri::DEFAULT_SOCKETS.iter().map(PathBuf::from).collect::<Vec<_>>())
-            .await
-            .map(|(_, c)| c),
+        None => CriClient::discover(&cri::candidates(None)).await.map(|(_, c)| c),
     };
     // Before attaching anything: a socket another daemon answers on stops us here, unchanged.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -754,6 +754,7 @@ async fn async_main(
         links: HashMap::new(),
         nl,
         cri,
+        pods: cri::PodResolver::default(),
         ager: Ager::new(FLOW_IDLE),
         drop_maps,
     };

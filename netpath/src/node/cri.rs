@@ -10,9 +10,7 @@ use std::{
 };
 
 use futures::StreamExt;
-pub use netpath_cri::{
-    candidates, paths, proto, CriClient, CriError, RuntimeVersion, CALL_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_SOCKETS,
-};
+pub use netpath_cri::{candidates, paths, proto, CriClient, CriError, DEFAULT_SOCKETS};
 
 /// PodSandboxStatus calls in flight at once.
 const STATUS_CONCURRENCY: usize = 8;
@@ -30,86 +28,122 @@ pub struct PodRef {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Ready pod sandboxes -> their network namespace inode (st_ino of the nsfs file).
+/// Ready pod sandboxes -> their network namespace inode (st_ino of the nsfs file), once; see
+/// [`PodResolver`].
+pub async fn pods_by_netns_inode(cri: &mut CriClient) -> Result<HashMap<u64, PodRef>, CriError> {
+    PodResolver::default().resolve(cri).await
+}
+
+/// Ready pod sandboxes -> their network namespace inode (st_ino of the nsfs file), remembering
+/// what each sandbox resolved to: a sandbox's namespace, metadata and labels do not change, so a
+/// poll (the daemon polls while a pod veth is unnamed) asks PodSandboxStatus only of sandboxes it
+/// has not seen, and costs one ListPodSandbox otherwise.
 ///
-/// Per sandbox: PodSandboxStatus(verbose); from `info["info"]` (JSON) the OCI runtime spec's
+/// Per new sandbox: PodSandboxStatus(verbose); from `info["info"]` (JSON) the OCI runtime spec's
 /// `runtimeSpec.linux.namespaces[type=="network"].path`, stat'ed; failing that the sandbox
 /// process's `/proc/PID/ns/net` (`"pid"`). Skipped, not fatal: host-network sandboxes (NamespaceOption
 /// network NODE, or a runtime spec without a network namespace), sandboxes whose info is missing or
 /// unparseable or whose namespace file is gone, sandboxes removed since the listing (NotFound) or
-/// whose status call fails, and anything that resolves to netpath's own network namespace. Errors:
-/// ListPodSandbox failing, or every PodSandboxStatus call failing (other than NotFound). Two
-/// sandboxes on one namespace: the newer wins.
-pub async fn pods_by_netns_inode(cri: &mut CriClient) -> Result<HashMap<u64, PodRef>, CriError> {
-    let sandboxes = cri.ready_sandboxes().await?;
-    let own_netns = nsfs_inode(Path::new("/proc/self/ns/net"));
-    let statuses: Vec<_> = futures::stream::iter(sandboxes)
-        .map(|sb| {
-            let mut client = cri.clone();
-            async move {
-                let r = client.sandbox_status(&sb.id).await;
-                (sb, r)
-            }
-        })
-        .buffer_unordered(STATUS_CONCURRENCY)
-        .collect()
-        .await;
-    let mut out: HashMap<u64, (i64, PodRef)> = HashMap::new();
-    let (mut answered, mut first_err) = (statuses.is_empty(), None);
-    for (sb, status) in statuses {
-        let status = match status {
-            Ok(s) => s,
-            // Removed since the listing (NotFound), or trouble with this one sandbox. When no
-            // status call at all succeeds, the runtime is the problem: that error is returned.
-            Err(e) => {
-                if !matches!(
-                    e,
-                    CriError::Call {
-                        code: tonic::Code::NotFound,
-                        ..
-                    }
-                ) {
-                    first_err.get_or_insert(e);
-                } else {
-                    answered = true;
+/// whose status call fails (asked again on the next poll), and anything that resolves to netpath's
+/// own network namespace. Errors: ListPodSandbox failing, or every PodSandboxStatus call of a poll
+/// failing (other than NotFound). Two sandboxes on one namespace: the newer wins.
+#[derive(Debug, Default)]
+pub struct PodResolver {
+    /// Sandbox id -> (its namespace's inode, its creation time, the pod); None: nothing to map
+    /// (host network, netpath's own namespace).
+    known: HashMap<String, Option<(u64, i64, PodRef)>>,
+}
+
+impl PodResolver {
+    pub async fn resolve(&mut self, cri: &mut CriClient) -> Result<HashMap<u64, PodRef>, CriError> {
+        let sandboxes = cri.ready_sandboxes().await?;
+        self.known.retain(|id, _| sandboxes.iter().any(|sb| &sb.id == id));
+        let fresh: Vec<proto::PodSandbox> = sandboxes
+            .into_iter()
+            .filter(|sb| !self.known.contains_key(&sb.id))
+            .collect();
+        let own_netns = nsfs_inode(Path::new("/proc/self/ns/net"));
+        let statuses: Vec<_> = futures::stream::iter(fresh)
+            .map(|sb| {
+                let mut client = cri.clone();
+                async move {
+                    let r = client.sandbox_status(&sb.id).await;
+                    (sb, r)
                 }
+            })
+            .buffer_unordered(STATUS_CONCURRENCY)
+            .collect()
+            .await;
+        let (mut answered, mut first_err) = (statuses.is_empty(), None);
+        for (sb, status) in statuses {
+            let status = match status {
+                Ok(s) => s,
+                // Removed since the listing (NotFound), or trouble with this one sandbox. When no
+                // status call at all succeeds, the runtime is the problem: that error is returned.
+                Err(e) => {
+                    if !matches!(
+                        e,
+                        CriError::Call {
+                            code: tonic::Code::NotFound,
+                            ..
+                        }
+                    ) {
+                        first_err.get_or_insert(e);
+                    } else {
+                        answered = true;
+                    }
+                    continue;
+                }
+            };
+            answered = true;
+            let ino = match netns_location(&status) {
+                Some(NetnsLocation::Host) => {
+                    self.known.insert(sb.id, None);
+                    continue;
+                }
+                // Not resolvable now (no info, the namespace file not there): asked again.
+                None => continue,
+                Some(NetnsLocation::At { path, pid }) => match netns_inode(path, pid) {
+                    Some(ino) => ino,
+                    None => continue,
+                },
+            };
+            if Some(ino) == own_netns {
+                self.known.insert(sb.id, None);
                 continue;
             }
-        };
-        answered = true;
-        let Some(ino) = sandbox_netns_inode(&status) else {
-            continue;
-        };
-        if Some(ino) == own_netns {
-            continue;
+            let meta = status
+                .status
+                .as_ref()
+                .and_then(|s| s.metadata.clone())
+                .or(sb.metadata)
+                .unwrap_or_default();
+            let labels = match status.status.as_ref().map(|s| &s.labels) {
+                Some(l) if !l.is_empty() => l,
+                _ => &sb.labels,
+            };
+            let pod = PodRef {
+                labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                namespace: meta.namespace,
+                name: meta.name,
+                uid: meta.uid,
+                sandbox_id: sb.id.clone(),
+            };
+            self.known.insert(sb.id, Some((ino, sb.created_at, pod)));
         }
-        let meta = status
-            .status
-            .as_ref()
-            .and_then(|s| s.metadata.clone())
-            .or(sb.metadata)
-            .unwrap_or_default();
-        let labels = match status.status.as_ref().map(|s| &s.labels) {
-            Some(l) if !l.is_empty() => l,
-            _ => &sb.labels,
-        };
-        let pod = PodRef {
-            labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            namespace: meta.namespace,
-            name: meta.name,
-            uid: meta.uid,
-            sandbox_id: sb.id,
-        };
-        match out.get(&ino) {
-            Some((created, _)) if *created > sb.created_at => {}
-            _ => {
-                out.insert(ino, (sb.created_at, pod));
+        if let (Some(e), false) = (first_err, answered) {
+            return Err(e);
+        }
+        let mut out: HashMap<u64, (i64, &PodRef)> = HashMap::new();
+        for (ino, created, pod) in self.known.values().flatten() {
+            match out.get(ino) {
+                Some((newer, _)) if newer > created => {}
+                _ => {
+                    out.insert(*ino, (*created, pod));
+                }
             }
         }
-    }
-    match first_err {
-        Some(e) if !answered => Err(e),
-        _ => Ok(out.into_iter().map(|(k, (_, p))| (k, p)).collect()),
+        Ok(out.into_iter().map(|(k, (_, p))| (k, p.clone())).collect())
     }
 }
 
@@ -167,13 +201,10 @@ fn netns_location(status: &proto::PodSandboxStatusResponse) -> Option<NetnsLocat
     Some(NetnsLocation::At { path, pid })
 }
 
-fn sandbox_netns_inode(status: &proto::PodSandboxStatusResponse) -> Option<u64> {
-    match netns_location(status)? {
-        NetnsLocation::Host => None,
-        NetnsLocation::At { path, pid } => path
-            .and_then(|p| nsfs_inode(&p))
-            .or_else(|| pid.and_then(|pid| nsfs_inode(&PathBuf::from(format!("/proc/{pid}/ns/net"))))),
-    }
+/// The inode of a sandbox's namespace: its file, else its process's.
+fn netns_inode(path: Option<PathBuf>, pid: Option<u32>) -> Option<u64> {
+    path.and_then(|p| nsfs_inode(&p))
+        .or_else(|| pid.and_then(|pid| nsfs_inode(&PathBuf::from(format!("/proc/{pid}/ns/net")))))
 }
 
 /// st_ino of a namespace file, if `path` is one (a leftover regular file under /run/netns is not).

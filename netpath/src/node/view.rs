@@ -6,7 +6,7 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use netpath_common::maps::programs;
 
 use super::{
-    cri::{CriClient, PodRef, DEFAULT_SOCKETS},
+    cri::{CriClient, PodRef},
     netlink::{resolve_netnsids, LinkInfo, Netlink, NetnsName, PeerLink},
 };
 use crate::{
@@ -124,8 +124,7 @@ pub async fn collect() -> Result<Vec<IfaceRow>> {
     let links = nl.links().await?;
     let ids: Vec<i32> = links.iter().filter_map(|l| l.link_netnsid).collect();
     let netns = resolve_netnsids(&nl, &ids).await.unwrap_or_default();
-    let sockets: Vec<std::path::PathBuf> = DEFAULT_SOCKETS.iter().map(std::path::PathBuf::from).collect();
-    let pods = match CriClient::discover(&sockets).await {
+    let pods = match CriClient::discover(&super::cri::candidates(None)).await {
         Some((_, mut c)) => crate::node::cri::pods_by_netns_inode(&mut c).await.unwrap_or_default(),
         None => Default::default(),
     };

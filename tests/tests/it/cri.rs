@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netpath::node::cri::{paths, pods_by_netns_inode, proto, CriClient, CriError};
+use netpath::node::cri::{paths, pods_by_netns_inode, proto, CriClient, CriError, PodResolver};
 use netpath_tests::{fake_cri::*, *};
 
 // ---------------------------------------------------------------------------------------------
@@ -170,6 +170,24 @@ fn cri_maps_ready_sandboxes_to_netns_inodes() {
         ["sb-coredns verbose=true", "sb-host verbose=true", "sb-tea verbose=true"]
     );
     assert_eq!(server.calls(paths::VERSION).len(), 2);
+
+    // The daemon's resolver, polled twice: the second poll lists, and asks no status again (a
+    // sandbox's namespace, name and labels do not change), with the same answer.
+    let (first, second) = rt.block_on(async {
+        let mut client = CriClient::connect(&server.socket).await.expect("connect");
+        let mut resolver = PodResolver::default();
+        let first = resolver.resolve(&mut client).await.expect("first poll");
+        let second = resolver.resolve(&mut client).await.expect("second poll");
+        (first, second)
+    });
+    assert_eq!(first.len(), 2, "{first:#?}");
+    assert_eq!(first, second);
+    assert_eq!(server.calls(paths::LIST_POD_SANDBOX).len(), 3);
+    assert_eq!(
+        server.calls(paths::POD_SANDBOX_STATUS).len(),
+        6,
+        "the second poll asked for status again"
+    );
     drop(server);
     drop(sleeper);
 }
